@@ -1,0 +1,51 @@
+#ifndef DISTQ_EXEC_H
+#define DISTQ_EXEC_H
+/*
+ * Executors: a graph built once for a batch size, then run many times.
+ *
+ *     distq_exec *e;
+ *     distq_exec_create(DISTQ_BACKEND_ONEDNN, g, 50, &e);   // frozen: prepack once
+ *     distq_exec_run(e, input, logits);                     // hot path, no allocation
+ *     distq_exec_destroy(e);
+ *
+ * DISTQ_BACKEND_REF is the plain-C oracle; DISTQ_BACKEND_ONEDNN the fast one.
+ * Input and output are dense row-major f32: input (N, C, H, W) or (N, F),
+ * output the output value's dims with the batch N.
+ */
+#include <stdint.h>
+
+#include "distq/graph.h"
+#include "distq/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { DISTQ_BACKEND_REF = 0, DISTQ_BACKEND_ONEDNN, DISTQ_BACKEND_COUNT } distq_backend;
+
+const char *distq_backend_name(distq_backend b);
+
+typedef struct distq_exec distq_exec;
+
+/* Builds an executor for g (finalized) and batch N. The executor does not keep
+ * g: it copies what it needs. */
+distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t batch,
+                               distq_exec **out);
+/* input: N x (graph input per-image numel) f32; output: N x (output numel) f32. */
+distq_status distq_exec_run(distq_exec *e, const float *input, float *output);
+void distq_exec_destroy(distq_exec *e);
+
+/* Elements per image of the executor's input and output. */
+int64_t distq_exec_input_numel(const distq_exec *e);
+int64_t distq_exec_output_numel(const distq_exec *e);
+int64_t distq_exec_batch(const distq_exec *e);
+
+/* oneDNN's effective ISA, e.g. "avx512_core_bf16" (static text). */
+const char *distq_onednn_isa(void);
+/* Sets oneDNN/OpenMP threads for subsequent runs (0 = leave as is). */
+distq_status distq_onednn_set_threads(int threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

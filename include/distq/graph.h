@@ -1,0 +1,177 @@
+#ifndef DISTQ_GRAPH_H
+#define DISTQ_GRAPH_H
+/*
+ * The graph IR: named parameters, named activation values and named nodes.
+ *
+ *     distq_graph *g;
+ *     distq_graph_create(&g);
+ *     int64_t in[4] = {1, 3, 224, 224};          // dims[0] is the batch, held at 1
+ *     distq_graph_set_input(g, "input", 4, in);
+ *     distq_graph_add_param(g, "conv1.weight", DISTQ_DTYPE_F32, 4, wdims, NULL, &w);
+ *     const char *ins[] = {"input"};
+ *     distq_graph_add_node(g, "conv1", DISTQ_OP_CONV2D, &attr, 1, ins, params, "conv1");
+ *     distq_graph_set_output(g, "fc");
+ *     distq_graph_finalize(g);                    // resolve names, order, infer shapes
+ *
+ * Values are activations: the graph input and each node's single output. Their
+ * dims are per batch of one (dims[0] == 1); executors are built for a batch N.
+ * Nodes are added in any order; distq_graph_finalize() resolves names, sorts the
+ * nodes topologically (once), infers every value's shape and checks every
+ * parameter, and reports the first bad node by name.
+ */
+#include <stdint.h>
+
+#include "distq/status.h"
+#include "distq/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Only ever append: the names below are stored in model files. */
+typedef enum {
+    DISTQ_OP_CONV2D = 0,
+    DISTQ_OP_BATCH_NORM,
+    DISTQ_OP_RELU,
+    DISTQ_OP_ADD,
+    DISTQ_OP_MAX_POOL2D,
+    DISTQ_OP_ADAPTIVE_AVG_POOL2D,
+    DISTQ_OP_FLATTEN,
+    DISTQ_OP_LINEAR,
+    DISTQ_OP_COUNT
+} distq_op;
+
+/* "conv2d", "batch_norm", "relu", "add", "max_pool2d", "adaptive_avg_pool2d",
+ * "flatten", "linear". */
+const char *distq_op_name(distq_op op);
+distq_status distq_op_from_name(const char *name, distq_op *out);
+
+/* Typed attributes; each op reads only its own fields (see distq_attrs_default). */
+typedef struct {
+    int64_t kernel[2];      /* max_pool2d: (KH, KW) */
+    int64_t stride[2];      /* conv2d, max_pool2d */
+    int64_t padding[2];     /* conv2d, max_pool2d: (PH, PW), both sides */
+    int64_t dilation[2];    /* conv2d (1 = dense); max_pool2d must be 1 */
+    int64_t groups;         /* conv2d */
+    int64_t ceil_mode;      /* max_pool2d: 0 or 1 (PyTorch rule) */
+    int64_t output_size[2]; /* adaptive_avg_pool2d: only (1, 1) supported */
+    int64_t start_dim;      /* flatten: only 1 supported (flatten(x, 1)) */
+    float eps;              /* batch_norm */
+    float momentum;         /* batch_norm (training only) */
+} distq_attrs;
+
+/* PyTorch's defaults for op: stride 1, padding 0, dilation 1, groups 1,
+ * eps 1e-5, momentum 0.1, output_size (1,1), start_dim 1. */
+distq_attrs distq_attrs_default(distq_op op);
+
+/* Parameter slots. conv2d: WEIGHT (OC, IC/groups, KH, KW), BIAS (OC) optional.
+ * linear: WEIGHT (OUT, IN), BIAS (OUT) optional. batch_norm: WEIGHT, BIAS,
+ * RUNNING_MEAN, RUNNING_VAR (C), NUM_BATCHES_TRACKED (s64 scalar) optional. */
+enum {
+    DISTQ_PARAM_WEIGHT = 0,
+    DISTQ_PARAM_BIAS = 1,
+    DISTQ_PARAM_RUNNING_MEAN = 2,
+    DISTQ_PARAM_RUNNING_VAR = 3,
+    DISTQ_PARAM_NUM_BATCHES_TRACKED = 4,
+    DISTQ_MAX_PARAMS = 5
+};
+#define DISTQ_MAX_INPUTS 2
+
+typedef struct {
+    char name[DISTQ_NAME_MAX];
+    distq_op op;
+    distq_attrs attr;
+    int n_inputs;
+    char input_names[DISTQ_MAX_INPUTS][DISTQ_NAME_MAX];
+    char param_names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX]; /* "" = slot empty */
+    char output_name[DISTQ_NAME_MAX];
+    /* Resolved by distq_graph_finalize(): */
+    int inputs[DISTQ_MAX_INPUTS]; /* value index */
+    int params[DISTQ_MAX_PARAMS]; /* parameter index or -1 */
+    int output;                   /* value index */
+} distq_node;
+
+typedef struct {
+    char name[DISTQ_NAME_MAX];
+    distq_dtype dtype;
+    int ndim;
+    int64_t dims[DISTQ_MAX_DIMS]; /* dims[0] == 1 (batch placeholder) */
+    int producer;                 /* node index, -1 for the graph input */
+    int n_consumers;              /* nodes reading it (+1 if it is the graph output) */
+} distq_value;
+
+typedef struct distq_graph {
+    int n_nodes, cap_nodes;
+    distq_node *nodes; /* execution order after finalize */
+    int n_params, cap_params;
+    distq_tensor *params; /* owned, with data */
+    int n_values, cap_values;
+    distq_value *values; /* filled by finalize; [0] is the graph input */
+    char input_name[DISTQ_NAME_MAX];
+    int input_ndim;
+    int64_t input_dims[DISTQ_MAX_DIMS]; /* (1, C, H, W) or (1, F) */
+    char output_name[DISTQ_NAME_MAX];
+    int input_value, output_value; /* value indices after finalize */
+    int finalized;
+} distq_graph;
+
+/* Creates an empty graph. Free with distq_graph_destroy (NULL is a no-op). */
+distq_status distq_graph_create(distq_graph **out);
+void distq_graph_destroy(distq_graph *g);
+
+/* Declares the single graph input: f32, dims[0] must be 1. */
+distq_status distq_graph_set_input(distq_graph *g, const char *name, int ndim,
+                                   const int64_t *dims);
+/* Declares which value is the graph output. */
+distq_status distq_graph_set_output(distq_graph *g, const char *name);
+
+/* Adds a parameter. data == NULL zero-fills; otherwise the bytes are copied.
+ * *out (optional) is borrowed and valid until the next add_param. Duplicate
+ * names are DISTQ_ERR_INVALID_ARG. */
+distq_status distq_graph_add_param(distq_graph *g, const char *name, distq_dtype dtype,
+                                   int ndim, const int64_t *dims, const void *data,
+                                   distq_tensor **out);
+
+/* Adds a node. inputs: n_inputs value names. params: DISTQ_MAX_PARAMS names
+ * ("" or NULL for an empty slot), or NULL for none. Un-finalizes the graph. */
+distq_status distq_graph_add_node(distq_graph *g, const char *name, distq_op op,
+                                  const distq_attrs *attr, int n_inputs,
+                                  const char *const *inputs, const char *const *params,
+                                  const char *output);
+
+/* Resolves names, orders nodes topologically, infers shapes, checks params.
+ * Errors name the first bad node: unknown input, shape mismatch, cycle,
+ * missing weight, bad attribute. */
+distq_status distq_graph_finalize(distq_graph *g);
+
+/* Lookups; NULL / -1 if absent. Borrowed. */
+distq_tensor *distq_graph_find_param(const distq_graph *g, const char *name);
+int distq_graph_find_value(const distq_graph *g, const char *name);
+int distq_graph_find_node(const distq_graph *g, const char *name);
+
+/* Deep copy (params included). The copy is finalized if g was. */
+distq_status distq_graph_clone(const distq_graph *g, distq_graph **out);
+
+/* Number of elements of a value for batch N (per-image numel times N). */
+int64_t distq_value_numel(const distq_value *v, int64_t batch);
+
+/* Output size of one spatial dim of a conv or pool, PyTorch's formula
+ * (ceil_mode: the last window must start inside the input or left padding). */
+int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                           int64_t dilation, int ceil_mode);
+
+/* --- builders (src/graph/builders_*.c) -------------------------------------
+ * Deterministic init from seed (see README "Model init"): conv and linear
+ * weights ~ U(-b, b) with b = 1/sqrt(fan_in) (PyTorch's kaiming_uniform(a=sqrt 5)
+ * bound), biases ~ U(-b, b), BN gamma ~ U(0.5, 1.5), beta ~ U(-0.1, 0.1),
+ * running_mean ~ U(-0.1, 0.1), running_var ~ U(0.5, 1.5) so that folding BN is
+ * exercised with non-trivial statistics. Returned graphs are finalized. */
+distq_status distq_build_resnet18(uint64_t seed, int64_t num_classes, distq_graph **out);
+distq_status distq_build_linear(uint64_t seed, distq_graph **out); /* Linear(1024, 1000) */
+/* Builds by name: "resnet18" or "linear". */
+distq_status distq_build_model(const char *arch, uint64_t seed, distq_graph **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

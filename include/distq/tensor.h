@@ -1,0 +1,70 @@
+#ifndef DISTQ_TENSOR_H
+#define DISTQ_TENSOR_H
+/*
+ * Element types, allocation and named tensors.
+ *
+ * A distq_tensor is a named, dense, row-major (C order) array. Parameters
+ * (weights, biases, BN buffers) own their data; activations in a graph are
+ * described by a distq_value (graph.h) and carry no data.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "distq/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DISTQ_MAX_DIMS 4
+#define DISTQ_NAME_MAX 128
+
+typedef enum {
+    DISTQ_DTYPE_F32 = 0,
+    DISTQ_DTYPE_U8,
+    DISTQ_DTYPE_S8,
+    DISTQ_DTYPE_S32,
+    DISTQ_DTYPE_S64, /* BN num_batches_tracked, labels */
+    DISTQ_DTYPE_COUNT
+} distq_dtype;
+
+/* Bytes per element; 0 for an invalid dtype. */
+size_t distq_dtype_size(distq_dtype dt);
+/* "f32", "u8", "s8", "s32", "s64"; "?" for an invalid dtype. */
+const char *distq_dtype_name(distq_dtype dt);
+/* Inverse of distq_dtype_name. DISTQ_ERR_INVALID_ARG if unknown. */
+distq_status distq_dtype_from_name(const char *name, distq_dtype *out);
+
+/* All allocation goes through these, 64-byte aligned; distq_free(NULL) is a no-op. */
+void *distq_malloc(size_t nbytes);
+void *distq_calloc(size_t nbytes);
+void distq_free(void *p);
+
+typedef struct distq_tensor {
+    char name[DISTQ_NAME_MAX];
+    distq_dtype dtype;
+    int ndim;
+    int64_t dims[DISTQ_MAX_DIMS];
+    void *data; /* owned by whoever owns the tensor; row-major */
+} distq_tensor;
+
+int64_t distq_dims_numel(int ndim, const int64_t *dims);
+int64_t distq_tensor_numel(const distq_tensor *t);
+size_t distq_tensor_nbytes(const distq_tensor *t);
+/* Writes "(64, 3, 7, 7)" into buf. */
+void distq_dims_format(int ndim, const int64_t *dims, char *buf, size_t len);
+
+/* Deterministic random numbers (splitmix64): the same seed gives the same
+ * stream on every platform. */
+typedef struct { uint64_t state; } distq_rng;
+void distq_rng_seed(distq_rng *r, uint64_t seed);
+uint64_t distq_rng_next(distq_rng *r);
+/* Uniform in [lo, hi). */
+float distq_rng_uniform(distq_rng *r, float lo, float hi);
+/* Standard normal (Box-Muller). */
+float distq_rng_normal(distq_rng *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

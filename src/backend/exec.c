@@ -1,0 +1,60 @@
+/* distq_exec: dispatch to a backend's create/run/destroy (exec_impl.h). */
+#include "backend/exec_impl.h"
+#include "distq/tensor.h"
+
+struct distq_exec {
+    const distq_exec_i *impl;
+    void *state;
+    int64_t batch, input_numel, output_numel; /* numel per image */
+};
+
+static const distq_exec_i *const backends[DISTQ_BACKEND_COUNT] = {
+    [DISTQ_BACKEND_REF] = &distq_exec_ref_i,
+    [DISTQ_BACKEND_ONEDNN] = &distq_exec_onednn_i,
+};
+
+const char *distq_backend_name(distq_backend b)
+{
+    return ((int)b >= 0 && b < DISTQ_BACKEND_COUNT) ? backends[b]->name : "?";
+}
+
+distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t batch,
+                               distq_exec **out)
+{
+    *out = NULL;
+    if ((int)b < 0 || b >= DISTQ_BACKEND_COUNT)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown backend %d", (int)b);
+    if (!g->finalized)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph is not finalized");
+    if (batch < 1)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "batch size %lld < 1", (long long)batch);
+    distq_exec *e = distq_calloc(sizeof *e);
+    if (!e) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory creating executor");
+    e->impl = backends[b];
+    e->batch = batch;
+    e->input_numel = distq_value_numel(&g->values[g->input_value], 1);
+    e->output_numel = distq_value_numel(&g->values[g->output_value], 1);
+    distq_status st = e->impl->create(g, batch, &e->state);
+    if (st != DISTQ_OK) {
+        distq_free(e);
+        return st;
+    }
+    *out = e;
+    return DISTQ_OK;
+}
+
+distq_status distq_exec_run(distq_exec *e, const float *input, float *output)
+{
+    return e->impl->run(e->state, input, output);
+}
+
+void distq_exec_destroy(distq_exec *e)
+{
+    if (!e) return;
+    e->impl->destroy(e->state);
+    distq_free(e);
+}
+
+int64_t distq_exec_input_numel(const distq_exec *e) { return e->input_numel; }
+int64_t distq_exec_output_numel(const distq_exec *e) { return e->output_numel; }
+int64_t distq_exec_batch(const distq_exec *e) { return e->batch; }

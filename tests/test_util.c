@@ -1,0 +1,69 @@
+/* CUnit plumbing and numeric helpers shared by the test executables. */
+#include "test_util.h"
+
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "distq/tensor.h"
+
+int test_run_suite(const char *suite_name, const test_case *cases, int n_cases)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+    CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
+    if (!suite) goto fail;
+    for (int i = 0; i < n_cases; i++)
+        if (!CU_add_test(suite, cases[i].name, cases[i].fn)) goto fail;
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return failures ? 1 : 0;
+fail:
+    fprintf(stderr, "CUnit setup failed: %s\n", CU_get_error_msg());
+    CU_cleanup_registry();
+    return 2;
+}
+
+void test_expect_error(distq_status got, distq_status want, const char *needle,
+                       const char *expr_text, const char *file, int line)
+{
+    const char *msg = distq_error_message();
+    int ok = got == want && (!needle || strstr(msg, needle) != NULL);
+    if (!ok)
+        fprintf(stderr, "\n  %s:%d: %s gave status %s, message \"%s\"; wanted %s containing \"%s\"\n",
+                file, line, expr_text, distq_status_str(got), msg, distq_status_str(want),
+                needle ? needle : "");
+    CU_assert_implementation(ok, line, expr_text, file, "", CU_FALSE);
+}
+
+void test_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi)
+{
+    distq_rng r;
+    distq_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) x[i] = distq_rng_uniform(&r, lo, hi);
+}
+
+double test_max_rel_err(const float *a, const float *ref, int64_t n)
+{
+    double scale = 1e-6, worst = 0.0;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
+    }
+    return worst / scale;
+}
+
+const char *test_tmpdir(void)
+{
+    static char dir[256];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "tmp-%ld", (long)getpid());
+        mkdir(dir, 0755);
+    }
+    return dir;
+}

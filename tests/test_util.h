@@ -1,0 +1,42 @@
+#ifndef DISTQ_TEST_UTIL_H
+#define DISTQ_TEST_UTIL_H
+/* Shared helpers for the CUnit test executables. */
+#include <CUnit/CUnit.h>
+#include <stdint.h>
+
+#include "distq/graph.h"
+#include "distq/status.h"
+
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+
+/* Creates a registry with one suite of cases, runs it in Basic mode and
+ * returns the process exit code (non-zero on any failure). */
+int test_run_suite(const char *suite, const test_case *cases, int n_cases);
+
+/* Asserts st == DISTQ_OK, printing distq_error_message() on failure. */
+#define TEST_OK(expr)                                                                  \
+    do {                                                                               \
+        distq_status st_ = (expr);                                                     \
+        if (st_ != DISTQ_OK) fprintf(stderr, "\n  %s: %s\n", #expr, distq_error_message()); \
+        CU_ASSERT_EQUAL_FATAL(st_, DISTQ_OK);                                          \
+    } while (0)
+
+/* Asserts expr fails with status want and that the message contains needle. */
+void test_expect_error(distq_status got, distq_status want, const char *needle,
+                       const char *expr_text, const char *file, int line);
+#define TEST_ERR(expr, want, needle) \
+    test_expect_error((expr), (want), (needle), #expr, __FILE__, __LINE__)
+
+/* Fills x with seeded uniform values in [lo, hi). */
+void test_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);
+
+/* max |a - b| / max(|b|_inf, floor): relative to the reference's magnitude. */
+double test_max_rel_err(const float *a, const float *ref, int64_t n);
+
+/* A directory for this test's files (created once, under the working dir). */
+const char *test_tmpdir(void);
+
+#endif
