@@ -37,7 +37,7 @@ void test_expect_error(distq_status got, distq_status want, const char *needle,
         fprintf(stderr, "\n  %s:%d: %s gave status %s, message \"%s\"; wanted %s containing \"%s\"\n",
                 file, line, expr_text, distq_status_str(got), msg, distq_status_str(want),
                 needle ? needle : "");
-    CU_assert_implementation(ok, line, expr_text, file, "", CU_FALSE);
+    CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, (unsigned)line, expr_text, file, "", CU_FALSE);
 }
 
 void test_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi)

@@ -160,12 +160,11 @@ int64_t distq_value_numel(const distq_value *v, int64_t batch);
 int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
                            int64_t dilation, int ceil_mode);
 
-/* --- builders (src/graph/builders_*.c) -------------------------------------
- * Deterministic init from seed (see README "Model init"): conv and linear
- * weights ~ U(-b, b) with b = 1/sqrt(fan_in) (PyTorch's kaiming_uniform(a=sqrt 5)
- * bound), biases ~ U(-b, b), BN gamma ~ U(0.5, 1.5), beta ~ U(-0.1, 0.1),
- * running_mean ~ U(-0.1, 0.1), running_var ~ U(0.5, 1.5) so that folding BN is
- * exercised with non-trivial statistics. Returned graphs are finalized. */
+/* --- builders (src/graph/builders.c) --------------------------------------
+ * Deterministic init from seed (README "Model init"): conv weights ~
+ * N(0, 2/fan_out) (torchvision), linear ~ U(+-1/sqrt(in)) (nn.Linear), BN
+ * gamma ~ U(0.5, 1.5), beta, running_mean ~ U(-0.1, 0.1), running_var ~
+ * U(0.5, 1.5) so that folding BN is exercised. Returned graphs are finalized. */
 distq_status distq_build_resnet18(uint64_t seed, int64_t num_classes, distq_graph **out);
 distq_status distq_build_linear(uint64_t seed, distq_graph **out); /* Linear(1024, 1000) */
 /* Builds by name: "resnet18" or "linear". */

@@ -1,0 +1,42 @@
+#ifndef DISTQ_CLI_H
+#define DISTQ_CLI_H
+/* The command-line tool: each subcommand parses its arguments, calls the
+ * library and is the only code that prints for users or picks exit codes. */
+#include <stdint.h>
+
+#include "distq/exec.h"
+#include "distq/status.h"
+
+/* Exit codes: 0 ok, 1 runtime error, 2 usage error. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+typedef struct {
+    int rank, size;       /* MPI_COMM_WORLD */
+    int local_rank, local_size; /* ranks sharing this node */
+} cli_ctx;
+
+int cmd_model(const cli_ctx *ctx, int argc, char **argv);
+int cmd_data(const cli_ctx *ctx, int argc, char **argv);
+int cmd_infer(const cli_ctx *ctx, int argc, char **argv);
+int cmd_inspect(const cli_ctx *ctx, int argc, char **argv);
+int cmd_bench(const cli_ctx *ctx, int argc, char **argv);
+
+/* "onednn" | "ref" -> backend. */
+distq_status cli_parse_backend(const char *text, distq_backend *out);
+
+/* Prints "distq <cmd>: error: <distq_error_message()>" (rank 0, or any rank
+ * if all_ranks) and returns CLI_FAIL. */
+int cli_fail(const cli_ctx *ctx, const char *cmd, distq_status st);
+/* Prints "distq <cmd>: <message>" plus a usage hint and returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Option value parsers: on bad text they record a message naming the option. */
+distq_status cli_parse_i64(const char *opt, const char *text, int64_t lo, int64_t hi,
+                           int64_t *out);
+distq_status cli_parse_double(const char *opt, const char *text, double lo, double *out);
+/* Comma-separated positive integers, e.g. "1,50" or "3,224,224". */
+distq_status cli_parse_i64_list(const char *opt, const char *text, int max, int64_t *out,
+                                int *count);
+
+#endif

@@ -1,0 +1,223 @@
+/* distq model | data | infer | inspect. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "distq/exec.h"
+#include "distq/io.h"
+
+/* --- distq model ----------------------------------------------------------- */
+
+static const char model_usage[] = "--arch resnet18|linear [--seed N] -o FILE";
+
+int cmd_model(const cli_ctx *ctx, int argc, char **argv)
+{
+    const char *arch = NULL, *out = NULL;
+    int64_t seed = 0;
+    static const struct option opts[] = {{"arch", required_argument, 0, 'a'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    distq_status st = DISTQ_OK;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a': arch = optarg; break;
+        case 's': st = cli_parse_i64("--seed", optarg, 0, INT64_MAX, &seed); break;
+        case 'o': out = optarg; break;
+        case 'h': printf("usage: distq model %s\n", model_usage); return CLI_OK;
+        default: return cli_usage_error("model", model_usage, "bad option");
+        }
+        if (st) return cli_usage_error("model", model_usage, "%s", distq_error_message());
+    }
+    if (!arch || !out) return cli_usage_error("model", model_usage, "--arch and -o are required");
+    distq_graph *g = NULL;
+    st = distq_build_model(arch, (uint64_t)seed, &g);
+    if (st == DISTQ_OK && ctx->rank == 0) st = distq_model_save(g, out);
+    distq_graph_destroy(g);
+    if (st) return cli_fail(ctx, "model", st);
+    if (ctx->rank == 0)
+        printf("wrote %s: %s, seed %lld\n", out, arch, (long long)seed);
+    return CLI_OK;
+}
+
+/* --- distq data ------------------------------------------------------------ */
+
+static const char data_usage[] = "--shape C,H,W|F -n N [--seed S] [--classes K] -o FILE";
+
+int cmd_data(const cli_ctx *ctx, int argc, char **argv)
+{
+    int64_t shape[3] = {0}, n = 0, seed = 0, classes = 0;
+    int ndim = 0;
+    const char *out = NULL;
+    static const struct option opts[] = {{"shape", required_argument, 0, 'S'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"classes", required_argument, 0, 'k'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    distq_status st = DISTQ_OK;
+    while ((c = getopt_long(argc, argv, "n:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S': st = cli_parse_i64_list("--shape", optarg, 3, shape, &ndim); break;
+        case 'n': st = cli_parse_i64("-n", optarg, 1, INT32_MAX, &n); break;
+        case 's': st = cli_parse_i64("--seed", optarg, 0, INT64_MAX, &seed); break;
+        case 'k': st = cli_parse_i64("--classes", optarg, 1, INT32_MAX, &classes); break;
+        case 'o': out = optarg; break;
+        case 'h': printf("usage: distq data %s\n", data_usage); return CLI_OK;
+        default: return cli_usage_error("data", data_usage, "bad option");
+        }
+        if (st) return cli_usage_error("data", data_usage, "%s", distq_error_message());
+    }
+    if (!ndim || !n || !out)
+        return cli_usage_error("data", data_usage, "--shape, -n and -o are required");
+    int64_t dims[DISTQ_MAX_DIMS] = {n};
+    memcpy(dims + 1, shape, (size_t)ndim * sizeof *shape);
+    int64_t per = distq_dims_numel(ndim, shape);
+    float *images = distq_malloc((size_t)(n * per) * sizeof *images);
+    int64_t *labels = classes ? distq_malloc((size_t)n * sizeof *labels) : NULL;
+    if (!images || (classes && !labels)) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for %lld images", (long long)n);
+    } else {
+        /* Standard normal pixels: the range a normalised image has. */
+        distq_rng r;
+        distq_rng_seed(&r, (uint64_t)seed);
+        for (int64_t i = 0; i < n * per; i++) images[i] = distq_rng_normal(&r);
+        for (int64_t i = 0; labels && i < n; i++) labels[i] = (int64_t)(distq_rng_next(&r) % (uint64_t)classes);
+        if (ctx->rank == 0) st = distq_data_write(out, images, ndim + 1, dims, labels);
+    }
+    distq_free(images);
+    distq_free(labels);
+    if (st) return cli_fail(ctx, "data", st);
+    if (ctx->rank == 0) printf("wrote %s: %lld images\n", out, (long long)n);
+    return CLI_OK;
+}
+
+/* --- distq infer ----------------------------------------------------------- */
+
+static const char infer_usage[] =
+    "--model M --data D -o OUT [--batch B] [--backend onednn|ref]";
+
+distq_status cli_parse_backend(const char *text, distq_backend *out)
+{
+    for (int b = 0; b < DISTQ_BACKEND_COUNT; b++)
+        if (strcmp(text, distq_backend_name((distq_backend)b)) == 0) {
+            *out = (distq_backend)b;
+            return DISTQ_OK;
+        }
+    return distq_error_set(DISTQ_ERR_INVALID_ARG, "option --backend: unknown backend '%s' (onednn, ref)",
+                           text);
+}
+
+/* Runs g over all images of data_path in batches; *logits (n x k) is distq_malloc'd. */
+static distq_status infer_all(const distq_graph *g, distq_backend backend, const char *data_path,
+                              int64_t batch, float **logits, int64_t *n_out, int64_t *k_out)
+{
+    distq_data_info info;
+    distq_exec *e = NULL;
+    float *images = NULL;
+    *logits = NULL;
+    distq_status st = distq_data_info_read(data_path, &info);
+    if (st) return st;
+    const distq_value *in = &g->values[g->input_value];
+    int64_t per = distq_value_numel(in, 1), k = distq_value_numel(&g->values[g->output_value], 1);
+    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per) {
+        char want[64], got[64];
+        distq_dims_format(in->ndim - 1, in->dims + 1, want, sizeof want);
+        distq_dims_format(info.ndim - 1, info.dims + 1, got, sizeof got);
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images are %s, the model expects %s",
+                               data_path, got, want);
+    }
+    images = distq_malloc((size_t)(batch * per) * sizeof *images);
+    *logits = distq_malloc((size_t)(info.n * k) * sizeof **logits);
+    if (!images || !*logits) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for inference");
+        goto cleanup;
+    }
+    for (int64_t start = 0; start < info.n; start += batch) {
+        int64_t count = info.n - start < batch ? info.n - start : batch;
+        if (!e || distq_exec_batch(e) != count) {
+            distq_exec_destroy(e);
+            if ((st = distq_exec_create(backend, g, count, &e))) goto cleanup;
+        }
+        if ((st = distq_data_read(data_path, start, count, images, NULL))) goto cleanup;
+        if ((st = distq_exec_run(e, images, *logits + start * k))) goto cleanup;
+    }
+    *n_out = info.n;
+    *k_out = k;
+cleanup:
+    distq_exec_destroy(e);
+    distq_free(images);
+    if (st) {
+        distq_free(*logits);
+        *logits = NULL;
+    }
+    return st;
+}
+
+int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
+{
+    const char *model = NULL, *data = NULL, *out = NULL;
+    int64_t batch = 32;
+    distq_backend backend = DISTQ_BACKEND_ONEDNN;
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"backend", required_argument, 0, 'B'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    distq_status st = DISTQ_OK;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'd': data = optarg; break;
+        case 'o': out = optarg; break;
+        case 'b': st = cli_parse_i64("--batch", optarg, 1, 65536, &batch); break;
+        case 'B': st = cli_parse_backend(optarg, &backend); break;
+        case 'h': printf("usage: distq infer %s\n", infer_usage); return CLI_OK;
+        default: return cli_usage_error("infer", infer_usage, "bad option");
+        }
+        if (st) return cli_usage_error("infer", infer_usage, "%s", distq_error_message());
+    }
+    if (!model || !data || !out)
+        return cli_usage_error("infer", infer_usage, "--model, --data and -o are required");
+    distq_graph *g = NULL;
+    float *logits = NULL;
+    int64_t n = 0, k = 0;
+    st = distq_model_load(model, &g);
+    if (!st) st = infer_all(g, backend, data, batch, &logits, &n, &k);
+    if (!st && ctx->rank == 0) st = distq_output_write(out, logits, n, k, model, data);
+    distq_free(logits);
+    distq_graph_destroy(g);
+    if (st) return cli_fail(ctx, "infer", st);
+    if (ctx->rank == 0)
+        printf("wrote %s: logits (%lld, %lld) from %s on %s\n", out, (long long)n, (long long)k,
+               model, distq_backend_name(backend));
+    return CLI_OK;
+}
+
+/* --- distq inspect ----------------------------------------------------------- */
+
+int cmd_inspect(const cli_ctx *ctx, int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+            printf("usage: distq inspect FILE\n");
+            return CLI_OK;
+        }
+        return cli_usage_error("inspect", "FILE", "expected exactly one file");
+    }
+    char *text = NULL;
+    distq_status st = distq_h5_describe(argv[1], &text);
+    if (st) return cli_fail(ctx, "inspect", st);
+    if (ctx->rank == 0) fputs(text, stdout);
+    distq_free(text);
+    return CLI_OK;
+}

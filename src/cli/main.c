@@ -1,0 +1,68 @@
+/* distq: parse the subcommand, bring MPI up and down, dispatch. */
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(const cli_ctx *, int, char **);
+    const char *help;
+} commands[] = {
+    {"model", cmd_model, "build a model (resnet18, linear) with seeded weights"},
+    {"data", cmd_data, "write a synthetic dataset (float32 NCHW, optional labels)"},
+    {"infer", cmd_infer, "run a model over a dataset and write the logits"},
+    {"bench", cmd_bench, "benchmark a model: latency percentiles and images/s"},
+    {"inspect", cmd_inspect, "describe a model, data or output file"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: distq <command> [options]   (distq <command> --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    int found = -1;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) found = (int)i;
+    if (found < 0) {
+        fprintf(stderr, "distq: error: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return CLI_USAGE;
+    }
+
+    if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
+        fprintf(stderr, "distq: error: MPI_Init failed\n");
+        return CLI_FAIL;
+    }
+    /* Errors come back as codes we check, instead of aborting inside MPI. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    cli_ctx ctx = {0};
+    MPI_Comm_rank(MPI_COMM_WORLD, &ctx.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ctx.size);
+    MPI_Comm local;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, ctx.rank, MPI_INFO_NULL, &local) ==
+        MPI_SUCCESS) {
+        MPI_Comm_rank(local, &ctx.local_rank);
+        MPI_Comm_size(local, &ctx.local_size);
+        MPI_Comm_free(&local);
+    } else {
+        ctx.local_size = 1;
+    }
+
+    int rc = commands[found].fn(&ctx, argc - 1, argv + 1);
+
+    /* A failed rank must not leave the others waiting: agree on the worst exit code. */
+    int worst = rc;
+    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return worst;
+}

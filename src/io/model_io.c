@@ -1,0 +1,432 @@
+/*
+ * Model files: a finalized graph and its parameters in one HDF5 file (layout
+ * in docs/file-formats.md):
+ *
+ *     /                 format = "distq-model", version = 1
+ *     /graph            input, input_shape, output, node_order
+ *     /graph/nodes/<n>  op, inputs, output, params[5], the op's own attributes
+ *     /tensors/<p>      one dataset per parameter, its dtype and shape
+ *
+ * The loader validates everything it reads and names the file plus the
+ * attribute, node or dataset at fault; shape checks of weights against node
+ * attributes are left to distq_graph_finalize(). Quantized models, statistics
+ * and results have their own files and are not handled here.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "distq/io.h"
+#include "io/h5_util_impl.h"
+
+// --- per-op attributes ----------------------------------------------------------
+/* Which distq_attrs fields each op stores, under which HDF5 attribute name.
+ * Ops not listed (relu, add, linear) have none. */
+typedef enum { OPATTR_PAIR, OPATTR_I64, OPATTR_F32 } opattr_kind;
+
+typedef struct {
+    distq_op op;
+    const char *name;
+    opattr_kind kind;
+    size_t offset; /* into distq_attrs */
+} opattr_spec;
+
+static const opattr_spec opattrs[] = {
+    {DISTQ_OP_CONV2D, "stride", OPATTR_PAIR, offsetof(distq_attrs, stride)},
+    {DISTQ_OP_CONV2D, "padding", OPATTR_PAIR, offsetof(distq_attrs, padding)},
+    {DISTQ_OP_CONV2D, "dilation", OPATTR_PAIR, offsetof(distq_attrs, dilation)},
+    {DISTQ_OP_CONV2D, "groups", OPATTR_I64, offsetof(distq_attrs, groups)},
+    {DISTQ_OP_MAX_POOL2D, "kernel", OPATTR_PAIR, offsetof(distq_attrs, kernel)},
+    {DISTQ_OP_MAX_POOL2D, "stride", OPATTR_PAIR, offsetof(distq_attrs, stride)},
+    {DISTQ_OP_MAX_POOL2D, "padding", OPATTR_PAIR, offsetof(distq_attrs, padding)},
+    {DISTQ_OP_MAX_POOL2D, "dilation", OPATTR_PAIR, offsetof(distq_attrs, dilation)},
+    {DISTQ_OP_MAX_POOL2D, "ceil_mode", OPATTR_I64, offsetof(distq_attrs, ceil_mode)},
+    {DISTQ_OP_BATCH_NORM, "eps", OPATTR_F32, offsetof(distq_attrs, eps)},
+    {DISTQ_OP_BATCH_NORM, "momentum", OPATTR_F32, offsetof(distq_attrs, momentum)},
+    {DISTQ_OP_ADAPTIVE_AVG_POOL2D, "output_size", OPATTR_PAIR,
+     offsetof(distq_attrs, output_size)},
+    {DISTQ_OP_FLATTEN, "start_dim", OPATTR_I64, offsetof(distq_attrs, start_dim)},
+};
+_Static_assert(DISTQ_OP_COUNT == 8, "new op: list the attributes it stores in opattrs");
+
+#define N_OPATTRS ((int)(sizeof opattrs / sizeof opattrs[0]))
+
+/* HDF5 link names must be non-empty and free of '/' ("." is the group itself). */
+static int h5_name_ok(const char *s) { return s[0] && !strchr(s, '/') && strcmp(s, ".") != 0; }
+
+/* Re-records the current message (from a graph call) prefixed with path. Any
+ * failure other than out-of-memory is a content problem of the file. */
+static distq_status prefix_error(distq_status st, const char *path)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", distq_error_message());
+    return distq_error_set(st == DISTQ_ERR_NOMEM ? st : DISTQ_ERR_FORMAT, "%s: %s", path, msg);
+}
+
+// --- save -------------------------------------------------------------------------
+
+static distq_status write_node(hid_t nodes, const distq_node *nd, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t grp = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX];
+    const char *ins[DISTQ_MAX_INPUTS], *params[DISTQ_MAX_PARAMS];
+    snprintf(where, sizeof where, "%s: /graph/nodes/%s", path, nd->name);
+    if (!h5_name_ok(nd->name)) {
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG,
+                             "%s: node name '%s' cannot be stored (HDF5 names must be non-empty "
+                             "and contain no '/')",
+                             path, nd->name);
+        goto cleanup;
+    }
+    DISTQ_H5_CHECK(grp = H5Gcreate2(nodes, nd->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                   DISTQ_ERR_IO, "%s: cannot create group", where);
+    for (int i = 0; i < nd->n_inputs; i++) ins[i] = nd->input_names[i];
+    for (int i = 0; i < DISTQ_MAX_PARAMS; i++) params[i] = nd->param_names[i];
+    DISTQ_CHECK(distq_h5_attr_write_str(grp, "op", distq_op_name(nd->op), where));
+    DISTQ_CHECK(distq_h5_attr_write_strs(grp, "inputs", nd->n_inputs, ins, where));
+    DISTQ_CHECK(distq_h5_attr_write_str(grp, "output", nd->output_name, where));
+    DISTQ_CHECK(distq_h5_attr_write_strs(grp, "params", DISTQ_MAX_PARAMS, params, where));
+    for (int i = 0; i < N_OPATTRS; i++) {
+        const opattr_spec *s = &opattrs[i];
+        const char *field = (const char *)&nd->attr + s->offset;
+        if (s->op != nd->op) continue;
+        if (s->kind == OPATTR_F32)
+            DISTQ_CHECK(distq_h5_attr_write_f32(grp, s->name, *(const float *)field, where));
+        else
+            DISTQ_CHECK(distq_h5_attr_write_i64(grp, s->name, s->kind == OPATTR_PAIR ? 2 : 0,
+                                                (const int64_t *)field, where));
+    }
+cleanup:
+    distq_h5_close(&grp);
+    return st;
+}
+
+distq_status distq_model_save(const distq_graph *g, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
+    hid_t tensors = H5I_INVALID_HID, gcpl = H5I_INVALID_HID;
+    char tmp[DISTQ_H5_WHERE_MAX] = "", where[DISTQ_H5_WHERE_MAX];
+    const char **order = NULL;
+    if (!g || !path)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_save: NULL graph or path");
+    if (!g->finalized)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                               "%s: graph is not finalized (call distq_graph_finalize first)", path);
+
+    DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION, tmp, &fid));
+
+    snprintf(where, sizeof where, "%s: /graph", path);
+    DISTQ_H5_CHECK(graph = H5Gcreate2(fid, "graph", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                   DISTQ_ERR_IO, "%s: cannot create group", where);
+    DISTQ_CHECK(distq_h5_attr_write_str(graph, "input", g->input_name, where));
+    DISTQ_CHECK(distq_h5_attr_write_i64(graph, "input_shape", g->input_ndim, g->input_dims, where));
+    DISTQ_CHECK(distq_h5_attr_write_str(graph, "output", g->output_name, where));
+    order = distq_malloc((size_t)(g->n_nodes > 0 ? g->n_nodes : 1) * sizeof *order);
+    if (!order) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    for (int i = 0; i < g->n_nodes; i++) order[i] = g->nodes[i].name;
+    DISTQ_CHECK(distq_h5_attr_write_strs(graph, "node_order", g->n_nodes, order, where));
+
+    DISTQ_H5_CHECK(nodes = H5Gcreate2(graph, "nodes", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                   DISTQ_ERR_IO, "%s/nodes: cannot create group", where);
+    for (int i = 0; i < g->n_nodes; i++) DISTQ_CHECK(write_node(nodes, &g->nodes[i], path));
+
+    /* Tracking creation order lets the loader restore the parameter order. */
+    snprintf(where, sizeof where, "%s: /tensors", path);
+    DISTQ_H5_CHECK(gcpl = H5Pcreate(H5P_GROUP_CREATE), DISTQ_ERR_IO, "%s: H5Pcreate", where);
+    DISTQ_H5_CHECK(H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED),
+                   DISTQ_ERR_IO, "%s: H5Pset_link_creation_order", where);
+    DISTQ_H5_CHECK(tensors = H5Gcreate2(fid, "tensors", H5P_DEFAULT, gcpl, H5P_DEFAULT),
+                   DISTQ_ERR_IO, "%s: cannot create group", where);
+    for (int i = 0; i < g->n_params; i++) {
+        const distq_tensor *t = &g->params[i];
+        if (!h5_name_ok(t->name)) {
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG,
+                                 "%s: parameter name '%s' cannot be stored (HDF5 names must be "
+                                 "non-empty and contain no '/')",
+                                 path, t->name);
+            goto cleanup;
+        }
+        DISTQ_CHECK(distq_h5_write_tensor(tensors, t->name, t, where));
+    }
+    distq_h5_close(&tensors);
+    distq_h5_close(&nodes);
+    distq_h5_close(&graph);
+    DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
+cleanup:
+    distq_h5_close(&gcpl);
+    distq_h5_close(&tensors);
+    distq_h5_close(&nodes);
+    distq_h5_close(&graph);
+    if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
+    distq_free(order);
+    return st;
+}
+
+// --- load -------------------------------------------------------------------------
+
+/* Name of link idx of group grp in the given index order. */
+static distq_status link_name(hid_t grp, H5_index_t index, hsize_t idx, char *name,
+                              const char *where)
+{
+    distq_status st = DISTQ_OK;
+    ssize_t len;
+    DISTQ_H5_CHECK(len = H5Lget_name_by_idx(grp, ".", index, H5_ITER_INC, idx, NULL, 0,
+                                            H5P_DEFAULT),
+                   DISTQ_ERR_FORMAT, "%s: cannot list member %llu", where, (unsigned long long)idx);
+    if (len >= DISTQ_NAME_MAX) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: member %llu has a name of %zd bytes (at most %d)",
+                             where, (unsigned long long)idx, len, DISTQ_NAME_MAX - 1);
+        goto cleanup;
+    }
+    DISTQ_H5_CHECK(H5Lget_name_by_idx(grp, ".", index, H5_ITER_INC, idx, name, DISTQ_NAME_MAX,
+                                      H5P_DEFAULT),
+                   DISTQ_ERR_FORMAT, "%s: cannot list member %llu", where, (unsigned long long)idx);
+cleanup:
+    return st;
+}
+
+/* Opens loc/name as a group, or fails naming what is missing. */
+static distq_status open_group(hid_t loc, const char *name, const char *path, const char *full,
+                               hid_t *out)
+{
+    distq_status st = DISTQ_OK;
+    htri_t has;
+    DISTQ_H5_CHECK(has = H5Lexists(loc, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up %s", path, full);
+    if (!has) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: missing group %s", path, full);
+        goto cleanup;
+    }
+    DISTQ_H5_CHECK(*out = H5Gopen2(loc, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: %s is not a group", path, full);
+cleanup:
+    return st;
+}
+
+/* Adds every dataset of /tensors as a parameter, in creation order when the
+ * file tracks it (ours do) and by name otherwise. */
+static distq_status read_tensors(hid_t fid, const char *path, distq_graph *g)
+{
+    distq_status st = DISTQ_OK;
+    hid_t tensors = H5I_INVALID_HID, gcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t type = H5I_INVALID_HID;
+    char gwhere[DISTQ_H5_WHERE_MAX], where[DISTQ_H5_WHERE_MAX], name[DISTQ_NAME_MAX];
+    char tt[64];
+    H5G_info_t info;
+    unsigned crt_flags = 0;
+    snprintf(gwhere, sizeof gwhere, "%s: /tensors", path);
+    DISTQ_CHECK(open_group(fid, "tensors", path, "/tensors", &tensors));
+    DISTQ_H5_CHECK(H5Gget_info(tensors, &info), DISTQ_ERR_FORMAT, "%s: cannot list", gwhere);
+    DISTQ_H5_CHECK(gcpl = H5Gget_create_plist(tensors), DISTQ_ERR_FORMAT, "%s: H5Gget_create_plist",
+                   gwhere);
+    DISTQ_H5_CHECK(H5Pget_link_creation_order(gcpl, &crt_flags), DISTQ_ERR_FORMAT,
+                   "%s: H5Pget_link_creation_order", gwhere);
+    H5_index_t index = (crt_flags & H5P_CRT_ORDER_INDEXED) ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME;
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        distq_dtype dt;
+        int ndim = 0;
+        int64_t dims[DISTQ_MAX_DIMS];
+        distq_tensor *t = NULL;
+        DISTQ_CHECK(link_name(tensors, index, i, name, gwhere));
+        snprintf(where, sizeof where, "%s: dataset /tensors/%s", path, name);
+        DISTQ_H5_CHECK(dset = H5Dopen2(tensors, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                       "%s: /tensors/%s is not a dataset", path, name);
+        DISTQ_H5_CHECK(type = H5Dget_type(dset), DISTQ_ERR_FORMAT, "%s: cannot read its type",
+                       where);
+        if (distq_h5_dtype_of(type, &dt) != 0) {
+            distq_h5_type_text(type, tt, sizeof tt);
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: has type %s; tensors must be f32, u8, s8, s32 or s64 "
+                                 "(float32, uint8, int8, int32, int64)",
+                                 where, tt);
+            goto cleanup;
+        }
+        DISTQ_CHECK(distq_h5_dataset_shape(dset, &ndim, dims, where));
+        st = distq_graph_add_param(g, name, dt, ndim, dims, NULL, &t);
+        if (st != DISTQ_OK) {
+            st = prefix_error(st, path);
+            goto cleanup;
+        }
+        if (distq_tensor_numel(t) > 0)
+            DISTQ_H5_CHECK(H5Dread(dset, distq_h5_mem_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                   t->data),
+                           DISTQ_ERR_FORMAT, "%s: cannot read", where);
+        distq_h5_close(&type);
+        distq_h5_close(&dset);
+    }
+cleanup:
+    distq_h5_close(&type);
+    distq_h5_close(&dset);
+    distq_h5_close(&gcpl);
+    distq_h5_close(&tensors);
+    return st;
+}
+
+/* Reads /graph/nodes/<name> and adds it to g. */
+static distq_status read_node(hid_t nodes, const char *name, const char *path, distq_graph *g)
+{
+    distq_status st = DISTQ_OK;
+    hid_t grp = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX], opname[DISTQ_NAME_MAX], output[DISTQ_NAME_MAX];
+    char ins[DISTQ_MAX_INPUTS][DISTQ_NAME_MAX], params[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX];
+    const char *in_ptrs[DISTQ_MAX_INPUTS], *param_ptrs[DISTQ_MAX_PARAMS];
+    int n_ins = 0, n_params = 0;
+    distq_op op;
+    snprintf(where, sizeof where, "%s: /graph/nodes/%s", path, name);
+    DISTQ_H5_CHECK(grp = H5Gopen2(nodes, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: not a group", where);
+    DISTQ_CHECK(distq_h5_attr_read_str(grp, "op", opname, sizeof opname, where));
+    if (distq_op_from_name(opname, &op) != DISTQ_OK) {
+        char known[256] = "";
+        size_t used = 0;
+        for (int i = 0; i < DISTQ_OP_COUNT && used < sizeof known; i++)
+            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "",
+                                     distq_op_name((distq_op)i));
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: node '%s' has unknown op '%s' (known: %s)",
+                             path, name, opname, known);
+        goto cleanup;
+    }
+    DISTQ_CHECK(distq_h5_attr_read_strs(grp, "inputs", 1, DISTQ_MAX_INPUTS, ins, &n_ins, where));
+    DISTQ_CHECK(distq_h5_attr_read_str(grp, "output", output, sizeof output, where));
+    DISTQ_CHECK(distq_h5_attr_read_strs(grp, "params", 0, DISTQ_MAX_PARAMS, params, &n_params,
+                                        where));
+    for (int i = n_params; i < DISTQ_MAX_PARAMS; i++) params[i][0] = '\0';
+    for (int i = 0; i < n_ins; i++) in_ptrs[i] = ins[i];
+    for (int i = 0; i < DISTQ_MAX_PARAMS; i++) {
+        param_ptrs[i] = params[i];
+        if (params[i][0] && !distq_graph_find_param(g, params[i])) {
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: node '%s' uses parameter '%s', but there is no dataset "
+                                 "/tensors/%s",
+                                 path, name, params[i], params[i]);
+            goto cleanup;
+        }
+    }
+    distq_attrs attr = distq_attrs_default(op);
+    for (int i = 0; i < N_OPATTRS; i++) {
+        const opattr_spec *s = &opattrs[i];
+        char *field = (char *)&attr + s->offset;
+        if (s->op != op) continue;
+        if (s->kind == OPATTR_F32) {
+            DISTQ_CHECK(distq_h5_attr_read_f32(grp, s->name, (float *)field, where));
+        } else {
+            int n = s->kind == OPATTR_PAIR ? 2 : 1;
+            DISTQ_CHECK(distq_h5_attr_read_i64(grp, s->name, n, n, (int64_t *)field, NULL, where));
+        }
+    }
+    st = distq_graph_add_node(g, name, op, &attr, n_ins, in_ptrs, param_ptrs, output);
+    if (st != DISTQ_OK) st = prefix_error(st, path);
+cleanup:
+    distq_h5_close(&grp);
+    return st;
+}
+
+/* Fills names[n] with the execution order: /graph's node_order attribute
+ * (checked to be a permutation of /graph/nodes) or, without it, name order. */
+static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char (*names)[DISTQ_NAME_MAX],
+                                    const char *path)
+{
+    distq_status st = DISTQ_OK;
+    char where[DISTQ_H5_WHERE_MAX];
+    htri_t has;
+    int got = 0;
+    snprintf(where, sizeof where, "%s: /graph", path);
+    DISTQ_H5_CHECK(has = H5Aexists(graph, "node_order"), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up attribute 'node_order'", where);
+    if (!has) {
+        snprintf(where, sizeof where, "%s: /graph/nodes", path);
+        for (int i = 0; i < n; i++) DISTQ_CHECK(link_name(nodes, H5_INDEX_NAME, (hsize_t)i, names[i], where));
+        goto cleanup;
+    }
+    DISTQ_CHECK(distq_h5_attr_read_strs(graph, "node_order", n, n, names, &got, where));
+    for (int i = 0; i < n; i++) {
+        htri_t exists = 0;
+        if (h5_name_ok(names[i]))
+            DISTQ_H5_CHECK(exists = H5Lexists(nodes, names[i], H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                           "%s: cannot look up /graph/nodes/%s", path, names[i]);
+        if (!exists) {
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: /graph attribute node_order names '%s', but there is no "
+                                 "group /graph/nodes/%s",
+                                 path, names[i], names[i]);
+            goto cleanup;
+        }
+        for (int j = 0; j < i; j++) {
+            if (strcmp(names[i], names[j]) == 0) {
+                st = distq_error_set(DISTQ_ERR_FORMAT,
+                                     "%s: /graph attribute node_order lists '%s' twice", path,
+                                     names[i]);
+                goto cleanup;
+            }
+        }
+    }
+cleanup:
+    return st;
+}
+
+distq_status distq_model_load(const char *path, distq_graph **out)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX], input[DISTQ_NAME_MAX], output[DISTQ_NAME_MAX];
+    char (*names)[DISTQ_NAME_MAX] = NULL;
+    int64_t input_shape[DISTQ_MAX_DIMS];
+    int input_ndim = 0;
+    H5G_info_t info;
+    distq_graph *g = NULL;
+    if (!out || !path)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_load: NULL path or out");
+    *out = NULL;
+
+    DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
+    DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION));
+
+    snprintf(where, sizeof where, "%s: /graph", path);
+    DISTQ_CHECK(open_group(fid, "graph", path, "/graph", &graph));
+    DISTQ_CHECK(distq_h5_attr_read_str(graph, "input", input, sizeof input, where));
+    DISTQ_CHECK(distq_h5_attr_read_i64(graph, "input_shape", 1, DISTQ_MAX_DIMS, input_shape,
+                                       &input_ndim, where));
+    DISTQ_CHECK(distq_h5_attr_read_str(graph, "output", output, sizeof output, where));
+    DISTQ_CHECK(open_group(graph, "nodes", path, "/graph/nodes", &nodes));
+    DISTQ_H5_CHECK(H5Gget_info(nodes, &info), DISTQ_ERR_FORMAT, "%s: cannot list /graph/nodes",
+                   path);
+    if (info.nlinks == 0) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: /graph/nodes is empty", path);
+        goto cleanup;
+    }
+    names = distq_malloc(info.nlinks * sizeof *names);
+    if (!names) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    DISTQ_CHECK(read_node_order(graph, nodes, (int)info.nlinks, names, path));
+
+    st = distq_graph_create(&g);
+    if (st == DISTQ_OK) st = distq_graph_set_input(g, input, input_ndim, input_shape);
+    if (st != DISTQ_OK) {
+        st = prefix_error(st, path);
+        goto cleanup;
+    }
+    DISTQ_CHECK(read_tensors(fid, path, g));
+    for (int i = 0; i < (int)info.nlinks; i++) DISTQ_CHECK(read_node(nodes, names[i], path, g));
+    st = distq_graph_set_output(g, output);
+    if (st == DISTQ_OK) st = distq_graph_finalize(g);
+    if (st != DISTQ_OK) {
+        st = prefix_error(st, path);
+        goto cleanup;
+    }
+    *out = g;
+    g = NULL;
+cleanup:
+    distq_h5_close(&nodes);
+    distq_h5_close(&graph);
+    distq_h5_close(&fid);
+    distq_graph_destroy(g);
+    distq_free(names);
+    return st;
+}
