@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs distq's build and test dependencies from Debian 12 packages.
+# Runs as root (CI, containers) or through sudo. Non-interactive.
+set -euo pipefail
+packages=(
+  build-essential cmake pkg-config git
+  libopenmpi-dev openmpi-bin          # MPI
+  libhdf5-openmpi-dev hdf5-tools      # parallel HDF5, h5dump/h5ls
+  libdnnl-dev ocl-icd-opencl-dev      # oneDNN 2.6 (its CMake config needs OpenCL headers)
+  libhwloc-dev                        # placement
+  libcunit1-dev                       # unit tests
+  libinih-dev                         # config files (INI)
+  python3-h5py python3-numpy          # scripts/
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi

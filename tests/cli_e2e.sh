@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# End-to-end tests of the real distq CLI, under the real mpirun.
+# usage: cli_e2e.sh PATH/TO/distq      (MPIEXEC may name mpirun)
+set -u
+DISTQ=$1
+MPIEXEC=${MPIEXEC:-mpirun}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+T=$(mktemp -d "${TMPDIR:-/tmp}/distq-e2e.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+passed=0 failed=0
+
+ok()   { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | tail -n 20; }
+
+# expect NAME WANT_RC WANT_TEXT -- command...: exit code and output text both checked.
+expect() {
+  local name=$1 want_rc=$2 want_text=$3; shift 4
+  "$@" >"$T/out" 2>&1
+  local rc=$?
+  if [ "$rc" -ne "$want_rc" ]; then fail "$name (exit $rc, wanted $want_rc)"; return; fi
+  if [ -n "$want_text" ] && ! grep -qF -- "$want_text" "$T/out"; then
+    fail "$name (output lacks: $want_text)"; return
+  fi
+  ok "$name"
+}
+
+expect "model linear" 0 "wrote $T/lin.h5" -- "$DISTQ" model --arch linear --seed 3 -o "$T/lin.h5"
+expect "model resnet18" 0 "resnet18" -- "$DISTQ" model --arch resnet18 --seed 1 -o "$T/r18.h5"
+expect "inspect model lists ops" 0 "linear" -- "$DISTQ" inspect "$T/lin.h5"
+expect "inspect resnet18 names torchvision keys" 0 "layer2.0.downsample.0.weight" -- "$DISTQ" inspect "$T/r18.h5"
+expect "data with labels" 0 "5 images" -- "$DISTQ" data --shape 1024 -n 5 --seed 4 --classes 10 -o "$T/d.h5"
+expect "inspect data" 0 "labels" -- "$DISTQ" inspect "$T/d.h5"
+expect "infer onednn" 0 "(5, 1000)" -- "$DISTQ" infer --model "$T/lin.h5" --data "$T/d.h5" -o "$T/y1.h5" --batch 2
+expect "infer ref" 0 "ref" -- "$DISTQ" infer --model "$T/lin.h5" --data "$T/d.h5" -o "$T/y2.h5" --backend ref
+# oneDNN and the reference agree (relative 1e-4), through the files.
+expect "onednn logits match ref" 0 "" -- h5diff -p 1e-4 "$T/y1.h5" "$T/y2.h5" /logits /logits
+expect "infer under mpirun -np 2" 0 "wrote" -- "$MPIEXEC" -np 2 "$DISTQ" infer --model "$T/lin.h5" --data "$T/d.h5" -o "$T/y3.h5"
+expect "mpirun logits match" 0 "" -- h5diff -p 1e-4 "$T/y1.h5" "$T/y3.h5" /logits /logits
+expect "bench under mpirun -np 2" 0 "perf,$T/lin.h5,fp32,onednn,4,1,2," -- \
+  "$MPIEXEC" -np 2 "$DISTQ" bench --model "$T/lin.h5" --batch 1,4 --iters 3 --min-time 0 --warmup 1 --threads 1
+grep -q "all 2 ranks" "$T/out" && ok "bench reports the aggregate" || fail "bench reports the aggregate"
+
+# Errors: one line naming the culprit, non-zero exit.
+expect "missing model file" 1 "$T/none.h5" -- "$DISTQ" infer --model "$T/none.h5" --data "$T/d.h5" -o "$T/y.h5"
+echo "not hdf5" > "$T/text.h5"
+expect "non-HDF5 model file" 1 "$T/text.h5" -- "$DISTQ" bench --model "$T/text.h5"
+expect "data shape mismatch" 1 "the model expects" -- "$DISTQ" infer --model "$T/r18.h5" --data "$T/d.h5" -o "$T/y.h5"
+[ ! -e "$T/y.h5" ] && ok "no output left after a failed infer" || fail "no output left after a failed infer"
+expect "unknown arch" 1 "unknown --arch 'vgg'" -- "$DISTQ" model --arch vgg -o "$T/v.h5"
+expect "bad integer option" 2 "option --seed" -- "$DISTQ" model --arch linear --seed x -o "$T/v.h5"
+expect "bad batch list" 2 "option --batch" -- "$DISTQ" bench --model "$T/lin.h5" --batch 1,,0
+expect "unknown command" 2 "unknown command 'frobnicate'" -- "$DISTQ" frobnicate
+expect "missing required option" 2 "required" -- "$DISTQ" infer --model "$T/lin.h5"
+expect "error under mpirun names the rank" 1 "rank" -- "$MPIEXEC" -np 2 "$DISTQ" bench --model "$T/none.h5"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
