@@ -35,6 +35,18 @@ distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t ba
 distq_status distq_exec_run(distq_exec *e, const float *input, float *output);
 void distq_exec_destroy(distq_exec *e);
 
+/* Builds an executor for a fused int8 graph (quant.h): input f32 is quantized
+ * at the graph input, output is f32. q is borrowed: keep it alive until the
+ * executor is destroyed. */
+struct distq_qgraph;
+distq_status distq_exec_create_int8(distq_backend b, const struct distq_qgraph *q, int64_t batch,
+                                    distq_exec **out);
+
+/* Copies the named value of the last run into out, plain row-major (N, ...):
+ * f32 for fp32 graphs, the value's dtype (u8 or f32) for int8 graphs. A value
+ * that a fusion never materializes is DISTQ_ERR_UNSUPPORTED. */
+distq_status distq_exec_get_value(distq_exec *e, const char *name, void *out);
+
 /* Elements per image of the executor's input and output. */
 int64_t distq_exec_input_numel(const distq_exec *e);
 int64_t distq_exec_output_numel(const distq_exec *e);

@@ -12,6 +12,10 @@ static const distq_exec_i *const backends[DISTQ_BACKEND_COUNT] = {
     [DISTQ_BACKEND_REF] = &distq_exec_ref_i,
     [DISTQ_BACKEND_ONEDNN] = &distq_exec_onednn_i,
 };
+static const distq_exec_i *const backends_int8[DISTQ_BACKEND_COUNT] = {
+    [DISTQ_BACKEND_REF] = &distq_exec_ref_int8_i,
+    [DISTQ_BACKEND_ONEDNN] = &distq_exec_onednn_int8_i,
+};
 
 const char *distq_backend_name(distq_backend b)
 {
@@ -41,6 +45,40 @@ distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t ba
     }
     *out = e;
     return DISTQ_OK;
+}
+
+distq_status distq_exec_create_int8(distq_backend b, const distq_qgraph *q, int64_t batch,
+                                    distq_exec **out)
+{
+    *out = NULL;
+    if ((int)b < 0 || b >= DISTQ_BACKEND_COUNT)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown backend %d", (int)b);
+    if (!backends_int8[b]->create_int8)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "backend %s has no int8 executor",
+                               backends_int8[b]->name);
+    if (batch < 1)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "batch size %lld < 1", (long long)batch);
+    distq_exec *e = distq_calloc(sizeof *e);
+    if (!e) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory creating executor");
+    e->impl = backends_int8[b];
+    e->batch = batch;
+    e->input_numel = distq_dims_numel(q->values[q->input].ndim, q->values[q->input].dims);
+    e->output_numel = distq_dims_numel(q->values[q->output].ndim, q->values[q->output].dims);
+    distq_status st = e->impl->create_int8(q, batch, &e->state);
+    if (st != DISTQ_OK) {
+        distq_free(e);
+        return st;
+    }
+    *out = e;
+    return DISTQ_OK;
+}
+
+distq_status distq_exec_get_value(distq_exec *e, const char *name, void *out)
+{
+    if (!e->impl->get_value)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "backend %s cannot read back values",
+                               e->impl->name);
+    return e->impl->get_value(e->state, name, out);
 }
 
 distq_status distq_exec_run(distq_exec *e, const float *input, float *output)

@@ -27,7 +27,7 @@ void distq_minmax_init(distq_minmax_state *st)
 
 distq_status distq_minmax_observe(distq_minmax_state *st, const float *x, int64_t n)
 {
-    distq_minmax_state batch;
+    distq_minmax_state batch = {INFINITY, -INFINITY};
     distq_status s = distq_batch_minmax(x, n, &batch.min, &batch.max);
     if (s == DISTQ_OK) distq_minmax_merge(st, &batch);
     return s;

@@ -204,9 +204,19 @@ static distq_status ref_run(void *state, const float *input, float *output)
     return DISTQ_OK;
 }
 
+static distq_status ref_get_value(void *state, const char *name, void *out)
+{
+    ref_state *s = state;
+    int v = distq_graph_find_value(s->g, name);
+    if (v < 0) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no value '%s'", name);
+    memcpy(out, s->vals[v], (size_t)distq_value_numel(&s->g->values[v], s->N) * sizeof(float));
+    return DISTQ_OK;
+}
+
 const distq_exec_i distq_exec_ref_i = {
     .name = "ref",
     .create = ref_create,
     .run = ref_run,
     .destroy = ref_destroy,
+    .get_value = ref_get_value,
 };

@@ -1,0 +1,164 @@
+#ifndef DISTQ_QUANT_H
+#define DISTQ_QUANT_H
+/*
+ * Post-training quantization with the x86 recipe (shared/spec): prepare,
+ * calibrate, convert, and the fused int8 graph that the int8 executors run.
+ *
+ *     distq_prepared *p;
+ *     distq_prepare(fp32_graph, DISTQ_OBSERVER_HISTOGRAM, &p);  // fold BN, annotate
+ *     distq_calibrator *c;  distq_calibrator_create(p, batch, NULL, &c);
+ *     distq_calibrate_batch(c, images, n);                      // per batch
+ *     distq_qgraph *q;   distq_convert(p, &q);                  // once
+ *     distq_qexec_create(DISTQ_BACKEND_ONEDNN, q, batch, &e);   // frozen int8
+ *
+ * Values: activations are u8 per-tensor affine (real = s * (q - zp)); weights
+ * s8 per-output-channel symmetric; bias f32; the model input is quantized,
+ * the last conv/linear writes f32 (or a final dequantize does).
+ */
+#include <stdint.h>
+
+#include "distq/graph.h"
+#include "distq/observers.h"
+#include "distq/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --- prepare: fold BN, annotate, attach observers ------------------------- */
+
+typedef enum { DISTQ_OBSERVER_HISTOGRAM = 0, DISTQ_OBSERVER_MINMAX, DISTQ_OBSERVER_COUNT } distq_observer_kind;
+const char *distq_observer_kind_name(distq_observer_kind k); /* "histogram", "minmax" */
+distq_status distq_observer_kind_from_name(const char *name, distq_observer_kind *out);
+
+#define DISTQ_OBSERVER_MAX_VALUES 8
+
+/* One activation observer. All values in it share one scale and zero point
+ * (PyTorch's implicit sharing: every edge reading a tensor, and the outputs of
+ * pooling/flatten, which share their input's qparams). It is fed each of its
+ * values on every batch, in execution order, as PyTorch calls a shared
+ * observer once per inserted observer node. */
+typedef struct {
+    distq_observer_kind kind;
+    distq_minmax_state mm;  /* MINMAX */
+    distq_hist_state *hist; /* HISTOGRAM (owned) */
+    int n_values;
+    int values[DISTQ_OBSERVER_MAX_VALUES]; /* value indices in the prepared graph */
+} distq_observer;
+
+/* Fused int8 patterns, in the spec's order of matching. */
+typedef enum {
+    DISTQ_PATTERN_NONE = 0,   /* not a pattern head (a fused tail, or the input) */
+    DISTQ_PATTERN_CONV,       /* conv [+relu] */
+    DISTQ_PATTERN_CONV_SUM,   /* conv + add [+relu]: the add's other input as sum post-op */
+    DISTQ_PATTERN_LINEAR,     /* linear [+relu] */
+    DISTQ_PATTERN_MAX_POOL,   /* int8 in, int8 out, shares its input's qparams */
+    DISTQ_PATTERN_AVG_POOL,
+    DISTQ_PATTERN_FLATTEN
+} distq_pattern;
+
+typedef struct {
+    distq_pattern pattern; /* for the head node of a pattern */
+    int relu;              /* a relu is fused at the end */
+    int add_node;          /* CONV_SUM: the add node index */
+    int sum_value;         /* CONV_SUM: the add's other input (value index) */
+    int out_value;         /* the value the whole pattern produces */
+} distq_node_plan;
+
+typedef struct distq_prepared {
+    distq_graph *g; /* BN-folded fp32 graph (owned, finalized) */
+    distq_observer_kind kind;
+    int n_observers;
+    distq_observer *observers;
+    int *value_observer;     /* per value: observer index, or -1 (stays f32) */
+    distq_node_plan *plan;   /* per node */
+} distq_prepared;
+
+/* Clones g, folds BN, matches the recipe's patterns and attaches observers.
+ * A node the int8 executors cannot run (e.g. an add not fed by a conv) is
+ * DISTQ_ERR_UNSUPPORTED naming it. */
+distq_status distq_prepare(const distq_graph *g, distq_observer_kind kind, distq_prepared **out);
+void distq_prepared_destroy(distq_prepared *p);
+
+/* --- calibrate --------------------------------------------------------------- */
+
+/* Optional cross-rank reduction (src/dist supplies an MPI one). NULL = one
+ * process. Each call must be made by every rank with the same n. */
+typedef struct {
+    void *ctx;
+    distq_status (*min_max)(void *ctx, float *lo, float *hi, int n);  /* MIN / MAX in place */
+    distq_status (*sum_i64)(void *ctx, int64_t *counts, int n);       /* SUM in place */
+} distq_reducer;
+
+typedef struct distq_calibrator distq_calibrator;
+
+/* Builds the fast fp32 (oneDNN) executor of p->g for batch size `batch`. */
+distq_status distq_calibrator_create(distq_prepared *p, int64_t batch, const distq_reducer *red,
+                                     distq_calibrator **out);
+/* Runs n <= batch images (N, C, H, W) f32 and feeds every observer. With a
+ * reducer, this rank's n images are its part of one global batch. */
+distq_status distq_calibrate_batch(distq_calibrator *c, const float *images, int64_t n);
+/* Seconds spent in the fp32 forward and in observers so far. */
+void distq_calibrator_times(const distq_calibrator *c, double *forward_s, double *observe_s);
+void distq_calibrator_destroy(distq_calibrator *c);
+
+/* --- the int8 graph ---------------------------------------------------------- */
+
+typedef enum {
+    DISTQ_QOP_QUANTIZE = 0, /* f32 -> u8 */
+    DISTQ_QOP_CONV,         /* u8 -> u8|f32, optional sum (u8) and relu */
+    DISTQ_QOP_LINEAR,       /* u8 -> u8|f32, optional relu */
+    DISTQ_QOP_MAX_POOL,     /* u8 -> u8, same qparams */
+    DISTQ_QOP_AVG_POOL,     /* u8 -> u8 adaptive to 1x1, same qparams */
+    DISTQ_QOP_FLATTEN,      /* u8 -> u8 view */
+    DISTQ_QOP_DEQUANTIZE,   /* u8 -> f32 */
+    DISTQ_QOP_COUNT
+} distq_qop;
+const char *distq_qop_name(distq_qop op);
+
+typedef struct {
+    char name[DISTQ_NAME_MAX];
+    distq_dtype dtype; /* U8 or F32 */
+    int ndim;
+    int64_t dims[DISTQ_MAX_DIMS]; /* batch 1 */
+    float scale;                  /* U8 only */
+    int32_t zero_point;
+} distq_qvalue;
+
+typedef struct {
+    char name[DISTQ_NAME_MAX]; /* the fp32 head node's name */
+    distq_qop op;
+    int src, dst;   /* qvalue indices */
+    int sum_src;    /* CONV: the u8 residual accumulated into dst, or -1 */
+    int relu;
+    distq_attrs attr;               /* CONV, MAX_POOL */
+    int wndim;
+    int64_t wdims[DISTQ_MAX_DIMS];  /* CONV (OC, IC/g, KH, KW), LINEAR (OUT, IN) */
+    int8_t *weight;                 /* owned */
+    float *weight_scale;            /* (OC) owned */
+    float *bias;                    /* (OC) f32, real domain, owned; NULL if none */
+} distq_qnode;
+
+typedef struct distq_qgraph {
+    int n_values;
+    distq_qvalue *values; /* [input, ...] */
+    int n_nodes;
+    distq_qnode *nodes; /* execution order */
+    int input, output;  /* qvalue indices; input f32, output f32 */
+    distq_observer_kind kind;
+} distq_qgraph;
+
+/* Computes every observer's qparams (histogram: the L2 search), quantizes the
+ * weights per channel and builds the fused int8 graph. */
+distq_status distq_convert(const distq_prepared *p, distq_qgraph **out);
+distq_status distq_qgraph_create(distq_qgraph **out); /* empty, for loaders */
+void distq_qgraph_destroy(distq_qgraph *q);
+
+/* One line per node, e.g. "layer1.0.conv2: qconv3x3 u8->u8 +sum +relu". *text
+ * is distq_malloc'd. */
+distq_status distq_qgraph_describe(const distq_qgraph *q, char **text);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,226 @@
+/*
+ * prepare: fold BN, match the x86 recipe's patterns (spec §2) and attach
+ * activation observers (spec §3.1), on a private copy of the graph.
+ *
+ * Matching order as X86InductorQuantizer: conv patterns (longest first, convs
+ * in graph order, so in a resnet block conv2 takes the add and the downsample
+ * conv stays alone), then linear patterns, then the propagation ops (pools,
+ * flatten) whose input is the output of a quantized pattern. Observers are
+ * shared per tensor, and a propagation op's output joins its input's observer.
+ * What the recipe would leave in fp32 is rejected: our int8 executors run
+ * fused int8 patterns only (say so rather than silently dequantize).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "distq/passes.h"
+#include "distq/quant.h"
+
+static const char *const kind_names[DISTQ_OBSERVER_COUNT] = {"histogram", "minmax"};
+
+const char *distq_observer_kind_name(distq_observer_kind k)
+{
+    return ((int)k >= 0 && k < DISTQ_OBSERVER_COUNT) ? kind_names[k] : "?";
+}
+
+distq_status distq_observer_kind_from_name(const char *name, distq_observer_kind *out)
+{
+    for (int k = 0; k < DISTQ_OBSERVER_COUNT; k++)
+        if (strcmp(name, kind_names[k]) == 0) {
+            *out = (distq_observer_kind)k;
+            return DISTQ_OK;
+        }
+    return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown observer '%s' (histogram, minmax)", name);
+}
+
+/* The single node reading value v, or -1 if v has several readers or is the output. */
+static int sole_consumer(const distq_graph *g, int v)
+{
+    if (v == g->output_value || g->values[v].n_consumers != 1) return -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] == v) return i;
+    return -1;
+}
+
+/* If value v is read only by an unclaimed relu, claims it and returns its output. */
+static int absorb_relu(const distq_graph *g, int v, char *claimed, int *relu)
+{
+    int c = sole_consumer(g, v);
+    if (c < 0 || claimed[c] || g->nodes[c].op != DISTQ_OP_RELU) return v;
+    claimed[c] = 1;
+    *relu = 1;
+    return g->nodes[c].output;
+}
+
+static void match_conv(const distq_graph *g, int i, char *claimed, distq_node_plan *plan)
+{
+    const distq_node *n = &g->nodes[i];
+    distq_node_plan *pl = &plan[i];
+    pl->pattern = DISTQ_PATTERN_CONV;
+    pl->out_value = n->output;
+    pl->add_node = pl->sum_value = -1;
+    claimed[i] = 1;
+    int c = sole_consumer(g, n->output);
+    if (c >= 0 && !claimed[c] && g->nodes[c].op == DISTQ_OP_ADD) {
+        const distq_node *add = &g->nodes[c];
+        int other = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
+        if (other != n->output) {
+            pl->pattern = DISTQ_PATTERN_CONV_SUM;
+            pl->add_node = c;
+            pl->sum_value = other;
+            claimed[c] = 1;
+            pl->out_value = absorb_relu(g, add->output, claimed, &pl->relu);
+            return;
+        }
+    }
+    pl->out_value = absorb_relu(g, n->output, claimed, &pl->relu);
+}
+
+/* Union-find over values: observers shared by tensor and by propagation ops. */
+static int find(int *parent, int v)
+{
+    while (parent[v] != v) v = parent[v] = parent[parent[v]];
+    return v;
+}
+
+static distq_status attach_observers(distq_prepared *p, const char *observed, int *parent)
+{
+    const distq_graph *g = p->g;
+    int *group_of_root = distq_malloc((size_t)g->n_values * sizeof(int));
+    p->observers = distq_calloc((size_t)g->n_values * sizeof *p->observers);
+    if (!group_of_root || !p->observers) {
+        distq_free(group_of_root);
+        return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (observers)");
+    }
+    for (int v = 0; v < g->n_values; v++) group_of_root[v] = -1;
+    /* Values are indexed in production order (input first), so observers are
+     * numbered, and fed, in execution order. */
+    for (int v = 0; v < g->n_values; v++) {
+        p->value_observer[v] = -1;
+        if (!observed[v]) continue;
+        int root = find(parent, v);
+        if (group_of_root[root] < 0) {
+            distq_observer *o = &p->observers[p->n_observers];
+            o->kind = p->kind;
+            distq_minmax_init(&o->mm);
+            if (p->kind == DISTQ_OBSERVER_HISTOGRAM) {
+                o->hist = distq_malloc(sizeof *o->hist);
+                if (!o->hist) {
+                    distq_free(group_of_root);
+                    return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (histogram)");
+                }
+                distq_hist_init(o->hist);
+            }
+            group_of_root[root] = p->n_observers++;
+        }
+        distq_observer *o = &p->observers[group_of_root[root]];
+        if (o->n_values == DISTQ_OBSERVER_MAX_VALUES) {
+            distq_free(group_of_root);
+            return distq_error_set(DISTQ_ERR_UNSUPPORTED, "value '%s': more than %d tensors share one observer",
+                                   g->values[v].name, DISTQ_OBSERVER_MAX_VALUES);
+        }
+        o->values[o->n_values++] = v;
+        p->value_observer[v] = group_of_root[root];
+    }
+    distq_free(group_of_root);
+    return DISTQ_OK;
+}
+
+static distq_status annotate(distq_prepared *p)
+{
+    const distq_graph *g = p->g;
+    distq_status st = DISTQ_OK;
+    char *claimed = distq_calloc((size_t)g->n_nodes);
+    char *observed = distq_calloc((size_t)g->n_values);
+    char *quantized_out = distq_calloc((size_t)g->n_values); /* output of a quantized pattern */
+    int *parent = distq_malloc((size_t)g->n_values * sizeof(int));
+    if (!claimed || !observed || !quantized_out || !parent) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (annotate)");
+        goto cleanup;
+    }
+    for (int v = 0; v < g->n_values; v++) parent[v] = v;
+
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == DISTQ_OP_CONV2D) match_conv(g, i, claimed, p->plan);
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].op != DISTQ_OP_LINEAR) continue;
+        distq_node_plan *pl = &p->plan[i];
+        pl->pattern = DISTQ_PATTERN_LINEAR;
+        pl->add_node = pl->sum_value = -1;
+        claimed[i] = 1;
+        pl->out_value = absorb_relu(g, g->nodes[i].output, claimed, &pl->relu);
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        distq_node_plan *pl = &p->plan[i];
+        const distq_node *n = &g->nodes[i];
+        if (pl->pattern == DISTQ_PATTERN_CONV || pl->pattern == DISTQ_PATTERN_CONV_SUM ||
+            pl->pattern == DISTQ_PATTERN_LINEAR) {
+            observed[n->inputs[0]] = 1;
+            if (pl->sum_value >= 0) observed[pl->sum_value] = 1;
+            quantized_out[pl->out_value] = 1;
+            continue;
+        }
+        if (claimed[i]) continue;
+        distq_pattern prop = n->op == DISTQ_OP_MAX_POOL2D            ? DISTQ_PATTERN_MAX_POOL
+                             : n->op == DISTQ_OP_ADAPTIVE_AVG_POOL2D ? DISTQ_PATTERN_AVG_POOL
+                             : n->op == DISTQ_OP_FLATTEN             ? DISTQ_PATTERN_FLATTEN
+                                                                     : DISTQ_PATTERN_NONE;
+        if (prop == DISTQ_PATTERN_NONE || !quantized_out[n->inputs[0]]) {
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                 "node '%s' (%s) is outside the x86 int8 patterns (it would stay fp32, "
+                                 "which the int8 executors do not run)",
+                                 n->name, distq_op_name(n->op));
+            goto cleanup;
+        }
+        claimed[i] = 1;
+        pl->pattern = prop;
+        pl->add_node = pl->sum_value = -1;
+        pl->out_value = n->output;
+        observed[n->inputs[0]] = observed[n->output] = 1;
+        quantized_out[n->output] = 1;
+        parent[find(parent, n->output)] = find(parent, n->inputs[0]); /* shares its input's qparams */
+    }
+    st = attach_observers(p, observed, parent);
+cleanup:
+    distq_free(claimed);
+    distq_free(observed);
+    distq_free(quantized_out);
+    distq_free(parent);
+    return st;
+}
+
+distq_status distq_prepare(const distq_graph *g, distq_observer_kind kind, distq_prepared **out)
+{
+    *out = NULL;
+    if ((int)kind < 0 || kind >= DISTQ_OBSERVER_COUNT)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown observer kind %d", (int)kind);
+    distq_prepared *p = distq_calloc(sizeof *p);
+    if (!p) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (prepare)");
+    p->kind = kind;
+    distq_status st = distq_graph_clone(g, &p->g);
+    if (!st) st = distq_pass_fold_bn(p->g, NULL);
+    if (!st) {
+        p->value_observer = distq_calloc((size_t)p->g->n_values * sizeof *p->value_observer);
+        p->plan = distq_calloc((size_t)p->g->n_nodes * sizeof *p->plan);
+        if (!p->value_observer || !p->plan) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (prepare)");
+    }
+    if (!st) st = annotate(p);
+    if (st) {
+        distq_prepared_destroy(p);
+        return st;
+    }
+    *out = p;
+    return DISTQ_OK;
+}
+
+void distq_prepared_destroy(distq_prepared *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->n_observers; i++) distq_free(p->observers[i].hist);
+    distq_free(p->observers);
+    distq_free(p->value_observer);
+    distq_free(p->plan);
+    distq_graph_destroy(p->g);
+    distq_free(p);
+}
