@@ -172,7 +172,8 @@ distq_status distq_h5_check_format(hid_t fid, const char *path, const char *want
                    "%s: cannot read root attributes", path);
     if (!has) {
         st = distq_error_set(DISTQ_ERR_FORMAT,
-                             "%s: no root attribute 'format': not a distq file (expected a %s file)",
+                             "%s: no root attribute 'format': not a distq file "
+                             "(expected a %s file)",
                              path, want);
         goto cleanup;
     }
@@ -252,7 +253,8 @@ distq_status distq_h5_attr_write_strs(hid_t loc, const char *name, int n,
     distq_status st = DISTQ_OK;
     hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID;
     const char **v = distq_malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
-    if (!v) return distq_error_set(DISTQ_ERR_NOMEM, "%s: attribute '%s': out of memory", where, name);
+    if (!v)
+        return distq_error_set(DISTQ_ERR_NOMEM, "%s: attribute '%s': out of memory", where, name);
     for (int i = 0; i < n; i++) v[i] = values[i] ? values[i] : "";
     hsize_t dims[1] = {(hsize_t)n};
     DISTQ_H5_CHECK(type = vlen_str_type(), DISTQ_ERR_IO, "%s: string type", where);
@@ -323,8 +325,9 @@ static distq_status attr_open(hid_t loc, const char *name, H5T_class_t want_clas
                    "%s: cannot read the shape of attribute '%s'", where, name);
     if (npoints < min_n || npoints > max_n) {
         if (min_n == max_n)
-            st = distq_error_set(DISTQ_ERR_FORMAT, "%s: attribute '%s' has %lld values, expected %d",
-                                 where, name, (long long)npoints, min_n);
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: attribute '%s' has %lld values, expected %d", where, name,
+                                 (long long)npoints, min_n);
         else
             st = distq_error_set(DISTQ_ERR_FORMAT,
                                  "%s: attribute '%s' has %lld values, expected %d to %d", where,
@@ -371,7 +374,8 @@ static distq_status attr_read_strings(hid_t attr, hid_t ftype, hid_t space, int 
             size_t len = strlen(s);
             if (len >= cap) {
                 st = distq_error_set(DISTQ_ERR_FORMAT,
-                                     "%s: attribute '%s' value %d is too long (%zu bytes, at most %zu)",
+                                     "%s: attribute '%s' value %d is too long "
+                                     "(%zu bytes, at most %zu)",
                                      where, name, i, len, cap - 1);
                 goto cleanup;
             }
@@ -401,7 +405,8 @@ static distq_status attr_read_strings(hid_t attr, hid_t ftype, hid_t space, int 
                 while (len > 0 && s[len - 1] == ' ') len--;
             if (len >= cap) {
                 st = distq_error_set(DISTQ_ERR_FORMAT,
-                                     "%s: attribute '%s' value %d is too long (%zu bytes, at most %zu)",
+                                     "%s: attribute '%s' value %d is too long "
+                                     "(%zu bytes, at most %zu)",
                                      where, name, i, len, cap - 1);
                 goto cleanup;
             }
@@ -589,7 +594,8 @@ distq_status distq_h5_write_tensor(hid_t loc, const char *name, const distq_tens
         goto cleanup;
     }
     for (int i = 0; i < t->ndim; i++) hd[i] = (hsize_t)t->dims[i];
-    DISTQ_H5_CHECK(space = t->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(t->ndim, hd, NULL),
+    DISTQ_H5_CHECK(space = t->ndim == 0 ? H5Screate(H5S_SCALAR)
+                                        : H5Screate_simple(t->ndim, hd, NULL),
                    DISTQ_ERR_IO, "%s: dataspace for tensor '%s'", where, t->name);
     DISTQ_H5_CHECK(dset = H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT,
                                      H5P_DEFAULT),

@@ -65,7 +65,7 @@ static distq_status prefix_error(distq_status st, const char *path)
 
 // --- save -------------------------------------------------------------------------
 
-static distq_status write_node(hid_t nodes, const distq_node *nd, const char *path)
+static distq_status write_node(hid_t nodes, hid_t gcpl, const distq_node *nd, const char *path)
 {
     distq_status st = DISTQ_OK;
     hid_t grp = H5I_INVALID_HID;
@@ -79,7 +79,7 @@ static distq_status write_node(hid_t nodes, const distq_node *nd, const char *pa
                              path, nd->name);
         goto cleanup;
     }
-    DISTQ_H5_CHECK(grp = H5Gcreate2(nodes, nd->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+    DISTQ_H5_CHECK(grp = H5Gcreate2(nodes, nd->name, H5P_DEFAULT, gcpl, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s: cannot create group", where);
     for (int i = 0; i < nd->n_inputs; i++) ins[i] = nd->input_names[i];
     for (int i = 0; i < DISTQ_MAX_PARAMS; i++) params[i] = nd->param_names[i];
@@ -106,19 +106,28 @@ distq_status distq_model_save(const distq_graph *g, const char *path)
 {
     distq_status st = DISTQ_OK;
     hid_t fid = H5I_INVALID_HID, graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
-    hid_t tensors = H5I_INVALID_HID, gcpl = H5I_INVALID_HID;
+    hid_t tensors = H5I_INVALID_HID, gcpl = H5I_INVALID_HID, attr_gcpl = H5I_INVALID_HID;
     char tmp[DISTQ_H5_WHERE_MAX] = "", where[DISTQ_H5_WHERE_MAX];
     const char **order = NULL;
     if (!g || !path)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_save: NULL graph or path");
     if (!g->finalized)
         return distq_error_set(DISTQ_ERR_INVALID_ARG,
-                               "%s: graph is not finalized (call distq_graph_finalize first)", path);
+                               "%s: graph is not finalized (call distq_graph_finalize first)",
+                               path);
 
     DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION, tmp, &fid));
 
     snprintf(where, sizeof where, "%s: /graph", path);
-    DISTQ_H5_CHECK(graph = H5Gcreate2(fid, "graph", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+    /* Keep attributes in the object header ("compact"), never in dense
+     * storage: HDF5 before 1.14.4 segfaults in H5Ocopy (h5copy, h5py's
+     * Group.copy, scripts/torch2h5.py) on dense variable-length string
+     * attributes (HDFGroup/hdf5#2414). A max_pool2d node has 9 attributes;
+     * the default switches to dense storage above 8. */
+    DISTQ_H5_CHECK(attr_gcpl = H5Pcreate(H5P_GROUP_CREATE), DISTQ_ERR_IO, "%s: H5Pcreate", where);
+    DISTQ_H5_CHECK(H5Pset_attr_phase_change(attr_gcpl, 32, 24), DISTQ_ERR_IO,
+                   "%s: H5Pset_attr_phase_change", where);
+    DISTQ_H5_CHECK(graph = H5Gcreate2(fid, "graph", H5P_DEFAULT, attr_gcpl, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s: cannot create group", where);
     DISTQ_CHECK(distq_h5_attr_write_str(graph, "input", g->input_name, where));
     DISTQ_CHECK(distq_h5_attr_write_i64(graph, "input_shape", g->input_ndim, g->input_dims, where));
@@ -133,7 +142,8 @@ distq_status distq_model_save(const distq_graph *g, const char *path)
 
     DISTQ_H5_CHECK(nodes = H5Gcreate2(graph, "nodes", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s/nodes: cannot create group", where);
-    for (int i = 0; i < g->n_nodes; i++) DISTQ_CHECK(write_node(nodes, &g->nodes[i], path));
+    for (int i = 0; i < g->n_nodes; i++)
+        DISTQ_CHECK(write_node(nodes, attr_gcpl, &g->nodes[i], path));
 
     /* Tracking creation order lets the loader restore the parameter order. */
     snprintf(where, sizeof where, "%s: /tensors", path);
@@ -158,6 +168,7 @@ distq_status distq_model_save(const distq_graph *g, const char *path)
     distq_h5_close(&graph);
     DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
 cleanup:
+    distq_h5_close(&attr_gcpl);
     distq_h5_close(&gcpl);
     distq_h5_close(&tensors);
     distq_h5_close(&nodes);
@@ -179,8 +190,9 @@ static distq_status link_name(hid_t grp, H5_index_t index, hsize_t idx, char *na
                                             H5P_DEFAULT),
                    DISTQ_ERR_FORMAT, "%s: cannot list member %llu", where, (unsigned long long)idx);
     if (len >= DISTQ_NAME_MAX) {
-        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: member %llu has a name of %zd bytes (at most %d)",
-                             where, (unsigned long long)idx, len, DISTQ_NAME_MAX - 1);
+        st = distq_error_set(DISTQ_ERR_FORMAT,
+                             "%s: member %llu has a name of %zd bytes (at most %d)", where,
+                             (unsigned long long)idx, len, DISTQ_NAME_MAX - 1);
         goto cleanup;
     }
     DISTQ_H5_CHECK(H5Lget_name_by_idx(grp, ".", index, H5_ITER_INC, idx, name, DISTQ_NAME_MAX,
@@ -340,7 +352,8 @@ static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char (*name
                    "%s: cannot look up attribute 'node_order'", where);
     if (!has) {
         snprintf(where, sizeof where, "%s: /graph/nodes", path);
-        for (int i = 0; i < n; i++) DISTQ_CHECK(link_name(nodes, H5_INDEX_NAME, (hsize_t)i, names[i], where));
+        for (int i = 0; i < n; i++)
+            DISTQ_CHECK(link_name(nodes, H5_INDEX_NAME, (hsize_t)i, names[i], where));
         goto cleanup;
     }
     DISTQ_CHECK(distq_h5_attr_read_strs(graph, "node_order", n, n, names, &got, where));

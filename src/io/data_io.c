@@ -1,0 +1,261 @@
+/*
+ * Data files (images and optional labels) and output files (logits); layouts
+ * in docs/file-formats.md:
+ *
+ *     data:    / format = "distq-data", version = 1
+ *              /images f32 (N, C, H, W) or (N, F), attribute layout
+ *              /labels int64 (N), optional
+ *     output:  / format = "distq-output", version = 1
+ *              /logits f32 (N, K), attributes model and data (source paths)
+ *
+ * distq_data_read() is a hyperslab read of rows [start, start + count), so each
+ * rank can read only its shard. Files are opened with the default (sec2)
+ * driver here; MPI-IO is left to the distributed layer.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "distq/io.h"
+#include "io/h5_util_impl.h"
+
+// --- data files ---------------------------------------------------------------------
+
+distq_status distq_data_write(const char *path, const float *images, int ndim,
+                              const int64_t *dims, const int64_t *labels)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    char tmp[DISTQ_H5_WHERE_MAX] = "", where[DISTQ_H5_WHERE_MAX];
+    hsize_t hd[DISTQ_MAX_DIMS];
+    if (!path || !images || !dims)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_write: NULL argument");
+    if (ndim < 2 || ndim > DISTQ_MAX_DIMS)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                               "%s: images need rank 2 (N, F) to 4 (N, C, H, W), got %d", path,
+                               ndim);
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] < 1) {
+            char shape[96];
+            distq_dims_format(ndim, dims, shape, sizeof shape);
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: bad image shape %s", path, shape);
+        }
+        hd[i] = (hsize_t)dims[i];
+    }
+    DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_DATA_FORMAT, DISTQ_DATA_VERSION, tmp, &fid));
+
+    snprintf(where, sizeof where, "%s: /images", path);
+    DISTQ_H5_CHECK(space = H5Screate_simple(ndim, hd, NULL), DISTQ_ERR_IO, "%s: H5Screate_simple",
+                   where);
+    DISTQ_H5_CHECK(dset = H5Dcreate2(fid, "images", H5T_IEEE_F32LE, space, H5P_DEFAULT,
+                                     H5P_DEFAULT, H5P_DEFAULT),
+                   DISTQ_ERR_IO, "%s: cannot create dataset", where);
+    DISTQ_H5_CHECK(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, images),
+                   DISTQ_ERR_IO, "%s: cannot write", where);
+    static const char *const layouts[DISTQ_MAX_DIMS + 1] = {"", "", "NF", "NCL", "NCHW"};
+    DISTQ_CHECK(distq_h5_attr_write_str(dset, "layout", layouts[ndim], where));
+    distq_h5_close(&dset);
+    distq_h5_close(&space);
+
+    if (labels) {
+        snprintf(where, sizeof where, "%s: /labels", path);
+        DISTQ_H5_CHECK(space = H5Screate_simple(1, hd, NULL), DISTQ_ERR_IO,
+                       "%s: H5Screate_simple", where);
+        DISTQ_H5_CHECK(dset = H5Dcreate2(fid, "labels", H5T_STD_I64LE, space, H5P_DEFAULT,
+                                         H5P_DEFAULT, H5P_DEFAULT),
+                       DISTQ_ERR_IO, "%s: cannot create dataset", where);
+        DISTQ_H5_CHECK(H5Dwrite(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels),
+                       DISTQ_ERR_IO, "%s: cannot write", where);
+        distq_h5_close(&dset);
+        distq_h5_close(&space);
+    }
+    DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
+cleanup:
+    distq_h5_close(&dset);
+    distq_h5_close(&space);
+    if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
+    return st;
+}
+
+/* Opens a data file and checks it: format, /images f32 of rank 2..4, /labels
+ * (if present) integer of length N. *images and *labels (or
+ * H5I_INVALID_HID if absent) are returned open, with *fid. */
+static distq_status data_open(const char *path, hid_t fapl, hid_t *fid, hid_t *images,
+                              hid_t *labels, distq_data_info *info)
+{
+    distq_status st = DISTQ_OK;
+    hid_t type = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX], tt[64], shape[96];
+    htri_t has;
+    int64_t ldims[DISTQ_MAX_DIMS];
+    int lndim = 0;
+    memset(info, 0, sizeof *info);
+    DISTQ_CHECK(distq_h5_open_read(path, fapl, fid));
+    DISTQ_CHECK(distq_h5_check_format(*fid, path, DISTQ_DATA_FORMAT, DISTQ_DATA_VERSION));
+
+    snprintf(where, sizeof where, "%s: dataset /images", path);
+    DISTQ_H5_CHECK(has = H5Lexists(*fid, "images", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up /images", path);
+    if (!has) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: missing dataset /images", path);
+        goto cleanup;
+    }
+    DISTQ_H5_CHECK(*images = H5Dopen2(*fid, "images", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: /images is not a dataset", path);
+    DISTQ_H5_CHECK(type = H5Dget_type(*images), DISTQ_ERR_FORMAT, "%s: cannot read its type",
+                   where);
+    if (H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != 4) {
+        distq_h5_type_text(type, tt, sizeof tt);
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: has type %s, expected float32", where, tt);
+        goto cleanup;
+    }
+    distq_h5_close(&type);
+    DISTQ_CHECK(distq_h5_dataset_shape(*images, &info->ndim, info->dims, where));
+    if (info->ndim < 2) {
+        st = distq_error_set(DISTQ_ERR_FORMAT,
+                             "%s: has rank %d, expected 2 (N, F) to 4 (N, C, H, W)", where,
+                             info->ndim);
+        goto cleanup;
+    }
+    info->n = info->dims[0];
+
+    snprintf(where, sizeof where, "%s: dataset /labels", path);
+    DISTQ_H5_CHECK(has = H5Lexists(*fid, "labels", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up /labels", path);
+    if (has) {
+        DISTQ_H5_CHECK(*labels = H5Dopen2(*fid, "labels", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                       "%s: /labels is not a dataset", path);
+        DISTQ_H5_CHECK(type = H5Dget_type(*labels), DISTQ_ERR_FORMAT, "%s: cannot read its type",
+                       where);
+        if (H5Tget_class(type) != H5T_INTEGER) {
+            distq_h5_type_text(type, tt, sizeof tt);
+            st = distq_error_set(DISTQ_ERR_FORMAT, "%s: has type %s, expected int64", where, tt);
+            goto cleanup;
+        }
+        DISTQ_CHECK(distq_h5_dataset_shape(*labels, &lndim, ldims, where));
+        if (lndim != 1 || ldims[0] != info->n) {
+            distq_dims_format(lndim, ldims, shape, sizeof shape);
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: has shape %s, expected (%lld): one label per image", where,
+                                 shape, (long long)info->n);
+            goto cleanup;
+        }
+        info->has_labels = 1;
+    }
+cleanup:
+    distq_h5_close(&type);
+    return st;
+}
+
+distq_status distq_data_info_read(const char *path, distq_data_info *info)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, images = H5I_INVALID_HID, labels = H5I_INVALID_HID;
+    if (!path || !info)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_info_read: NULL argument");
+    DISTQ_CHECK(data_open(path, H5P_DEFAULT, &fid, &images, &labels, info));
+cleanup:
+    distq_h5_close(&labels);
+    distq_h5_close(&images);
+    distq_h5_close(&fid);
+    return st;
+}
+
+/* Reads rows [start, start + count) of a rank-ndim dataset into buf as mtype. */
+static distq_status read_rows(hid_t dset, hid_t mtype, int ndim, const int64_t *dims,
+                              int64_t start, int64_t count, void *buf, const char *where)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    hsize_t off[DISTQ_MAX_DIMS] = {0}, cnt[DISTQ_MAX_DIMS];
+    off[0] = (hsize_t)start;
+    cnt[0] = (hsize_t)count;
+    for (int i = 1; i < ndim; i++) cnt[i] = (hsize_t)dims[i];
+    DISTQ_H5_CHECK(fspace = H5Dget_space(dset), DISTQ_ERR_FORMAT, "%s: H5Dget_space", where);
+    DISTQ_H5_CHECK(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL),
+                   DISTQ_ERR_FORMAT, "%s: cannot select rows [%lld, %lld)", where,
+                   (long long)start, (long long)(start + count));
+    DISTQ_H5_CHECK(mspace = H5Screate_simple(ndim, cnt, NULL), DISTQ_ERR_FORMAT,
+                   "%s: H5Screate_simple", where);
+    DISTQ_H5_CHECK(H5Dread(dset, mtype, mspace, fspace, H5P_DEFAULT, buf), DISTQ_ERR_IO,
+                   "%s: cannot read rows [%lld, %lld)", where, (long long)start,
+                   (long long)(start + count));
+cleanup:
+    distq_h5_close(&mspace);
+    distq_h5_close(&fspace);
+    return st;
+}
+
+distq_status distq_data_read(const char *path, int64_t start, int64_t count, float *images,
+                             int64_t *labels)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, dimages = H5I_INVALID_HID, dlabels = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX];
+    distq_data_info info;
+    int64_t ldims[1];
+    if (!path || (!images && count > 0))
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_read: NULL argument");
+    DISTQ_CHECK(data_open(path, H5P_DEFAULT, &fid, &dimages, &dlabels, &info));
+    if (start < 0 || count < 0 || start > info.n || count > info.n - start) {
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG,
+                             "%s: rows [%lld, %lld) out of range: start %lld, count %lld, but "
+                             "the file has N = %lld images",
+                             path, (long long)start, (long long)start + count, (long long)start,
+                             (long long)count, (long long)info.n);
+        goto cleanup;
+    }
+    if (labels && !info.has_labels) {
+        st = distq_error_set(DISTQ_ERR_FORMAT,
+                             "%s: labels requested, but there is no /labels dataset", path);
+        goto cleanup;
+    }
+    if (count == 0) goto cleanup;
+    snprintf(where, sizeof where, "%s: dataset /images", path);
+    DISTQ_CHECK(read_rows(dimages, H5T_NATIVE_FLOAT, info.ndim, info.dims, start, count, images,
+                          where));
+    if (labels) {
+        snprintf(where, sizeof where, "%s: dataset /labels", path);
+        ldims[0] = info.n;
+        DISTQ_CHECK(read_rows(dlabels, H5T_NATIVE_INT64, 1, ldims, start, count, labels, where));
+    }
+cleanup:
+    distq_h5_close(&dlabels);
+    distq_h5_close(&dimages);
+    distq_h5_close(&fid);
+    return st;
+}
+
+// --- output files -------------------------------------------------------------------
+
+distq_status distq_output_write(const char *path, const float *logits, int64_t n, int64_t k,
+                                const char *model_path, const char *data_path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    char tmp[DISTQ_H5_WHERE_MAX] = "", where[DISTQ_H5_WHERE_MAX];
+    if (!path || !logits)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_output_write: NULL argument");
+    if (n < 1 || k < 1)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: bad logits shape (%lld, %lld)", path,
+                               (long long)n, (long long)k);
+    hsize_t hd[2] = {(hsize_t)n, (hsize_t)k};
+    DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_OUTPUT_FORMAT, DISTQ_OUTPUT_VERSION, tmp, &fid));
+    snprintf(where, sizeof where, "%s: /logits", path);
+    DISTQ_H5_CHECK(space = H5Screate_simple(2, hd, NULL), DISTQ_ERR_IO, "%s: H5Screate_simple",
+                   where);
+    DISTQ_H5_CHECK(dset = H5Dcreate2(fid, "logits", H5T_IEEE_F32LE, space, H5P_DEFAULT,
+                                     H5P_DEFAULT, H5P_DEFAULT),
+                   DISTQ_ERR_IO, "%s: cannot create dataset", where);
+    DISTQ_H5_CHECK(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, logits),
+                   DISTQ_ERR_IO, "%s: cannot write", where);
+    DISTQ_CHECK(distq_h5_attr_write_str(dset, "model", model_path ? model_path : "", where));
+    DISTQ_CHECK(distq_h5_attr_write_str(dset, "data", data_path ? data_path : "", where));
+    distq_h5_close(&dset);
+    distq_h5_close(&space);
+    DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
+cleanup:
+    distq_h5_close(&dset);
+    distq_h5_close(&space);
+    if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
+    return st;
+}

@@ -1,0 +1,339 @@
+/*
+ * distq_h5_describe(): a human-readable summary of any HDF5 file, for
+ * `distq describe` and for test failure messages.
+ *
+ * Models are described through distq_model_load() (so the text shows inferred
+ * shapes, and a broken model reports why it is broken); data and output files
+ * are read directly. Files that are HDF5 but not ours get a listing of their
+ * root group; files that are not HDF5 at all are an error. Nothing is printed.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "distq/io.h"
+#include "io/h5_util_impl.h"
+
+// --- growing text buffer ---------------------------------------------------------
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} text_buf;
+
+static void tb_printf(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tb_printf(text_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    if (b->oom) return;
+    va_start(ap, fmt);
+    int need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (need < 0) return;
+    if (b->len + (size_t)need + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + (size_t)need + 1) cap *= 2;
+        char *p = distq_malloc(cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        if (b->buf) memcpy(p, b->buf, b->len + 1);
+        distq_free(b->buf);
+        b->buf = p;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)need;
+}
+
+/* "3" for a square pair, "3x1" otherwise. */
+static void pair_text(char *buf, size_t len, const int64_t *v)
+{
+    if (v[0] == v[1]) snprintf(buf, len, "%lld", (long long)v[0]);
+    else snprintf(buf, len, "%lldx%lld", (long long)v[0], (long long)v[1]);
+}
+
+// --- models ----------------------------------------------------------------------
+
+/* The op-specific part of a node line, e.g. "k3x3 s1 p1". */
+static void node_attr_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    const distq_attrs *a = &n->attr;
+    char s[32], p[32], d[32];
+    pair_text(s, sizeof s, a->stride);
+    pair_text(p, sizeof p, a->padding);
+    pair_text(d, sizeof d, a->dilation);
+    buf[0] = '\0';
+    switch (n->op) {
+    case DISTQ_OP_CONV2D: {
+        const distq_tensor *w = n->params[DISTQ_PARAM_WEIGHT] >= 0
+                                    ? &g->params[n->params[DISTQ_PARAM_WEIGHT]]
+                                    : NULL;
+        int used = snprintf(buf, len, "k%lldx%lld s%s p%s", w ? (long long)w->dims[2] : 0LL,
+                            w ? (long long)w->dims[3] : 0LL, s, p);
+        if (used > 0 && (size_t)used < len && (a->dilation[0] != 1 || a->dilation[1] != 1))
+            used += snprintf(buf + used, len - (size_t)used, " d%s", d);
+        if (used > 0 && (size_t)used < len && a->groups != 1)
+            snprintf(buf + used, len - (size_t)used, " g%lld", (long long)a->groups);
+        break;
+    }
+    case DISTQ_OP_MAX_POOL2D:
+        snprintf(buf, len, "k%lldx%lld s%s p%s%s", (long long)a->kernel[0], (long long)a->kernel[1],
+                 s, p, a->ceil_mode ? " ceil" : "");
+        break;
+    case DISTQ_OP_BATCH_NORM: snprintf(buf, len, "eps %g", (double)a->eps); break;
+    case DISTQ_OP_ADAPTIVE_AVG_POOL2D:
+        snprintf(buf, len, "out %lldx%lld", (long long)a->output_size[0],
+                 (long long)a->output_size[1]);
+        break;
+    case DISTQ_OP_FLATTEN: snprintf(buf, len, "start_dim %lld", (long long)a->start_dim); break;
+    case DISTQ_OP_LINEAR:
+        if (n->params[DISTQ_PARAM_WEIGHT] >= 0) {
+            const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
+            snprintf(buf, len, "%lld -> %lld%s", (long long)w->dims[1], (long long)w->dims[0],
+                     n->params[DISTQ_PARAM_BIAS] >= 0 ? "" : ", no bias");
+        }
+        break;
+    default: break;
+    }
+}
+
+static void node_inputs_text(const distq_node *n, char *buf, size_t len)
+{
+    if (n->n_inputs == 2) snprintf(buf, len, "%s, %s", n->input_names[0], n->input_names[1]);
+    else snprintf(buf, len, "%s", n->input_names[0]);
+}
+
+static void describe_model(const distq_graph *g, const char *path, text_buf *b)
+{
+    const distq_value *in = &g->values[g->input_value], *out = &g->values[g->output_value];
+    char dims[96], ins[2 * DISTQ_NAME_MAX + 4], attrs[128];
+    int w_name = 4, w_op = 2, w_in = 2, w_t = 4;
+    tb_printf(b, "%s: %s version %d\n", path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION);
+    distq_dims_format(in->ndim, in->dims, dims, sizeof dims);
+    tb_printf(b, "  input   %s %s %s\n", in->name, dims, distq_dtype_name(in->dtype));
+    distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
+    tb_printf(b, "  output  %s %s %s\n", out->name, dims, distq_dtype_name(out->dtype));
+
+    for (int i = 0; i < g->n_nodes; i++) {
+        const distq_node *n = &g->nodes[i];
+        node_inputs_text(n, ins, sizeof ins);
+        if ((int)strlen(n->name) > w_name) w_name = (int)strlen(n->name);
+        if ((int)strlen(distq_op_name(n->op)) > w_op) w_op = (int)strlen(distq_op_name(n->op));
+        if ((int)strlen(ins) > w_in) w_in = (int)strlen(ins);
+    }
+    tb_printf(b, "nodes (%d, in execution order):\n", g->n_nodes);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const distq_node *n = &g->nodes[i];
+        const distq_value *v = &g->values[n->output];
+        node_inputs_text(n, ins, sizeof ins);
+        node_attr_text(g, n, attrs, sizeof attrs);
+        distq_dims_format(v->ndim, v->dims, dims, sizeof dims);
+        tb_printf(b, "  %3d %-*s %-*s in: %-*s out: %s %s%s%s\n", i, w_op, distq_op_name(n->op),
+                  w_name, n->name, w_in, ins, v->name, dims, attrs[0] ? "  " : "", attrs);
+    }
+
+    int64_t total_numel = 0;
+    size_t total_bytes = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if ((int)strlen(g->params[i].name) > w_t) w_t = (int)strlen(g->params[i].name);
+    tb_printf(b, "tensors (%d):\n", g->n_params);
+    for (int i = 0; i < g->n_params; i++) {
+        const distq_tensor *t = &g->params[i];
+        distq_dims_format(t->ndim, t->dims, dims, sizeof dims);
+        tb_printf(b, "  %-*s %-3s %-18s %12zu B\n", w_t, t->name, distq_dtype_name(t->dtype), dims,
+                  distq_tensor_nbytes(t));
+        total_numel += distq_tensor_numel(t);
+        total_bytes += distq_tensor_nbytes(t);
+    }
+    tb_printf(b, "total: %d tensors, %lld values, %zu bytes (%.2f MB)\n", g->n_params,
+              (long long)total_numel, total_bytes, (double)total_bytes / 1e6);
+}
+
+// --- data and output files -------------------------------------------------------
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static distq_status describe_data(const char *path, text_buf *b)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    distq_data_info info;
+    int64_t *labels = NULL;
+    char dims[96];
+    DISTQ_CHECK(distq_data_info_read(path, &info));
+    tb_printf(b, "%s: %s version %d\n", path, DISTQ_DATA_FORMAT, DISTQ_DATA_VERSION);
+    distq_dims_format(info.ndim - 1, info.dims + 1, dims, sizeof dims);
+    tb_printf(b, "  images  N = %lld, image shape %s, f32 (%.2f MB)\n", (long long)info.n, dims,
+              (double)distq_dims_numel(info.ndim, info.dims) * 4.0 / 1e6);
+    if (!info.has_labels) {
+        tb_printf(b, "  labels  no\n");
+        goto cleanup;
+    }
+    labels = distq_malloc((size_t)(info.n > 0 ? info.n : 1) * sizeof *labels);
+    if (!labels) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory reading labels", path);
+        goto cleanup;
+    }
+    DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
+    DISTQ_H5_CHECK(dset = H5Dopen2(fid, "labels", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot open /labels", path);
+    if (info.n > 0)
+        DISTQ_H5_CHECK(H5Dread(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels),
+                       DISTQ_ERR_FORMAT, "%s: cannot read /labels", path);
+    qsort(labels, (size_t)info.n, sizeof *labels, cmp_i64);
+    int64_t distinct = info.n > 0;
+    for (int64_t i = 1; i < info.n; i++) distinct += labels[i] != labels[i - 1];
+    if (info.n > 0)
+        tb_printf(b, "  labels  yes: %lld distinct classes seen (min %lld, max %lld)\n",
+                  (long long)distinct, (long long)labels[0], (long long)labels[info.n - 1]);
+    else
+        tb_printf(b, "  labels  yes (empty)\n");
+cleanup:
+    distq_h5_close(&dset);
+    distq_h5_close(&fid);
+    distq_free(labels);
+    return st;
+}
+
+static distq_status describe_output(const char *path, hid_t fid, text_buf *b)
+{
+    distq_status st = DISTQ_OK;
+    hid_t dset = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX], dims_text[96], src[DISTQ_H5_WHERE_MAX];
+    int64_t dims[DISTQ_MAX_DIMS];
+    int ndim = 0;
+    htri_t has;
+    static const char *const attrs[2] = {"model", "data"};
+    DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_OUTPUT_FORMAT, DISTQ_OUTPUT_VERSION));
+    snprintf(where, sizeof where, "%s: dataset /logits", path);
+    DISTQ_H5_CHECK(has = H5Lexists(fid, "logits", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up /logits", path);
+    if (!has) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: missing dataset /logits", path);
+        goto cleanup;
+    }
+    DISTQ_H5_CHECK(dset = H5Dopen2(fid, "logits", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: /logits is not a dataset", path);
+    DISTQ_CHECK(distq_h5_dataset_shape(dset, &ndim, dims, where));
+    distq_dims_format(ndim, dims, dims_text, sizeof dims_text);
+    tb_printf(b, "%s: %s version %d\n", path, DISTQ_OUTPUT_FORMAT, DISTQ_OUTPUT_VERSION);
+    tb_printf(b, "  logits  %s f32 (N, K)\n", dims_text);
+    for (int i = 0; i < 2; i++) {
+        DISTQ_H5_CHECK(has = H5Aexists(dset, attrs[i]), DISTQ_ERR_FORMAT,
+                       "%s: cannot look up attribute '%s'", where, attrs[i]);
+        if (!has) continue;
+        DISTQ_CHECK(distq_h5_attr_read_str(dset, attrs[i], src, sizeof src, where));
+        tb_printf(b, "  %-6s  %s\n", attrs[i], src);
+    }
+cleanup:
+    distq_h5_close(&dset);
+    return st;
+}
+
+/* Lists the root group of a file that is HDF5 but not a distq file. */
+static distq_status describe_root(const char *path, hid_t fid, text_buf *b)
+{
+    distq_status st = DISTQ_OK;
+    hid_t obj = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    H5G_info_t info;
+    char name[DISTQ_NAME_MAX], where[DISTQ_H5_WHERE_MAX], tt[64], dims_text[96];
+    DISTQ_H5_CHECK(H5Gget_info(fid, &info), DISTQ_ERR_FORMAT, "%s: cannot list /", path);
+    tb_printf(b, "  root group holds %llu object(s):\n", (unsigned long long)info.nlinks);
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        ssize_t len;
+        DISTQ_H5_CHECK(len = H5Lget_name_by_idx(fid, ".", H5_INDEX_NAME, H5_ITER_INC, i, name,
+                                                sizeof name, H5P_DEFAULT),
+                       DISTQ_ERR_FORMAT, "%s: cannot list /", path);
+        if ((size_t)len >= sizeof name) snprintf(name + sizeof name - 4, 4, "...");
+        H5E_BEGIN_TRY { obj = H5Oopen(fid, name, H5P_DEFAULT); }
+        H5E_END_TRY;
+        if (obj < 0) {
+            tb_printf(b, "    %s (link, not followed)\n", name);
+            continue;
+        }
+        if (H5Iget_type(obj) == H5I_DATASET) {
+            int64_t dims[DISTQ_MAX_DIMS];
+            int ndim = 0;
+            snprintf(where, sizeof where, "%s: /%s", path, name);
+            DISTQ_H5_CHECK(type = H5Dget_type(obj), DISTQ_ERR_FORMAT, "%s: cannot read its type",
+                           where);
+            distq_h5_type_text(type, tt, sizeof tt);
+            if (distq_h5_dataset_shape(obj, &ndim, dims, where) == DISTQ_OK)
+                distq_dims_format(ndim, dims, dims_text, sizeof dims_text);
+            else
+                snprintf(dims_text, sizeof dims_text, "(rank > %d)", DISTQ_MAX_DIMS);
+            tb_printf(b, "    %s  dataset %s %s\n", name, tt, dims_text);
+            distq_h5_close(&type);
+        } else if (H5Iget_type(obj) == H5I_GROUP) {
+            tb_printf(b, "    %s  group\n", name);
+        } else {
+            tb_printf(b, "    %s  named datatype\n", name);
+        }
+        distq_h5_close(&obj);
+    }
+cleanup:
+    distq_h5_close(&type);
+    distq_h5_close(&obj);
+    return st;
+}
+
+// --- entry point -------------------------------------------------------------------
+
+distq_status distq_h5_describe(const char *path, char **text)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID;
+    text_buf b = {0};
+    char format[DISTQ_NAME_MAX] = "";
+    distq_graph *g = NULL;
+    htri_t has;
+    if (!path || !text)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_h5_describe: NULL argument");
+    *text = NULL;
+    DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
+    DISTQ_H5_CHECK(has = H5Aexists(fid, "format"), DISTQ_ERR_FORMAT,
+                   "%s: cannot read root attributes", path);
+    if (has) DISTQ_CHECK(distq_h5_attr_read_str(fid, "format", format, sizeof format, path));
+
+    if (strcmp(format, DISTQ_MODEL_FORMAT) == 0) {
+        distq_h5_close(&fid);
+        DISTQ_CHECK(distq_model_load(path, &g));
+        describe_model(g, path, &b);
+    } else if (strcmp(format, DISTQ_DATA_FORMAT) == 0) {
+        distq_h5_close(&fid);
+        DISTQ_CHECK(describe_data(path, &b));
+    } else if (strcmp(format, DISTQ_OUTPUT_FORMAT) == 0) {
+        DISTQ_CHECK(describe_output(path, fid, &b));
+    } else {
+        if (has)
+            tb_printf(&b, "%s: HDF5 file with format '%s', which this distq does not know "
+                          "(it reads %s, %s, %s)\n",
+                      path, format, DISTQ_MODEL_FORMAT, DISTQ_DATA_FORMAT, DISTQ_OUTPUT_FORMAT);
+        else
+            tb_printf(&b, "%s: HDF5 file, but not a distq file (no 'format' attribute on /)\n",
+                      path);
+        DISTQ_CHECK(describe_root(path, fid, &b));
+    }
+    if (b.oom) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory describing the file", path);
+        goto cleanup;
+    }
+    *text = b.buf;
+    b.buf = NULL;
+cleanup:
+    distq_h5_close(&fid);
+    distq_graph_destroy(g);
+    distq_free(b.buf);
+    return st;
+}
