@@ -202,6 +202,10 @@ static void test_fold_bn_resnet18(void)
     CU_ASSERT_EQUAL(n, 20);
     for (int i = 0; i < folded->n_nodes; i++) CU_ASSERT_NOT_EQUAL(folded->nodes[i].op, DISTQ_OP_BATCH_NORM);
     CU_ASSERT_EQUAL(folded->n_nodes, g->n_nodes - 20);
+    /* 20 conv weights + 20 new biases + fc weight and bias; BN tensors dropped */
+    CU_ASSERT_EQUAL(folded->n_params, 42);
+    CU_ASSERT_PTR_NULL(distq_graph_find_param(folded, "bn1.running_var"));
+    CU_ASSERT_PTR_NOT_NULL(distq_graph_find_param(folded, "conv1.bias"));
 
     float x[3 * 64 * 64], y0[1000], y1[1000];
     test_fill_uniform(x, 3 * 64 * 64, 11, -2.0f, 2.0f);

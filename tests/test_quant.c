@@ -66,8 +66,8 @@ static void test_prepare_resnet18(void)
     distq_graph_destroy(g);
 }
 
-static distq_qgraph *calibrate_convert(const distq_graph *g, distq_observer_kind kind, const float *x,
-                                       int64_t n, int64_t batch)
+static distq_qgraph *calibrate_convert_rr(const distq_graph *g, distq_observer_kind kind, const float *x,
+                                          int64_t n, int64_t batch, int reduce_range)
 {
     distq_prepared *p = NULL;
     distq_calibrator *c = NULL;
@@ -76,7 +76,7 @@ static distq_qgraph *calibrate_convert(const distq_graph *g, distq_observer_kind
     TEST_OK(distq_prepare(g, kind, &p));
     TEST_OK(distq_calibrator_create(p, batch, NULL, &c));
     for (int64_t s = 0; s < n; s += batch) TEST_OK(distq_calibrate_batch(c, x + s * per, n - s < batch ? n - s : batch));
-    TEST_OK(distq_convert(p, &q));
+    TEST_OK(distq_convert(p, reduce_range, &q));
     distq_calibrator_destroy(c);
     distq_prepared_destroy(p);
     return q;
@@ -90,6 +90,12 @@ static double rel_l2(const float *a, const float *ref, int64_t n)
         den += (double)ref[i] * ref[i];
     }
     return sqrt(num / den);
+}
+
+static distq_qgraph *calibrate_convert(const distq_graph *g, distq_observer_kind kind, const float *x,
+                                       int64_t n, int64_t batch)
+{
+    return calibrate_convert_rr(g, kind, x, n, batch, 0);
 }
 
 /* int8 (reference executor) vs fp32 on held-out images. */
@@ -115,6 +121,20 @@ static void test_resnet18_int8_vs_fp32(void)
         distq_exec_destroy(e8);
         distq_qgraph_destroy(q);
     }
+    /* reduce_range: 7-bit activations, every u8 value within [0, 127]. */
+    distq_qgraph *q = calibrate_convert_rr(g, DISTQ_OBSERVER_HISTOGRAM, cal, NCAL, 4, 1);
+    for (int i = 0; i < q->n_values; i++)
+        if (q->values[i].dtype == DISTQ_DTYPE_U8) {
+            CU_ASSERT_EQUAL(q->values[i].quant_max, 127);
+            CU_ASSERT(q->values[i].zero_point <= 127);
+        }
+    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, NTEST, &e8));
+    TEST_OK(distq_exec_run(e8, x, y8));
+    double err = rel_l2(y8, y32, NTEST * 1000);
+    printf(" [histogram, reduce_range: rel L2 %.4f] ", err);
+    CU_ASSERT(err < 0.15);
+    distq_exec_destroy(e8);
+    distq_qgraph_destroy(q);
     distq_exec_destroy(e32);
     distq_graph_destroy(g);
 }
@@ -165,9 +185,9 @@ static void test_int8_ref_by_hand(void)
     TEST_OK(distq_qgraph_create(&q));
     distq_qvalue vals[5] = {
         {.name = "x", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 2, 1, 1}},
-        {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 2, 1, 1}, .scale = 0.5f, .zero_point = 10},
-        {.name = "r", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 1, 1, 1}, .scale = 0.125f, .zero_point = 4},
-        {.name = "y", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 1, 1, 1}, .scale = 0.25f, .zero_point = 3},
+        {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 2, 1, 1}, .scale = 0.5f, .zero_point = 10, .quant_max = 255},
+        {.name = "r", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 1, 1, 1}, .scale = 0.125f, .zero_point = 4, .quant_max = 255},
+        {.name = "y", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 1, 1, 1}, .scale = 0.25f, .zero_point = 3, .quant_max = 255},
         {.name = "yf", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 1, 1, 1}},
     };
     q->values = distq_malloc(sizeof vals);

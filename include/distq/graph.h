@@ -149,6 +149,10 @@ distq_tensor *distq_graph_find_param(const distq_graph *g, const char *name);
 int distq_graph_find_value(const distq_graph *g, const char *name);
 int distq_graph_find_node(const distq_graph *g, const char *name);
 
+/* Drops parameters that no node references (e.g. a folded BN's). Un-finalizes
+ * the graph: call distq_graph_finalize() after. *n_removed is optional. */
+void distq_graph_remove_unused_params(distq_graph *g, int *n_removed);
+
 /* Deep copy (params included). The copy is finalized if g was. */
 distq_status distq_graph_clone(const distq_graph *g, distq_graph **out);
 

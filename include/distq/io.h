@@ -1,7 +1,8 @@
 #ifndef DISTQ_IO_H
 #define DISTQ_IO_H
 /*
- * HDF5 files: models (graph + tensors), datasets (images + labels), outputs.
+ * HDF5 files: models (graph + tensors), quantized models (+ the int8 graph,
+ * observers and recipe), datasets (images + labels), outputs.
  * The layouts are documented in docs/file-formats.md; every file carries
  * "format" and "version" attributes on its root group.
  *
@@ -23,12 +24,39 @@ extern "C" {
 #define DISTQ_DATA_VERSION 1
 #define DISTQ_OUTPUT_FORMAT "distq-output"
 #define DISTQ_OUTPUT_VERSION 1
+#define DISTQ_QMODEL_FORMAT "distq-qmodel"
+#define DISTQ_QMODEL_VERSION 1
+
+struct distq_prepared; /* distq/quant.h */
+struct distq_qgraph;
 
 /* Writes a finalized graph. */
 distq_status distq_model_save(const distq_graph *g, const char *path);
 /* Reads, validates and finalizes. Errors name the file and the dataset,
- * attribute or node at fault. */
+ * attribute or node at fault. A quantized model file (distq-qmodel) is
+ * accepted too: its float graph is loaded. */
 distq_status distq_model_load(const char *path, distq_graph **out);
+
+/* Quantized model file (docs/file-formats.md): the BN-folded fp32 graph p->g
+ * in the distq-model layout (/graph, /tensors: the float model stays inside,
+ * for `bench --precision fp32,int8` and `eval`), plus /quant: the fused int8
+ * graph q (s8 weights, f32 weight scales and bias, every value's dtype, shape,
+ * scale and zero point), every observer's final state (min, max, histogram and
+ * its range, the qparams it gave) and the recipe as attributes. q must come
+ * from distq_convert(p). Atomic (tmp + rename). */
+distq_status distq_qmodel_save(const struct distq_prepared *p, const struct distq_qgraph *q,
+                               const char *path);
+/* Loads /quant into *q (required) and, if fp32 != NULL, the float graph into
+ * *fp32. Validates everything the int8 executors rely on (dtypes, shapes,
+ * weights against values, execution order, shared qparams) and names the file
+ * and the object at fault. A plain distq-model file is DISTQ_ERR_FORMAT
+ * "<path>: not a quantized model (format distq-model); run distq calibrate
+ * first". Observer states are not read back (they are for inspection). */
+distq_status distq_qmodel_load(const char *path, struct distq_qgraph **q, distq_graph **fp32);
+/* *quantized = 1 if path is a distq-qmodel file, 0 if a plain distq-model;
+ * anything else (missing, not HDF5, other format, bad version) is the
+ * loaders' error. */
+distq_status distq_model_is_quantized(const char *path, int *quantized);
 
 /* Dataset file: /images f32 (N, C, H, W) [, /labels s64 (N)]. */
 typedef struct {
@@ -49,7 +77,7 @@ distq_status distq_data_read(const char *path, int64_t start, int64_t count, flo
 distq_status distq_output_write(const char *path, const float *logits, int64_t n, int64_t k,
                                 const char *model_path, const char *data_path);
 
-/* Describes any distq HDF5 file (model, data, output) as text: ops, tensors,
+/* Describes any distq HDF5 file (model, qmodel, data, output) as text: ops, tensors,
  * shapes, sizes. *text is distq_malloc'd; the caller frees it. */
 distq_status distq_h5_describe(const char *path, char **text);
 

@@ -15,7 +15,8 @@ extern "C" {
  * b' = (b - mean) * g / sqrt(var + eps) + beta. The conv keeps its name and
  * takes over the BN's output value; the BN node is removed. The conv's weight
  * and bias data are overwritten in place (a bias named "<conv node>.bias" is
- * created if absent). *n_folded (optional) counts the folds. */
+ * created if absent). The folded BNs' parameters are dropped. *n_folded
+ * (optional) counts the folds. */
 distq_status distq_pass_fold_bn(distq_graph *g, int *n_folded);
 
 #ifdef __cplusplus

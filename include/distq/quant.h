@@ -123,6 +123,7 @@ typedef struct {
     int64_t dims[DISTQ_MAX_DIMS]; /* batch 1 */
     float scale;                  /* U8 only */
     int32_t zero_point;
+    int32_t quant_max;            /* U8: 255, or 127 with reduce_range */
 } distq_qvalue;
 
 typedef struct {
@@ -146,11 +147,18 @@ typedef struct distq_qgraph {
     distq_qnode *nodes; /* execution order */
     int input, output;  /* qvalue indices; input f32, output f32 */
     distq_observer_kind kind;
+    int reduce_range;   /* u8 activations limited to [0, 127] (spec §1.1, §5.9) */
 } distq_qgraph;
 
 /* Computes every observer's qparams (histogram: the L2 search), quantizes the
- * weights per channel and builds the fused int8 graph. */
-distq_status distq_convert(const distq_prepared *p, distq_qgraph **out);
+ * weights per channel and builds the fused int8 graph. reduce_range limits
+ * activations to [0, 127] (the x86 config's reduce_range=True): needed where
+ * oneDNN multiplies u8 by s8 without VNNI, whose pairwise s16 sums saturate. */
+distq_status distq_convert(const distq_prepared *p, int reduce_range, distq_qgraph **out);
+/* One observer's u8 qparams for activations in [0, qmax]; *lo, *hi (optional)
+ * receive the range it chose (the histogram's searched range). */
+distq_status distq_observer_qparams(const distq_observer *o, int32_t qmax, distq_qparams *qp,
+                                    float *lo, float *hi);
 distq_status distq_qgraph_create(distq_qgraph **out); /* empty, for loaders */
 void distq_qgraph_destroy(distq_qgraph *q);
 

@@ -20,6 +20,8 @@ int cmd_data(const cli_ctx *ctx, int argc, char **argv);
 int cmd_infer(const cli_ctx *ctx, int argc, char **argv);
 int cmd_inspect(const cli_ctx *ctx, int argc, char **argv);
 int cmd_bench(const cli_ctx *ctx, int argc, char **argv);
+int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv);
+int cmd_eval(const cli_ctx *ctx, int argc, char **argv);
 
 /* "onednn" | "ref" -> backend. */
 distq_status cli_parse_backend(const char *text, distq_backend *out);
@@ -31,12 +33,7 @@ int cli_fail(const cli_ctx *ctx, const char *cmd, distq_status st);
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Option value parsers: on bad text they record a message naming the option. */
-distq_status cli_parse_i64(const char *opt, const char *text, int64_t lo, int64_t hi,
-                           int64_t *out);
-distq_status cli_parse_double(const char *opt, const char *text, double lo, double *out);
-/* Comma-separated positive integers, e.g. "1,50" or "3,224,224". */
-distq_status cli_parse_i64_list(const char *opt, const char *text, int max, int64_t *out,
-                                int *count);
+/* Option values are parsed with distq_parse_* (distq/config.h), naming the option. */
+#include "distq/config.h"
 
 #endif

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "distq/exec.h"
 #include "distq/io.h"
+#include "distq/quant.h"
 
 /* --- distq model ----------------------------------------------------------- */
 
@@ -26,7 +27,7 @@ int cmd_model(const cli_ctx *ctx, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'a': arch = optarg; break;
-        case 's': st = cli_parse_i64("--seed", optarg, 0, INT64_MAX, &seed); break;
+        case 's': st = distq_parse_i64("option --seed", optarg, 0, INT64_MAX, &seed); break;
         case 'o': out = optarg; break;
         case 'h': printf("usage: distq model %s\n", model_usage); return CLI_OK;
         default: return cli_usage_error("model", model_usage, "bad option");
@@ -64,10 +65,10 @@ int cmd_data(const cli_ctx *ctx, int argc, char **argv)
     distq_status st = DISTQ_OK;
     while ((c = getopt_long(argc, argv, "n:o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'S': st = cli_parse_i64_list("--shape", optarg, 3, shape, &ndim); break;
-        case 'n': st = cli_parse_i64("-n", optarg, 1, INT32_MAX, &n); break;
-        case 's': st = cli_parse_i64("--seed", optarg, 0, INT64_MAX, &seed); break;
-        case 'k': st = cli_parse_i64("--classes", optarg, 1, INT32_MAX, &classes); break;
+        case 'S': st = distq_parse_i64_list("option --shape", optarg, 3, shape, &ndim); break;
+        case 'n': st = distq_parse_i64("option -n", optarg, 1, INT32_MAX, &n); break;
+        case 's': st = distq_parse_i64("option --seed", optarg, 0, INT64_MAX, &seed); break;
+        case 'k': st = distq_parse_i64("option --classes", optarg, 1, INT32_MAX, &classes); break;
         case 'o': out = optarg; break;
         case 'h': printf("usage: distq data %s\n", data_usage); return CLI_OK;
         default: return cli_usage_error("data", data_usage, "bad option");
@@ -114,9 +115,11 @@ distq_status cli_parse_backend(const char *text, distq_backend *out)
                            text);
 }
 
-/* Runs g over all images of data_path in batches; *logits (n x k) is distq_malloc'd. */
-static distq_status infer_all(const distq_graph *g, distq_backend backend, const char *data_path,
-                              int64_t batch, float **logits, int64_t *n_out, int64_t *k_out)
+/* Runs g (or, if q != NULL, the int8 graph q) over all images of data_path in
+ * batches; *logits (n x k) is distq_malloc'd. */
+static distq_status infer_all(const distq_graph *g, const distq_qgraph *q, distq_backend backend,
+                              const char *data_path, int64_t batch, float **logits, int64_t *n_out,
+                              int64_t *k_out)
 {
     distq_data_info info;
     distq_exec *e = NULL;
@@ -143,7 +146,8 @@ static distq_status infer_all(const distq_graph *g, distq_backend backend, const
         int64_t count = info.n - start < batch ? info.n - start : batch;
         if (!e || distq_exec_batch(e) != count) {
             distq_exec_destroy(e);
-            if ((st = distq_exec_create(backend, g, count, &e))) goto cleanup;
+            st = q ? distq_exec_create_int8(backend, q, count, &e) : distq_exec_create(backend, g, count, &e);
+            if (st) goto cleanup;
         }
         if ((st = distq_data_read(data_path, start, count, images, NULL))) goto cleanup;
         if ((st = distq_exec_run(e, images, *logits + start * k))) goto cleanup;
@@ -179,7 +183,7 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
         case 'm': model = optarg; break;
         case 'd': data = optarg; break;
         case 'o': out = optarg; break;
-        case 'b': st = cli_parse_i64("--batch", optarg, 1, 65536, &batch); break;
+        case 'b': st = distq_parse_i64("option --batch", optarg, 1, 65536, &batch); break;
         case 'B': st = cli_parse_backend(optarg, &backend); break;
         case 'h': printf("usage: distq infer %s\n", infer_usage); return CLI_OK;
         default: return cli_usage_error("infer", infer_usage, "bad option");
@@ -189,17 +193,21 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
     if (!model || !data || !out)
         return cli_usage_error("infer", infer_usage, "--model, --data and -o are required");
     distq_graph *g = NULL;
+    distq_qgraph *q = NULL;
     float *logits = NULL;
     int64_t n = 0, k = 0;
-    st = distq_model_load(model, &g);
-    if (!st) st = infer_all(g, backend, data, batch, &logits, &n, &k);
+    int quantized = 0;
+    st = distq_model_is_quantized(model, &quantized);
+    if (!st) st = quantized ? distq_qmodel_load(model, &q, &g) : distq_model_load(model, &g);
+    if (!st) st = infer_all(g, q, backend, data, batch, &logits, &n, &k);
     if (!st && ctx->rank == 0) st = distq_output_write(out, logits, n, k, model, data);
     distq_free(logits);
+    distq_qgraph_destroy(q);
     distq_graph_destroy(g);
     if (st) return cli_fail(ctx, "infer", st);
     if (ctx->rank == 0)
-        printf("wrote %s: logits (%lld, %lld) from %s on %s\n", out, (long long)n, (long long)k,
-               model, distq_backend_name(backend));
+        printf("wrote %s: logits (%lld, %lld) from %s, %s on %s\n", out, (long long)n, (long long)k,
+               model, quantized ? "int8" : "fp32", distq_backend_name(backend));
     return CLI_OK;
 }
 

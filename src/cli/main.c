@@ -13,6 +13,8 @@ static const struct {
     {"model", cmd_model, "build a model (resnet18, linear) with seeded weights"},
     {"data", cmd_data, "write a synthetic dataset (float32 NCHW, optional labels)"},
     {"infer", cmd_infer, "run a model over a dataset and write the logits"},
+    {"calibrate", cmd_calibrate, "post-training quantization: calibrate, convert, write the int8 model"},
+    {"eval", cmd_eval, "compare a quantized model's int8 output with its fp32 graph"},
     {"bench", cmd_bench, "benchmark a model: latency percentiles and images/s"},
     {"inspect", cmd_inspect, "describe a model, data or output file"},
 };
@@ -21,7 +23,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: distq <command> [options]   (distq <command> --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv)

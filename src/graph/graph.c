@@ -341,6 +341,26 @@ distq_status distq_graph_finalize(distq_graph *g)
     return DISTQ_OK;
 }
 
+void distq_graph_remove_unused_params(distq_graph *g, int *n_removed)
+{
+    int kept = 0, removed = 0;
+    for (int i = 0; i < g->n_params; i++) {
+        int used = 0;
+        for (int k = 0; k < g->n_nodes && !used; k++)
+            for (int s = 0; s < DISTQ_MAX_PARAMS && !used; s++)
+                used = strcmp(g->nodes[k].param_names[s], g->params[i].name) == 0;
+        if (used) {
+            g->params[kept++] = g->params[i];
+        } else {
+            distq_free(g->params[i].data);
+            removed++;
+        }
+    }
+    g->n_params = kept;
+    g->finalized = 0;
+    if (n_removed) *n_removed = removed;
+}
+
 distq_status distq_graph_clone(const distq_graph *g, distq_graph **out)
 {
     distq_graph *c = NULL;

@@ -3,7 +3,8 @@
  * `distq describe` and for test failure messages.
  *
  * Models are described through distq_model_load() (so the text shows inferred
- * shapes, and a broken model reports why it is broken); data and output files
+ * shapes, and a broken model reports why it is broken), quantized models
+ * through distq_qmodel_load() (recipe, the fused int8 graph); data and output files
  * are read directly. Files that are HDF5 but not ours get a listing of their
  * root group; files that are not HDF5 at all are an error. Nothing is printed.
  */
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "distq/io.h"
+#include "distq/quant.h"
 #include "io/h5_util_impl.h"
 
 // --- growing text buffer ---------------------------------------------------------
@@ -154,6 +156,82 @@ static void describe_model(const distq_graph *g, const char *path, text_buf *b)
     }
     tb_printf(b, "total: %d tensors, %lld values, %zu bytes (%.2f MB)\n", g->n_params,
               (long long)total_numel, total_bytes, (double)total_bytes / 1e6);
+}
+
+// --- quantized models -------------------------------------------------------------
+
+static distq_status describe_qmodel(const char *path, text_buf *b)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, quant = H5I_INVALID_HID, obs = H5I_INVALID_HID;
+    distq_qgraph *q = NULL;
+    distq_graph *g = NULL;
+    char *qtext = NULL, recipe[DISTQ_NAME_MAX], where[DISTQ_H5_WHERE_MAX], dims[96];
+    long long n_obs = -1;
+    float eps = 0;
+    htri_t has;
+    /* The loader validates everything, so a broken file says why. */
+    DISTQ_CHECK(distq_qmodel_load(path, &q, &g));
+    DISTQ_CHECK(distq_qgraph_describe(q, &qtext));
+    DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
+    snprintf(where, sizeof where, "%s: /quant", path);
+    DISTQ_H5_CHECK(quant = H5Gopen2(fid, "quant", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot open", where);
+    DISTQ_CHECK(distq_h5_attr_read_str(quant, "recipe", recipe, sizeof recipe, where));
+    DISTQ_H5_CHECK(has = H5Aexists(quant, "eps"), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up attribute 'eps'", where);
+    if (has) DISTQ_CHECK(distq_h5_attr_read_f32(quant, "eps", &eps, where));
+    DISTQ_H5_CHECK(has = H5Lexists(quant, "observers", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up /quant/observers", path);
+    if (has) {
+        H5G_info_t info;
+        DISTQ_H5_CHECK(obs = H5Gopen2(quant, "observers", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                       "%s: /quant/observers is not a group", path);
+        DISTQ_H5_CHECK(H5Gget_info(obs, &info), DISTQ_ERR_FORMAT,
+                       "%s: cannot list /quant/observers", path);
+        n_obs = (long long)info.nlinks;
+    }
+
+    tb_printf(b, "%s: %s version %d\n", path, DISTQ_QMODEL_FORMAT, DISTQ_QMODEL_VERSION);
+    tb_printf(b, "  recipe     %s: activations u8 [0, 255] per_tensor_affine, weights s8 "
+                 "[-128, 127] per_channel_symmetric (axis 0), bias f32",
+              recipe);
+    if (eps > 0) tb_printf(b, ", eps %g", (double)eps);
+    tb_printf(b, "\n");
+    if (n_obs >= 0)
+        tb_printf(b, "  observers  %lld %s\n", n_obs, distq_observer_kind_name(q->kind));
+    else
+        tb_printf(b, "  observers  none stored (%s)\n", distq_observer_kind_name(q->kind));
+    size_t fbytes = 0, wbytes = 0;
+    for (int i = 0; i < g->n_params; i++) fbytes += distq_tensor_nbytes(&g->params[i]);
+    for (int i = 0; i < q->n_nodes; i++) {
+        const distq_qnode *n = &q->nodes[i];
+        if (!n->weight) continue;
+        int64_t oc = n->wdims[0];
+        wbytes += (size_t)distq_dims_numel(n->wndim, n->wdims) +
+                  (size_t)oc * sizeof(float) * (n->bias ? 2 : 1);
+    }
+    tb_printf(b,
+              "  float      %d nodes, %d tensors, %.2f MB (BN folded; distq_model_load reads it)\n",
+              g->n_nodes, g->n_params, (double)fbytes / 1e6);
+    const distq_qvalue *in = &q->values[q->input], *out = &q->values[q->output];
+    distq_dims_format(in->ndim, in->dims, dims, sizeof dims);
+    tb_printf(b, "  input      %s %s f32\n", in->name, dims);
+    distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
+    tb_printf(b, "  output     %s %s f32\n", out->name, dims);
+    tb_printf(b,
+              "int8 graph (%d nodes, %d values, in execution order; weights, scales, bias "
+              "%.2f MB):\n",
+              q->n_nodes, q->n_values, (double)wbytes / 1e6);
+    tb_printf(b, "%s", qtext);
+cleanup:
+    distq_h5_close(&obs);
+    distq_h5_close(&quant);
+    distq_h5_close(&fid);
+    distq_free(qtext);
+    distq_qgraph_destroy(q);
+    distq_graph_destroy(g);
+    return st;
 }
 
 // --- data and output files -------------------------------------------------------
@@ -310,6 +388,9 @@ distq_status distq_h5_describe(const char *path, char **text)
         distq_h5_close(&fid);
         DISTQ_CHECK(distq_model_load(path, &g));
         describe_model(g, path, &b);
+    } else if (strcmp(format, DISTQ_QMODEL_FORMAT) == 0) {
+        distq_h5_close(&fid);
+        DISTQ_CHECK(describe_qmodel(path, &b));
     } else if (strcmp(format, DISTQ_DATA_FORMAT) == 0) {
         distq_h5_close(&fid);
         DISTQ_CHECK(describe_data(path, &b));
@@ -318,8 +399,9 @@ distq_status distq_h5_describe(const char *path, char **text)
     } else {
         if (has)
             tb_printf(&b, "%s: HDF5 file with format '%s', which this distq does not know "
-                          "(it reads %s, %s, %s)\n",
-                      path, format, DISTQ_MODEL_FORMAT, DISTQ_DATA_FORMAT, DISTQ_OUTPUT_FORMAT);
+                          "(it reads %s, %s, %s, %s)\n",
+                      path, format, DISTQ_MODEL_FORMAT, DISTQ_QMODEL_FORMAT, DISTQ_DATA_FORMAT,
+                      DISTQ_OUTPUT_FORMAT);
         else
             tb_printf(&b, "%s: HDF5 file, but not a distq file (no 'format' attribute on /)\n",
                       path);

@@ -201,6 +201,18 @@ cleanup:
     return st;
 }
 
+distq_status distq_h5_read_format(hid_t fid, const char *path, char *format, size_t len)
+{
+    distq_status st = DISTQ_OK;
+    htri_t has;
+    format[0] = '\0';
+    DISTQ_H5_CHECK(has = distq_h5_attr_exists(fid, "format"), DISTQ_ERR_FORMAT,
+                   "%s: cannot read root attributes", path);
+    if (has) DISTQ_CHECK(distq_h5_attr_read_str(fid, "format", format, len, path));
+cleanup:
+    return st;
+}
+
 // --- attributes ---------------------------------------------------------------
 
 htri_t distq_h5_attr_exists(hid_t loc, const char *name) { return H5Aexists(loc, name); }
@@ -288,6 +300,20 @@ distq_status distq_h5_attr_write_f32(hid_t loc, const char *name, float v, const
     hid_t space = H5I_INVALID_HID;
     DISTQ_H5_CHECK(space = H5Screate(H5S_SCALAR), DISTQ_ERR_IO, "%s: H5Screate", where);
     DISTQ_CHECK(attr_write(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, space, &v, where));
+cleanup:
+    distq_h5_close(&space);
+    return st;
+}
+
+distq_status distq_h5_attr_write_f32s(hid_t loc, const char *name, int n, const float *v,
+                                      const char *where)
+{
+    distq_status st = DISTQ_OK;
+    hid_t space = H5I_INVALID_HID;
+    hsize_t dims[1] = {(hsize_t)n};
+    DISTQ_H5_CHECK(space = H5Screate_simple(1, dims, NULL), DISTQ_ERR_IO,
+                   "%s: dataspace for attribute '%s'", where, name);
+    DISTQ_CHECK(attr_write(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, space, v, where));
 cleanup:
     distq_h5_close(&space);
     return st;
@@ -581,31 +607,39 @@ cleanup:
     return st;
 }
 
-distq_status distq_h5_write_tensor(hid_t loc, const char *name, const distq_tensor *t,
-                                   const char *where)
+distq_status distq_h5_write_array(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
+                                  const int64_t *dims, const void *data, const char *where)
 {
     distq_status st = DISTQ_OK;
     hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hsize_t hd[DISTQ_MAX_DIMS];
-    hid_t ftype = distq_h5_file_type(t->dtype);
-    if (ftype < 0 || t->ndim < 0 || t->ndim > DISTQ_MAX_DIMS) {
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: tensor '%s' has dtype %d and rank %d",
-                             where, t->name, (int)t->dtype, t->ndim);
+    if (ftype < 0 || ndim < 0 || ndim > DISTQ_MAX_DIMS) {
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: dataset '%s' has rank %d or no type",
+                             where, name, ndim);
         goto cleanup;
     }
-    for (int i = 0; i < t->ndim; i++) hd[i] = (hsize_t)t->dims[i];
-    DISTQ_H5_CHECK(space = t->ndim == 0 ? H5Screate(H5S_SCALAR)
-                                        : H5Screate_simple(t->ndim, hd, NULL),
-                   DISTQ_ERR_IO, "%s: dataspace for tensor '%s'", where, t->name);
+    for (int i = 0; i < ndim; i++) hd[i] = (hsize_t)dims[i];
+    DISTQ_H5_CHECK(space = ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndim, hd, NULL),
+                   DISTQ_ERR_IO, "%s: dataspace for dataset '%s'", where, name);
     DISTQ_H5_CHECK(dset = H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT,
                                      H5P_DEFAULT),
-                   DISTQ_ERR_IO, "%s: cannot create dataset for tensor '%s'", where, t->name);
-    if (distq_tensor_numel(t) > 0)
-        DISTQ_H5_CHECK(H5Dwrite(dset, distq_h5_mem_type(t->dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                t->data),
-                       DISTQ_ERR_IO, "%s: cannot write tensor '%s'", where, t->name);
+                   DISTQ_ERR_IO, "%s: cannot create dataset '%s'", where, name);
+    if (distq_dims_numel(ndim, dims) > 0)
+        DISTQ_H5_CHECK(H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), DISTQ_ERR_IO,
+                       "%s: cannot write dataset '%s'", where, name);
 cleanup:
     distq_h5_close(&dset);
     distq_h5_close(&space);
     return st;
+}
+
+distq_status distq_h5_write_tensor(hid_t loc, const char *name, const distq_tensor *t,
+                                   const char *where)
+{
+    hid_t ftype = distq_h5_file_type(t->dtype);
+    if (ftype < 0 || t->ndim < 0 || t->ndim > DISTQ_MAX_DIMS)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: tensor '%s' has dtype %d and rank %d",
+                               where, t->name, (int)t->dtype, t->ndim);
+    return distq_h5_write_array(loc, name, ftype, distq_h5_mem_type(t->dtype), t->ndim, t->dims,
+                                t->data, where);
 }

@@ -1,7 +1,7 @@
 #ifndef DISTQ_IO_H5_UTIL_IMPL_H
 #define DISTQ_IO_H5_UTIL_IMPL_H
 /*
- * Internal HDF5 helpers shared by model_io.c, data_io.c and describe.c: error
+ * Internal HDF5 helpers shared by model_io.c, qmodel_io.c, data_io.c and describe.c: error
  * capture, quiet close, open/create-temp/commit, format checks, typed
  * attributes and dtype mapping. Not API.
  *
@@ -78,6 +78,10 @@ void distq_h5_discard(hid_t *fid, const char *tmp);
 distq_status distq_h5_check_format(hid_t fid, const char *path, const char *want,
                                    int64_t want_version);
 
+/* The root attribute 'format' into format[len], or "" if the file has none.
+ * DISTQ_ERR_FORMAT if it is there but not a string. */
+distq_status distq_h5_read_format(hid_t fid, const char *path, char *format, size_t len);
+
 /* --- attributes --------------------------------------------------------------
  * Strings are written as variable-length UTF-8 (h5py reads them as str);
  * fixed-length strings are accepted on read. Integers are written as int64 and
@@ -95,6 +99,9 @@ distq_status distq_h5_attr_write_strs(hid_t loc, const char *name, int n,
 distq_status distq_h5_attr_write_i64(hid_t loc, const char *name, int n, const int64_t *v,
                                      const char *where);
 distq_status distq_h5_attr_write_f32(hid_t loc, const char *name, float v, const char *where);
+/* 1-D array of n >= 1 floats. */
+distq_status distq_h5_attr_write_f32s(hid_t loc, const char *name, int n, const float *v,
+                                      const char *where);
 
 /* Reads a scalar string attribute into buf[len]. DISTQ_ERR_FORMAT if missing,
  * not a string, not a single value or too long. */
@@ -127,6 +134,10 @@ void distq_h5_type_text(hid_t type, char *buf, size_t len);
  * naming where). A scalar has rank 0. */
 distq_status distq_h5_dataset_shape(hid_t dset, int *ndim, int64_t *dims, const char *where);
 
+/* Writes a contiguous dataset loc/name of file type ftype from data in memory
+ * type mtype (rank 0 = scalar dataspace). */
+distq_status distq_h5_write_array(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
+                                  const int64_t *dims, const void *data, const char *where);
 /* Writes t as a contiguous dataset loc/name with t's dtype and shape (rank 0
  * = scalar dataspace). */
 distq_status distq_h5_write_tensor(hid_t loc, const char *name, const distq_tensor *t,

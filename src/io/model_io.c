@@ -9,8 +9,9 @@
  *
  * The loader validates everything it reads and names the file plus the
  * attribute, node or dataset at fault; shape checks of weights against node
- * attributes are left to distq_graph_finalize(). Quantized models, statistics
- * and results have their own files and are not handled here.
+ * attributes are left to distq_graph_finalize(). The /graph + /tensors part is
+ * also written and read by qmodel_io.c (a quantized model carries its float
+ * graph), through model_io_impl.h; distq_model_load accepts both formats.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 
 #include "distq/io.h"
 #include "io/h5_util_impl.h"
+#include "io/model_io_impl.h"
 
 // --- per-op attributes ----------------------------------------------------------
 /* Which distq_attrs fields each op stores, under which HDF5 attribute name.
@@ -51,8 +53,61 @@ _Static_assert(DISTQ_OP_COUNT == 8, "new op: list the attributes it stores in op
 
 #define N_OPATTRS ((int)(sizeof opattrs / sizeof opattrs[0]))
 
-/* HDF5 link names must be non-empty and free of '/' ("." is the group itself). */
-static int h5_name_ok(const char *s) { return s[0] && !strchr(s, '/') && strcmp(s, ".") != 0; }
+int distq_h5_name_ok(const char *s) { return s[0] && !strchr(s, '/') && strcmp(s, ".") != 0; }
+
+distq_status distq_h5_write_op_attrs(hid_t grp, distq_op op, const distq_attrs *a,
+                                     const char *where)
+{
+    distq_status st = DISTQ_OK;
+    for (int i = 0; i < N_OPATTRS; i++) {
+        const opattr_spec *s = &opattrs[i];
+        const char *field = (const char *)a + s->offset;
+        if (s->op != op) continue;
+        if (s->kind == OPATTR_F32)
+            DISTQ_CHECK(distq_h5_attr_write_f32(grp, s->name, *(const float *)field, where));
+        else
+            DISTQ_CHECK(distq_h5_attr_write_i64(grp, s->name, s->kind == OPATTR_PAIR ? 2 : 0,
+                                                (const int64_t *)field, where));
+    }
+cleanup:
+    return st;
+}
+
+distq_status distq_h5_read_op_attrs(hid_t grp, distq_op op, distq_attrs *a, const char *where)
+{
+    distq_status st = DISTQ_OK;
+    *a = distq_attrs_default(op);
+    for (int i = 0; i < N_OPATTRS; i++) {
+        const opattr_spec *s = &opattrs[i];
+        char *field = (char *)a + s->offset;
+        if (s->op != op) continue;
+        if (s->kind == OPATTR_F32) {
+            DISTQ_CHECK(distq_h5_attr_read_f32(grp, s->name, (float *)field, where));
+        } else {
+            int n = s->kind == OPATTR_PAIR ? 2 : 1;
+            DISTQ_CHECK(distq_h5_attr_read_i64(grp, s->name, n, n, (int64_t *)field, NULL, where));
+        }
+    }
+cleanup:
+    return st;
+}
+
+distq_status distq_h5_compact_gcpl(hid_t *out, const char *where)
+{
+    distq_status st = DISTQ_OK;
+    *out = H5I_INVALID_HID;
+    /* Keep attributes in the object header ("compact"), never in dense
+     * storage: HDF5 before 1.14.4 segfaults in H5Ocopy (h5copy, h5py's
+     * Group.copy, scripts/torch2h5.py) on dense variable-length string
+     * attributes (HDFGroup/hdf5#2414). A max_pool2d node has 9 attributes;
+     * the default switches to dense storage above 8. */
+    DISTQ_H5_CHECK(*out = H5Pcreate(H5P_GROUP_CREATE), DISTQ_ERR_IO, "%s: H5Pcreate", where);
+    DISTQ_H5_CHECK(H5Pset_attr_phase_change(*out, 32, 24), DISTQ_ERR_IO,
+                   "%s: H5Pset_attr_phase_change", where);
+cleanup:
+    if (st != DISTQ_OK) distq_h5_close(out);
+    return st;
+}
 
 /* Re-records the current message (from a graph call) prefixed with path. Any
  * failure other than out-of-memory is a content problem of the file. */
@@ -72,7 +127,7 @@ static distq_status write_node(hid_t nodes, hid_t gcpl, const distq_node *nd, co
     char where[DISTQ_H5_WHERE_MAX];
     const char *ins[DISTQ_MAX_INPUTS], *params[DISTQ_MAX_PARAMS];
     snprintf(where, sizeof where, "%s: /graph/nodes/%s", path, nd->name);
-    if (!h5_name_ok(nd->name)) {
+    if (!distq_h5_name_ok(nd->name)) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG,
                              "%s: node name '%s' cannot be stored (HDF5 names must be non-empty "
                              "and contain no '/')",
@@ -87,46 +142,26 @@ static distq_status write_node(hid_t nodes, hid_t gcpl, const distq_node *nd, co
     DISTQ_CHECK(distq_h5_attr_write_strs(grp, "inputs", nd->n_inputs, ins, where));
     DISTQ_CHECK(distq_h5_attr_write_str(grp, "output", nd->output_name, where));
     DISTQ_CHECK(distq_h5_attr_write_strs(grp, "params", DISTQ_MAX_PARAMS, params, where));
-    for (int i = 0; i < N_OPATTRS; i++) {
-        const opattr_spec *s = &opattrs[i];
-        const char *field = (const char *)&nd->attr + s->offset;
-        if (s->op != nd->op) continue;
-        if (s->kind == OPATTR_F32)
-            DISTQ_CHECK(distq_h5_attr_write_f32(grp, s->name, *(const float *)field, where));
-        else
-            DISTQ_CHECK(distq_h5_attr_write_i64(grp, s->name, s->kind == OPATTR_PAIR ? 2 : 0,
-                                                (const int64_t *)field, where));
-    }
+    DISTQ_CHECK(distq_h5_write_op_attrs(grp, nd->op, &nd->attr, where));
 cleanup:
     distq_h5_close(&grp);
     return st;
 }
 
-distq_status distq_model_save(const distq_graph *g, const char *path)
+distq_status distq_h5_write_graph(hid_t fid, const distq_graph *g, const char *path)
 {
     distq_status st = DISTQ_OK;
-    hid_t fid = H5I_INVALID_HID, graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
+    hid_t graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
     hid_t tensors = H5I_INVALID_HID, gcpl = H5I_INVALID_HID, attr_gcpl = H5I_INVALID_HID;
-    char tmp[DISTQ_H5_WHERE_MAX] = "", where[DISTQ_H5_WHERE_MAX];
+    char where[DISTQ_H5_WHERE_MAX];
     const char **order = NULL;
-    if (!g || !path)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_save: NULL graph or path");
     if (!g->finalized)
         return distq_error_set(DISTQ_ERR_INVALID_ARG,
                                "%s: graph is not finalized (call distq_graph_finalize first)",
                                path);
 
-    DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION, tmp, &fid));
-
     snprintf(where, sizeof where, "%s: /graph", path);
-    /* Keep attributes in the object header ("compact"), never in dense
-     * storage: HDF5 before 1.14.4 segfaults in H5Ocopy (h5copy, h5py's
-     * Group.copy, scripts/torch2h5.py) on dense variable-length string
-     * attributes (HDFGroup/hdf5#2414). A max_pool2d node has 9 attributes;
-     * the default switches to dense storage above 8. */
-    DISTQ_H5_CHECK(attr_gcpl = H5Pcreate(H5P_GROUP_CREATE), DISTQ_ERR_IO, "%s: H5Pcreate", where);
-    DISTQ_H5_CHECK(H5Pset_attr_phase_change(attr_gcpl, 32, 24), DISTQ_ERR_IO,
-                   "%s: H5Pset_attr_phase_change", where);
+    DISTQ_CHECK(distq_h5_compact_gcpl(&attr_gcpl, where));
     DISTQ_H5_CHECK(graph = H5Gcreate2(fid, "graph", H5P_DEFAULT, attr_gcpl, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s: cannot create group", where);
     DISTQ_CHECK(distq_h5_attr_write_str(graph, "input", g->input_name, where));
@@ -154,7 +189,7 @@ distq_status distq_model_save(const distq_graph *g, const char *path)
                    DISTQ_ERR_IO, "%s: cannot create group", where);
     for (int i = 0; i < g->n_params; i++) {
         const distq_tensor *t = &g->params[i];
-        if (!h5_name_ok(t->name)) {
+        if (!distq_h5_name_ok(t->name)) {
             st = distq_error_set(DISTQ_ERR_INVALID_ARG,
                                  "%s: parameter name '%s' cannot be stored (HDF5 names must be "
                                  "non-empty and contain no '/')",
@@ -163,18 +198,32 @@ distq_status distq_model_save(const distq_graph *g, const char *path)
         }
         DISTQ_CHECK(distq_h5_write_tensor(tensors, t->name, t, where));
     }
-    distq_h5_close(&tensors);
-    distq_h5_close(&nodes);
-    distq_h5_close(&graph);
-    DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
 cleanup:
     distq_h5_close(&attr_gcpl);
     distq_h5_close(&gcpl);
     distq_h5_close(&tensors);
     distq_h5_close(&nodes);
     distq_h5_close(&graph);
-    if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
     distq_free(order);
+    return st;
+}
+
+distq_status distq_model_save(const distq_graph *g, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID;
+    char tmp[DISTQ_H5_WHERE_MAX] = "";
+    if (!g || !path)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_save: NULL graph or path");
+    if (!g->finalized)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                               "%s: graph is not finalized (call distq_graph_finalize first)",
+                               path);
+    DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION, tmp, &fid));
+    DISTQ_CHECK(distq_h5_write_graph(fid, g, path));
+    DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
+cleanup:
+    if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
     return st;
 }
 
@@ -203,7 +252,7 @@ cleanup:
 }
 
 /* Opens loc/name as a group, or fails naming what is missing. */
-static distq_status open_group(hid_t loc, const char *name, const char *path, const char *full,
+distq_status distq_h5_open_group(hid_t loc, const char *name, const char *path, const char *full,
                                hid_t *out)
 {
     distq_status st = DISTQ_OK;
@@ -232,7 +281,7 @@ static distq_status read_tensors(hid_t fid, const char *path, distq_graph *g)
     H5G_info_t info;
     unsigned crt_flags = 0;
     snprintf(gwhere, sizeof gwhere, "%s: /tensors", path);
-    DISTQ_CHECK(open_group(fid, "tensors", path, "/tensors", &tensors));
+    DISTQ_CHECK(distq_h5_open_group(fid, "tensors", path, "/tensors", &tensors));
     DISTQ_H5_CHECK(H5Gget_info(tensors, &info), DISTQ_ERR_FORMAT, "%s: cannot list", gwhere);
     DISTQ_H5_CHECK(gcpl = H5Gget_create_plist(tensors), DISTQ_ERR_FORMAT, "%s: H5Gget_create_plist",
                    gwhere);
@@ -319,18 +368,8 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
             goto cleanup;
         }
     }
-    distq_attrs attr = distq_attrs_default(op);
-    for (int i = 0; i < N_OPATTRS; i++) {
-        const opattr_spec *s = &opattrs[i];
-        char *field = (char *)&attr + s->offset;
-        if (s->op != op) continue;
-        if (s->kind == OPATTR_F32) {
-            DISTQ_CHECK(distq_h5_attr_read_f32(grp, s->name, (float *)field, where));
-        } else {
-            int n = s->kind == OPATTR_PAIR ? 2 : 1;
-            DISTQ_CHECK(distq_h5_attr_read_i64(grp, s->name, n, n, (int64_t *)field, NULL, where));
-        }
-    }
+    distq_attrs attr;
+    DISTQ_CHECK(distq_h5_read_op_attrs(grp, op, &attr, where));
     st = distq_graph_add_node(g, name, op, &attr, n_ins, in_ptrs, param_ptrs, output);
     if (st != DISTQ_OK) st = prefix_error(st, path);
 cleanup:
@@ -359,7 +398,7 @@ static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char (*name
     DISTQ_CHECK(distq_h5_attr_read_strs(graph, "node_order", n, n, names, &got, where));
     for (int i = 0; i < n; i++) {
         htri_t exists = 0;
-        if (h5_name_ok(names[i]))
+        if (distq_h5_name_ok(names[i]))
             DISTQ_H5_CHECK(exists = H5Lexists(nodes, names[i], H5P_DEFAULT), DISTQ_ERR_FORMAT,
                            "%s: cannot look up /graph/nodes/%s", path, names[i]);
         if (!exists) {
@@ -382,30 +421,25 @@ cleanup:
     return st;
 }
 
-distq_status distq_model_load(const char *path, distq_graph **out)
+distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
 {
     distq_status st = DISTQ_OK;
-    hid_t fid = H5I_INVALID_HID, graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
+    hid_t graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
     char where[DISTQ_H5_WHERE_MAX], input[DISTQ_NAME_MAX], output[DISTQ_NAME_MAX];
     char (*names)[DISTQ_NAME_MAX] = NULL;
     int64_t input_shape[DISTQ_MAX_DIMS];
     int input_ndim = 0;
     H5G_info_t info;
     distq_graph *g = NULL;
-    if (!out || !path)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_load: NULL path or out");
     *out = NULL;
 
-    DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
-    DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION));
-
     snprintf(where, sizeof where, "%s: /graph", path);
-    DISTQ_CHECK(open_group(fid, "graph", path, "/graph", &graph));
+    DISTQ_CHECK(distq_h5_open_group(fid, "graph", path, "/graph", &graph));
     DISTQ_CHECK(distq_h5_attr_read_str(graph, "input", input, sizeof input, where));
     DISTQ_CHECK(distq_h5_attr_read_i64(graph, "input_shape", 1, DISTQ_MAX_DIMS, input_shape,
                                        &input_ndim, where));
     DISTQ_CHECK(distq_h5_attr_read_str(graph, "output", output, sizeof output, where));
-    DISTQ_CHECK(open_group(graph, "nodes", path, "/graph/nodes", &nodes));
+    DISTQ_CHECK(distq_h5_open_group(graph, "nodes", path, "/graph/nodes", &nodes));
     DISTQ_H5_CHECK(H5Gget_info(nodes, &info), DISTQ_ERR_FORMAT, "%s: cannot list /graph/nodes",
                    path);
     if (info.nlinks == 0) {
@@ -438,8 +472,30 @@ distq_status distq_model_load(const char *path, distq_graph **out)
 cleanup:
     distq_h5_close(&nodes);
     distq_h5_close(&graph);
-    distq_h5_close(&fid);
     distq_graph_destroy(g);
     distq_free(names);
+    return st;
+}
+
+distq_status distq_model_load(const char *path, distq_graph **out)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID;
+    char format[DISTQ_NAME_MAX] = "";
+    if (!out || !path)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_load: NULL path or out");
+    *out = NULL;
+
+    DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
+    /* A quantized model carries its float graph in the same layout: every
+     * tool that takes a float model also takes one. */
+    DISTQ_CHECK(distq_h5_read_format(fid, path, format, sizeof format));
+    if (strcmp(format, DISTQ_QMODEL_FORMAT) == 0)
+        DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_QMODEL_FORMAT, DISTQ_QMODEL_VERSION));
+    else
+        DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION));
+    DISTQ_CHECK(distq_h5_read_graph(fid, path, out));
+cleanup:
+    distq_h5_close(&fid);
     return st;
 }

@@ -8,12 +8,19 @@
 
 #include "distq/quant.h"
 
-/* The observer's affine u8 qparams (the histogram's L2 search runs here). */
-static distq_status observer_qparams(const distq_prepared *p, const distq_observer *o,
-                                     distq_qparams *qp)
+distq_status distq_observer_qparams(const distq_observer *o, int32_t qmax, distq_qparams *qp,
+                                    float *lo, float *hi)
 {
-    if (o->kind == DISTQ_OBSERVER_HISTOGRAM) return distq_hist_qparams(o->hist, qp, NULL, NULL);
-    return distq_qparams_affine(o->mm.min, o->mm.max, 0, 255, qp);
+    float a = o->mm.min, b = o->mm.max;
+    /* the histogram's L2 search runs here, once */
+    if (o->kind == DISTQ_OBSERVER_HISTOGRAM) {
+        a = o->hist->min;
+        b = o->hist->max;
+        if (!(a == INFINITY && b == -INFINITY)) distq_hist_search(o->hist, &a, &b);
+    }
+    if (lo) *lo = a;
+    if (hi) *hi = b;
+    return distq_qparams_affine(a, b, 0, qmax, qp);
 }
 
 /* dst = base + suffix, checked against DISTQ_NAME_MAX. */
@@ -26,8 +33,19 @@ static distq_status suffixed(char *dst, const char *base, const char *suffix)
     return DISTQ_OK;
 }
 
+static distq_status add_value_raw(distq_qgraph *q, const char *name, distq_dtype dt, int ndim,
+                                  const int64_t *dims, const distq_qparams *qp, int *index);
+
 static distq_status add_value(distq_qgraph *q, const char *name, distq_dtype dt, int ndim,
                               const int64_t *dims, const distq_qparams *qp, int *index)
+{
+    distq_status st = add_value_raw(q, name, dt, ndim, dims, qp, index);
+    if (!st && dt == DISTQ_DTYPE_U8) q->values[*index].quant_max = q->reduce_range ? 127 : 255;
+    return st;
+}
+
+static distq_status add_value_raw(distq_qgraph *q, const char *name, distq_dtype dt, int ndim,
+                                  const int64_t *dims, const distq_qparams *qp, int *index)
 {
     distq_qvalue *v = &q->values[q->n_values];
     memset(v, 0, sizeof *v);
@@ -124,9 +142,18 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, dis
         qv[g->input_value] = qn->dst;
     }
     for (int i = 0; i < g->n_nodes; i++) {
-        const distq_node *n = &g->nodes[i];
-        const distq_node_plan *pl = &p->plan[i];
-        if (pl->pattern == DISTQ_PATTERN_NONE) continue;
+        /* A conv + add pattern runs where its add runs: the add's other input
+         * (a downsample conv after conv2 in graph order) is ready only there. */
+        int h = i;
+        if (p->plan[i].pattern == DISTQ_PATTERN_CONV_SUM) continue;
+        if (p->plan[i].pattern == DISTQ_PATTERN_NONE) {
+            h = -1;
+            for (int j = 0; j < i && h < 0; j++)
+                if (p->plan[j].pattern == DISTQ_PATTERN_CONV_SUM && p->plan[j].add_node == i) h = j;
+            if (h < 0) continue;
+        }
+        const distq_node *n = &g->nodes[h];
+        const distq_node_plan *pl = &p->plan[h];
         distq_qnode *qn = &q->nodes[q->n_nodes++];
         strcpy(qn->name, n->name);
         qn->op = qop_of(pl->pattern);
@@ -178,7 +205,7 @@ cleanup:
     return st;
 }
 
-distq_status distq_convert(const distq_prepared *p, distq_qgraph **out)
+distq_status distq_convert(const distq_prepared *p, int reduce_range, distq_qgraph **out)
 {
     *out = NULL;
     distq_qgraph *q = NULL;
@@ -186,7 +213,7 @@ distq_status distq_convert(const distq_prepared *p, distq_qgraph **out)
     if (!qps) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
     distq_status st = DISTQ_OK;
     for (int i = 0; i < p->n_observers && !st; i++) {
-        st = observer_qparams(p, &p->observers[i], &qps[i]);
+        st = distq_observer_qparams(&p->observers[i], reduce_range ? 127 : 255, &qps[i], NULL, NULL);
         if (st)
             st = distq_error_set(st, "observer of '%s': %s", p->g->values[p->observers[i].values[0]].name,
                                  distq_error_message());
@@ -194,6 +221,7 @@ distq_status distq_convert(const distq_prepared *p, distq_qgraph **out)
     if (!st) st = distq_qgraph_create(&q);
     if (!st) {
         q->kind = p->kind;
+        q->reduce_range = reduce_range != 0;
         st = build(p, qps, q);
     }
     distq_free(qps);

@@ -1,5 +1,14 @@
 /* The frozen oneDNN int8 executor (work in progress: reports unsupported). */
+#include <dnnl.h>
+
 #include "backend/exec_impl.h"
+
+int distq_onednn_has_vnni(void)
+{
+    /* dnnl_cpu_isa_t is a bit set: 0x40 = avx512_core_vnni, 0x400 = avx2_vnni. */
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & 0x40u) != 0 || (isa & 0x400u) != 0;
+}
 
 static distq_status onednn_int8_create(const distq_qgraph *q, int64_t batch, void **state)
 {

@@ -5,7 +5,8 @@
  *   y   = x_s * w_s[oc] * acc + bias[oc]              real domain (double here)
  *   y  += r_s * (r_q - r_zp)                          fused residual add (sum)
  *   y   = max(y, 0)                                   fused relu
- *   q   = sat_u8(round_ne(y * (1/y_s)) + y_zp)        or y as f32 for f32 outputs
+ *   q   = clamp(round_ne(y * (1/y_s)) + y_zp, 0, qmax) or y as f32 for f32 outputs
+ *         (qmax 255, or 127 with reduce_range)
  * Pools stay in u8 with their input's qparams. NCHW, obvious loops.
  */
 #include <math.h>
@@ -31,7 +32,7 @@ static void store(const distq_qvalue *d, void *dst, int64_t i, double y)
         ((float *)dst)[i] = (float)y;
         return;
     }
-    ((uint8_t *)dst)[i] = (uint8_t)distq_quantize_value((float)y, 1.0f / d->scale, d->zero_point, 0, 255);
+    ((uint8_t *)dst)[i] = (uint8_t)distq_quantize_value((float)y, 1.0f / d->scale, d->zero_point, 0, d->quant_max);
 }
 
 static double residual(const qref_state *s, const distq_qnode *n, int64_t i)

@@ -1,0 +1,77 @@
+#ifndef DISTQ_JOBS_H
+#define DISTQ_JOBS_H
+/*
+ * Whole flows on files: PTQ (load -> prepare -> calibrate over a dataset ->
+ * convert -> save) and evaluation of a quantized model against its fp32 self.
+ * They run on one rank or many: a global batch of B images is split into
+ * contiguous blocks over the ranks (rank r of n gets images
+ * [s + r*B/n, s + (r+1)*B/n) of the batch starting at s, integer division), so
+ * the images in every global batch do not depend on n. With a reducer the
+ * observers stay identical on every rank; rank 0 writes the output.
+ */
+#include <stdint.h>
+
+#include "distq/config.h"
+#include "distq/exec.h"
+#include "distq/quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int64_t batches_done, batches_total, images_done, images_total;
+    double elapsed_s;
+} distq_progress;
+typedef void (*distq_progress_fn)(void *user, const distq_progress *p);
+
+typedef struct {
+    int rank, nranks; /* this rank's place; 0 of 1 alone */
+    const distq_reducer *reducer; /* NULL alone */
+    distq_progress_fn progress;   /* optional, called after each batch */
+    void *progress_user;
+} distq_job_ctx;
+
+typedef struct {
+    int64_t images, batches;
+    int n_observers;
+    int reduce_range; /* what convert used */
+    double load_s, prepare_s, calibrate_s, forward_s, observe_s, convert_s, save_s;
+} distq_ptq_report;
+
+/* Rows [first, first + count) of this rank's part of the global batch that
+ * starts at `start` and holds `size` images. */
+void distq_shard_rows(int64_t start, int64_t size, int rank, int nranks, int64_t *first, int64_t *count);
+
+/* cfg: model, calib_data, calib_batches, calib_batch_size, observer,
+ * quantized (rank 0 writes it). *q_out (optional) receives the int8 graph. */
+distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, distq_ptq_report *rep,
+                           distq_qgraph **q_out);
+
+/* Per-rank sums, plain doubles so ranks can MPI_SUM them as an array. */
+typedef struct {
+    double images, sq_diff, sq_ref; /* logits: sum (int8 - fp32)^2, sum fp32^2 */
+    double agree;                   /* images whose int8 and fp32 argmax agree */
+    double labeled, correct_fp32, correct_int8;
+} distq_eval_sums;
+#define DISTQ_EVAL_SUMS_COUNT 7
+
+typedef struct {
+    int64_t images;
+    double rel_l2;         /* ||int8 - fp32|| / ||fp32|| over all logits */
+    double top1_agreement; /* fraction of images with the same argmax */
+    int has_labels;
+    double acc_fp32, acc_int8;
+} distq_eval_report;
+
+/* Runs the fp32 graph (oneDNN) and the int8 graph (backend b) over this
+ * rank's shards of data_path (global batches of batch_size) and adds to *sums. */
+distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, distq_backend b,
+                            const char *data_path, int64_t batch_size, const distq_job_ctx *ctx,
+                            distq_eval_sums *sums);
+void distq_eval_finish(const distq_eval_sums *sums, distq_eval_report *rep);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

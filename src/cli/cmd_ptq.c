@@ -1,0 +1,151 @@
+/* distq calibrate | eval: post-training quantization and its accuracy check. */
+#include <getopt.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "distq/io.h"
+#include "distq/jobs.h"
+
+/* --- distq calibrate ---------------------------------------------------------- */
+
+static const char calibrate_usage[] =
+    "[--config FILE] --model M --data D [--batches N] [--batch-size B]\n"
+    "       [--observer histogram|minmax] [--reduce-range auto|on|off] -o Q";
+
+/* Progress on stderr: batches done, images/s, ETA. */
+static void print_progress(void *user, const distq_progress *p)
+{
+    const cli_ctx *ctx = user;
+    if (ctx->rank != 0) return;
+    double ips = p->elapsed_s > 0 ? (double)p->images_done / p->elapsed_s : 0.0;
+    double eta = ips > 0 ? (double)(p->images_total - p->images_done) / ips : 0.0;
+    fprintf(stderr, "\rcalibrate: batch %lld/%lld, %lld images, %.1f images/s, ETA %.0f s   ",
+            (long long)p->batches_done, (long long)p->batches_total, (long long)p->images_done, ips, eta);
+    if (p->batches_done == p->batches_total) fprintf(stderr, "\n");
+}
+
+int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
+{
+    distq_config cfg;
+    distq_config_defaults(&cfg);
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"model", required_argument, 0, 'm'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"batches", required_argument, 0, 'n'},
+                                         {"batch-size", required_argument, 0, 'b'},
+                                         {"observer", required_argument, 0, 'O'},
+                                         {"reduce-range", required_argument, 0, 'R'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    /* The config file first, so that options given on the command line win. */
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--config") == 0) {
+            distq_status st = distq_config_load(argv[i + 1], &cfg);
+            if (st) return cli_fail(ctx, "calibrate", st);
+        }
+    int c, rc = CLI_OK;
+    distq_status st = DISTQ_OK;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': break;
+        case 'm': snprintf(cfg.model, sizeof cfg.model, "%s", optarg); break;
+        case 'd': snprintf(cfg.calib_data, sizeof cfg.calib_data, "%s", optarg); break;
+        case 'n': st = distq_parse_i64("option --batches", optarg, 0, INT32_MAX, &cfg.calib_batches); break;
+        case 'b': st = distq_parse_i64("option --batch-size", optarg, 1, 1 << 20, &cfg.calib_batch_size); break;
+        case 'O': st = distq_observer_kind_from_name(optarg, &cfg.observer); break;
+        case 'R': st = distq_parse_auto_bool("option --reduce-range", optarg, &cfg.reduce_range); break;
+        case 'o': snprintf(cfg.quantized, sizeof cfg.quantized, "%s", optarg); break;
+        case 'h': printf("usage: distq calibrate %s\n", calibrate_usage); goto done;
+        default: rc = cli_usage_error("calibrate", calibrate_usage, "bad option"); goto done;
+        }
+        if (st) {
+            rc = cli_usage_error("calibrate", calibrate_usage, "%s", distq_error_message());
+            goto done;
+        }
+    }
+    if (!cfg.model[0] || !cfg.calib_data[0] || !cfg.quantized[0]) {
+        rc = cli_usage_error("calibrate", calibrate_usage, "a model, calibration data and -o are required "
+                                                           "(options or config keys)");
+        goto done;
+    }
+    distq_job_ctx job = {.rank = ctx->rank, .nranks = 1, .progress = print_progress, .progress_user = (void *)ctx};
+    distq_ptq_report rep;
+    distq_qgraph *q = NULL;
+    if (ctx->size > 1) {
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "calibrate runs on one rank; use distq run for MPI jobs");
+    } else {
+        st = distq_ptq_run(&cfg, &job, &rep, &q);
+    }
+    if (st) {
+        rc = cli_fail(ctx, "calibrate", st);
+        goto done;
+    }
+    char *text = NULL;
+    if (distq_qgraph_describe(q, &text) == DISTQ_OK) {
+        printf("%s", text);
+        distq_free(text);
+    }
+    printf("wrote %s: %s observer, %d observers, %lld images in %lld batches, activations u8 [0, %d]%s\n",
+           cfg.quantized, distq_observer_kind_name(cfg.observer), rep.n_observers, (long long)rep.images,
+           (long long)rep.batches, rep.reduce_range ? 127 : 255,
+           rep.reduce_range ? " (reduce_range: oneDNN has no VNNI here)" : "");
+    printf("time: load %.2f s, prepare %.2f s, calibrate %.2f s (fp32 forward %.2f s, observers %.2f s = %.0f%% "
+           "of forward), convert %.2f s, save %.2f s\n",
+           rep.load_s, rep.prepare_s, rep.calibrate_s, rep.forward_s, rep.observe_s,
+           rep.forward_s > 0 ? 100.0 * rep.observe_s / rep.forward_s : 0.0, rep.convert_s, rep.save_s);
+    distq_qgraph_destroy(q);
+done:
+    distq_config_free(&cfg);
+    return rc;
+}
+
+/* --- distq eval ------------------------------------------------------------------ */
+
+static const char eval_usage[] = "--model Q --data D [--batch-size B] [--backend onednn|ref]";
+
+int cmd_eval(const cli_ctx *ctx, int argc, char **argv)
+{
+    const char *model = NULL, *data = NULL;
+    int64_t batch = 50;
+    distq_backend backend = DISTQ_BACKEND_ONEDNN;
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"batch-size", required_argument, 0, 'b'},
+                                         {"backend", required_argument, 0, 'B'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    distq_status st = DISTQ_OK;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'd': data = optarg; break;
+        case 'b': st = distq_parse_i64("option --batch-size", optarg, 1, 1 << 20, &batch); break;
+        case 'B': st = cli_parse_backend(optarg, &backend); break;
+        case 'h': printf("usage: distq eval %s\n", eval_usage); return CLI_OK;
+        default: return cli_usage_error("eval", eval_usage, "bad option");
+        }
+        if (st) return cli_usage_error("eval", eval_usage, "%s", distq_error_message());
+    }
+    if (!model || !data) return cli_usage_error("eval", eval_usage, "--model and --data are required");
+    distq_graph *g = NULL;
+    distq_qgraph *q = NULL;
+    distq_eval_sums sums = {0};
+    distq_job_ctx job = {.rank = 0, .nranks = 1};
+    st = distq_qmodel_load(model, &q, &g);
+    if (!st) st = distq_eval_run(g, q, backend, data, batch, &job, &sums);
+    distq_qgraph_destroy(q);
+    distq_graph_destroy(g);
+    if (st) return cli_fail(ctx, "eval", st);
+    distq_eval_report rep;
+    distq_eval_finish(&sums, &rep);
+    printf("eval %s on %s: %lld images\n", model, data, (long long)rep.images);
+    printf("  int8 vs fp32 logits: relative L2 error %.5f, top-1 agreement %.2f%%\n", rep.rel_l2,
+           100.0 * rep.top1_agreement);
+    if (rep.has_labels)
+        printf("  accuracy: fp32 %.2f%%, int8 %.2f%%\n", 100.0 * rep.acc_fp32, 100.0 * rep.acc_int8);
+    return CLI_OK;
+}

@@ -1,0 +1,201 @@
+/* INI job configuration via libinih, plus the value parsers the CLI shares. */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "distq/config.h"
+#include "distq/tensor.h"
+
+distq_status distq_parse_i64(const char *what, const char *text, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < lo || v > hi)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: '%s' is not an integer in [%lld, %lld]",
+                               what, text, (long long)lo, (long long)hi);
+    *out = v;
+    return DISTQ_OK;
+}
+
+distq_status distq_parse_double(const char *what, const char *text, double lo, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !(v >= lo))
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: '%s' is not a number >= %g", what, text, lo);
+    *out = v;
+    return DISTQ_OK;
+}
+
+distq_status distq_parse_i64_list(const char *what, const char *text, int max, int64_t *out, int *count)
+{
+    char buf[256];
+    if (strlen(text) >= sizeof buf)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: value too long", what);
+    strcpy(buf, text);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        if (n == max)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: more than %d values in '%s'", what, max, text);
+        distq_status st = distq_parse_i64(what, tok, 1, INT32_MAX, &out[n]);
+        if (st) return st;
+        n++;
+    }
+    /* strtok_r skips empty fields: "1,,2" must still be an error */
+    if (n == 0 || strstr(text, ",,") || text[0] == ',' || text[strlen(text) - 1] == ',')
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: '%s' is not a list like 1,50", what, text);
+    *count = n;
+    return DISTQ_OK;
+}
+
+distq_status distq_parse_auto_bool(const char *what, const char *text, int *out)
+{
+    if (strcmp(text, "auto") == 0) *out = -1;
+    else if (strcmp(text, "on") == 0 || strcmp(text, "true") == 0 || strcmp(text, "1") == 0) *out = 1;
+    else if (strcmp(text, "off") == 0 || strcmp(text, "false") == 0 || strcmp(text, "0") == 0) *out = 0;
+    else return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: '%s' is not auto, on or off", what, text);
+    return DISTQ_OK;
+}
+
+distq_status distq_parse_precisions(const char *what, const char *text, int *fp32, int *int8)
+{
+    int f = 0, i = 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", text);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        if (strcmp(tok, "fp32") == 0) f = 1;
+        else if (strcmp(tok, "int8") == 0) i = 1;
+        else
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: unknown precision '%s' (fp32, int8)", what, tok);
+    }
+    if (!f && !i) return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: no precision given", what);
+    *fp32 = f;
+    *int8 = i;
+    return DISTQ_OK;
+}
+
+void distq_config_defaults(distq_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->calib_batches = 8;
+    c->calib_batch_size = 8;
+    c->observer = DISTQ_OBSERVER_HISTOGRAM;
+    c->reduce_range = -1;
+    c->bench_batch[0] = 1;
+    c->bench_batch[1] = 50;
+    c->n_bench_batch = 2;
+    c->bench_min_time_s = 5.0;
+    c->bench_min_iters = 10;
+    c->bench_warmup = 2;
+    c->bench_int8 = 1;
+    c->eval_batch_size = 50;
+}
+
+void distq_config_free(distq_config *c)
+{
+    distq_free(c->text);
+    c->text = NULL;
+}
+
+typedef struct {
+    distq_config *c;
+    const char *path;
+    distq_status st;
+    char msg[512];
+} parse_ctx;
+
+static int set_path(char *dst, const char *value)
+{
+    if (strlen(value) >= DISTQ_PATH_MAX) return 0;
+    strcpy(dst, value);
+    return 1;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    parse_ctx *p = user;
+    distq_config *c = p->c;
+    char what[160];
+    snprintf(what, sizeof what, "%s: key %s.%s", p->path, section, name);
+#define KEY(s, k) (strcmp(section, s) == 0 && strcmp(name, k) == 0)
+    distq_status st = DISTQ_OK;
+    int ok = 1;
+    if (KEY("model", "path")) ok = set_path(c->model, value);
+    else if (KEY("calibration", "data")) ok = set_path(c->calib_data, value);
+    else if (KEY("calibration", "batches")) st = distq_parse_i64(what, value, 0, INT32_MAX, &c->calib_batches);
+    else if (KEY("calibration", "batch_size")) st = distq_parse_i64(what, value, 1, 1 << 20, &c->calib_batch_size);
+    else if (KEY("calibration", "observer")) {
+        st = distq_observer_kind_from_name(value, &c->observer);
+        if (st) st = distq_error_set(st, "%s: %s", what, distq_error_message());
+    } else if (KEY("calibration", "reduce_range")) st = distq_parse_auto_bool(what, value, &c->reduce_range);
+    else if (KEY("output", "quantized")) ok = set_path(c->quantized, value);
+    else if (KEY("output", "results")) ok = set_path(c->results, value);
+    else if (KEY("bench", "batch"))
+        st = distq_parse_i64_list(what, value, DISTQ_MAX_BENCH_BATCHES, c->bench_batch, &c->n_bench_batch);
+    else if (KEY("bench", "min_time")) st = distq_parse_double(what, value, 0.0, &c->bench_min_time_s);
+    else if (KEY("bench", "min_iters")) st = distq_parse_i64(what, value, 1, 100000000, &c->bench_min_iters);
+    else if (KEY("bench", "warmup")) st = distq_parse_i64(what, value, 0, 1000000, &c->bench_warmup);
+    else if (KEY("bench", "threads")) st = distq_parse_i64(what, value, 0, 4096, &c->bench_threads);
+    else if (KEY("bench", "precision")) st = distq_parse_precisions(what, value, &c->bench_fp32, &c->bench_int8);
+    else if (KEY("eval", "data")) ok = set_path(c->eval_data, value);
+    else if (KEY("eval", "batch_size")) st = distq_parse_i64(what, value, 1, 1 << 20, &c->eval_batch_size);
+    else st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: unknown key", what);
+#undef KEY
+    if (!ok) st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: path too long", what);
+    if (st && !p->st) { /* keep the first error; inih reports its line */
+        p->st = st;
+        snprintf(p->msg, sizeof p->msg, "%s", distq_error_message());
+    }
+    return st == DISTQ_OK;
+}
+
+/* Reads the whole file for provenance (the results file records it). */
+static distq_status slurp(const char *path, char **text)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return distq_error_set(DISTQ_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
+    distq_status st = DISTQ_OK;
+    char *buf = NULL;
+    if (fseek(f, 0, SEEK_END) != 0) goto io;
+    long n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) goto io;
+    buf = distq_malloc((size_t)n + 1);
+    if (!buf) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory reading %s", path);
+        goto done;
+    }
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) goto io;
+    buf[n] = '\0';
+    *text = buf;
+    buf = NULL;
+    goto done;
+io:
+    st = distq_error_set(DISTQ_ERR_IO, "%s: cannot read config: %s", path, strerror(errno));
+done:
+    distq_free(buf);
+    fclose(f);
+    return st;
+}
+
+distq_status distq_config_load(const char *path, distq_config *c)
+{
+    char *text = NULL;
+    distq_status st = slurp(path, &text);
+    if (st) return st;
+    parse_ctx p = {.c = c, .path = path};
+    int line = ini_parse_string(text, on_key, &p);
+    if (line != 0) {
+        distq_free(text);
+        if (p.st) return distq_error_set(p.st, "%s (line %d)", p.msg, line);
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: syntax error on line %d", path, line);
+    }
+    distq_free(c->text);
+    c->text = text;
+    return DISTQ_OK;
+}

@@ -1,0 +1,99 @@
+/* The PTQ job: load -> prepare -> calibrate over a dataset -> convert -> save. */
+#include <string.h>
+
+#include "distq/bench.h"
+#include "distq/io.h"
+#include "distq/jobs.h"
+
+void distq_shard_rows(int64_t start, int64_t size, int rank, int nranks, int64_t *first, int64_t *count)
+{
+    int64_t lo = size * rank / nranks, hi = size * (rank + 1) / nranks;
+    *first = start + lo;
+    *count = hi - lo;
+}
+
+distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, distq_ptq_report *rep,
+                           distq_qgraph **q_out)
+{
+    distq_graph *g = NULL;
+    distq_prepared *p = NULL;
+    distq_calibrator *cal = NULL;
+    distq_qgraph *q = NULL;
+    float *images = NULL;
+    distq_data_info info;
+    memset(rep, 0, sizeof *rep);
+    if (q_out) *q_out = NULL;
+    if (!cfg->model[0] || !cfg->calib_data[0] || (ctx->rank == 0 && !cfg->quantized[0]))
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "PTQ needs a model, calibration data and an output path");
+
+    double t0 = distq_now_s();
+    distq_status st = distq_model_load(cfg->model, &g);
+    if (!st) st = distq_data_info_read(cfg->calib_data, &info);
+    if (st) goto cleanup;
+    const distq_value *in = &g->values[g->input_value];
+    int64_t per = distq_value_numel(in, 1);
+    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per) {
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images have %lld values each, model '%s' expects %lld",
+                             cfg->calib_data, (long long)distq_dims_numel(info.ndim - 1, info.dims + 1),
+                             cfg->model, (long long)per);
+        goto cleanup;
+    }
+    int64_t B = cfg->calib_batch_size;
+    int64_t total = cfg->calib_batches ? cfg->calib_batches * B : info.n;
+    if (total > info.n) {
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s holds %lld images; calibration asks for %lld batches of %lld",
+                             cfg->calib_data, (long long)info.n, (long long)cfg->calib_batches, (long long)B);
+        goto cleanup;
+    }
+    rep->load_s = distq_now_s() - t0;
+
+    t0 = distq_now_s();
+    if ((st = distq_prepare(g, cfg->observer, &p))) goto cleanup;
+    rep->prepare_s = distq_now_s() - t0;
+    rep->n_observers = p->n_observers;
+
+    /* this rank's largest share of a global batch */
+    int64_t local_max = (B + ctx->nranks - 1) / ctx->nranks;
+    images = distq_malloc((size_t)(local_max * per) * sizeof *images);
+    if (!images) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for a calibration batch");
+        goto cleanup;
+    }
+    if ((st = distq_calibrator_create(p, local_max, ctx->reducer, &cal))) goto cleanup;
+    t0 = distq_now_s();
+    distq_progress prog = {.batches_total = (total + B - 1) / B, .images_total = total};
+    for (int64_t start = 0; start < total; start += B) {
+        int64_t size = total - start < B ? total - start : B, first, count;
+        distq_shard_rows(start, size, ctx->rank, ctx->nranks, &first, &count);
+        if (count > 0 && (st = distq_data_read(cfg->calib_data, first, count, images, NULL))) goto cleanup;
+        if ((st = distq_calibrate_batch(cal, images, count))) goto cleanup;
+        prog.batches_done++;
+        prog.images_done += size;
+        prog.elapsed_s = distq_now_s() - t0;
+        if (ctx->progress) ctx->progress(ctx->progress_user, &prog);
+    }
+    rep->calibrate_s = distq_now_s() - t0;
+    rep->images = total;
+    rep->batches = prog.batches_done;
+    distq_calibrator_times(cal, &rep->forward_s, &rep->observe_s);
+
+    t0 = distq_now_s();
+    /* auto: 7-bit activations where oneDNN's u8*s8 would saturate (no VNNI) */
+    rep->reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni();
+    if ((st = distq_convert(p, rep->reduce_range, &q))) goto cleanup;
+    rep->convert_s = distq_now_s() - t0;
+    t0 = distq_now_s();
+    if (ctx->rank == 0 && (st = distq_qmodel_save(p, q, cfg->quantized))) goto cleanup;
+    rep->save_s = distq_now_s() - t0;
+    if (q_out) {
+        *q_out = q;
+        q = NULL;
+    }
+cleanup:
+    distq_free(images);
+    distq_calibrator_destroy(cal);
+    distq_qgraph_destroy(q);
+    distq_prepared_destroy(p);
+    distq_graph_destroy(g);
+    return st;
+}

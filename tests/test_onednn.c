@@ -1,0 +1,529 @@
+/* The oneDNN fp32 executor held against the reference executor, op by op on
+ * seeded random shapes, then on the whole resnet18.
+ *
+ * Tolerance: max |onednn - ref| / max |ref| < 1e-4. Both are fp32 but sum in
+ * different orders (oneDNN: vectorised FMA over blocked channels; ref: plain
+ * loops), and the oneDNN side runs BN folded into the conv weights. Rounding
+ * then grows like sqrt(terms) * 2^-24: about 4e-6 relative for the largest
+ * reductions here (3x3x512), and resnet18's 20 stacked layers stay well below
+ * 1e-4. An indexing or layout mistake gives errors of order 1. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "distq/exec.h"
+#include "test_util.h"
+
+#define TOL 1e-4
+
+// --- building tiny graphs -----------------------------------------------------
+
+static distq_graph *new_graph(int ndim, const int64_t *dims)
+{
+    distq_graph *g = NULL;
+    TEST_OK(distq_graph_create(&g));
+    TEST_OK(distq_graph_set_input(g, "x", ndim, dims));
+    return g;
+}
+
+/* Adds an f32 parameter filled with U(lo, hi) from seed. */
+static void add_param(distq_graph *g, const char *name, int ndim, const int64_t *dims,
+                      uint64_t seed, float lo, float hi)
+{
+    int64_t n = distq_dims_numel(ndim, dims);
+    float *data = malloc(sizeof(float) * (size_t)n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+    test_fill_uniform(data, n, seed, lo, hi);
+    TEST_OK(distq_graph_add_param(g, name, DISTQ_DTYPE_F32, ndim, dims, data, NULL));
+    free(data);
+}
+
+static void add_op(distq_graph *g, const char *name, distq_op op, const distq_attrs *a,
+                   const char *in0, const char *in1, const char *const *params)
+{
+    const char *ins[2] = {in0, in1};
+    TEST_OK(distq_graph_add_node(g, name, op, a, in1 ? 2 : 1, ins, params, name));
+}
+
+typedef struct {
+    int64_t OC, K, stride, pad, dil, groups;
+    int bias;
+} conv_spec;
+
+/* "<name>.weight" (OC, IC/groups, K, K) ~ U(-b, b), b = 1/sqrt(fan_in), and
+ * optionally "<name>.bias" (OC): PyTorch's default init keeps outputs O(1). */
+static void add_conv(distq_graph *g, const char *name, const char *in, int64_t IC, conv_spec c,
+                     uint64_t seed)
+{
+    char w[DISTQ_NAME_MAX], b[DISTQ_NAME_MAX];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(b, sizeof b, "%s.bias", name);
+    int64_t wd[4] = {c.OC, IC / c.groups, c.K, c.K};
+    float bound = 1.0f / sqrtf((float)(wd[1] * c.K * c.K));
+    add_param(g, w, 4, wd, seed, -bound, bound);
+    if (c.bias) add_param(g, b, 1, &c.OC, seed + 1, -bound, bound);
+    distq_attrs a = distq_attrs_default(DISTQ_OP_CONV2D);
+    a.stride[0] = a.stride[1] = c.stride;
+    a.padding[0] = a.padding[1] = c.pad;
+    a.dilation[0] = a.dilation[1] = c.dil;
+    a.groups = c.groups;
+    const char *params[DISTQ_MAX_PARAMS] = {w, c.bias ? b : NULL};
+    add_op(g, name, DISTQ_OP_CONV2D, &a, in, NULL, params);
+}
+
+/* BN with the builders' non-trivial statistics. */
+static void add_bn(distq_graph *g, const char *name, const char *in, int64_t C, uint64_t seed)
+{
+    static const char *const suffix[4] = {"weight", "bias", "running_mean", "running_var"};
+    static const float lo[4] = {0.5f, -0.1f, -0.1f, 0.5f}, hi[4] = {1.5f, 0.1f, 0.1f, 1.5f};
+    char names[4][DISTQ_NAME_MAX];
+    const char *params[DISTQ_MAX_PARAMS] = {0};
+    for (int i = 0; i < 4; i++) {
+        snprintf(names[i], sizeof names[i], "%s.%s", name, suffix[i]);
+        add_param(g, names[i], 1, &C, seed + (uint64_t)i, lo[i], hi[i]);
+        params[i] = names[i];
+    }
+    add_op(g, name, DISTQ_OP_BATCH_NORM, NULL, in, NULL, params);
+}
+
+static void add_linear(distq_graph *g, const char *name, const char *in, int64_t IN, int64_t OUT,
+                       int bias, uint64_t seed)
+{
+    char w[DISTQ_NAME_MAX], b[DISTQ_NAME_MAX];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(b, sizeof b, "%s.bias", name);
+    int64_t wd[2] = {OUT, IN};
+    float bound = 1.0f / sqrtf((float)IN);
+    add_param(g, w, 2, wd, seed, -bound, bound);
+    if (bias) add_param(g, b, 1, &OUT, seed + 1, -bound, bound);
+    const char *params[DISTQ_MAX_PARAMS] = {w, bias ? b : NULL};
+    add_op(g, name, DISTQ_OP_LINEAR, NULL, in, NULL, params);
+}
+
+static void finish(distq_graph *g, const char *output)
+{
+    TEST_OK(distq_graph_set_output(g, output));
+    TEST_OK(distq_graph_finalize(g));
+}
+
+/* Uniform integer in [lo, hi]. */
+static int64_t rnd(distq_rng *r, int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)(distq_rng_next(r) % (uint64_t)(hi - lo + 1));
+}
+
+// --- the comparison -------------------------------------------------------------
+
+/* Runs g on ref and onednn at batch N and asserts they agree within TOL. g is
+ * destroyed right after the executors are made: they must keep nothing of it.
+ * The oneDNN executor then runs input A, input B, and A again: the last run
+ * must repeat the first bit for bit (state reused correctly, nothing
+ * accumulates), and the caller's input must be left untouched. */
+static void check_backends(distq_graph *g, int64_t batch, uint64_t seed, const char *what)
+{
+    distq_exec *ref = NULL, *dnn = NULL;
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, batch, &ref));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, batch, &dnn));
+    distq_graph_destroy(g);
+    int64_t n_in = batch * distq_exec_input_numel(dnn), n_out = batch * distq_exec_output_numel(dnn);
+    float *a = malloc(sizeof(float) * (size_t)n_in), *a_copy = malloc(sizeof(float) * (size_t)n_in);
+    float *b = malloc(sizeof(float) * (size_t)n_in);
+    float *want = malloc(sizeof(float) * (size_t)n_out), *got = malloc(sizeof(float) * (size_t)n_out);
+    float *again = malloc(sizeof(float) * (size_t)n_out);
+    CU_ASSERT_FATAL(a && a_copy && b && want && got && again);
+    test_fill_uniform(a, n_in, seed, -1.0f, 1.0f);
+    test_fill_uniform(b, n_in, seed + 1000, -1.0f, 1.0f);
+    memcpy(a_copy, a, sizeof(float) * (size_t)n_in);
+
+    TEST_OK(distq_exec_run(ref, a, want));
+    TEST_OK(distq_exec_run(dnn, a, got));
+    double err = test_max_rel_err(got, want, n_out);
+    if (!(err < TOL))
+        fprintf(stderr, "\n  %s, batch %lld: max rel err %.3g\n", what, (long long)batch, err);
+    CU_ASSERT(err < TOL);
+
+    TEST_OK(distq_exec_run(dnn, b, again));
+    TEST_OK(distq_exec_run(dnn, a, again));
+    CU_ASSERT(memcmp(got, again, sizeof(float) * (size_t)n_out) == 0);
+    CU_ASSERT(memcmp(a, a_copy, sizeof(float) * (size_t)n_in) == 0);
+
+    free(a);
+    free(a_copy);
+    free(b);
+    free(want);
+    free(got);
+    free(again);
+    distq_exec_destroy(ref);
+    distq_exec_destroy(dnn);
+}
+
+// --- conv2d -----------------------------------------------------------------------
+
+enum { WITH_NONE = 0, WITH_RELU = 1, WITH_BN = 2 };
+
+/* conv on random shapes: groups 0 means depthwise (groups = C); for each of
+ * 2 seeds x bias on/off x batch 1 and 3. */
+static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t dil,
+                       int64_t groups, int with)
+{
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        for (int bias = 0; bias <= 1; bias++) {
+            for (int64_t batch = 1; batch <= 3; batch += 2) {
+                distq_rng r;
+                distq_rng_seed(&r, seed * 7919 + (uint64_t)(stride * 31 + pad * 7 + dil * 3 + groups));
+                int64_t G = groups, C, OC;
+                if (groups == 0) {
+                    C = rnd(&r, 2, 9);
+                    G = C;
+                    OC = C * rnd(&r, 1, 2);
+                } else {
+                    C = G * rnd(&r, 1, 5);
+                    OC = G * rnd(&r, 1, 6);
+                }
+                conv_spec c = {.OC = OC, .K = rnd(&r, 1, 3) | 1, .stride = stride, .pad = pad,
+                               .dil = dil, .groups = G, .bias = bias};
+                if (c.K == 1 && (pad || dil > 1)) c.K = 3;
+                int64_t span = dil * (c.K - 1) + 1;
+                int64_t in[4] = {1, C, span + rnd(&r, 2, 9), span + rnd(&r, 2, 9)};
+                distq_graph *g = new_graph(4, in);
+                add_conv(g, "conv", "x", C, c, seed);
+                const char *out = "conv";
+                if (with & WITH_BN) {
+                    add_bn(g, "bn", out, OC, seed + 10);
+                    out = "bn";
+                }
+                if (with & WITH_RELU) {
+                    add_op(g, "relu", DISTQ_OP_RELU, NULL, out, NULL, NULL);
+                    out = "relu";
+                }
+                finish(g, out);
+                char label[160];
+                snprintf(label, sizeof label, "%s (C %lld, OC %lld, K %lld, %lldx%lld, bias %d)",
+                         what, (long long)C, (long long)OC, (long long)c.K, (long long)in[2],
+                         (long long)in[3], bias);
+                check_backends(g, batch, seed, label);
+            }
+        }
+    }
+}
+
+static void test_conv_strided(void) { conv_cases("conv stride 2", 2, 0, 1, 1, WITH_NONE); }
+static void test_conv_padded(void) { conv_cases("conv pad 1", 1, 1, 1, 1, WITH_NONE); }
+static void test_conv_dilated(void) { conv_cases("conv dilation 2", 1, 2, 2, 1, WITH_NONE); }
+static void test_conv_groups2(void) { conv_cases("conv groups 2", 1, 1, 1, 2, WITH_NONE); }
+static void test_conv_depthwise(void) { conv_cases("conv depthwise", 2, 1, 1, 0, WITH_NONE); }
+static void test_conv_relu(void) { conv_cases("conv+relu", 1, 1, 1, 1, WITH_RELU); }
+static void test_conv_bn(void) { conv_cases("conv+bn (folded)", 2, 1, 1, 1, WITH_BN); }
+static void test_conv_bn_relu(void) { conv_cases("conv+bn+relu", 1, 1, 1, 1, WITH_BN | WITH_RELU); }
+
+/* BNs fold_bn leaves alone run as oneDNN batch_normalization: one on the graph
+ * input (+ relu fused), and one on a conv output that another node also reads. */
+static void test_bn_unfolded(void)
+{
+    for (int64_t batch = 1; batch <= 3; batch += 2) {
+        int64_t in[4] = {1, 5, 9, 7};
+        distq_graph *g = new_graph(4, in);
+        add_bn(g, "bn0", "x", 5, 1);
+        add_op(g, "relu0", DISTQ_OP_RELU, NULL, "bn0", NULL, NULL);
+        add_conv(g, "conv", "relu0", 5, (conv_spec){6, 3, 1, 1, 1, 1, 1}, 2);
+        add_bn(g, "bn1", "conv", 6, 3);
+        add_op(g, "relu1", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
+        add_op(g, "add", DISTQ_OP_ADD, NULL, "bn1", "relu1", NULL);
+        finish(g, "add");
+        check_backends(g, batch, 5, "unfolded bn");
+    }
+}
+
+// --- conv + add (sum post-op) ----------------------------------------------------
+
+/* a = conv0(x); out = relu(conv1(a) + a) [+ a]. With keep_other the add's
+ * other operand a is read again afterwards (out = relu(...) + a), so the fused
+ * conv must not write into a's buffer; without, a dies at the add and its
+ * buffer is used in place. */
+static void conv_add_case(int keep_other, int relu)
+{
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        for (int64_t batch = 1; batch <= 3; batch += 2) {
+            distq_rng r;
+            distq_rng_seed(&r, seed * 104729 + (uint64_t)(keep_other * 2 + relu));
+            int64_t C = rnd(&r, 1, 4), M = rnd(&r, 3, 17);
+            int64_t in[4] = {1, C, rnd(&r, 5, 12), rnd(&r, 5, 12)};
+            distq_graph *g = new_graph(4, in);
+            add_conv(g, "conv0", "x", C, (conv_spec){M, 3, 1, 1, 1, 1, 1}, seed);
+            add_conv(g, "conv1", "conv0", M, (conv_spec){M, 3, 1, 1, 1, 1, 1}, seed + 5);
+            add_op(g, "add", DISTQ_OP_ADD, NULL, "conv1", "conv0", NULL);
+            const char *out = "add";
+            if (relu) {
+                add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
+                out = "relu";
+            }
+            if (keep_other) {
+                add_op(g, "add2", DISTQ_OP_ADD, NULL, out, "conv0", NULL);
+                out = "add2";
+            }
+            finish(g, out);
+            char label[96];
+            snprintf(label, sizeof label, "conv+add%s, other %s", relu ? "+relu" : "",
+                     keep_other ? "read later" : "dead");
+            check_backends(g, batch, seed, label);
+        }
+    }
+}
+
+static void test_conv_add_other_dead(void) { conv_add_case(0, 0); }
+static void test_conv_add_relu_other_dead(void) { conv_add_case(0, 1); }
+static void test_conv_add_relu_other_read_later(void) { conv_add_case(1, 1); }
+static void test_conv_add_other_read_later(void) { conv_add_case(1, 0); }
+
+/* resnet's downsample block: relu(conv_a(x) + conv_b(x)), both BN-folded,
+ * strided; and the graph input itself as the sum operand: conv(x) + x. */
+static void test_conv_add_shapes(void)
+{
+    for (int64_t batch = 1; batch <= 3; batch += 2) {
+        int64_t in[4] = {1, 8, 11, 10};
+        distq_graph *g = new_graph(4, in);
+        add_conv(g, "conv_a", "x", 8, (conv_spec){16, 3, 2, 1, 1, 1, 0}, 1);
+        add_bn(g, "bn_a", "conv_a", 16, 2);
+        add_conv(g, "conv_b", "x", 8, (conv_spec){16, 1, 2, 0, 1, 1, 0}, 3);
+        add_bn(g, "bn_b", "conv_b", 16, 4);
+        add_op(g, "add", DISTQ_OP_ADD, NULL, "bn_a", "bn_b", NULL);
+        add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
+        finish(g, "relu");
+        check_backends(g, batch, 7, "downsample block");
+
+        g = new_graph(4, in);
+        add_conv(g, "conv", "x", 8, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 5);
+        add_op(g, "add", DISTQ_OP_ADD, NULL, "x", "conv", NULL);
+        finish(g, "add");
+        check_backends(g, batch, 8, "conv(x) + x");
+    }
+}
+
+// --- pooling ------------------------------------------------------------------------
+
+/* max_pool2d on odd sizes, with and without padding and ceil_mode, on the
+ * graph input (plain layout) and after a conv (oneDNN's blocked layout). */
+static void test_max_pool(void)
+{
+    for (int ceil = 0; ceil <= 1; ceil++) {
+        for (int64_t pad = 0; pad <= 1; pad++) {
+            for (int after_conv = 0; after_conv <= 1; after_conv++) {
+                distq_rng r;
+                distq_rng_seed(&r, (uint64_t)(ceil * 4 + pad * 2 + after_conv + 1));
+                int64_t C = rnd(&r, 1, 6), K = rnd(&r, 2, 3);
+                int64_t in[4] = {1, C, 2 * rnd(&r, 2, 6) + 1, 2 * rnd(&r, 2, 6) + 1};
+                distq_graph *g = new_graph(4, in);
+                const char *src = "x";
+                if (after_conv) {
+                    add_conv(g, "conv", "x", C, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
+                    src = "conv";
+                }
+                distq_attrs a = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
+                a.kernel[0] = a.kernel[1] = K;
+                a.stride[0] = a.stride[1] = 2;
+                a.padding[0] = a.padding[1] = pad;
+                a.ceil_mode = ceil;
+                add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &a, src, NULL, NULL);
+                finish(g, "pool");
+                char label[128];
+                snprintf(label, sizeof label, "max_pool K %lld pad %lld ceil %d on %lldx%lld%s",
+                         (long long)K, (long long)pad, ceil, (long long)in[2], (long long)in[3],
+                         after_conv ? " after conv" : "");
+                distq_graph *g1 = NULL;
+                TEST_OK(distq_graph_clone(g, &g1));
+                check_backends(g1, 1, 11, label);
+                check_backends(g, 3, 11, label);
+            }
+        }
+    }
+}
+
+static void test_adaptive_avg_pool(void)
+{
+    for (int after_conv = 0; after_conv <= 1; after_conv++) {
+        for (int64_t batch = 1; batch <= 3; batch += 2) {
+            int64_t in[4] = {1, 5, 7, 9};
+            distq_graph *g = new_graph(4, in);
+            const char *src = "x";
+            if (after_conv) {
+                add_conv(g, "conv", "x", 5, (conv_spec){24, 3, 1, 1, 1, 1, 1}, 4);
+                src = "conv";
+            }
+            add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, src, NULL, NULL);
+            finish(g, "avgpool");
+            check_backends(g, batch, 12, after_conv ? "adaptive avg pool after conv" : "adaptive avg pool");
+        }
+    }
+}
+
+// --- flatten, linear, relu, add ------------------------------------------------------
+
+/* flatten + linear [+ relu], straight on the input and after conv + avgpool
+ * (resnet's head, on a blocked layout). */
+static void test_flatten_linear(void)
+{
+    for (int relu = 0; relu <= 1; relu++) {
+        for (int after_conv = 0; after_conv <= 1; after_conv++) {
+            for (int64_t batch = 1; batch <= 3; batch += 2) {
+                int64_t in[4] = {1, 3, 5, 7};
+                distq_graph *g = new_graph(4, in);
+                const char *src = "x";
+                int64_t features = 3 * 5 * 7;
+                if (after_conv) {
+                    add_conv(g, "conv", "x", 3, (conv_spec){32, 3, 2, 1, 1, 1, 1}, 1);
+                    add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "conv", NULL, NULL);
+                    src = "avgpool";
+                    features = 32;
+                }
+                add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, src, NULL, NULL);
+                add_linear(g, "fc", "flatten", features, 10, 1, 2);
+                const char *out = "fc";
+                if (relu) {
+                    add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc", NULL, NULL);
+                    out = "relu";
+                }
+                finish(g, out);
+                check_backends(g, batch, 13, relu ? "flatten+linear+relu" : "flatten+linear");
+            }
+        }
+    }
+}
+
+/* A flatten whose output goes elsewhere than a linear: reorder to plain and
+ * reinterpret. Here it feeds a relu and a linear, and in a second graph it is
+ * the graph output. */
+static void test_flatten_standalone(void)
+{
+    for (int64_t batch = 1; batch <= 3; batch += 2) {
+        int64_t in[4] = {1, 4, 6, 5};
+        distq_graph *g = new_graph(4, in);
+        add_conv(g, "conv", "x", 4, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
+        add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
+        add_op(g, "relu", DISTQ_OP_RELU, NULL, "flatten", NULL, NULL);
+        add_linear(g, "fc", "relu", 16 * 6 * 5, 7, 0, 2);
+        add_linear(g, "fc2", "flatten", 16 * 6 * 5, 7, 1, 3);
+        add_op(g, "add", DISTQ_OP_ADD, NULL, "fc", "fc2", NULL);
+        finish(g, "add");
+        check_backends(g, batch, 14, "flatten -> relu, linear");
+
+        g = new_graph(4, in);
+        add_conv(g, "conv", "x", 4, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
+        add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
+        finish(g, "flatten");
+        check_backends(g, batch, 15, "flatten as output");
+    }
+}
+
+/* linear on a 2-D input: the "linear" model, plus linear + relu + bn (2-D BN
+ * is never folded). */
+static void test_linear_2d(void)
+{
+    for (int64_t batch = 1; batch <= 3; batch += 2) {
+        distq_graph *g = NULL;
+        TEST_OK(distq_build_linear(42, &g));
+        check_backends(g, batch, 16, "linear model");
+
+        int64_t in[2] = {1, 37};
+        g = new_graph(2, in);
+        add_linear(g, "fc", "x", 37, 19, 1, 5);
+        add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc", NULL, NULL);
+        add_bn(g, "bn", "relu", 19, 6);
+        finish(g, "bn");
+        check_backends(g, batch, 17, "linear+relu, bn on 2-D");
+    }
+}
+
+/* Standalone relu and add (binary, with and without a fused relu), on plain
+ * and blocked layouts. */
+static void test_relu_add(void)
+{
+    for (int64_t batch = 1; batch <= 3; batch += 2) {
+        int64_t in[4] = {1, 3, 7, 5};
+        distq_graph *g = new_graph(4, in);
+        add_op(g, "relu", DISTQ_OP_RELU, NULL, "x", NULL, NULL);
+        add_op(g, "add", DISTQ_OP_ADD, NULL, "relu", "x", NULL);
+        add_op(g, "add_relu", DISTQ_OP_ADD, NULL, "add", "x", NULL);
+        add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add_relu", NULL, NULL);
+        add_op(g, "add3", DISTQ_OP_ADD, NULL, "relu2", "relu2", NULL);
+        finish(g, "add3");
+        check_backends(g, batch, 18, "relu, add on the input");
+
+        g = new_graph(4, in);
+        add_conv(g, "conv", "x", 3, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
+        add_op(g, "pool", DISTQ_OP_MAX_POOL2D,
+               &(distq_attrs){.kernel = {2, 2}, .stride = {1, 1}, .dilation = {1, 1}}, "conv", NULL,
+               NULL);
+        add_op(g, "relu", DISTQ_OP_RELU, NULL, "pool", NULL, NULL);
+        add_op(g, "relu_b", DISTQ_OP_RELU, NULL, "pool", NULL, NULL);
+        add_op(g, "add", DISTQ_OP_ADD, NULL, "relu", "pool", NULL);
+        add_op(g, "add2", DISTQ_OP_ADD, NULL, "add", "relu_b", NULL);
+        add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add2", NULL, NULL);
+        finish(g, "relu2");
+        check_backends(g, batch, 19, "relu, add on a blocked layout");
+    }
+}
+
+// --- whole model and API ---------------------------------------------------------------
+
+static void test_resnet18(void)
+{
+    distq_graph *g = NULL;
+    TEST_OK(distq_build_resnet18(7, 1000, &g));
+    check_backends(g, 2, 20, "resnet18");
+}
+
+/* A batch no machine can hold: the executor fails cleanly with NOMEM and
+ * says what it could not allocate. (Skipped under ASan, whose allocator
+ * aborts on such a request instead of returning NULL.) */
+static void test_nomem(void)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+    distq_graph *g = NULL;
+    distq_exec *e = NULL;
+    TEST_OK(distq_build_linear(1, &g));
+    TEST_ERR(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, (int64_t)1 << 36, &e), DISTQ_ERR_NOMEM,
+             "activation buffer");
+    CU_ASSERT_PTR_NULL(e);
+    distq_graph_destroy(g);
+#endif
+}
+
+static void test_api(void)
+{
+    const char *isa = distq_onednn_isa();
+    CU_ASSERT(isa && strcmp(isa, "unknown") != 0);
+    TEST_ERR(distq_onednn_set_threads(-1), DISTQ_ERR_INVALID_ARG, "thread count -1");
+    TEST_OK(distq_onednn_set_threads(0));
+    CU_ASSERT_STRING_EQUAL(distq_backend_name(DISTQ_BACKEND_ONEDNN), "onednn");
+}
+
+int main(void)
+{
+    static const test_case cases[] = {
+        {"api", test_api},
+        {"out of memory", test_nomem},
+        {"conv strided", test_conv_strided},
+        {"conv padded", test_conv_padded},
+        {"conv dilated", test_conv_dilated},
+        {"conv groups 2", test_conv_groups2},
+        {"conv depthwise", test_conv_depthwise},
+        {"conv + relu", test_conv_relu},
+        {"conv + bn (folded)", test_conv_bn},
+        {"conv + bn + relu", test_conv_bn_relu},
+        {"bn not folded", test_bn_unfolded},
+        {"conv + add, other dead", test_conv_add_other_dead},
+        {"conv + add + relu, other dead", test_conv_add_relu_other_dead},
+        {"conv + add, other read later", test_conv_add_other_read_later},
+        {"conv + add + relu, other read later", test_conv_add_relu_other_read_later},
+        {"conv + add: downsample, input", test_conv_add_shapes},
+        {"max_pool2d", test_max_pool},
+        {"adaptive_avg_pool2d", test_adaptive_avg_pool},
+        {"flatten + linear", test_flatten_linear},
+        {"flatten standalone", test_flatten_standalone},
+        {"linear 2-D", test_linear_2d},
+        {"relu, add", test_relu_add},
+        {"resnet18 batch 2", test_resnet18},
+    };
+    return test_run_suite("onednn", cases, (int)(sizeof cases / sizeof cases[0]));
+}
