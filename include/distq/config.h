@@ -12,9 +12,11 @@
  *     [bench]        batch = 1,50   min_time = 5   min_iters = 10   warmup = 2
  *                    threads = 0 (auto)   precision = fp32,int8
  *     [eval]         data = ...,  batch_size = 50
+ *     [run]          bind = none | core | numa,  concurrency = all | serial
  */
 #include <stdint.h>
 
+#include "distq/dist.h"
 #include "distq/quant.h"
 #include "distq/status.h"
 
@@ -41,6 +43,8 @@ typedef struct {
     int bench_fp32, bench_int8; /* precisions to benchmark */
     char eval_data[DISTQ_PATH_MAX];
     int64_t eval_batch_size;
+    distq_bind bind;      /* placement of ranks (default core) */
+    int bench_serial;     /* [run] concurrency = serial: one rank at a time */
     char *text; /* the file's full text (for provenance); owned */
 } distq_config;
 

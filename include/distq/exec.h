@@ -54,6 +54,8 @@ int64_t distq_exec_batch(const distq_exec *e);
 
 /* oneDNN's effective ISA, e.g. "avx512_core_bf16" (static text). */
 const char *distq_onednn_isa(void);
+/* "2.6.3" (static text). */
+const char *distq_onednn_version(void);
 /* 1 if oneDNN's ISA multiplies u8 by s8 exactly (VNNI or AMX); 0 on AVX2 or
  * AVX-512 without VNNI, where pairwise s16 sums saturate (spec §5.9). */
 int distq_onednn_has_vnni(void);

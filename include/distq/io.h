@@ -9,8 +9,10 @@
  * Writers create "<path>.tmp.<pid>" and rename it over path only when the
  * file is complete, so an earlier file is never left half-written.
  */
+#include <mpi.h>
 #include <stdint.h>
 
+#include "distq/config.h"
 #include "distq/graph.h"
 #include "distq/status.h"
 
@@ -69,6 +71,17 @@ typedef struct {
 distq_status distq_data_write(const char *path, const float *images, int ndim,
                               const int64_t *dims, const int64_t *labels);
 distq_status distq_data_info_read(const char *path, distq_data_info *info);
+/* A data file opened once for many reads. With comm != MPI_COMM_NULL it is
+ * opened through MPI-IO (parallel HDF5): every rank of comm opens and closes
+ * it together, and each rank then reads only its own rows. */
+typedef struct distq_data_file distq_data_file;
+distq_status distq_data_open(const char *path, MPI_Comm comm, distq_data_file **out);
+const distq_data_info *distq_data_file_info(const distq_data_file *f);
+/* Rows [start, start + count) (and labels if labels != NULL); count may be 0. */
+distq_status distq_data_file_read(distq_data_file *f, int64_t start, int64_t count, float *images,
+                                  int64_t *labels);
+void distq_data_close(distq_data_file *f); /* NULL is a no-op */
+
 /* Reads images [start, start + count) (and their labels if labels != NULL). */
 distq_status distq_data_read(const char *path, int64_t start, int64_t count, float *images,
                              int64_t *labels);

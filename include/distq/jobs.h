@@ -9,6 +9,7 @@
  * the images in every global batch do not depend on n. With a reducer the
  * observers stay identical on every rank; rank 0 writes the output.
  */
+#include <mpi.h>
 #include <stdint.h>
 
 #include "distq/config.h"
@@ -26,6 +27,7 @@ typedef struct {
 typedef void (*distq_progress_fn)(void *user, const distq_progress *p);
 
 typedef struct {
+    MPI_Comm comm;    /* the ranks sharing the job; MPI_COMM_NULL alone */
     int rank, nranks; /* this rank's place; 0 of 1 alone */
     const distq_reducer *reducer; /* NULL alone */
     distq_progress_fn progress;   /* optional, called after each batch */
@@ -44,7 +46,10 @@ typedef struct {
 void distq_shard_rows(int64_t start, int64_t size, int rank, int nranks, int64_t *first, int64_t *count);
 
 /* cfg: model, calib_data, calib_batches, calib_batch_size, observer,
- * quantized (rank 0 writes it). *q_out (optional) receives the int8 graph. */
+ * reduce_range, quantized. Every rank calibrates its shards; rank 0 converts
+ * once and writes cfg->quantized; the other ranks then load that file, so
+ * every rank's *q_out (optional) is the int8 graph in the file. A failure on
+ * any rank fails the job on every rank (through the reducer's agree). */
 distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, distq_ptq_report *rep,
                            distq_qgraph **q_out);
 
@@ -65,7 +70,8 @@ typedef struct {
 } distq_eval_report;
 
 /* Runs the fp32 graph (oneDNN) and the int8 graph (backend b) over this
- * rank's shards of data_path (global batches of batch_size) and adds to *sums. */
+ * rank's shards of data_path (global batches of batch_size) and adds to *sums
+ * (the caller sums them over ranks). */
 distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, distq_backend b,
                             const char *data_path, int64_t batch_size, const distq_job_ctx *ctx,
                             distq_eval_sums *sums);

@@ -83,9 +83,13 @@ void distq_prepared_destroy(distq_prepared *p);
 /* --- calibrate --------------------------------------------------------------- */
 
 /* Optional cross-rank reduction (src/dist supplies an MPI one). NULL = one
- * process. Each call must be made by every rank with the same n. */
+ * process. Each call must be made by every rank with the same n. agree() is
+ * called with this rank's status before each reduction, so that a rank that
+ * failed (NaN in its shard, say) stops every rank instead of leaving them
+ * waiting. */
 typedef struct {
     void *ctx;
+    distq_status (*agree)(void *ctx, distq_status local);
     distq_status (*min_max)(void *ctx, float *lo, float *hi, int n);  /* MIN / MAX in place */
     distq_status (*sum_i64)(void *ctx, int64_t *counts, int n);       /* SUM in place */
 } distq_reducer;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "distq/exec.h"
+#include "distq/results.h"
 #include "distq/status.h"
 
 /* Exit codes: 0 ok, 1 runtime error, 2 usage error. */
@@ -22,7 +23,15 @@ int cmd_inspect(const cli_ctx *ctx, int argc, char **argv);
 int cmd_bench(const cli_ctx *ctx, int argc, char **argv);
 int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv);
 int cmd_eval(const cli_ctx *ctx, int argc, char **argv);
+int cmd_run(const cli_ctx *ctx, int argc, char **argv);
 
+/* Prints a gathered benchmark point: per-rank lines, the all-sample
+ * percentiles and one perf CSV line per rank (threads[nranks]). */
+void cli_print_point(const distq_bench_point *pt, const char *model, const char *backend, const int *threads,
+                     const char *cmdline);
+/* For errors every rank agreed on (distq_dist_agree: the message already names
+ * the failing rank): rank 0 prints it once. Returns CLI_FAIL. */
+int cli_fail_agreed(const cli_ctx *ctx, const char *cmd);
 /* "onednn" | "ref" -> backend. */
 distq_status cli_parse_backend(const char *text, distq_backend *out);
 

@@ -25,3 +25,9 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
     fprintf(stderr, "distq %s: error: %s\nusage: distq %s %s\n", cmd, msg, cmd, usage);
     return CLI_USAGE;
 }
+
+int cli_fail_agreed(const cli_ctx *ctx, const char *cmd)
+{
+    if (ctx->rank == 0) fprintf(stderr, "distq %s: error: %s\n", cmd, distq_error_message());
+    return CLI_FAIL;
+}

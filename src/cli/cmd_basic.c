@@ -11,13 +11,14 @@
 
 /* --- distq model ----------------------------------------------------------- */
 
-static const char model_usage[] = "--arch resnet18|linear [--seed N] -o FILE";
+static const char model_usage[] = "--arch resnet18|linear [--seed N] [--image-size S] -o FILE";
 
 int cmd_model(const cli_ctx *ctx, int argc, char **argv)
 {
     const char *arch = NULL, *out = NULL;
-    int64_t seed = 0;
+    int64_t seed = 0, image_size = 0;
     static const struct option opts[] = {{"arch", required_argument, 0, 'a'},
+                                         {"image-size", required_argument, 0, 'S'},
                                          {"seed", required_argument, 0, 's'},
                                          {"output", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
@@ -28,6 +29,7 @@ int cmd_model(const cli_ctx *ctx, int argc, char **argv)
         switch (c) {
         case 'a': arch = optarg; break;
         case 's': st = distq_parse_i64("option --seed", optarg, 0, INT64_MAX, &seed); break;
+        case 'S': st = distq_parse_i64("option --image-size", optarg, 32, 4096, &image_size); break;
         case 'o': out = optarg; break;
         case 'h': printf("usage: distq model %s\n", model_usage); return CLI_OK;
         default: return cli_usage_error("model", model_usage, "bad option");
@@ -37,6 +39,14 @@ int cmd_model(const cli_ctx *ctx, int argc, char **argv)
     if (!arch || !out) return cli_usage_error("model", model_usage, "--arch and -o are required");
     distq_graph *g = NULL;
     st = distq_build_model(arch, (uint64_t)seed, &g);
+    if (st == DISTQ_OK && image_size) { /* smaller images: same weights, cheaper tests */
+        if (g->input_ndim != 4)
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "option --image-size: model '%s' takes no images", arch);
+        else {
+            g->input_dims[2] = g->input_dims[3] = image_size;
+            st = distq_graph_finalize(g);
+        }
+    }
     if (st == DISTQ_OK && ctx->rank == 0) st = distq_model_save(g, out);
     distq_graph_destroy(g);
     if (st) return cli_fail(ctx, "model", st);

@@ -71,7 +71,7 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
                                                            "(options or config keys)");
         goto done;
     }
-    distq_job_ctx job = {.rank = ctx->rank, .nranks = 1, .progress = print_progress, .progress_user = (void *)ctx};
+    distq_job_ctx job = {.comm = MPI_COMM_NULL, .rank = ctx->rank, .nranks = 1, .progress = print_progress, .progress_user = (void *)ctx};
     distq_ptq_report rep;
     distq_qgraph *q = NULL;
     if (ctx->size > 1) {
@@ -134,7 +134,7 @@ int cmd_eval(const cli_ctx *ctx, int argc, char **argv)
     distq_graph *g = NULL;
     distq_qgraph *q = NULL;
     distq_eval_sums sums = {0};
-    distq_job_ctx job = {.rank = 0, .nranks = 1};
+    distq_job_ctx job = {.comm = MPI_COMM_NULL, .rank = 0, .nranks = 1};
     st = distq_qmodel_load(model, &q, &g);
     if (!st) st = distq_eval_run(g, q, backend, data, batch, &job, &sums);
     distq_qgraph_destroy(q);

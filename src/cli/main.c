@@ -13,6 +13,7 @@ static const struct {
     {"model", cmd_model, "build a model (resnet18, linear) with seeded weights"},
     {"data", cmd_data, "write a synthetic dataset (float32 NCHW, optional labels)"},
     {"infer", cmd_infer, "run a model over a dataset and write the logits"},
+    {"run", cmd_run, "the whole flow from a config, under mpirun: calibrate, convert, eval, bench"},
     {"calibrate", cmd_calibrate, "post-training quantization: calibrate, convert, write the int8 model"},
     {"eval", cmd_eval, "compare a quantized model's int8 output with its fp32 graph"},
     {"bench", cmd_bench, "benchmark a model: latency percentiles and images/s"},

@@ -95,6 +95,7 @@ void distq_config_defaults(distq_config *c)
     c->bench_warmup = 2;
     c->bench_int8 = 1;
     c->eval_batch_size = 50;
+    c->bind = DISTQ_BIND_CORE;
 }
 
 void distq_config_free(distq_config *c)
@@ -145,7 +146,15 @@ static int on_key(void *user, const char *section, const char *name, const char 
     else if (KEY("bench", "precision")) st = distq_parse_precisions(what, value, &c->bench_fp32, &c->bench_int8);
     else if (KEY("eval", "data")) ok = set_path(c->eval_data, value);
     else if (KEY("eval", "batch_size")) st = distq_parse_i64(what, value, 1, 1 << 20, &c->eval_batch_size);
-    else st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: unknown key", what);
+    else if (KEY("run", "bind")) {
+        st = distq_bind_from_name(value, &c->bind);
+        if (st) st = distq_error_set(st, "%s: %s", what, distq_error_message());
+    } else if (KEY("run", "concurrency")) {
+        if (strcmp(value, "all") && strcmp(value, "serial"))
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: '%s' is not all or serial", what, value);
+        c->bench_serial = strcmp(value, "serial") == 0;
+    } else
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: unknown key", what);
 #undef KEY
     if (!ok) st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: path too long", what);
     if (st && !p->st) { /* keep the first error; inih reports its line */

@@ -185,43 +185,89 @@ cleanup:
     return st;
 }
 
+struct distq_data_file {
+    char path[DISTQ_PATH_MAX];
+    hid_t fid, images, labels;
+    distq_data_info info;
+};
+
+distq_status distq_data_open(const char *path, MPI_Comm comm, distq_data_file **out)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    distq_data_file *f = NULL;
+    *out = NULL;
+    if (!path) return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_open: NULL path");
+    if (strlen(path) >= DISTQ_PATH_MAX)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "data path '%.60s...' is too long", path);
+    f = distq_calloc(sizeof *f);
+    if (!f) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory opening %s", path);
+    strcpy(f->path, path);
+    f->fid = f->images = f->labels = H5I_INVALID_HID;
+    if (comm != MPI_COMM_NULL) {
+        /* MPI-IO: one collective open, then each rank reads its own hyperslab
+         * independently (no rank waits on another's read). */
+        DISTQ_H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS), DISTQ_ERR_IO, "%s: H5Pcreate", path);
+        DISTQ_H5_CHECK(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), DISTQ_ERR_IO,
+                       "%s: H5Pset_fapl_mpio", path);
+    }
+    DISTQ_CHECK(data_open(path, fapl == H5I_INVALID_HID ? H5P_DEFAULT : fapl, &f->fid, &f->images,
+                          &f->labels, &f->info));
+    *out = f;
+    f = NULL;
+cleanup:
+    distq_h5_close(&fapl);
+    distq_data_close(f);
+    return st;
+}
+
+const distq_data_info *distq_data_file_info(const distq_data_file *f) { return &f->info; }
+
+distq_status distq_data_file_read(distq_data_file *f, int64_t start, int64_t count, float *images,
+                                  int64_t *labels)
+{
+    distq_status st = DISTQ_OK;
+    char where[DISTQ_H5_WHERE_MAX];
+    const distq_data_info *info = &f->info;
+    int64_t ldims[1] = {info->n};
+    if (start < 0 || count < 0 || start > info->n || count > info->n - start)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                               "%s: rows [%lld, %lld) out of range: start %lld, count %lld, but "
+                               "the file has N = %lld images",
+                               f->path, (long long)start, (long long)start + count, (long long)start,
+                               (long long)count, (long long)info->n);
+    if (labels && !info->has_labels)
+        return distq_error_set(DISTQ_ERR_FORMAT,
+                               "%s: labels requested, but there is no /labels dataset", f->path);
+    if (count == 0) return DISTQ_OK;
+    if (!images) return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_read: NULL buffer");
+    snprintf(where, sizeof where, "%s: dataset /images", f->path);
+    DISTQ_CHECK(read_rows(f->images, H5T_NATIVE_FLOAT, info->ndim, info->dims, start, count, images,
+                          where));
+    if (labels) {
+        snprintf(where, sizeof where, "%s: dataset /labels", f->path);
+        DISTQ_CHECK(read_rows(f->labels, H5T_NATIVE_INT64, 1, ldims, start, count, labels, where));
+    }
+cleanup:
+    return st;
+}
+
+void distq_data_close(distq_data_file *f)
+{
+    if (!f) return;
+    distq_h5_close(&f->labels);
+    distq_h5_close(&f->images);
+    distq_h5_close(&f->fid);
+    distq_free(f);
+}
+
 distq_status distq_data_read(const char *path, int64_t start, int64_t count, float *images,
                              int64_t *labels)
 {
-    distq_status st = DISTQ_OK;
-    hid_t fid = H5I_INVALID_HID, dimages = H5I_INVALID_HID, dlabels = H5I_INVALID_HID;
-    char where[DISTQ_H5_WHERE_MAX];
-    distq_data_info info;
-    int64_t ldims[1];
-    if (!path || (!images && count > 0))
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_read: NULL argument");
-    DISTQ_CHECK(data_open(path, H5P_DEFAULT, &fid, &dimages, &dlabels, &info));
-    if (start < 0 || count < 0 || start > info.n || count > info.n - start) {
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG,
-                             "%s: rows [%lld, %lld) out of range: start %lld, count %lld, but "
-                             "the file has N = %lld images",
-                             path, (long long)start, (long long)start + count, (long long)start,
-                             (long long)count, (long long)info.n);
-        goto cleanup;
-    }
-    if (labels && !info.has_labels) {
-        st = distq_error_set(DISTQ_ERR_FORMAT,
-                             "%s: labels requested, but there is no /labels dataset", path);
-        goto cleanup;
-    }
-    if (count == 0) goto cleanup;
-    snprintf(where, sizeof where, "%s: dataset /images", path);
-    DISTQ_CHECK(read_rows(dimages, H5T_NATIVE_FLOAT, info.ndim, info.dims, start, count, images,
-                          where));
-    if (labels) {
-        snprintf(where, sizeof where, "%s: dataset /labels", path);
-        ldims[0] = info.n;
-        DISTQ_CHECK(read_rows(dlabels, H5T_NATIVE_INT64, 1, ldims, start, count, labels, where));
-    }
-cleanup:
-    distq_h5_close(&dlabels);
-    distq_h5_close(&dimages);
-    distq_h5_close(&fid);
+    distq_data_file *f = NULL;
+    distq_status st = distq_data_open(path, MPI_COMM_NULL, &f);
+    if (st == DISTQ_OK) st = distq_data_file_read(f, start, count, images, labels);
+    distq_data_close(f);
     return st;
 }
 

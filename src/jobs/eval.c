@@ -27,16 +27,19 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, dist
                             const char *data_path, int64_t batch_size, const distq_job_ctx *ctx,
                             distq_eval_sums *sums)
 {
-    distq_data_info info;
+    distq_data_file *data = NULL;
     distq_exec *e32 = NULL, *e8 = NULL;
     float *x = NULL, *y32 = NULL, *y8 = NULL;
     int64_t *labels = NULL;
-    distq_status st = distq_data_info_read(data_path, &info);
+    distq_status st = distq_data_open(data_path, ctx->comm, &data);
     if (st) return st;
+    distq_data_info info = *distq_data_file_info(data);
     int64_t per = distq_value_numel(&fp32->values[fp32->input_value], 1);
     int64_t k = distq_value_numel(&fp32->values[fp32->output_value], 1);
-    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images do not match the model's input", data_path);
+    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per) {
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images do not match the model's input", data_path);
+        goto cleanup;
+    }
     int64_t local_max = (batch_size + ctx->nranks - 1) / ctx->nranks;
     x = distq_malloc((size_t)(local_max * per) * sizeof *x);
     y32 = distq_malloc((size_t)(local_max * k) * sizeof *y32);
@@ -50,7 +53,7 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, dist
         int64_t size = info.n - start < batch_size ? info.n - start : batch_size, first, n;
         distq_shard_rows(start, size, ctx->rank, ctx->nranks, &first, &n);
         if (n == 0) continue;
-        if ((st = distq_data_read(data_path, first, n, x, info.has_labels ? labels : NULL))) goto cleanup;
+        if ((st = distq_data_file_read(data, first, n, x, info.has_labels ? labels : NULL))) goto cleanup;
         if ((st = ensure(&e32, n, fp32, NULL, b)) || (st = ensure(&e8, n, NULL, q, b))) goto cleanup;
         if ((st = distq_exec_run(e32, x, y32)) || (st = distq_exec_run(e8, x, y8))) goto cleanup;
         for (int64_t i = 0; i < n; i++) {
@@ -71,6 +74,7 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, dist
         sums->images += (double)n;
     }
 cleanup:
+    distq_data_close(data);
     distq_exec_destroy(e32);
     distq_exec_destroy(e8);
     distq_free(x);

@@ -12,6 +12,13 @@ void distq_shard_rows(int64_t start, int64_t size, int rank, int nranks, int64_t
     *count = hi - lo;
 }
 
+/* Every rank learns whether any rank failed (a no-op alone). */
+static distq_status sync(const distq_job_ctx *ctx, distq_status st)
+{
+    const distq_reducer *r = ctx->reducer;
+    return r && r->agree ? r->agree(r->ctx, st) : st;
+}
+
 distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, distq_ptq_report *rep,
                            distq_qgraph **q_out)
 {
@@ -20,7 +27,8 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     distq_calibrator *cal = NULL;
     distq_qgraph *q = NULL;
     float *images = NULL;
-    distq_data_info info;
+    distq_data_file *data = NULL;
+    distq_data_info info = {0};
     memset(rep, 0, sizeof *rep);
     if (q_out) *q_out = NULL;
     if (!cfg->model[0] || !cfg->calib_data[0] || (ctx->rank == 0 && !cfg->quantized[0]))
@@ -28,10 +36,12 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
 
     double t0 = distq_now_s();
     distq_status st = distq_model_load(cfg->model, &g);
-    if (!st) st = distq_data_info_read(cfg->calib_data, &info);
-    if (st) goto cleanup;
-    const distq_value *in = &g->values[g->input_value];
-    int64_t per = distq_value_numel(in, 1);
+    /* the open is collective under MPI-IO: every rank makes it */
+    distq_status st_open = distq_data_open(cfg->calib_data, ctx->comm, &data);
+    if (!st) st = st_open;
+    if (!st) info = *distq_data_file_info(data);
+    if ((st = sync(ctx, st))) goto cleanup;
+    int64_t per = distq_value_numel(&g->values[g->input_value], 1);
     if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images have %lld values each, model '%s' expects %lld",
                              cfg->calib_data, (long long)distq_dims_numel(info.ndim - 1, info.dims + 1),
@@ -48,24 +58,24 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     rep->load_s = distq_now_s() - t0;
 
     t0 = distq_now_s();
-    if ((st = distq_prepare(g, cfg->observer, &p))) goto cleanup;
+    st = distq_prepare(g, cfg->observer, &p);
     rep->prepare_s = distq_now_s() - t0;
-    rep->n_observers = p->n_observers;
-
     /* this rank's largest share of a global batch */
     int64_t local_max = (B + ctx->nranks - 1) / ctx->nranks;
-    images = distq_malloc((size_t)(local_max * per) * sizeof *images);
-    if (!images) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for a calibration batch");
-        goto cleanup;
+    if (!st) {
+        rep->n_observers = p->n_observers;
+        images = distq_malloc((size_t)(local_max * per) * sizeof *images);
+        if (!images) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for a calibration batch");
     }
-    if ((st = distq_calibrator_create(p, local_max, ctx->reducer, &cal))) goto cleanup;
+    if (!st) st = distq_calibrator_create(p, local_max, ctx->reducer, &cal);
+    if ((st = sync(ctx, st))) goto cleanup;
     t0 = distq_now_s();
     distq_progress prog = {.batches_total = (total + B - 1) / B, .images_total = total};
     for (int64_t start = 0; start < total; start += B) {
         int64_t size = total - start < B ? total - start : B, first, count;
         distq_shard_rows(start, size, ctx->rank, ctx->nranks, &first, &count);
-        if (count > 0 && (st = distq_data_read(cfg->calib_data, first, count, images, NULL))) goto cleanup;
+        if (count > 0) st = distq_data_file_read(data, first, count, images, NULL);
+        if ((st = sync(ctx, st))) goto cleanup;
         if ((st = distq_calibrate_batch(cal, images, count))) goto cleanup;
         prog.batches_done++;
         prog.images_done += size;
@@ -77,19 +87,27 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     rep->batches = prog.batches_done;
     distq_calibrator_times(cal, &rep->forward_s, &rep->observe_s);
 
-    t0 = distq_now_s();
-    /* auto: 7-bit activations where oneDNN's u8*s8 would saturate (no VNNI) */
+    /* Convert once: rank 0 converts and writes; the others read what it wrote.
+     * (The observers are identical everywhere, but the file is the record.)
+     * auto reduce_range: 7-bit activations where oneDNN's u8*s8 would saturate (no VNNI) */
     rep->reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni();
-    if ((st = distq_convert(p, rep->reduce_range, &q))) goto cleanup;
-    rep->convert_s = distq_now_s() - t0;
-    t0 = distq_now_s();
-    if (ctx->rank == 0 && (st = distq_qmodel_save(p, q, cfg->quantized))) goto cleanup;
-    rep->save_s = distq_now_s() - t0;
+    if (ctx->rank == 0) {
+        t0 = distq_now_s();
+        st = distq_convert(p, rep->reduce_range, &q);
+        rep->convert_s = distq_now_s() - t0;
+        t0 = distq_now_s();
+        if (!st) st = distq_qmodel_save(p, q, cfg->quantized);
+        rep->save_s = distq_now_s() - t0;
+    }
+    if ((st = sync(ctx, st))) goto cleanup;
+    if (ctx->rank != 0) st = distq_qmodel_load(cfg->quantized, &q, NULL);
+    if ((st = sync(ctx, st))) goto cleanup;
     if (q_out) {
         *q_out = q;
         q = NULL;
     }
 cleanup:
+    distq_data_close(data);
     distq_free(images);
     distq_calibrator_destroy(cal);
     distq_qgraph_destroy(q);

@@ -104,13 +104,12 @@ static distq_status read_value(distq_calibrator *c, int v, int64_t n, int64_t *c
     return st;
 }
 
-distq_status distq_calibrate_batch(distq_calibrator *c, const float *images, int64_t n)
+/* Runs the fp32 graph on n images and takes every fed value's batch min/max
+ * into c->lo, c->hi (+inf/-inf when n == 0). *t1 = when the forward ended. */
+static distq_status forward_and_minmax(distq_calibrator *c, const float *images, int64_t n, double *t1)
 {
     distq_prepared *p = c->p;
     distq_status st = DISTQ_OK;
-    if (n < 0 || n > c->batch)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "calibration batch of %lld images, executor built for %lld",
-                               (long long)n, (long long)c->batch);
     double t0 = distq_now_s();
     if (n > 0) {
         c->last = c->exec;
@@ -125,10 +124,8 @@ distq_status distq_calibrate_batch(distq_calibrator *c, const float *images, int
         }
         if ((st = distq_exec_run(c->last, images, c->logits))) return st;
     }
-    double t1 = distq_now_s();
-    c->forward_s += t1 - t0;
-
-    /* Step 1: batch min/max of every fed value. */
+    *t1 = distq_now_s();
+    c->forward_s += *t1 - t0;
     for (int f = 0; f < c->n_feeds; f++) {
         int64_t count = 0;
         c->lo[f] = INFINITY;
@@ -139,6 +136,21 @@ distq_status distq_calibrate_batch(distq_calibrator *c, const float *images, int
             return distq_error_set(st, "calibration batch %lld: value '%s': %s", (long long)c->n_batches,
                                    p->g->values[c->feed_val[f]].name, distq_error_message());
     }
+    return DISTQ_OK;
+}
+
+distq_status distq_calibrate_batch(distq_calibrator *c, const float *images, int64_t n)
+{
+    distq_prepared *p = c->p;
+    distq_status st = DISTQ_OK;
+    if (n < 0 || n > c->batch)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "calibration batch of %lld images, executor built for %lld",
+                               (long long)n, (long long)c->batch);
+    double t0 = distq_now_s(), t1 = t0;
+    st = forward_and_minmax(c, images, n, &t1);
+    /* Step 1 ends in a reduction: first make sure every rank got here healthy. */
+    if (c->has_red && c->red.agree) st = c->red.agree(c->red.ctx, st);
+    if (st) return st;
     if (c->has_red && (st = c->red.min_max(c->red.ctx, c->lo, c->hi, c->n_feeds))) return st;
 
     if (p->kind == DISTQ_OBSERVER_MINMAX) {

@@ -1,0 +1,78 @@
+#ifndef DISTQ_DIST_H
+#define DISTQ_DIST_H
+/*
+ * MPI and hwloc: the communicator, failure agreement, exact reductions of
+ * observer state, and rank placement on NUMA nodes and cores.
+ *
+ *     distq_dist d;  distq_dist_init(MPI_COMM_WORLD, &d);
+ *     st = distq_dist_agree(&d, st);        // every rank learns any rank's failure
+ *     distq_reducer red = distq_dist_reducer(&d);   // for distq_calibrator_create
+ *     distq_placement pl;  distq_place(&d, DISTQ_BIND_CORE, 0, &pl);
+ */
+#include <mpi.h>
+#include <stdint.h>
+
+#include "distq/quant.h"
+#include "distq/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct distq_dist {
+    MPI_Comm comm; /* a duplicate of the parent, errors returned, not fatal */
+    int rank, size;
+    int local_rank, local_size; /* among the ranks sharing this node */
+    char host[MPI_MAX_PROCESSOR_NAME];
+    int64_t reduce_bytes; /* bytes this rank passed to all-reduces of observer state */
+    int64_t reduce_calls;
+} distq_dist;
+
+distq_status distq_dist_init(MPI_Comm parent, distq_dist *d);
+void distq_dist_free(distq_dist *d);
+
+/* Collective: returns DISTQ_OK on every rank if every rank passed DISTQ_OK;
+ * otherwise, on every rank, the lowest failing rank's status with the message
+ * "rank R: <its message>". Call it at every point where a rank may have
+ * failed, so that no rank waits in a later collective for a failed one. */
+distq_status distq_dist_agree(distq_dist *d, distq_status local);
+
+/* An exact reducer for the calibrator: MIN/MAX of floats, SUM of int64 counts,
+ * and agree(). Counts bytes and calls in d. */
+distq_reducer distq_dist_reducer(distq_dist *d);
+
+/* Open MPI's and hwloc's versions, for provenance (static text). */
+const char *distq_mpi_version(void);
+const char *distq_hwloc_version(void);
+
+/* --- placement ------------------------------------------------------------ */
+
+typedef enum { DISTQ_BIND_NONE = 0, DISTQ_BIND_CORE, DISTQ_BIND_NUMA, DISTQ_BIND_COUNT } distq_bind;
+const char *distq_bind_name(distq_bind b); /* "none", "core", "numa" */
+distq_status distq_bind_from_name(const char *name, distq_bind *out);
+
+typedef struct {
+    char host[MPI_MAX_PROCESSOR_NAME];
+    int numa_node;       /* -1 if not bound to one node */
+    char cpus[256];      /* the PUs this rank runs on, hwloc list syntax "0-3,8" */
+    int n_cores;         /* cores in that set (at least 1) */
+    int threads;         /* oneDNN/OpenMP threads set */
+    char bound_by[16];   /* "distq", "launcher" (mpirun --bind-to), or "none" */
+    int oversubscribed;  /* more ranks than cores on the node */
+    int membind;         /* memory bound to the NUMA node */
+} distq_placement;
+
+/* Decides and applies this rank's placement. If the launcher already bound the
+ * rank (its CPU set is smaller than the machine's), that binding is kept.
+ * Otherwise `bind` picks: NUMA node = local_rank mod nodes, then a disjoint
+ * share of that node's cores (CORE: bind to those cores; NUMA: to the node).
+ * threads > 0 overrides the thread count (default: cores in the set). Sets
+ * oneDNN/OpenMP threads. A warning (oversubscription, memory binding refused)
+ * is returned in warn (may be ""). */
+distq_status distq_place(const distq_dist *d, distq_bind bind, int threads, distq_placement *out,
+                         char *warn, size_t warn_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,220 @@
+#ifndef DISTQ_BACKEND_ONEDNN_IMPL_H
+#define DISTQ_BACKEND_ONEDNN_IMPL_H
+/*
+ * Internal machinery shared by the fp32 (exec_onednn.c) and int8
+ * (exec_onednn_int8.c) oneDNN executors: the plan (steps, slots, fixed
+ * memories), buffer planning, binding, run and value read-back. Not API.
+ *
+ * An executor's create() fills a plan and then calls
+ *
+ *     distq_onednn_state_init(S, ...);                // engine, stream, tables
+ *     ... emit steps: distq_onednn_new_slot/new_step/arg_slot/arg_mem ...
+ *     distq_onednn_plan_buffers(S);                   // liveness, in place
+ *     distq_onednn_bind_memories(S);                  // allocate, resolve args
+ *
+ * and its run() is distq_onednn_run(S, input, output). A step runs either a
+ * primitive or a small C function (the int8 input quantize); both read their
+ * memories from the resolved arguments, so run() allocates nothing.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "backend/exec_impl.h"
+
+#define DISTQ_ONEDNN_MAX_ARGS 10
+
+// --- errors -------------------------------------------------------------------
+
+/* Records "file:line: ctx: call: oneDNN text (oneDNN x.y.z, isa ...)" and
+ * returns the matching status (unimplemented -> UNSUPPORTED). */
+distq_status distq_onednn_error(dnnl_status_t s, const char *file, int line, const char *call,
+                                const char *ctx);
+
+/* Needs `distq_status st`, `ctx` (a string naming what is being built) and a
+ * `cleanup:` label, the function's single exit. */
+#define CHECK(call)                                                               \
+    do {                                                                          \
+        dnnl_status_t s_ = (call);                                                \
+        if (s_ != dnnl_success) {                                                 \
+            st = distq_onednn_error(s_, __FILE__, __LINE__, #call, ctx);          \
+            goto cleanup;                                                         \
+        }                                                                         \
+    } while (0)
+
+/* For destroys in a cleanup block: records the first failure only. */
+#define CHECK_CLEANUP(call)                                                       \
+    do {                                                                          \
+        dnnl_status_t s_ = (call);                                                \
+        if (s_ != dnnl_success && st == DISTQ_OK)                                 \
+            st = distq_onednn_error(s_, __FILE__, __LINE__, #call, ctx);          \
+    } while (0)
+
+#define TRY(expr)                                                                 \
+    do {                                                                          \
+        st = (expr);                                                              \
+        if (st != DISTQ_OK) goto cleanup;                                         \
+    } while (0)
+
+// --- plan data ----------------------------------------------------------------
+
+/* One argument of a step: an activation slot (resolved to its memory at the
+ * end of create) or a fixed memory (weights, user pointer, zero point). */
+typedef struct {
+    int arg;           /* DNNL_ARG_* */
+    int slot;          /* activation slot, or -1 */
+    int writes;        /* 1 if the step writes the slot */
+    dnnl_memory_t mem; /* used when slot < 0; borrowed from the state */
+} distq_onednn_arg;
+
+typedef struct distq_onednn_step distq_onednn_step;
+/* A step done in plain C; it finds its memories in t->args (resolved). */
+typedef distq_status (*distq_onednn_step_fn)(const distq_onednn_step *t);
+
+struct distq_onednn_step {
+    char name[DISTQ_NAME_MAX + 16]; /* node (or graph input/output), for messages */
+    dnnl_primitive_t prim;          /* NULL and fn NULL: nothing to run (a view, an elided copy) */
+    distq_onednn_step_fn fn;        /* a C step instead of a primitive */
+    size_t scratch_size;            /* bytes of user scratchpad the primitive needs */
+    int n_args;
+    distq_onednn_arg pargs[DISTQ_ONEDNN_MAX_ARGS];
+    int n_exec_args;
+    dnnl_exec_arg_t args[DISTQ_ONEDNN_MAX_ARGS]; /* pargs resolved, plus the scratchpad */
+    int inplace_dst, inplace_src;   /* slots that may share one buffer, or -1 */
+    int is_copy;                    /* prim only copies inplace_src into inplace_dst */
+    /* C step parameters (quantize): */
+    float fn_scale; /* 1/s */
+    int32_t fn_zp, fn_qmax;
+    int64_t fn_count; /* elements */
+};
+
+/* An activation tensor in one layout: a graph value, or a reordered copy or a
+ * reinterpreting view of one. */
+typedef struct {
+    dnnl_memory_desc_t md; /* a concrete layout, never format any */
+    int decided;           /* 0 only for a graph input until a consumer picks */
+    int view_of;           /* slot whose buffer this one reinterprets, or -1 */
+    int variant_of;        /* slot this one is a reordered copy of, or -1 */
+    int pinned;            /* a value kept readable until the next run: no reuse, no in place */
+    int last_use;          /* last step reading it, -1 if none */
+    int buf;               /* activation buffer, -1 until plan_buffers */
+    dnnl_memory_t mem;
+} distq_onednn_slot;
+
+typedef struct {
+    size_t size; /* bytes */
+    int end;     /* last step that needs the contents */
+    int busy;
+    void *data;
+} distq_onednn_buffer;
+
+/* A named graph value as get_value sees it. */
+typedef struct {
+    char name[DISTQ_NAME_MAX];
+    int slot;                    /* its data (any layout), or -1 */
+    char why[DISTQ_NAME_MAX + 64]; /* slot < 0: why it is not materialized */
+} distq_onednn_value;
+
+typedef struct {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    int64_t batch;
+    int keep_values; /* pin every value's slot (get_value reads any value) */
+    int n_steps, cap_steps;
+    distq_onednn_step *steps; /* execution order */
+    int n_slots, cap_slots;
+    distq_onednn_slot *slots;
+    int n_bufs;
+    distq_onednn_buffer *bufs;
+    int n_fixed, cap_fixed;
+    dnnl_memory_t *fixed; /* weights, biases, zero points, user memories, scratchpad */
+    void **fixed_data;    /* owned data of fixed[i], or NULL */
+    dnnl_memory_t user_in, user_out; /* plain f32; handles set by run() */
+    dnnl_memory_t scratch;           /* shared user scratchpad, NULL if unused */
+    size_t scratch_size;
+    int n_values;
+    distq_onednn_value *values; /* for get_value */
+    int *value_slot;            /* per graph value, during create: slot or -1 */
+} distq_onednn_state;
+
+// --- state --------------------------------------------------------------------
+
+/* Allocates S's tables (caps for steps, slots, fixed memories; n_values named
+ * values) and creates the engine and stream. */
+distq_status distq_onednn_state_create(int64_t batch, int cap_steps, int cap_slots, int cap_fixed,
+                                       int n_values, distq_onednn_state **out);
+/* Destroys everything and returns the first failure. quiet: leave the
+ * thread's error message alone (create's failure path). NULL is a no-op. */
+distq_status distq_onednn_state_free(distq_onednn_state *S, int quiet);
+
+// --- small helpers ------------------------------------------------------------
+
+/* dnnl_a .. dnnl_abcde for 1..5 dims, else format_tag_undef. */
+dnnl_format_tag_t distq_onednn_plain_tag(int ndim);
+/* Copies the md a primitive descriptor chose. */
+distq_status distq_onednn_query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index,
+                                   dnnl_memory_desc_t *out, const char *ctx);
+/* New attributes with the user scratchpad mode (every primitive of a plan). */
+distq_status distq_onednn_attr_create(const char *ctx, dnnl_primitive_attr_t *out);
+/* Right padding that makes oneDNN's floor formula give PyTorch's pooling out
+ * size (ceil_mode included; padding never wins a max). */
+int64_t distq_onednn_pool_pad_r(int64_t in, int64_t out, int64_t ext, int64_t stride,
+                                int64_t pad_l);
+
+// --- plan building blocks -----------------------------------------------------
+
+distq_status distq_onednn_new_slot(distq_onednn_state *S, const dnnl_memory_desc_t *md, int *out);
+distq_status distq_onednn_new_step(distq_onednn_state *S, const char *name,
+                                   distq_onednn_step **out);
+void distq_onednn_arg_slot(distq_onednn_step *t, int arg, int s, int writes);
+void distq_onednn_arg_mem(distq_onednn_step *t, int arg, dnnl_memory_t mem);
+/* Creates the step's primitive from pd and notes its scratchpad size. */
+distq_status distq_onednn_step_set_prim(distq_onednn_step *t, const_dnnl_primitive_desc_t pd,
+                                        const char *ctx);
+/* A new step running a reorder from src_md to dst_md (attr may be NULL: plain
+ * copy; it gets the user scratchpad mode either way); the caller adds args. */
+distq_status distq_onednn_add_reorder(distq_onednn_state *S, const char *name,
+                                      const dnnl_memory_desc_t *src_md,
+                                      const dnnl_memory_desc_t *dst_md, dnnl_primitive_attr_t attr,
+                                      const char *ctx, distq_onednn_step **out);
+/* A fixed memory in layout md, owned by the state. alloc: give it its own
+ * buffer (else none: the user memories, whose handle run() sets). user_data
+ * (optional, laid out as user_md) is reordered into it now: this is how
+ * weights, biases and zero points are frozen. */
+distq_status distq_onednn_make_fixed(distq_onednn_state *S, const dnnl_memory_desc_t *md,
+                                     const dnnl_memory_desc_t *user_md, const void *user_data,
+                                     int alloc, const char *ctx, dnnl_memory_t *out);
+/* A plain (dims) parameter of data type dt copied into layout md. */
+distq_status distq_onednn_make_param(distq_onednn_state *S, const dnnl_memory_desc_t *md, int ndim,
+                                     const dnnl_dims_t user_dims, dnnl_data_type_t dt,
+                                     const void *data, const char *ctx, dnnl_memory_t *out);
+/* The layout of slot s for ops that take their input as it is; an undecided
+ * input slot becomes what it is (plain). */
+const dnnl_memory_desc_t *distq_onednn_slot_md(distq_onednn_state *S, int s);
+/* The slot holding slot s's tensor in layout md: s itself, a variant made for
+ * an earlier consumer, or a new variant with a reorder step. An undecided
+ * input slot adopts md. */
+distq_status distq_onednn_slot_as(distq_onednn_state *S, int s, const dnnl_memory_desc_t *md,
+                                  const char *name, const char *ctx, int *out);
+/* Names value i (0 <= i < n_values) for get_value; slot -1 with a reason. */
+void distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
+                            const char *why);
+
+// --- finishing and running ----------------------------------------------------
+
+/* Gives every slot a buffer by liveness (pinned slots keep theirs to the end,
+ * views share their source's, in-place candidates their source's when it dies
+ * at that step: a pure copy then disappears). */
+distq_status distq_onednn_plan_buffers(distq_onednn_state *S);
+/* Allocates buffers and the scratchpad, makes each slot's memory and resolves
+ * every step's arguments. */
+distq_status distq_onednn_bind_memories(distq_onednn_state *S);
+/* Points the user memories at input/output and runs the steps. */
+distq_status distq_onednn_run(distq_onednn_state *S, const float *input, float *output);
+/* Copies value `name` of the last run, plain row-major in its own data type,
+ * into out. DISTQ_ERR_UNSUPPORTED (with the reason) for a value never
+ * materialized, DISTQ_ERR_INVALID_ARG for an unknown name. */
+distq_status distq_onednn_get_value(distq_onednn_state *S, const char *name, void *out);
+
+#endif

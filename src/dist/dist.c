@@ -1,0 +1,114 @@
+/*
+ * The MPI side: our communicator, failure agreement, and the exact reducer
+ * for observer state. Every MPI call's return code is checked; the
+ * communicator returns errors instead of aborting.
+ */
+#include <hwloc.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "distq/dist.h"
+
+#define MPI_CHECK(call, what)                                                        \
+    do {                                                                             \
+        int rc_ = (call);                                                            \
+        if (rc_ != MPI_SUCCESS) {                                                    \
+            char text_[MPI_MAX_ERROR_STRING];                                        \
+            int len_ = 0;                                                            \
+            MPI_Error_string(rc_, text_, &len_);                                     \
+            return distq_error_set(DISTQ_ERR_MPI, "%s failed: %s", (what), text_);   \
+        }                                                                            \
+    } while (0)
+
+distq_status distq_dist_init(MPI_Comm parent, distq_dist *d)
+{
+    memset(d, 0, sizeof *d);
+    d->comm = MPI_COMM_NULL;
+    MPI_CHECK(MPI_Comm_dup(parent, &d->comm), "MPI_Comm_dup");
+    MPI_CHECK(MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    MPI_CHECK(MPI_Comm_rank(d->comm, &d->rank), "MPI_Comm_rank");
+    MPI_CHECK(MPI_Comm_size(d->comm, &d->size), "MPI_Comm_size");
+    MPI_Comm local = MPI_COMM_NULL;
+    MPI_CHECK(MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &local),
+              "MPI_Comm_split_type");
+    int rc1 = MPI_Comm_rank(local, &d->local_rank), rc2 = MPI_Comm_size(local, &d->local_size);
+    MPI_Comm_free(&local);
+    MPI_CHECK(rc1 != MPI_SUCCESS ? rc1 : rc2, "MPI_Comm_rank/size of the node communicator");
+    int len = 0;
+    MPI_CHECK(MPI_Get_processor_name(d->host, &len), "MPI_Get_processor_name");
+    return DISTQ_OK;
+}
+
+void distq_dist_free(distq_dist *d)
+{
+    if (d->comm != MPI_COMM_NULL) MPI_Comm_free(&d->comm);
+}
+
+distq_status distq_dist_agree(distq_dist *d, distq_status local)
+{
+    /* MAXLOC over (failed, -rank) finds the lowest failing rank. */
+    struct {
+        int failed, rank;
+    } mine = {local != DISTQ_OK, -d->rank}, worst;
+    MPI_CHECK(MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, d->comm), "MPI_Allreduce (agree)");
+    if (!worst.failed) return DISTQ_OK;
+    int root = -worst.rank;
+    struct {
+        int status;
+        char text[1000];
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    if (d->rank == root) {
+        msg.status = (int)local;
+        snprintf(msg.text, sizeof msg.text, "%s", distq_error_message());
+    }
+    MPI_CHECK(MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, root, d->comm), "MPI_Bcast (agree)");
+    return distq_error_set((distq_status)msg.status, "rank %d: %s", root, msg.text);
+}
+
+static distq_status agree_cb(void *ctx, distq_status local) { return distq_dist_agree(ctx, local); }
+
+static distq_status min_max_cb(void *ctx, float *lo, float *hi, int n)
+{
+    distq_dist *d = ctx;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lo, n, MPI_FLOAT, MPI_MIN, d->comm), "MPI_Allreduce (min)");
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, hi, n, MPI_FLOAT, MPI_MAX, d->comm), "MPI_Allreduce (max)");
+    d->reduce_bytes += 2 * (int64_t)n * (int64_t)sizeof(float);
+    d->reduce_calls += 2;
+    return DISTQ_OK;
+}
+
+static distq_status sum_i64_cb(void *ctx, int64_t *counts, int n)
+{
+    distq_dist *d = ctx;
+    /* Integer sums are exact and order-free: the merged histogram is the same for any rank count. */
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, counts, n, MPI_INT64_T, MPI_SUM, d->comm), "MPI_Allreduce (sum)");
+    d->reduce_bytes += (int64_t)n * (int64_t)sizeof(int64_t);
+    d->reduce_calls += 1;
+    return DISTQ_OK;
+}
+
+distq_reducer distq_dist_reducer(distq_dist *d)
+{
+    distq_reducer r = {.ctx = d, .agree = agree_cb, .min_max = min_max_cb, .sum_i64 = sum_i64_cb};
+    return r;
+}
+
+const char *distq_mpi_version(void)
+{
+    static char text[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    if (!text[0] && MPI_Get_library_version(text, &len) == MPI_SUCCESS) {
+        char *nl = strchr(text, ',');  /* "Open MPI v4.1.4, package: ..." -> first field */
+        if (nl) *nl = '\0';
+    }
+    return text;
+}
+
+const char *distq_hwloc_version(void)
+{
+    static char text[32];
+    unsigned v = hwloc_get_api_version();
+    snprintf(text, sizeof text, "%u.%u.%u", v >> 16, (v >> 8) & 0xff, v & 0xff);
+    return text;
+}
