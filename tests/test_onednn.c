@@ -464,6 +464,106 @@ static void test_relu_add(void)
     }
 }
 
+// --- get_value -------------------------------------------------------------------------
+
+/* Reads value `name` from both executors and asserts they agree within TOL. */
+static void check_value(distq_exec *ref, distq_exec *dnn, const distq_graph *g, const char *name,
+                        int64_t batch)
+{
+    int v = distq_graph_find_value(g, name);
+    CU_ASSERT_FATAL(v >= 0);
+    int64_t n = distq_value_numel(&g->values[v], batch);
+    float *want = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
+    CU_ASSERT_FATAL(want && got);
+    TEST_OK(distq_exec_get_value(ref, name, want));
+    TEST_OK(distq_exec_get_value(dnn, name, got));
+    double err = test_max_rel_err(got, want, n);
+    if (!(err < TOL)) fprintf(stderr, "\n  value '%s', batch %lld: max rel err %.3g\n", name, (long long)batch, err);
+    CU_ASSERT(err < TOL);
+    free(want);
+    free(got);
+}
+
+/* A small resnet-like graph: stem conv+bn+relu, max pool, a basic block
+ * (conv+relu, conv+add+relu over the pool output), avg pool, flatten, fc.
+ * Every value the calibrator observes must read back after a run (also after
+ * a second run on other data: nothing may be overwritten in place), and the
+ * values computed inside a fused primitive are UNSUPPORTED, by name. */
+static void test_get_value(void)
+{
+    static const char *const kept[] = {"x", "relu0", "pool", "relu1", "relu2", "avgpool",
+                                       "flatten", "fc"};
+    for (int64_t batch = 1; batch <= 3; batch += 2) {
+        int64_t in[4] = {1, 3, 13, 11};
+        distq_graph *g = new_graph(4, in);
+        add_conv(g, "conv0", "x", 3, (conv_spec){8, 3, 2, 1, 1, 1, 0}, 1);
+        add_bn(g, "bn0", "conv0", 8, 2);
+        add_op(g, "relu0", DISTQ_OP_RELU, NULL, "bn0", NULL, NULL);
+        add_op(g, "pool", DISTQ_OP_MAX_POOL2D,
+               &(distq_attrs){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .dilation = {1, 1}},
+               "relu0", NULL, NULL);
+        add_conv(g, "conv1", "pool", 8, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 3);
+        add_op(g, "relu1", DISTQ_OP_RELU, NULL, "conv1", NULL, NULL);
+        add_conv(g, "conv2", "relu1", 8, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 4);
+        add_op(g, "add", DISTQ_OP_ADD, NULL, "conv2", "pool", NULL);
+        add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
+        add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu2", NULL, NULL);
+        add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL, NULL);
+        add_linear(g, "fc", "flatten", 8, 5, 1, 5);
+        finish(g, "fc");
+
+        distq_exec *ref = NULL, *dnn = NULL;
+        TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, batch, &ref));
+        TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, batch, &dnn));
+        int64_t n_in = batch * distq_exec_input_numel(dnn), n_out = batch * distq_exec_output_numel(dnn);
+        float *x = malloc(sizeof(float) * (size_t)n_in), *y = malloc(sizeof(float) * (size_t)n_out);
+        CU_ASSERT_FATAL(x && y);
+        for (int round = 0; round < 2; round++) {
+            test_fill_uniform(x, n_in, 40 + (uint64_t)round, -1.0f, 1.0f);
+            TEST_OK(distq_exec_run(ref, x, y));
+            TEST_OK(distq_exec_run(dnn, x, y));
+            for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++) check_value(ref, dnn, g, kept[k], batch);
+        }
+        float scratch[4096];
+        TEST_ERR(distq_exec_get_value(dnn, "conv1", scratch), DISTQ_ERR_UNSUPPORTED, "'conv1'");
+        TEST_ERR(distq_exec_get_value(dnn, "add", scratch), DISTQ_ERR_UNSUPPORTED, "relu2");
+        TEST_ERR(distq_exec_get_value(dnn, "nope", scratch), DISTQ_ERR_INVALID_ARG, "'nope'");
+        free(x);
+        free(y);
+        distq_exec_destroy(ref);
+        distq_exec_destroy(dnn);
+        distq_graph_destroy(g);
+    }
+}
+
+/* A flatten that is the graph output and a standalone relu read back too. */
+static void test_get_value_flatten_output(void)
+{
+    int64_t batch = 2, in[4] = {1, 4, 6, 5};
+    distq_graph *g = new_graph(4, in);
+    add_conv(g, "conv", "x", 4, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
+    add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
+    add_op(g, "relu", DISTQ_OP_RELU, NULL, "flatten", NULL, NULL);
+    finish(g, "relu");
+    distq_exec *ref = NULL, *dnn = NULL;
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, batch, &ref));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, batch, &dnn));
+    int64_t n_in = batch * distq_exec_input_numel(dnn), n_out = batch * distq_exec_output_numel(dnn);
+    float *x = malloc(sizeof(float) * (size_t)n_in), *y = malloc(sizeof(float) * (size_t)n_out);
+    CU_ASSERT_FATAL(x && y);
+    test_fill_uniform(x, n_in, 50, -1.0f, 1.0f);
+    TEST_OK(distq_exec_run(ref, x, y));
+    TEST_OK(distq_exec_run(dnn, x, y));
+    check_value(ref, dnn, g, "conv", batch);
+    check_value(ref, dnn, g, "flatten", batch);
+    check_value(ref, dnn, g, "relu", batch);
+    free(x);
+    free(y);
+    distq_exec_destroy(ref);
+    distq_exec_destroy(dnn);
+    distq_graph_destroy(g);
+}
+
 // --- whole model and API ---------------------------------------------------------------
 
 static void test_resnet18(void)
@@ -523,6 +623,8 @@ int main(void)
         {"flatten standalone", test_flatten_standalone},
         {"linear 2-D", test_linear_2d},
         {"relu, add", test_relu_add},
+        {"get_value: resnet-like graph", test_get_value},
+        {"get_value: flatten as output", test_get_value_flatten_output},
         {"resnet18 batch 2", test_resnet18},
     };
     return test_run_suite("onednn", cases, (int)(sizeof cases / sizeof cases[0]));

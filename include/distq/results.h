@@ -76,7 +76,8 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
  * version are added here. */
 distq_status distq_results_write(const char *path, const distq_results *r);
 
-/* Frees what a results struct built by the run job owns (points' arrays). */
+/* Frees what a results struct built by the run job owns: the placement
+ * array, the points and their arrays. */
 void distq_results_free(distq_results *r);
 
 #ifdef __cplusplus

@@ -137,8 +137,14 @@ static int on_key(void *user, const char *section, const char *name, const char 
     } else if (KEY("calibration", "reduce_range")) st = distq_parse_auto_bool(what, value, &c->reduce_range);
     else if (KEY("output", "quantized")) ok = set_path(c->quantized, value);
     else if (KEY("output", "results")) ok = set_path(c->results, value);
-    else if (KEY("bench", "batch"))
+    else if (KEY("bench", "batch")) {
         st = distq_parse_i64_list(what, value, DISTQ_MAX_BENCH_BATCHES, c->bench_batch, &c->n_bench_batch);
+        for (int i = 0; !st && i < c->n_bench_batch; i++) /* each point is named by its batch */
+            for (int j = 0; j < i; j++)
+                if (c->bench_batch[i] == c->bench_batch[j])
+                    st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: batch size %lld given twice", what,
+                                         (long long)c->bench_batch[i]);
+    }
     else if (KEY("bench", "min_time")) st = distq_parse_double(what, value, 0.0, &c->bench_min_time_s);
     else if (KEY("bench", "min_iters")) st = distq_parse_i64(what, value, 1, 100000000, &c->bench_min_iters);
     else if (KEY("bench", "warmup")) st = distq_parse_i64(what, value, 0, 1000000, &c->bench_warmup);

@@ -484,10 +484,11 @@ static distq_status describe_ranks(hid_t fid, int64_t nranks, const char *path, 
         char numa[24];
         if (r->numa_node < 0) snprintf(numa, sizeof numa, "-");
         else snprintf(numa, sizeof numa, "%lld", (long long)r->numa_node);
-        tb_printf(b, "  %4lld  %-*s  %4s  %-*s  %5lld  %7lld  %-8s  %-7s%s\n", (long long)k,
-                  w_host, r->host, numa, w_cpus, r->cpus, (long long)r->n_cores,
-                  (long long)r->threads, r->bound_by, r->membind ? "yes" : "no",
-                  r->oversubscribed ? "  oversubscribed" : "");
+        tb_printf(b, "  %4lld  %-*s  %4s  %-*s  %5lld  %7lld  %-8s  ", (long long)k, w_host,
+                  r->host, numa, w_cpus, r->cpus, (long long)r->n_cores, (long long)r->threads,
+                  r->bound_by);
+        if (r->oversubscribed) tb_printf(b, "%-7s  oversubscribed\n", r->membind ? "yes" : "no");
+        else tb_printf(b, "%s\n", r->membind ? "yes" : "no");
     }
 cleanup:
     distq_h5_close(&ranks);

@@ -189,9 +189,9 @@ static distq_status check_results(const char *path, const distq_results *r,
         for (int k = 0; k < pt->nranks; k++)
             if (pt->iters[k] < 0 || (pt->iters[k] > 0 && !pt->samples_s[k]))
                 return distq_error_set(DISTQ_ERR_INVALID_ARG,
-                                       "%s: point %s, rank %d: %lld samples at %p", path,
-                                       names[i], k, (long long)pt->iters[k],
-                                       (void *)pt->samples_s[k]);
+                                       "%s: point %s, rank %d: %lld samples%s", path, names[i],
+                                       k, (long long)pt->iters[k],
+                                       pt->iters[k] < 0 ? "" : " but no sample array");
         for (int j = 0; j < i; j++)
             if (strcmp(names[i], names[j]) == 0)
                 return distq_error_set(DISTQ_ERR_INVALID_ARG,
@@ -256,7 +256,7 @@ static distq_status write_rank(hid_t ranks, int k, const distq_results *r,
     distq_status st = DISTQ_OK;
     hid_t grp = H5I_INVALID_HID, pg = H5I_INVALID_HID;
     const distq_placement *pl = &r->placement[k];
-    char name[32], where[DISTQ_H5_WHERE_MAX], pwhere[DISTQ_H5_WHERE_MAX];
+    char name[32], where[DISTQ_H5_WHERE_MAX], pwhere[DISTQ_H5_WHERE_MAX + POINT_NAME_MAX + 1];
     char buf[sizeof pl->host + sizeof pl->cpus + 1];
     snprintf(name, sizeof name, "%d", k);
     snprintf(where, sizeof where, "%s: /ranks/%d", path, k);
@@ -417,6 +417,10 @@ cleanup:
     return st;
 }
 
+/* Frees every point's arrays (distq_bench_point_free), the points array and
+ * the placement array, all distq_malloc'd by the run job; the const strings
+ * (config_path, config_text, model_path, quantized_path) are borrowed and
+ * left alone. Safe to call twice. */
 void distq_results_free(distq_results *r)
 {
     if (!r) return;

@@ -1,7 +1,53 @@
-/* The frozen oneDNN int8 executor (work in progress: reports unsupported). */
-#include <dnnl.h>
+/*
+ * The frozen oneDNN int8 executor (distq_exec_onednn_int8_i) for a fused int8
+ * graph (quant.h), on the plan machinery of onednn_util.c.
+ *
+ * create() copies what it needs from the qgraph (it keeps no pointer into it)
+ * and emits one step list per batch size:
+ *   QUANTIZE    a C step (OpenMP loop) writing plain u8 codes exactly as the
+ *               reference: clamp(nearbyintf(x * (1/s)) + zp, 0, quant_max);
+ *               the first consumer's reorder then picks oneDNN's layout;
+ *   CONV        u8 x s8 convolution, weights reordered once into the layout
+ *               oneDNN picks (format any), per-channel output scales
+ *               x_s * w_s[oc] / y_s, bias pre-scaled to bias / (x_s * w_s[oc]),
+ *               runtime src / dst zero points only where non-zero, post-ops
+ *               sum (residual: scale r_s / y_s, zero point r_zp) then relu;
+ *               u8 or f32 dst (spec §5.10, Appendix A.1);
+ *   LINEAR      inner product reading the producer's (4-D) layout when the
+ *               src zero point is 0 (the resnet head); matmul on a plain 2-D
+ *               src otherwise (oneDNN 2.6's inner product has no zero points);
+ *   MAX_POOL    oneDNN max pooling on u8 (same qparams in and out);
+ *   AVG_POOL    oneDNN avg pooling (exclude padding, kernel = H x W) on u8:
+ *               the mean of the codes, rounded to nearest even;
+ *   FLATTEN     no step: the value is its input read in plain order;
+ *   DEQUANTIZE  a reorder u8 -> f32 with scale s and src zero point zp.
+ * Activations stay u8 in oneDNN's layout between int8 ops; there is no f32
+ * round trip. The graph output (f32) is reordered into the caller's array.
+ *
+ * reduce_range (quant_max 127): oneDNN saturates u8 at 255, so every u8 dst
+ * whose value has quant_max < 255 gets an eltwise clip as its last post-op.
+ * The dst zero point is added after the post-ops (oneDNN 2.6, checked by
+ * test_onednn_int8), so the clip runs in the pre-zero-point domain:
+ * [relu ? 0 : -zp, quant_max - zp]; a relu merges into it. The inner product
+ * has no zero-point attribute: it adds y_zp with an eltwise linear post-op and
+ * clips to [relu ? zp : 0, quant_max] after it.
+ *
+ * Without VNNI, oneDNN's u8 x s8 kernels sum pairs of products in saturating
+ * s16 (spec §5.9): a conv or linear whose u8 src uses the full [0, 255] range
+ * is refused there (DISTQ_ERR_UNSUPPORTED) rather than silently saturated.
+ *
+ * Every value stays readable after a run (get_value: plain row-major, u8 or
+ * f32), so the residual of a fused sum is copied into the conv's dst rather
+ * than overwritten in place. The f32 graph input is not kept.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
 
-#include "backend/exec_impl.h"
+#include <oneapi/dnnl/dnnl.h>
+
+#include "backend/onednn/onednn_impl.h"
+#include "distq/tensor.h"
 
 int distq_onednn_has_vnni(void)
 {
@@ -10,27 +56,639 @@ int distq_onednn_has_vnni(void)
     return (isa & 0x40u) != 0 || (isa & 0x400u) != 0;
 }
 
+// --- small helpers ------------------------------------------------------------
+
+static dnnl_data_type_t qdt(const distq_qvalue *v)
+{
+    return v->dtype == DISTQ_DTYPE_U8 ? dnnl_u8 : dnnl_f32;
+}
+
+/* A qvalue's dims for batch N. */
+static void qvalue_dims(const distq_qvalue *v, int64_t batch, dnnl_dims_t out)
+{
+    for (int i = 0; i < v->ndim; i++) out[i] = v->dims[i];
+    out[0] = batch;
+}
+
+/* "node 'layer1.0.conv1' (qconv, input 'relu' (2, 64, 56, 56) u8)" */
+static void qnode_ctx(const distq_qgraph *q, const distq_qnode *n, int64_t batch, char *buf,
+                      size_t len)
+{
+    const distq_qvalue *in = &q->values[n->src];
+    int64_t dims[DISTQ_MAX_DIMS];
+    for (int i = 0; i < in->ndim; i++) dims[i] = in->dims[i];
+    dims[0] = batch;
+    char shape[96];
+    distq_dims_format(in->ndim, dims, shape, sizeof shape);
+    snprintf(buf, len, "node '%s' (%s, input '%s' %s %s)", n->name, distq_qop_name(n->op), in->name,
+             shape, distq_dtype_name(in->dtype));
+}
+
+/* u8 x s8 without VNNI saturates pairwise sums unless src codes are <= 127. */
+static distq_status check_src(const distq_qgraph *q, const distq_qnode *n)
+{
+    const distq_qvalue *x = &q->values[n->src];
+    if (x->dtype != DISTQ_DTYPE_U8)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "int8 onednn: node '%s': input '%s' is %s, want u8",
+                               n->name, x->name, distq_dtype_name(x->dtype));
+    if (x->quant_max > 127 && !distq_onednn_has_vnni())
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                               "int8 onednn: node '%s': input '%s' uses u8 codes up to %d, but oneDNN "
+                               "runs u8 x s8 on isa %s without VNNI, whose pairwise s16 sums saturate "
+                               "(spec 5.9); re-run distq calibrate with --reduce-range on (auto does it "
+                               "on this CPU)",
+                               n->name, x->name, (int)x->quant_max, distq_onednn_isa());
+    return DISTQ_OK;
+}
+
+/* A fixed s32 memory holding one zero point (a runtime attribute argument). */
+static distq_status make_zp(distq_onednn_state *S, int32_t zp, const char *ctx, dnnl_memory_t *out)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_memory_desc_t md;
+    dnnl_dims_t one = {1};
+    CHECK(dnnl_memory_desc_init_by_tag(&md, 1, one, dnnl_s32, dnnl_a));
+    TRY(distq_onednn_make_fixed(S, &md, &md, &zp, 1, ctx, out));
+cleanup:
+    return st;
+}
+
+/* Attributes of a conv / linear: output scales x_s * w_s[oc] / y_s per output
+ * channel (mask 1 << 1), runtime zero points where non-zero (zp_attr; else
+ * none: the inner product), and the post-ops: [sum] [relu] [clip]. */
+static distq_status make_qattr(const distq_qgraph *q, const distq_qnode *n, int zp_attr,
+                               const char *ctx, dnnl_primitive_attr_t *out)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t ops = NULL;
+    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    const int u8 = y->dtype == DISTQ_DTYPE_U8;
+    const int64_t OC = n->wdims[0];
+    const double y_s = u8 ? y->scale : 1.0;
+    const int32_t y_zp = u8 ? y->zero_point : 0, qmax = u8 ? y->quant_max : 255;
+    const int32_t rt = DNNL_RUNTIME_S32_VAL;
+    float *scales = distq_malloc(sizeof(float) * (size_t)OC);
+    if (!scales) return distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", ctx);
+    for (int64_t oc = 0; oc < OC; oc++) scales[oc] = (float)((double)x->scale * n->weight_scale[oc] / y_s);
+
+    TRY(distq_onednn_attr_create(ctx, &attr));
+    CHECK(dnnl_primitive_attr_set_output_scales(attr, OC, 1 << 1, scales));
+    if (zp_attr && x->zero_point != 0) CHECK(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt));
+    if (zp_attr && y_zp != 0) CHECK(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &rt));
+    CHECK(dnnl_post_ops_create(&ops));
+    if (n->sum_src >= 0) {
+        const distq_qvalue *r = &q->values[n->sum_src];
+        CHECK(dnnl_post_ops_append_sum_v3(ops, (float)(r->scale / y_s), r->zero_point, u8 ? dnnl_u8 : dnnl_f32));
+    }
+    if (!u8) {
+        if (n->relu) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+    } else if (zp_attr) {
+        /* dst zp is added after the post-ops: clip to [lo, qmax] - zp */
+        if (qmax < 255)
+            CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip,
+                                               n->relu ? 0.0f : (float)-y_zp, (float)(qmax - y_zp)));
+        else if (n->relu)
+            CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+    } else {
+        /* no zero-point attribute: add it here, then clip in the code domain */
+        if (y_zp != 0 || qmax < 255) {
+            if (y_zp != 0) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_linear, 1.0f, (float)y_zp));
+            CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip,
+                                               n->relu ? (float)y_zp : 0.0f, (float)qmax));
+        } else if (n->relu) {
+            CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        }
+    }
+    CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
+    *out = attr;
+    attr = NULL;
+cleanup:
+    distq_free(scales);
+    if (ops) CHECK_CLEANUP(dnnl_post_ops_destroy(ops));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+/* The bias in the accumulator domain: bias[oc] / (x_s * w_s[oc]), so that
+ * oneDNN's oscale * (acc + bias') is (x_s * w_s * acc + bias) / y_s. NULL if
+ * the node has none; the caller frees. */
+static distq_status prescaled_bias(const distq_qgraph *q, const distq_qnode *n, const char *ctx,
+                                   float **out)
+{
+    *out = NULL;
+    if (!n->bias) return DISTQ_OK;
+    const int64_t OC = n->wdims[0];
+    const double x_s = q->values[n->src].scale;
+    float *b = distq_malloc(sizeof(float) * (size_t)OC);
+    if (!b) return distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", ctx);
+    for (int64_t oc = 0; oc < OC; oc++) b[oc] = (float)(n->bias[oc] / (x_s * n->weight_scale[oc]));
+    *out = b;
+    return DISTQ_OK;
+}
+
+/* The runtime zero-point arguments of a conv / matmul step. */
+static distq_status add_zp_args(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n,
+                                distq_onednn_step *t, const char *ctx)
+{
+    distq_status st = DISTQ_OK;
+    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    dnnl_memory_t m = NULL;
+    if (x->zero_point != 0) {
+        TRY(make_zp(S, x->zero_point, ctx, &m));
+        distq_onednn_arg_mem(t, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, m);
+    }
+    if (y->dtype == DISTQ_DTYPE_U8 && y->zero_point != 0) {
+        TRY(make_zp(S, y->zero_point, ctx, &m));
+        distq_onednn_arg_mem(t, DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, m);
+    }
+cleanup:
+    return st;
+}
+
+// --- quantize: a C step -------------------------------------------------------
+
+/* args: FROM the user's plain f32 input, TO the plain u8 slot. The same f32
+ * arithmetic as distq_quantize_value (and the int8 reference), element by
+ * element: q = clamp(nearbyintf(x * (1/s)) + zp, 0, quant_max). */
+static distq_status quantize_step(const distq_onednn_step *t)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = t->name;
+    void *src = NULL, *dst = NULL;
+    CHECK(dnnl_memory_get_data_handle(t->args[0].memory, &src));
+    CHECK(dnnl_memory_get_data_handle(t->args[1].memory, &dst));
+    const float *x = src, inv = t->fn_scale, zp = (float)t->fn_zp, qmax = (float)t->fn_qmax;
+    uint8_t *y = dst;
+    const int64_t count = t->fn_count;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; i++) {
+        float r = nearbyintf(x[i] * inv) + zp;
+        y[i] = (uint8_t)(r >= qmax ? qmax : r > 0.0f ? r : 0.0f); /* NaN -> 0 */
+    }
+cleanup:
+    return st;
+}
+
+// --- emitters: one per qop ----------------------------------------------------
+
+static distq_status emit_quantize(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[2 * DISTQ_NAME_MAX + 192];
+    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
+    if (n->src != q->input || x->dtype != DISTQ_DTYPE_F32 || y->dtype != DISTQ_DTYPE_U8 ||
+        S->user_in) {
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: only the graph input is quantized (f32 -> u8)", ctx);
+        goto cleanup;
+    }
+    dnnl_dims_t dims;
+    dnnl_memory_desc_t in_md, md;
+    qvalue_dims(x, S->batch, dims);
+    CHECK(dnnl_memory_desc_init_by_tag(&in_md, x->ndim, dims, dnnl_f32, distq_onednn_plain_tag(x->ndim)));
+    CHECK(dnnl_memory_desc_init_by_tag(&md, y->ndim, dims, dnnl_u8, distq_onednn_plain_tag(y->ndim)));
+    TRY(distq_onednn_make_fixed(S, &in_md, NULL, NULL, 0, ctx, &S->user_in));
+    int s_dst = -1;
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_slot(S, &md, &s_dst));
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    t->fn = quantize_step;
+    t->fn_scale = 1.0f / y->scale;
+    t->fn_zp = y->zero_point;
+    t->fn_qmax = y->quant_max;
+    t->fn_count = distq_dims_numel(y->ndim, dims);
+    distq_onednn_arg_mem(t, DNNL_ARG_FROM, S->user_in);
+    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
+    S->value_slot[n->dst] = s_dst;
+cleanup:
+    return st;
+}
+
+/* conv [+ sum] [+ relu] [+ clip]. For the sum, the residual is first copied
+ * (reordered) into the conv's dst; plan_buffers drops that copy and works in
+ * place when the residual is a dead, unpinned slot of the same layout. */
+static distq_status emit_conv(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[2 * DISTQ_NAME_MAX + 192];
+    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    const distq_attrs *a = &n->attr;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    float *bias = NULL;
+    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
+    TRY(check_src(q, n));
+    if (x->ndim != 4 || y->ndim != 4 || n->wndim != 4) {
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: conv wants 4-D values and weights", ctx);
+        goto cleanup;
+    }
+
+    dnnl_dims_t src_dims, dst_dims, w_dims, b_dims, strides, dil, pad_l, pad_r;
+    qvalue_dims(x, S->batch, src_dims);
+    qvalue_dims(y, S->batch, dst_dims);
+    const int64_t G = a->groups, OC = n->wdims[0];
+    int w_ndim = G == 1 ? 4 : 5;
+    if (G == 1) {
+        for (int i = 0; i < 4; i++) w_dims[i] = n->wdims[i];
+    } else { /* (G, OC/G, IC/G, KH, KW): the same bytes as (OC, IC/G, KH, KW) */
+        w_dims[0] = G;
+        w_dims[1] = OC / G;
+        for (int i = 1; i < 4; i++) w_dims[i + 1] = n->wdims[i];
+    }
+    b_dims[0] = OC;
+    for (int i = 0; i < 2; i++) {
+        strides[i] = a->stride[i];
+        dil[i] = a->dilation[i] - 1; /* oneDNN counts the gaps: 0 = dense */
+        pad_l[i] = pad_r[i] = a->padding[i];
+    }
+
+    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_u8, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&w_md, w_ndim, w_dims, dnnl_s8, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, qdt(y), dnnl_format_tag_any));
+    dnnl_convolution_desc_t cd;
+    CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                     dnnl_convolution_direct, &src_md, &w_md,
+                                                     n->bias ? &b_md : NULL, &dst_md, strides, dil,
+                                                     pad_l, pad_r));
+    TRY(make_qattr(q, n, 1, ctx, &attr));
+    CHECK(dnnl_primitive_desc_create(&pd, &cd, attr, S->engine, NULL));
+    TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
+    TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
+    TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 1, &b_md, ctx));
+    TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
+
+    int s_src = -1, s_dst = -1;
+    dnnl_memory_t w_mem = NULL, b_mem = NULL;
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->src], &src_md, n->name, ctx, &s_src));
+    TRY(distq_onednn_make_param(S, &w_md, w_ndim, w_dims, dnnl_s8, n->weight, ctx, &w_mem));
+    TRY(prescaled_bias(q, n, ctx, &bias));
+    if (bias) TRY(distq_onednn_make_param(S, &b_md, 1, b_dims, dnnl_f32, bias, ctx, &b_mem));
+    TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
+
+    distq_onednn_step *t = NULL;
+    if (n->sum_src >= 0) {
+        /* u8 dst: the residual codes as they are; f32 dst: converted to f32
+         * (the sum post-op then takes (r - r_zp) * r_s in f32) */
+        int s_r = S->value_slot[n->sum_src];
+        if (q->values[n->sum_src].dtype != DISTQ_DTYPE_U8 || s_r < 0) {
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: residual '%s' is not a u8 value", ctx,
+                                 q->values[n->sum_src].name);
+            goto cleanup;
+        }
+        char name[DISTQ_NAME_MAX + 16];
+        snprintf(name, sizeof name, "%s (residual)", n->name);
+        TRY(distq_onednn_add_reorder(S, name, distq_onednn_slot_md(S, s_r), &dst_md, NULL, ctx, &t));
+        distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_r, 0);
+        distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
+        t->inplace_dst = s_dst;
+        t->inplace_src = s_r;
+        t->is_copy = 1;
+    }
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    TRY(distq_onednn_step_set_prim(t, pd, ctx));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+    distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, w_mem);
+    if (b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, b_mem);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+    TRY(add_zp_args(S, q, n, t, ctx));
+    S->value_slot[n->dst] = s_dst;
+cleanup:
+    distq_free(bias);
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+/* The plain 2-D (N, F) u8 slot of slot s: s itself when 2-D plain, else a
+ * plain reorder of it (if needed) reinterpreted as (N, C*H*W). */
+static distq_status slot_as_plain_2d(distq_onednn_state *S, int s, const char *name, const char *ctx,
+                                     int *out)
+{
+    distq_status st = DISTQ_OK;
+    const dnnl_memory_desc_t *md = distq_onednn_slot_md(S, s);
+    dnnl_memory_desc_t plain_md, flat_md;
+    int ndim = md->ndims;
+    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, ndim, md->dims, md->data_type, distq_onednn_plain_tag(ndim)));
+    int s_plain = -1;
+    TRY(distq_onednn_slot_as(S, s, &plain_md, name, ctx, &s_plain));
+    if (ndim == 2) {
+        *out = s_plain;
+        return DISTQ_OK;
+    }
+    dnnl_dims_t flat = {plain_md.dims[0], 1};
+    for (int i = 1; i < ndim; i++) flat[1] *= plain_md.dims[i];
+    CHECK(dnnl_memory_desc_init_by_tag(&flat_md, 2, flat, plain_md.data_type, dnnl_ab));
+    for (int i = 0; i < S->n_slots; i++) /* a view made for an earlier consumer */
+        if (S->slots[i].view_of == s_plain && dnnl_memory_desc_equal(&S->slots[i].md, &flat_md)) {
+            *out = i;
+            return DISTQ_OK;
+        }
+    int s_flat = -1;
+    distq_onednn_step *t = NULL; /* no primitive: it only marks where the view starts to live */
+    TRY(distq_onednn_new_slot(S, &flat_md, &s_flat));
+    S->slots[s_flat].view_of = s_plain;
+    TRY(distq_onednn_new_step(S, name, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_plain, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_flat, 1);
+    *out = s_flat;
+cleanup:
+    return st;
+}
+
+/* linear [+ relu] [+ clip]. src zero point 0: an inner product on the src as
+ * it is (a flatten's 4-D input, weights viewed as (OUT, C, H, W)); otherwise a
+ * matmul on the plain (N, IN) src with a runtime src zero point. */
+static distq_status emit_linear(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[2 * DISTQ_NAME_MAX + 192];
+    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    float *bias = NULL;
+    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
+    TRY(check_src(q, n));
+    const int64_t OUT = n->wdims[0], IN = n->wdims[1];
+    int s_in = S->value_slot[n->src];
+    const dnnl_memory_desc_t *in_md = distq_onednn_slot_md(S, s_in);
+    int64_t features = 1;
+    for (int i = 1; i < in_md->ndims; i++) features *= in_md->dims[i];
+    if (n->wndim != 2 || features != IN || y->ndim != 2) {
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: %lld input features, weight wants %lld", ctx,
+                             (long long)features, (long long)IN);
+        goto cleanup;
+    }
+    dnnl_dims_t dst_dims, b_dims = {OUT};
+    qvalue_dims(y, S->batch, dst_dims);
+    TRY(prescaled_bias(q, n, ctx, &bias));
+
+    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
+    int s_src = -1, s_dst = -1;
+    dnnl_memory_t w_mem = NULL, b_mem = NULL;
+    distq_onednn_step *t = NULL;
+    if (x->zero_point == 0) {
+        int ndim = in_md->ndims;
+        dnnl_dims_t w_dims = {OUT};
+        for (int i = 1; i < ndim; i++) w_dims[i] = in_md->dims[i]; /* (OUT, C, H, W) or (OUT, IN) */
+        CHECK(dnnl_memory_desc_init_by_tag(&w_md, ndim, w_dims, dnnl_s8, dnnl_format_tag_any));
+        CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_format_tag_any));
+        CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, qdt(y), dnnl_format_tag_any));
+        TRY(make_qattr(q, n, 0, ctx, &attr));
+        /* Take the source as it is; only if oneDNN has no kernel for that
+         * layout let it choose one and reorder. */
+        dnnl_inner_product_desc_t ipd;
+        src_md = *in_md;
+        CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src_md, &w_md,
+                                                   bias ? &b_md : NULL, &dst_md));
+        dnnl_status_t s = dnnl_primitive_desc_create(&pd, &ipd, attr, S->engine, NULL);
+        if (s == dnnl_unimplemented) {
+            CHECK(dnnl_memory_desc_init_by_tag(&src_md, ndim, in_md->dims, dnnl_u8, dnnl_format_tag_any));
+            CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src_md, &w_md,
+                                                       bias ? &b_md : NULL, &dst_md));
+            s = dnnl_primitive_desc_create(&pd, &ipd, attr, S->engine, NULL);
+        }
+        CHECK(s);
+        TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
+        TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
+        TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 1, &b_md, ctx));
+        TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
+        TRY(distq_onednn_slot_as(S, s_in, &src_md, n->name, ctx, &s_src));
+        /* (OUT, IN) row-major is the same bytes as (OUT, C, H, W) */
+        TRY(distq_onednn_make_param(S, &w_md, ndim, w_dims, dnnl_s8, n->weight, ctx, &w_mem));
+        if (bias) TRY(distq_onednn_make_param(S, &b_md, 1, b_dims, dnnl_f32, bias, ctx, &b_mem));
+        TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
+        TRY(distq_onednn_new_step(S, n->name, &t));
+        TRY(distq_onednn_step_set_prim(t, pd, ctx));
+    } else {
+        /* matmul: src (N, IN) plain, weights (IN, OUT) = our (OUT, IN) read
+         * column-major ("ba"), bias (1, OUT) */
+        dnnl_dims_t w_dims = {IN, OUT}, mb_dims = {1, OUT};
+        dnnl_memory_desc_t w_user_md;
+        TRY(slot_as_plain_2d(S, s_in, n->name, ctx, &s_src));
+        src_md = S->slots[s_src].md;
+        CHECK(dnnl_memory_desc_init_by_tag(&w_md, 2, w_dims, dnnl_s8, dnnl_format_tag_any));
+        CHECK(dnnl_memory_desc_init_by_tag(&w_user_md, 2, w_dims, dnnl_s8, dnnl_ba));
+        CHECK(dnnl_memory_desc_init_by_tag(&b_md, 2, mb_dims, dnnl_f32, dnnl_ab));
+        CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, qdt(y), dnnl_format_tag_any));
+        TRY(make_qattr(q, n, 1, ctx, &attr));
+        dnnl_matmul_desc_t md;
+        CHECK(dnnl_matmul_desc_init(&md, &src_md, &w_md, bias ? &b_md : NULL, &dst_md));
+        CHECK(dnnl_primitive_desc_create(&pd, &md, attr, S->engine, NULL));
+        TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
+        TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
+        TRY(distq_onednn_make_fixed(S, &w_md, &w_user_md, n->weight, 1, ctx, &w_mem));
+        if (bias) TRY(distq_onednn_make_param(S, &b_md, 2, mb_dims, dnnl_f32, bias, ctx, &b_mem));
+        TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
+        TRY(distq_onednn_new_step(S, n->name, &t));
+        TRY(distq_onednn_step_set_prim(t, pd, ctx));
+    }
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+    distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, w_mem);
+    if (b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, b_mem);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+    if (x->zero_point != 0) TRY(add_zp_args(S, q, n, t, ctx));
+    S->value_slot[n->dst] = s_dst;
+cleanup:
+    distq_free(bias);
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+/* max pool (any ceil_mode) and adaptive avg pool to (1, 1), u8 in and out. */
+static distq_status emit_pool(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[2 * DISTQ_NAME_MAX + 192];
+    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    const distq_attrs *a = &n->attr;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
+    if (x->dtype != DISTQ_DTYPE_U8 || y->dtype != DISTQ_DTYPE_U8 || x->ndim != 4 || y->ndim != 4) {
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: pooling wants 4-D u8 in and out", ctx);
+        goto cleanup;
+    }
+    dnnl_dims_t src_dims, dst_dims, kernel, strides, dil, pad_l, pad_r;
+    qvalue_dims(x, S->batch, src_dims);
+    qvalue_dims(y, S->batch, dst_dims);
+    dnnl_alg_kind_t alg;
+    if (n->op == DISTQ_QOP_MAX_POOL) {
+        alg = dnnl_pooling_max;
+        for (int i = 0; i < 2; i++) {
+            kernel[i] = a->kernel[i];
+            strides[i] = a->stride[i];
+            dil[i] = a->dilation[i] - 1;
+            pad_l[i] = a->padding[i];
+            pad_r[i] = distq_onednn_pool_pad_r(src_dims[2 + i], dst_dims[2 + i],
+                                               dil[i] * (kernel[i] - 1) + kernel[i], strides[i], pad_l[i]);
+        }
+    } else {
+        if (dst_dims[2] != 1 || dst_dims[3] != 1) {
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: output size must be (1, 1)", ctx);
+            goto cleanup;
+        }
+        alg = dnnl_pooling_avg_exclude_padding;
+        for (int i = 0; i < 2; i++) {
+            kernel[i] = src_dims[2 + i];
+            strides[i] = 1;
+            dil[i] = pad_l[i] = pad_r[i] = 0;
+        }
+    }
+    int s_src = S->value_slot[n->src], s_dst = -1;
+    dnnl_memory_desc_t src_md = *distq_onednn_slot_md(S, s_src), dst_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_u8, dnnl_format_tag_any));
+    dnnl_pooling_v2_desc_t pool;
+    CHECK(dnnl_pooling_v2_forward_desc_init(&pool, dnnl_forward_inference, alg, &src_md, &dst_md,
+                                            strides, kernel, dil, pad_l, pad_r));
+    TRY(distq_onednn_attr_create(ctx, &attr));
+    CHECK(dnnl_primitive_desc_create(&pd, &pool, attr, S->engine, NULL));
+    TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
+    TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    TRY(distq_onednn_step_set_prim(t, pd, ctx));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+    S->value_slot[n->dst] = s_dst;
+cleanup:
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+/* u8 -> f32: a reorder computing s * (q - zp), into plain f32 of the slot's
+ * dims (a flatten's 4-D input in plain order is its (N, F) value). */
+static distq_status emit_dequantize(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[2 * DISTQ_NAME_MAX + 192];
+    const distq_qvalue *x = &q->values[n->src];
+    dnnl_primitive_attr_t attr = NULL;
+    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
+    if (x->dtype != DISTQ_DTYPE_U8 || q->values[n->dst].dtype != DISTQ_DTYPE_F32) {
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: dequantize wants u8 -> f32", ctx);
+        goto cleanup;
+    }
+    int s_src = S->value_slot[n->src], s_dst = -1;
+    const dnnl_memory_desc_t *src_md = distq_onednn_slot_md(S, s_src);
+    dnnl_memory_desc_t dst_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, src_md->ndims, src_md->dims, dnnl_f32,
+                                       distq_onednn_plain_tag(src_md->ndims)));
+    TRY(distq_onednn_attr_create(ctx, &attr));
+    CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &x->scale));
+    if (x->zero_point != 0) CHECK(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &x->zero_point));
+    TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_add_reorder(S, n->name, &S->slots[s_src].md, &dst_md, attr, ctx, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_src, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
+    S->value_slot[n->dst] = s_dst;
+cleanup:
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+static distq_status emit_node(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+{
+    if (n->src < 0 || n->src >= q->n_values || n->dst < 0 || n->dst >= q->n_values ||
+        n->sum_src >= q->n_values)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "int8 onednn: node '%s': bad value index", n->name);
+    if (n->op != DISTQ_QOP_QUANTIZE && S->value_slot[n->src] < 0)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "int8 onednn: node '%s': input '%s' not computed yet",
+                               n->name, q->values[n->src].name);
+    switch (n->op) {
+    case DISTQ_QOP_QUANTIZE: return emit_quantize(S, q, n);
+    case DISTQ_QOP_CONV: return emit_conv(S, q, n);
+    case DISTQ_QOP_LINEAR: return emit_linear(S, q, n);
+    case DISTQ_QOP_MAX_POOL:
+    case DISTQ_QOP_AVG_POOL: return emit_pool(S, q, n);
+    case DISTQ_QOP_FLATTEN: /* no data movement: the value is its input read in plain order */
+        S->value_slot[n->dst] = S->value_slot[n->src];
+        return DISTQ_OK;
+    case DISTQ_QOP_DEQUANTIZE: return emit_dequantize(S, q, n);
+    case DISTQ_QOP_COUNT: break;
+    }
+    return distq_error_set(DISTQ_ERR_UNSUPPORTED, "int8 onednn: node '%s': op %d has no oneDNN lowering",
+                           n->name, (int)n->op);
+}
+
+/* The last step reorders the f32 output slot into the caller's plain array. */
+static distq_status emit_output(distq_onednn_state *S, const distq_qgraph *q)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = "graph output";
+    const distq_qvalue *out = &q->values[q->output];
+    int s_out = S->value_slot[q->output];
+    if (out->dtype != DISTQ_DTYPE_F32 || s_out < 0 || !S->user_in) {
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG,
+                             "int8 onednn: the graph must quantize its input and compute an f32 output '%s'",
+                             out->name);
+        goto cleanup;
+    }
+    const dnnl_memory_desc_t *md = distq_onednn_slot_md(S, s_out);
+    dnnl_memory_desc_t user_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&user_md, md->ndims, md->dims, dnnl_f32,
+                                       distq_onednn_plain_tag(md->ndims)));
+    TRY(distq_onednn_make_fixed(S, &user_md, NULL, NULL, 0, ctx, &S->user_out));
+    char name[DISTQ_NAME_MAX + 16];
+    snprintf(name, sizeof name, "output '%s'", out->name);
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_add_reorder(S, name, md, &user_md, NULL, ctx, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_out, 0);
+    distq_onednn_arg_mem(t, DNNL_ARG_TO, S->user_out);
+cleanup:
+    return st;
+}
+
+// --- the interface ------------------------------------------------------------
+
 static distq_status onednn_int8_create(const distq_qgraph *q, int64_t batch, void **state)
 {
-    (void)q;
-    (void)batch;
+    distq_status st = DISTQ_OK;
+    distq_onednn_state *S = NULL;
     *state = NULL;
-    return distq_error_set(DISTQ_ERR_UNSUPPORTED, "the oneDNN int8 executor is not built yet");
+    if (q->input < 0 || q->input >= q->n_values || q->output < 0 || q->output >= q->n_values)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "int8 onednn: bad input/output value index");
+    /* Upper bounds per node: 4 steps (view, reorder, residual copy, op) and
+     * 3 slots; 4 fixed memories (weights, bias, 2 zero points); plus the
+     * user memories, the scratchpad and the output reorder. */
+    TRY(distq_onednn_state_create(batch, 4 * q->n_nodes + 8, 4 * q->n_nodes + 8, 4 * q->n_nodes + 8,
+                                  q->n_values, &S));
+    for (int i = 0; i < q->n_nodes; i++) TRY(emit_node(S, q, &q->nodes[i]));
+    TRY(emit_output(S, q));
+    for (int v = 0; v < q->n_values; v++)
+        distq_onednn_set_value(S, v, q->values[v].name, S->value_slot[v],
+                               v == q->input ? "the f32 input is quantized on the fly and not kept"
+                                             : "no node computes it");
+    TRY(distq_onednn_plan_buffers(S));
+    TRY(distq_onednn_bind_memories(S));
+    *state = S;
+    S = NULL;
+cleanup:
+    (void)distq_onednn_state_free(S, 1); /* only on failure; keeps the first message */
+    return st;
 }
 
 static distq_status onednn_int8_run(void *state, const float *input, float *output)
 {
-    (void)state;
-    (void)input;
-    (void)output;
-    return distq_error_set(DISTQ_ERR_UNSUPPORTED, "the oneDNN int8 executor is not built yet");
+    return distq_onednn_run(state, input, output);
 }
 
-static void onednn_int8_destroy(void *state) { (void)state; }
+static distq_status onednn_int8_get_value(void *state, const char *name, void *out)
+{
+    return distq_onednn_get_value(state, name, out);
+}
+
+static void onednn_int8_destroy(void *state) { (void)distq_onednn_state_free(state, 0); }
 
 const distq_exec_i distq_exec_onednn_int8_i = {
     .name = "onednn",
     .create_int8 = onednn_int8_create,
     .run = onednn_int8_run,
     .destroy = onednn_int8_destroy,
+    .get_value = onednn_int8_get_value,
 };

@@ -113,7 +113,7 @@ typedef struct {
 typedef struct {
     char name[DISTQ_NAME_MAX];
     int slot;                    /* its data (any layout), or -1 */
-    char why[DISTQ_NAME_MAX + 64]; /* slot < 0: why it is not materialized */
+    char why[2 * DISTQ_NAME_MAX + 64]; /* slot < 0: why it is not materialized */
 } distq_onednn_value;
 
 typedef struct {

@@ -1,0 +1,508 @@
+/*
+ * The plan machinery shared by the fp32 and int8 oneDNN executors
+ * (onednn_impl.h): state, slots, steps, fixed memories, buffer planning,
+ * binding, run and get_value. Nothing here knows about graphs or ops.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "backend/onednn/onednn_impl.h"
+#include "distq/tensor.h"
+
+// --- errors -------------------------------------------------------------------
+
+distq_status distq_onednn_error(dnnl_status_t s, const char *file, int line, const char *call,
+                                const char *ctx)
+{
+    distq_status st = s == dnnl_unimplemented  ? DISTQ_ERR_UNSUPPORTED
+                      : s == dnnl_out_of_memory ? DISTQ_ERR_NOMEM
+                                                : DISTQ_ERR_DNNL;
+    int call_len = (int)strcspn(call, "(");
+    return distq_error_set(st, "%s:%d: %s: %.*s: %s (oneDNN %d.%d.%d, isa %s)", file, line, ctx,
+                           call_len, call, dnnl_status2str(s), DNNL_VERSION_MAJOR,
+                           DNNL_VERSION_MINOR, DNNL_VERSION_PATCH, distq_onednn_isa());
+}
+
+// --- small helpers ------------------------------------------------------------
+
+dnnl_format_tag_t distq_onednn_plain_tag(int ndim)
+{
+    switch (ndim) {
+    case 1: return dnnl_a;
+    case 2: return dnnl_ab;
+    case 3: return dnnl_abc;
+    case 4: return dnnl_abcd;
+    case 5: return dnnl_abcde;
+    }
+    return dnnl_format_tag_undef;
+}
+
+distq_status distq_onednn_query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index,
+                                   dnnl_memory_desc_t *out, const char *ctx)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, what, index);
+    if (!md)
+        return distq_error_set(DISTQ_ERR_DNNL, "%s: oneDNN returned no memory desc (query %d)",
+                               ctx, (int)what);
+    *out = *md;
+    return DISTQ_OK;
+}
+
+distq_status distq_onednn_attr_create(const char *ctx, dnnl_primitive_attr_t *out)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_primitive_attr_t attr = NULL;
+    CHECK(dnnl_primitive_attr_create(&attr));
+    CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    *out = attr;
+    attr = NULL;
+cleanup:
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+/* oneDNN computes out = (in + pl + pr - ext) / stride + 1 with ext the dilated
+ * kernel, so any pr in [pr_min, pr_min + stride - 1] works. With ceil_mode the
+ * extra cells on the right are padding, and padding never wins a max. */
+int64_t distq_onednn_pool_pad_r(int64_t in, int64_t out, int64_t ext, int64_t stride,
+                                int64_t pad_l)
+{
+    int64_t pr_min = (out - 1) * stride + ext - in - pad_l;
+    int64_t pr = pad_l;
+    if (pr < pr_min) pr = pr_min;
+    if (pr > pr_min + stride - 1) pr = pr_min + stride - 1;
+    return pr;
+}
+
+// --- state --------------------------------------------------------------------
+
+distq_status distq_onednn_state_create(int64_t batch, int cap_steps, int cap_slots, int cap_fixed,
+                                       int n_values, distq_onednn_state **out)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = "creating the oneDNN executor";
+    distq_onednn_state *S = distq_calloc(sizeof *S);
+    *out = NULL;
+    if (!S) return distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", ctx);
+    S->batch = batch;
+    S->keep_values = 1;
+    S->cap_steps = cap_steps;
+    S->cap_slots = cap_slots;
+    S->cap_fixed = cap_fixed;
+    S->n_values = n_values;
+    S->steps = distq_calloc(sizeof(distq_onednn_step) * (size_t)cap_steps);
+    S->slots = distq_calloc(sizeof(distq_onednn_slot) * (size_t)cap_slots);
+    S->fixed = distq_calloc(sizeof(dnnl_memory_t) * (size_t)cap_fixed);
+    S->fixed_data = distq_calloc(sizeof(void *) * (size_t)cap_fixed);
+    S->values = distq_calloc(sizeof(distq_onednn_value) * (size_t)(n_values ? n_values : 1));
+    S->value_slot = distq_malloc(sizeof(int) * (size_t)(n_values ? n_values : 1));
+    if (!S->steps || !S->slots || !S->fixed || !S->fixed_data || !S->values || !S->value_slot) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", ctx);
+        goto cleanup;
+    }
+    for (int v = 0; v < n_values; v++) {
+        S->value_slot[v] = -1;
+        S->values[v].slot = -1;
+    }
+    CHECK(dnnl_engine_create(&S->engine, dnnl_cpu, 0));
+    CHECK(dnnl_stream_create(&S->stream, S->engine, dnnl_stream_default_flags));
+    *out = S;
+    S = NULL;
+cleanup:
+    (void)distq_onednn_state_free(S, 1);
+    return st;
+}
+
+distq_status distq_onednn_state_free(distq_onednn_state *S, int quiet)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = "destroying the oneDNN executor";
+    char saved[1024];
+    if (!S) return DISTQ_OK;
+    if (quiet) snprintf(saved, sizeof saved, "%s", distq_error_message());
+    for (int t = 0; t < S->n_steps; t++)
+        if (S->steps[t].prim) CHECK_CLEANUP(dnnl_primitive_destroy(S->steps[t].prim));
+    for (int i = 0; i < S->n_slots; i++)
+        if (S->slots[i].mem) CHECK_CLEANUP(dnnl_memory_destroy(S->slots[i].mem));
+    for (int i = 0; i < S->n_fixed; i++) {
+        if (S->fixed[i]) CHECK_CLEANUP(dnnl_memory_destroy(S->fixed[i]));
+        distq_free(S->fixed_data[i]);
+    }
+    for (int i = 0; i < S->n_bufs; i++) distq_free(S->bufs[i].data);
+    if (S->stream) CHECK_CLEANUP(dnnl_stream_destroy(S->stream));
+    if (S->engine) CHECK_CLEANUP(dnnl_engine_destroy(S->engine));
+    distq_free(S->steps);
+    distq_free(S->slots);
+    distq_free(S->bufs);
+    distq_free(S->fixed);
+    distq_free(S->fixed_data);
+    distq_free(S->values);
+    distq_free(S->value_slot);
+    distq_free(S);
+    if (st != DISTQ_OK && quiet) distq_error_set(st, "%s", saved);
+    return st;
+}
+
+// --- plan building blocks -----------------------------------------------------
+
+distq_status distq_onednn_new_slot(distq_onednn_state *S, const dnnl_memory_desc_t *md, int *out)
+{
+    if (S->n_slots == S->cap_slots)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "onednn: internal: slot table full");
+    distq_onednn_slot *s = &S->slots[S->n_slots];
+    memset(s, 0, sizeof *s);
+    s->md = *md;
+    s->decided = 1;
+    s->view_of = s->variant_of = -1;
+    s->last_use = s->buf = -1;
+    *out = S->n_slots++;
+    return DISTQ_OK;
+}
+
+distq_status distq_onednn_new_step(distq_onednn_state *S, const char *name, distq_onednn_step **out)
+{
+    if (S->n_steps == S->cap_steps)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "onednn: internal: step table full");
+    distq_onednn_step *t = &S->steps[S->n_steps++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->inplace_dst = t->inplace_src = -1;
+    *out = t;
+    return DISTQ_OK;
+}
+
+void distq_onednn_arg_slot(distq_onednn_step *t, int arg, int s, int writes)
+{
+    assert(t->n_args < DISTQ_ONEDNN_MAX_ARGS);
+    t->pargs[t->n_args++] = (distq_onednn_arg){.arg = arg, .slot = s, .writes = writes, .mem = NULL};
+}
+
+void distq_onednn_arg_mem(distq_onednn_step *t, int arg, dnnl_memory_t mem)
+{
+    assert(t->n_args < DISTQ_ONEDNN_MAX_ARGS);
+    t->pargs[t->n_args++] = (distq_onednn_arg){.arg = arg, .slot = -1, .writes = 0, .mem = mem};
+}
+
+distq_status distq_onednn_step_set_prim(distq_onednn_step *t, const_dnnl_primitive_desc_t pd,
+                                        const char *ctx)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_memory_desc_t scratch_md;
+    TRY(distq_onednn_query_md(pd, dnnl_query_scratchpad_md, 0, &scratch_md, ctx));
+    t->scratch_size = dnnl_memory_desc_get_size(&scratch_md);
+    CHECK(dnnl_primitive_create(&t->prim, pd));
+cleanup:
+    return st;
+}
+
+distq_status distq_onednn_add_reorder(distq_onednn_state *S, const char *name,
+                                      const dnnl_memory_desc_t *src_md,
+                                      const dnnl_memory_desc_t *dst_md, dnnl_primitive_attr_t attr,
+                                      const char *ctx, distq_onednn_step **out)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_primitive_attr_t own = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    if (attr) {
+        CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    } else {
+        TRY(distq_onednn_attr_create(ctx, &own));
+        attr = own;
+    }
+    CHECK(dnnl_reorder_primitive_desc_create(&pd, src_md, S->engine, dst_md, S->engine, attr));
+    TRY(distq_onednn_new_step(S, name, out));
+    TRY(distq_onednn_step_set_prim(*out, pd, ctx));
+cleanup:
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (own) CHECK_CLEANUP(dnnl_primitive_attr_destroy(own));
+    return st;
+}
+
+distq_status distq_onednn_make_fixed(distq_onednn_state *S, const dnnl_memory_desc_t *md,
+                                     const dnnl_memory_desc_t *user_md, const void *user_data,
+                                     int alloc, const char *ctx, dnnl_memory_t *out)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_memory_t user = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    if (S->n_fixed == S->cap_fixed)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "onednn: internal: fixed table full");
+    int i = S->n_fixed;
+    void *data = NULL;
+    if (alloc) {
+        size_t nbytes = dnnl_memory_desc_get_size(md);
+        data = distq_malloc(nbytes ? nbytes : 1);
+        if (!data) return distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory (%zu bytes)", ctx, nbytes);
+    }
+    S->fixed_data[i] = data;
+    S->fixed[i] = NULL;
+    S->n_fixed++;
+    CHECK(dnnl_memory_create(&S->fixed[i], md, S->engine, data));
+    if (user_data) {
+        dnnl_exec_arg_t args[2];
+        CHECK(dnnl_memory_create(&user, user_md, S->engine, (void *)user_data));
+        CHECK(dnnl_reorder_primitive_desc_create(&pd, user_md, S->engine, md, S->engine, NULL));
+        CHECK(dnnl_primitive_create(&reorder, pd));
+        args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, user};
+        args[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, S->fixed[i]};
+        CHECK(dnnl_primitive_execute(reorder, S->stream, 2, args));
+        CHECK(dnnl_stream_wait(S->stream));
+    }
+    *out = S->fixed[i];
+cleanup:
+    if (reorder) CHECK_CLEANUP(dnnl_primitive_destroy(reorder));
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (user) CHECK_CLEANUP(dnnl_memory_destroy(user));
+    return st;
+}
+
+distq_status distq_onednn_make_param(distq_onednn_state *S, const dnnl_memory_desc_t *md, int ndim,
+                                     const dnnl_dims_t user_dims, dnnl_data_type_t dt,
+                                     const void *data, const char *ctx, dnnl_memory_t *out)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_memory_desc_t user_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&user_md, ndim, user_dims, dt, distq_onednn_plain_tag(ndim)));
+    TRY(distq_onednn_make_fixed(S, md, &user_md, data, 1, ctx, out));
+cleanup:
+    return st;
+}
+
+const dnnl_memory_desc_t *distq_onednn_slot_md(distq_onednn_state *S, int s)
+{
+    S->slots[s].decided = 1;
+    return &S->slots[s].md;
+}
+
+distq_status distq_onednn_slot_as(distq_onednn_state *S, int s, const dnnl_memory_desc_t *md,
+                                  const char *name, const char *ctx, int *out)
+{
+    distq_status st = DISTQ_OK;
+    distq_onednn_slot *src = &S->slots[s];
+    if (!src->decided) {
+        src->md = *md;
+        src->decided = 1;
+    }
+    if (dnnl_memory_desc_equal(&src->md, md)) {
+        *out = s;
+        return DISTQ_OK;
+    }
+    for (int i = 0; i < S->n_slots; i++) {
+        if (S->slots[i].variant_of == s && dnnl_memory_desc_equal(&S->slots[i].md, md)) {
+            *out = i;
+            return DISTQ_OK;
+        }
+    }
+    int v = -1;
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_slot(S, md, &v));
+    S->slots[v].variant_of = s;
+    TRY(distq_onednn_add_reorder(S, name, &S->slots[s].md, md, NULL, ctx, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_TO, v, 1);
+    *out = v;
+cleanup:
+    return st;
+}
+
+void distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
+                            const char *why)
+{
+    distq_onednn_value *v = &S->values[i];
+    snprintf(v->name, sizeof v->name, "%s", name);
+    v->slot = slot;
+    snprintf(v->why, sizeof v->why, "%s", slot < 0 && why ? why : "");
+    if (slot >= 0 && S->keep_values) S->slots[slot].pinned = 1;
+}
+
+// --- buffers ------------------------------------------------------------------
+
+/* Walks the steps in order: a slot gets its buffer when first written and the
+ * buffer is free again after the last step reading any slot in it (never, for
+ * a pinned slot). A view shares its source's buffer; an in-place candidate
+ * shares its source's buffer when the source is dead after this step (and
+ * then a pure copy disappears: this is how the sum post-op's operand is used
+ * in place). */
+distq_status distq_onednn_plan_buffers(distq_onednn_state *S)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = "buffer planning";
+    for (int t = 0; t < S->n_steps; t++) {
+        for (int k = 0; k < S->steps[t].n_args; k++) {
+            const distq_onednn_arg *pa = &S->steps[t].pargs[k];
+            if (pa->slot >= 0 && !pa->writes) S->slots[pa->slot].last_use = t;
+        }
+    }
+    for (int i = 0; i < S->n_slots; i++)
+        if (S->slots[i].pinned) S->slots[i].last_use = S->n_steps;
+    S->bufs = distq_calloc(sizeof(distq_onednn_buffer) * (size_t)(S->n_slots ? S->n_slots : 1));
+    if (!S->bufs) return distq_error_set(DISTQ_ERR_NOMEM, "onednn: out of memory planning buffers");
+    for (int t = 0; t < S->n_steps; t++) {
+        distq_onednn_step *T = &S->steps[t];
+        for (int k = 0; k < T->n_args; k++) {
+            const distq_onednn_arg *pa = &T->pargs[k];
+            if (pa->slot < 0 || !pa->writes || S->slots[pa->slot].buf >= 0) continue;
+            distq_onednn_slot *s = &S->slots[pa->slot];
+            size_t size = dnnl_memory_desc_get_size(&s->md);
+            int b = -1;
+            if (s->view_of >= 0) {
+                b = S->slots[s->view_of].buf;
+            } else if (T->inplace_dst == pa->slot && T->inplace_src >= 0) {
+                const distq_onednn_slot *src = &S->slots[T->inplace_src];
+                if (src->buf >= 0 && S->bufs[src->buf].end <= t &&
+                    dnnl_memory_desc_equal(&src->md, &s->md)) {
+                    b = src->buf;
+                    if (T->is_copy) {
+                        CHECK(dnnl_primitive_destroy(T->prim));
+                        T->prim = NULL;
+                    }
+                }
+            }
+            if (b < 0) { /* best fit among free buffers, else grow the largest, else new */
+                for (int i = 0; i < S->n_bufs; i++) {
+                    if (S->bufs[i].busy) continue;
+                    if (b < 0) {
+                        b = i;
+                        continue;
+                    }
+                    int fits = S->bufs[i].size >= size, b_fits = S->bufs[b].size >= size;
+                    if ((fits && (!b_fits || S->bufs[i].size < S->bufs[b].size)) ||
+                        (!fits && !b_fits && S->bufs[i].size > S->bufs[b].size))
+                        b = i;
+                }
+                if (b < 0) b = S->n_bufs++;
+                if (S->bufs[b].size < size) S->bufs[b].size = size;
+                S->bufs[b].end = -1;
+            }
+            if (b < 0) {
+                st = distq_error_set(DISTQ_ERR_INVALID_ARG, "onednn: internal: view before its source");
+                goto cleanup;
+            }
+            s->buf = b;
+            S->bufs[b].busy = 1;
+            int end = s->last_use > t ? s->last_use : t;
+            if (S->bufs[b].end < end) S->bufs[b].end = end;
+        }
+        for (int i = 0; i < S->n_bufs; i++)
+            if (S->bufs[i].busy && S->bufs[i].end <= t) S->bufs[i].busy = 0;
+    }
+cleanup:
+    return st;
+}
+
+distq_status distq_onednn_bind_memories(distq_onednn_state *S)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = "binding memories";
+    for (int i = 0; i < S->n_bufs; i++) {
+        S->bufs[i].data = distq_malloc(S->bufs[i].size);
+        if (!S->bufs[i].data) {
+            st = distq_error_set(DISTQ_ERR_NOMEM, "onednn: out of memory for a %zu-byte activation buffer",
+                                 S->bufs[i].size);
+            goto cleanup;
+        }
+    }
+    for (int i = 0; i < S->n_slots; i++) {
+        distq_onednn_slot *s = &S->slots[i];
+        if (s->buf < 0) continue; /* a variant nobody reads never gets one */
+        CHECK(dnnl_memory_create(&s->mem, &s->md, S->engine, S->bufs[s->buf].data));
+    }
+    for (int t = 0; t < S->n_steps; t++)
+        if (S->steps[t].prim && S->steps[t].scratch_size > S->scratch_size)
+            S->scratch_size = S->steps[t].scratch_size;
+    if (S->scratch_size) {
+        dnnl_memory_desc_t md;
+        dnnl_dims_t dims = {(dnnl_dim_t)S->scratch_size};
+        CHECK(dnnl_memory_desc_init_by_tag(&md, 1, dims, dnnl_u8, dnnl_a));
+        TRY(distq_onednn_make_fixed(S, &md, NULL, NULL, 1, ctx, &S->scratch));
+    }
+    for (int t = 0; t < S->n_steps; t++) {
+        distq_onednn_step *T = &S->steps[t];
+        if (!T->prim && !T->fn) continue;
+        for (int k = 0; k < T->n_args; k++) {
+            const distq_onednn_arg *pa = &T->pargs[k];
+            dnnl_memory_t m = pa->slot >= 0 ? S->slots[pa->slot].mem : pa->mem;
+            if (!m) {
+                st = distq_error_set(DISTQ_ERR_INVALID_ARG, "onednn: internal: step '%s' arg %d unbound",
+                                     T->name, pa->arg);
+                goto cleanup;
+            }
+            T->args[k] = (dnnl_exec_arg_t){pa->arg, m};
+        }
+        T->n_exec_args = T->n_args;
+        if (T->prim && T->scratch_size) {
+            assert(T->n_exec_args < DISTQ_ONEDNN_MAX_ARGS);
+            T->args[T->n_exec_args++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, S->scratch};
+        }
+    }
+cleanup:
+    return st;
+}
+
+// --- running ------------------------------------------------------------------
+
+distq_status distq_onednn_run(distq_onednn_state *S, const float *input, float *output)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = "run";
+    CHECK(dnnl_memory_set_data_handle(S->user_in, (void *)input)); /* only read */
+    CHECK(dnnl_memory_set_data_handle(S->user_out, output));
+    for (int t = 0; t < S->n_steps; t++) {
+        const distq_onednn_step *T = &S->steps[t];
+        ctx = T->name;
+        if (T->prim) {
+            CHECK(dnnl_primitive_execute(T->prim, S->stream, T->n_exec_args, T->args));
+        } else if (T->fn) {
+            CHECK(dnnl_stream_wait(S->stream)); /* its inputs must be complete */
+            TRY(T->fn(T));
+        }
+    }
+    ctx = "run";
+    CHECK(dnnl_stream_wait(S->stream));
+cleanup:
+    return st;
+}
+
+distq_status distq_onednn_get_value(distq_onednn_state *S, const char *name, void *out)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[DISTQ_NAME_MAX + 32];
+    dnnl_memory_t user = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    const distq_onednn_value *v = NULL;
+    snprintf(ctx, sizeof ctx, "reading value '%s'", name);
+    for (int i = 0; i < S->n_values && !v; i++)
+        if (strcmp(S->values[i].name, name) == 0) v = &S->values[i];
+    if (!v) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no value '%s'", name);
+    if (v->slot < 0)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "value '%s' is not kept by the oneDNN executor: %s",
+                               name, v->why);
+    const distq_onednn_slot *s = &S->slots[v->slot];
+    if (!s->pinned || !s->mem)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                               "value '%s': the oneDNN executor reuses its buffer (built without keep_values)",
+                               name);
+    /* Plain, in the slot's own dims: a flatten's value is its 4-D input in
+     * plain order, which is the same bytes as (N, C*H*W). */
+    dnnl_memory_desc_t plain;
+    dnnl_exec_arg_t args[2];
+    CHECK(dnnl_memory_desc_init_by_tag(&plain, s->md.ndims, s->md.dims, s->md.data_type,
+                                       distq_onednn_plain_tag(s->md.ndims)));
+    CHECK(dnnl_memory_create(&user, &plain, S->engine, out));
+    CHECK(dnnl_reorder_primitive_desc_create(&pd, &s->md, S->engine, &plain, S->engine, NULL));
+    CHECK(dnnl_primitive_create(&reorder, pd));
+    args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, s->mem};
+    args[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, user};
+    CHECK(dnnl_primitive_execute(reorder, S->stream, 2, args));
+    CHECK(dnnl_stream_wait(S->stream));
+cleanup:
+    if (reorder) CHECK_CLEANUP(dnnl_primitive_destroy(reorder));
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (user) CHECK_CLEANUP(dnnl_memory_destroy(user));
+    return st;
+}

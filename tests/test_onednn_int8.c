@@ -1,0 +1,608 @@
+/* The oneDNN int8 executor held against the int8 reference executor, value by
+ * value (get_value), on small fp32 graphs run through the real PTQ flow
+ * (prepare, calibrate, convert with reduce_range on), then on resnet18.
+ *
+ * Tolerance (u8 values): codes equal or off by one, and off by one on at most
+ * 0.1% of a value's elements. Both sides compute the same exact s32
+ * accumulator; they differ only in how the real value is rounded: the
+ * reference goes through double (x_s * w_s * acc + bias) * (1/y_s), oneDNN
+ * through f32 oscale * (acc + bias / (x_s * w_s)), so a value within a few
+ * f32 ulps of a .5 tie can land on the other code. An off-by-one then feeds
+ * the next layer, whose result moves by x_s * w_s * |w| (a fraction of a code)
+ * and can tip another tie: the fraction grows slowly with depth. Anything
+ * off by 2 or more is a bug (indexing, layout, zero point, scale).
+ * f32 values (dequantize, f32-output convs/linears): max |onednn - ref| <=
+ * F32_TOL * max |ref|, the size of an off-by-one input code's effect.
+ *
+ * The test inputs are drawn 1.5x wider than the calibration data so that many
+ * values exceed their calibrated range and hit quant_max = 127 (the clip
+ * post-op that reduce_range needs, oneDNN saturating at 255 otherwise). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "distq/exec.h"
+#include "distq/observers.h"
+#include "distq/quant.h"
+#include "test_util.h"
+
+#define MAX_OFF1 1e-3 /* fraction of a value's codes allowed to be off by one */
+#define F32_TOL 2e-2
+#define N_CAL 8
+
+static int verbose = 1;
+
+// --- building tiny graphs -----------------------------------------------------
+
+static distq_graph *new_graph(int ndim, const int64_t *dims)
+{
+    distq_graph *g = NULL;
+    TEST_OK(distq_graph_create(&g));
+    TEST_OK(distq_graph_set_input(g, "x", ndim, dims));
+    return g;
+}
+
+static void add_param(distq_graph *g, const char *name, int ndim, const int64_t *dims,
+                      uint64_t seed, float lo, float hi)
+{
+    int64_t n = distq_dims_numel(ndim, dims);
+    float *data = malloc(sizeof(float) * (size_t)n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+    test_fill_uniform(data, n, seed, lo, hi);
+    TEST_OK(distq_graph_add_param(g, name, DISTQ_DTYPE_F32, ndim, dims, data, NULL));
+    free(data);
+}
+
+static void add_op(distq_graph *g, const char *name, distq_op op, const distq_attrs *a,
+                   const char *in0, const char *in1)
+{
+    const char *ins[2] = {in0, in1};
+    TEST_OK(distq_graph_add_node(g, name, op, a, in1 ? 2 : 1, ins, NULL, name));
+}
+
+typedef struct {
+    int64_t OC, K, stride, pad, dil, groups;
+    int bias;
+} conv_spec;
+
+/* "<name>.weight" ~ U(+-1/sqrt(fan_in)) and optionally "<name>.bias". */
+static void add_conv(distq_graph *g, const char *name, const char *in, int64_t IC, conv_spec c,
+                     uint64_t seed)
+{
+    char w[DISTQ_NAME_MAX], b[DISTQ_NAME_MAX];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(b, sizeof b, "%s.bias", name);
+    int64_t wd[4] = {c.OC, IC / c.groups, c.K, c.K};
+    float bound = 1.0f / sqrtf((float)(wd[1] * c.K * c.K));
+    add_param(g, w, 4, wd, seed, -bound, bound);
+    if (c.bias) add_param(g, b, 1, &c.OC, seed + 1, -bound, bound);
+    distq_attrs a = distq_attrs_default(DISTQ_OP_CONV2D);
+    a.stride[0] = a.stride[1] = c.stride;
+    a.padding[0] = a.padding[1] = c.pad;
+    a.dilation[0] = a.dilation[1] = c.dil;
+    a.groups = c.groups;
+    const char *params[DISTQ_MAX_PARAMS] = {w, c.bias ? b : NULL};
+    const char *ins[1] = {in};
+    TEST_OK(distq_graph_add_node(g, name, DISTQ_OP_CONV2D, &a, 1, ins, params, name));
+}
+
+static void add_linear(distq_graph *g, const char *name, const char *in, int64_t IN, int64_t OUT,
+                       int bias, uint64_t seed)
+{
+    char w[DISTQ_NAME_MAX], b[DISTQ_NAME_MAX];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(b, sizeof b, "%s.bias", name);
+    int64_t wd[2] = {OUT, IN};
+    float bound = 1.0f / sqrtf((float)IN);
+    add_param(g, w, 2, wd, seed, -bound, bound);
+    if (bias) add_param(g, b, 1, &OUT, seed + 1, -bound, bound);
+    const char *params[DISTQ_MAX_PARAMS] = {w, bias ? b : NULL};
+    const char *ins[1] = {in};
+    TEST_OK(distq_graph_add_node(g, name, DISTQ_OP_LINEAR, NULL, 1, ins, params, name));
+}
+
+static void finish(distq_graph *g, const char *output)
+{
+    TEST_OK(distq_graph_set_output(g, output));
+    TEST_OK(distq_graph_finalize(g));
+}
+
+static int64_t rnd(distq_rng *r, int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)(distq_rng_next(r) % (uint64_t)(hi - lo + 1));
+}
+
+// --- PTQ and the comparison -----------------------------------------------------
+
+/* prepare, calibrate on N_CAL seeded images in U(-1, 1), convert. */
+static distq_qgraph *quantize_graph(const distq_graph *g, distq_observer_kind kind, int reduce_range,
+                                    uint64_t seed)
+{
+    distq_prepared *p = NULL;
+    distq_calibrator *c = NULL;
+    distq_qgraph *q = NULL;
+    int64_t per = distq_value_numel(&g->values[g->input_value], 1);
+    float *cal = malloc(sizeof(float) * (size_t)(N_CAL * per));
+    CU_ASSERT_FATAL(cal != NULL);
+    test_fill_uniform(cal, N_CAL * per, seed, -1.0f, 1.0f);
+    TEST_OK(distq_prepare(g, kind, &p));
+    TEST_OK(distq_calibrator_create(p, 4, NULL, &c));
+    for (int64_t s = 0; s < N_CAL; s += 4) TEST_OK(distq_calibrate_batch(c, cal + s * per, 4));
+    TEST_OK(distq_convert(p, reduce_range, &q));
+    distq_calibrator_destroy(c);
+    distq_prepared_destroy(p);
+    free(cal);
+    return q;
+}
+
+typedef struct {
+    int64_t n, exact, off1, worse;
+    int at_qmax; /* elements at quant_max (the clip was needed) */
+} code_stats;
+
+/* Compares every value but the f32 input (not kept by oneDNN); returns the
+ * number of u8 elements at quant_max, over all values. */
+static int64_t compare_values(distq_exec *ref, distq_exec *dnn, const distq_qgraph *q, int64_t batch,
+                              const char *what)
+{
+    int64_t total_at_qmax = 0;
+    for (int v = 0; v < q->n_values; v++) {
+        const distq_qvalue *val = &q->values[v];
+        int64_t n = batch * distq_dims_numel(val->ndim, val->dims);
+        size_t bytes = (size_t)n * distq_dtype_size(val->dtype);
+        if (v == q->input) {
+            char dummy[16];
+            TEST_ERR(distq_exec_get_value(dnn, val->name, dummy), DISTQ_ERR_UNSUPPORTED, "not kept");
+            continue;
+        }
+        void *a = malloc(bytes), *b = malloc(bytes);
+        CU_ASSERT_FATAL(a && b);
+        TEST_OK(distq_exec_get_value(ref, val->name, a));
+        TEST_OK(distq_exec_get_value(dnn, val->name, b));
+        if (val->dtype == DISTQ_DTYPE_U8) {
+            const uint8_t *w = a, *g = b;
+            code_stats s = {.n = n};
+            int maxd = 0;
+            for (int64_t i = 0; i < n; i++) {
+                int d = abs((int)w[i] - (int)g[i]);
+                maxd = d > maxd ? d : maxd;
+                s.exact += d == 0;
+                s.off1 += d == 1;
+                s.worse += d > 1;
+                s.at_qmax += w[i] == val->quant_max;
+                CU_ASSERT(g[i] <= val->quant_max);
+            }
+            total_at_qmax += s.at_qmax;
+            int bad = s.worse > 0 || (double)s.off1 > MAX_OFF1 * (double)n;
+            if (verbose || bad || s.off1)
+                printf("\n    %s: %-28s u8  exact %.5f  off-by-1 %.5f  worse %lld (max %d)  at qmax %.3f",
+                       what, val->name, (double)s.exact / (double)n, (double)s.off1 / (double)n,
+                       (long long)s.worse, maxd, (double)s.at_qmax / (double)n);
+            CU_ASSERT_EQUAL(s.worse, 0);
+            CU_ASSERT((double)s.off1 <= MAX_OFF1 * (double)n);
+        } else {
+            const float *w = a, *g = b;
+            double maxref = 0, maxdiff = 0;
+            for (int64_t i = 0; i < n; i++) {
+                maxref = fmax(maxref, fabs(w[i]));
+                maxdiff = fmax(maxdiff, fabs((double)w[i] - g[i]));
+            }
+            double rel = maxdiff / fmax(maxref, 1e-30);
+            if (verbose || !(rel <= F32_TOL))
+                printf("\n    %s: %-28s f32 max rel diff %.3g", what, val->name, rel);
+            CU_ASSERT(rel <= F32_TOL);
+        }
+        free(a);
+        free(b);
+    }
+    return total_at_qmax;
+}
+
+/* Builds both int8 executors for q at batch N, runs seeded inputs in
+ * U(-1.5, 1.5) through both and compares every value. The oneDNN executor
+ * then runs other inputs and the first again: values must repeat bit for bit.
+ * Returns the count of u8 elements at quant_max. */
+static int64_t check_int8(const distq_qgraph *q, int64_t batch, uint64_t seed, const char *what)
+{
+    distq_exec *ref = NULL, *dnn = NULL;
+    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, batch, &ref));
+    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, batch, &dnn));
+    int64_t n_in = batch * distq_exec_input_numel(dnn), n_out = batch * distq_exec_output_numel(dnn);
+    float *x = malloc(sizeof(float) * (size_t)n_in), *x2 = malloc(sizeof(float) * (size_t)n_in);
+    float *want = malloc(sizeof(float) * (size_t)n_out), *got = malloc(sizeof(float) * (size_t)n_out);
+    float *again = malloc(sizeof(float) * (size_t)n_out);
+    CU_ASSERT_FATAL(x && x2 && want && got && again);
+    test_fill_uniform(x, n_in, seed, -1.5f, 1.5f);
+    test_fill_uniform(x2, n_in, seed + 1000, -1.5f, 1.5f);
+    TEST_OK(distq_exec_run(ref, x, want));
+    TEST_OK(distq_exec_run(dnn, x, got));
+    char label[160];
+    snprintf(label, sizeof label, "%s bs %lld", what, (long long)batch);
+    int64_t at_qmax = compare_values(ref, dnn, q, batch, label);
+    /* the output goes through the same path as get_value */
+    double maxref = 0, maxdiff = 0;
+    for (int64_t i = 0; i < n_out; i++) {
+        maxref = fmax(maxref, fabs(want[i]));
+        maxdiff = fmax(maxdiff, fabs((double)want[i] - got[i]));
+    }
+    CU_ASSERT(maxdiff <= F32_TOL * fmax(maxref, 1e-30));
+    TEST_OK(distq_exec_run(dnn, x2, again));
+    TEST_OK(distq_exec_run(dnn, x, again));
+    CU_ASSERT(memcmp(got, again, sizeof(float) * (size_t)n_out) == 0);
+    free(x);
+    free(x2);
+    free(want);
+    free(got);
+    free(again);
+    distq_exec_destroy(ref);
+    distq_exec_destroy(dnn);
+    return at_qmax;
+}
+
+/* Quantizes g (reduce_range on: this CPU may lack VNNI), checks the int8
+ * graph at batch 1 and 3, destroys g. */
+static void check_graph(distq_graph *g, uint64_t seed, const char *what)
+{
+    distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, seed);
+    distq_graph_destroy(g);
+    check_int8(q, 1, seed + 1, what);
+    check_int8(q, 3, seed + 2, what);
+    distq_qgraph_destroy(q);
+}
+
+// --- conv ---------------------------------------------------------------------------
+
+/* x -> conv [-> relu] -> maxpool 2x2 -> conv2 (f32 out): the conv under test
+ * writes u8 (zero point != 0 without the relu) and reads the quantized input
+ * (zero point != 0); conv2 writes f32. Random shapes, 2 seeds, bias on/off. */
+static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t dil, int64_t groups,
+                       int64_t K, int relu)
+{
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        for (int bias = 0; bias <= 1; bias++) {
+            distq_rng r;
+            distq_rng_seed(&r, seed * 7919 + (uint64_t)(stride * 31 + pad * 7 + dil * 3 + groups + K * 101));
+            int64_t G = groups, C, OC;
+            if (groups == 0) {
+                C = rnd(&r, 4, 12);
+                G = C;
+                OC = C * rnd(&r, 1, 2);
+            } else {
+                C = G * rnd(&r, 1, 5);
+                OC = G * rnd(&r, 2, 6);
+            }
+            conv_spec c = {.OC = OC, .K = K, .stride = stride, .pad = pad, .dil = dil, .groups = G, .bias = bias};
+            int64_t span = dil * (K - 1) + 1;
+            int64_t in[4] = {1, C, span + 2 + rnd(&r, 2, 9), span + 2 + rnd(&r, 2, 9)};
+            distq_graph *g = new_graph(4, in);
+            add_conv(g, "conv", "x", C, c, seed);
+            const char *out = "conv";
+            if (relu) {
+                add_op(g, "relu", DISTQ_OP_RELU, NULL, out, NULL);
+                out = "relu";
+            }
+            distq_attrs mp = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
+            mp.kernel[0] = mp.kernel[1] = 2;
+            mp.stride[0] = mp.stride[1] = 1;
+            add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &mp, out, NULL);
+            add_conv(g, "conv2", "pool", OC, (conv_spec){5, 3, 1, 1, 1, 1, 1}, seed + 9);
+            finish(g, "conv2");
+            char label[160];
+            snprintf(label, sizeof label, "%s (C %lld OC %lld %lldx%lld bias %d)", what, (long long)C,
+                     (long long)OC, (long long)in[2], (long long)in[3], bias);
+            check_graph(g, seed * 100, label);
+        }
+    }
+}
+
+static void test_conv_strided(void) { conv_cases("conv 3x3 stride 2", 2, 0, 1, 1, 3, 0); }
+static void test_conv_padded(void) { conv_cases("conv 3x3 pad 1", 1, 1, 1, 1, 3, 0); }
+static void test_conv_dilated(void) { conv_cases("conv 3x3 dil 2 pad 2", 1, 2, 2, 1, 3, 0); }
+static void test_conv_grouped(void) { conv_cases("conv groups 2", 1, 1, 1, 2, 3, 0); }
+static void test_conv_depthwise(void) { conv_cases("conv depthwise", 2, 1, 1, 0, 3, 1); }
+static void test_conv_1x1(void) { conv_cases("conv 1x1", 1, 0, 1, 1, 1, 0); }
+static void test_conv_7x7(void) { conv_cases("conv 7x7 s2 p3", 2, 3, 1, 1, 7, 1); }
+static void test_conv_relu(void) { conv_cases("conv+relu", 1, 1, 1, 1, 3, 1); }
+
+// --- conv + add (sum post-op) -------------------------------------------------------
+
+/* a = conv0(x) [+relu];  b = relu(conv1(a) + a);  c = conv2(b) + a [+relu];
+ * out = conv3(c) (f32), or c itself (f32 conv output with a u8 residual).
+ * The first sum's residual a is read again by the second; the second's is
+ * dead after it. Without the relu on conv0, a has a non-zero zero point. */
+static void conv_add_case(int relu0, int relu2, int c_is_output)
+{
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        distq_rng r;
+        distq_rng_seed(&r, seed * 104729 + (uint64_t)(relu0 * 4 + relu2 * 2 + c_is_output));
+        int64_t C = rnd(&r, 1, 4), M = rnd(&r, 3, 17);
+        int64_t in[4] = {1, C, rnd(&r, 5, 12), rnd(&r, 5, 12)};
+        distq_graph *g = new_graph(4, in);
+        add_conv(g, "conv0", "x", C, (conv_spec){M, 3, 1, 1, 1, 1, 1}, seed);
+        const char *a = "conv0";
+        if (relu0) {
+            add_op(g, "relu0", DISTQ_OP_RELU, NULL, "conv0", NULL);
+            a = "relu0";
+        }
+        add_conv(g, "conv1", a, M, (conv_spec){M, 3, 1, 1, 1, 1, 1}, seed + 5);
+        add_op(g, "add1", DISTQ_OP_ADD, NULL, "conv1", a);
+        add_op(g, "relu1", DISTQ_OP_RELU, NULL, "add1", NULL);
+        add_conv(g, "conv2", "relu1", M, (conv_spec){M, 3, 1, 1, 1, 1, 0}, seed + 7);
+        add_op(g, "add2", DISTQ_OP_ADD, NULL, "conv2", a);
+        const char *c = "add2";
+        if (relu2) {
+            add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add2", NULL);
+            c = "relu2";
+        }
+        if (!c_is_output) add_conv(g, "conv3", c, M, (conv_spec){4, 1, 1, 0, 1, 1, 1}, seed + 9);
+        finish(g, c_is_output ? c : "conv3");
+        char label[96];
+        snprintf(label, sizeof label, "conv+add (relu0 %d relu2 %d%s)", relu0, relu2,
+                 c_is_output ? ", f32 out" : "");
+        check_graph(g, seed * 300, label);
+    }
+}
+
+static void test_conv_add(void) { conv_add_case(1, 1, 0); }
+static void test_conv_add_zp(void) { conv_add_case(0, 0, 0); }
+static void test_conv_add_f32_out(void) { conv_add_case(0, 1, 1); }
+
+/* resnet's downsample block: relu(conv_a(x') + conv_b(x')), strided; the
+ * conv that takes the add runs after the other in the int8 graph. */
+static void test_downsample_block(void)
+{
+    int64_t in[4] = {1, 8, 11, 10};
+    distq_graph *g = new_graph(4, in);
+    add_conv(g, "stem", "x", 8, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 1);
+    add_op(g, "stem_relu", DISTQ_OP_RELU, NULL, "stem", NULL);
+    add_conv(g, "conv_a", "stem_relu", 8, (conv_spec){16, 3, 2, 1, 1, 1, 1}, 2);
+    add_conv(g, "conv_b", "stem_relu", 8, (conv_spec){16, 1, 2, 0, 1, 1, 1}, 3);
+    add_op(g, "add", DISTQ_OP_ADD, NULL, "conv_a", "conv_b");
+    add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL);
+    add_conv(g, "head", "relu", 16, (conv_spec){3, 1, 1, 0, 1, 1, 1}, 4);
+    finish(g, "head");
+    check_graph(g, 700, "downsample block");
+}
+
+// --- pooling --------------------------------------------------------------------------
+
+/* max pool after conv+relu (oneDNN's layout) or on the quantized input
+ * (plain), odd sizes, padding and ceil_mode; the pool is the graph output
+ * (dequantized). */
+static void test_max_pool(void)
+{
+    for (int ceil = 0; ceil <= 1; ceil++) {
+        for (int64_t pad = 0; pad <= 1; pad++) {
+            for (int after_conv = 0; after_conv <= 1; after_conv++) {
+                distq_rng r;
+                distq_rng_seed(&r, (uint64_t)(ceil * 4 + pad * 2 + after_conv + 1));
+                int64_t C = rnd(&r, 1, 6), K = rnd(&r, 2, 3);
+                int64_t in[4] = {1, C, 2 * rnd(&r, 2, 6) + 1, 2 * rnd(&r, 2, 6) + 1};
+                distq_graph *g = new_graph(4, in);
+                const char *src = "x";
+                if (after_conv) {
+                    add_conv(g, "conv", "x", C, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
+                    add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL);
+                    src = "relu";
+                }
+                distq_attrs a = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
+                a.kernel[0] = a.kernel[1] = K;
+                a.stride[0] = a.stride[1] = 2;
+                a.padding[0] = a.padding[1] = pad;
+                a.ceil_mode = ceil;
+                add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &a, src, NULL);
+                add_conv(g, "conv2", "pool", after_conv ? 16 : C, (conv_spec){4, 1, 1, 0, 1, 1, 1}, 4);
+                finish(g, "conv2");
+                char label[128];
+                snprintf(label, sizeof label, "max_pool K %lld pad %lld ceil %d %lldx%lld%s", (long long)K,
+                         (long long)pad, ceil, (long long)in[2], (long long)in[3],
+                         after_conv ? " after conv" : "");
+                check_graph(g, 800 + (uint64_t)(ceil * 4 + pad * 2 + after_conv), label);
+            }
+        }
+    }
+}
+
+/* conv+relu -> adaptive avg pool -> flatten -> linear [+relu] (the resnet
+ * head: src zero point 0, inner product on the 4-D layout); and the avg pool
+ * as the graph output (dequantize of a 1x1 value). */
+static void test_avg_pool_head(void)
+{
+    for (int relu = 0; relu <= 2; relu++) {
+        int64_t in[4] = {1, 3, 9, 7};
+        distq_graph *g = new_graph(4, in);
+        add_conv(g, "conv", "x", 3, (conv_spec){32, 3, 2, 1, 1, 1, 1}, 1);
+        add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL);
+        add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu", NULL);
+        const char *out = "avgpool";
+        if (relu < 2) {
+            add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL);
+            add_linear(g, "fc", "flatten", 32, 10, 1, 2);
+            out = "fc";
+            if (relu) {
+                add_op(g, "fc_relu", DISTQ_OP_RELU, NULL, "fc", NULL);
+                out = "fc_relu";
+            }
+        }
+        finish(g, out);
+        check_graph(g, 900 + (uint64_t)relu, relu == 2 ? "conv+relu, avgpool out" : relu ? "head + relu" : "head");
+    }
+}
+
+// --- linear -----------------------------------------------------------------------------
+
+/* linear alone (src zero point != 0: matmul), linear -> linear (u8 dst with
+ * a zero point), linear+relu -> linear, and flatten straight on the 4-D
+ * quantized input (plain reorder, then a (N, F) view). */
+static void test_linear(void)
+{
+    distq_graph *g = NULL;
+    TEST_OK(distq_build_linear(42, &g));
+    check_graph(g, 1000, "linear model");
+
+    for (int relu = 0; relu <= 1; relu++) {
+        int64_t in[2] = {1, 37};
+        g = new_graph(2, in);
+        add_linear(g, "fc1", "x", 37, 19, 1, 5);
+        const char *a = "fc1";
+        if (relu) {
+            add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc1", NULL);
+            a = "relu";
+        }
+        add_linear(g, "fc2", a, 19, 7, relu, 6);
+        finish(g, "fc2");
+        check_graph(g, 1100 + (uint64_t)relu, relu ? "linear+relu -> linear" : "linear -> linear");
+    }
+
+    int64_t in4[4] = {1, 3, 5, 7};
+    g = new_graph(4, in4);
+    add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "x", NULL);
+    add_linear(g, "fc", "flatten", 105, 9, 1, 7);
+    finish(g, "fc");
+    check_graph(g, 1200, "flatten+linear on the input");
+
+    g = new_graph(4, in4);
+    add_conv(g, "conv", "x", 3, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 8);
+    add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL);
+    add_linear(g, "fc", "flatten", 8 * 5 * 7, 6, 0, 9);
+    finish(g, "fc");
+    check_graph(g, 1300, "conv -> flatten+linear");
+}
+
+// --- reduce_range clip, by hand ---------------------------------------------------------
+
+/* x (1, 4, 2, 2) -> quantize (s 1/16, zp 10, qmax 127) -> 1x1 conv, w 1,
+ * w_s 1/8, dst s 1/32 with zp 20 [+ relu] -> dequantize. acc = sum over 4
+ * channels of (xq - 10); y = acc / 128; code = round(4 y) + 20. With x up to
+ * 7.9 per channel, code would reach 20 + 4 * 4 * 7.9 * 16 / 128 * ... > 127:
+ * the clip post-op in the pre-zero-point domain must stop it at 127 exactly,
+ * and a code without it would be 128..255. */
+static void test_reduce_range_clip(void)
+{
+    for (int relu = 0; relu <= 1; relu++) {
+        distq_qgraph *q = NULL;
+        TEST_OK(distq_qgraph_create(&q));
+        distq_qvalue vals[4] = {
+            {.name = "x", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 4, 2, 2}},
+            {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 4, 2, 2}, .scale = 1.0f / 16,
+             .zero_point = 10, .quant_max = 127},
+            {.name = "y", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 2, 2, 2}, .scale = 1.0f / 32,
+             .zero_point = 20, .quant_max = 127},
+            {.name = "yf", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 2, 2, 2}},
+        };
+        q->values = distq_malloc(sizeof vals);
+        memcpy(q->values, vals, sizeof vals);
+        q->n_values = 4;
+        q->reduce_range = 1;
+        q->nodes = distq_calloc(3 * sizeof *q->nodes);
+        q->nodes[0] = (distq_qnode){.name = "q", .op = DISTQ_QOP_QUANTIZE, .src = 0, .dst = 1, .sum_src = -1};
+        distq_qnode *c = &q->nodes[1];
+        *c = (distq_qnode){.name = "conv", .op = DISTQ_QOP_CONV, .src = 1, .dst = 2, .sum_src = -1, .relu = relu,
+                           .attr = distq_attrs_default(DISTQ_OP_CONV2D), .wndim = 4, .wdims = {2, 4, 1, 1}};
+        c->weight = distq_malloc(8);
+        for (int i = 0; i < 8; i++) c->weight[i] = (int8_t)(i < 4 ? 1 : -1); /* oc 1 goes negative */
+        c->weight_scale = distq_malloc(2 * sizeof(float));
+        c->weight_scale[0] = c->weight_scale[1] = 0.125f;
+        q->nodes[2] = (distq_qnode){.name = "dq", .op = DISTQ_QOP_DEQUANTIZE, .src = 2, .dst = 3, .sum_src = -1};
+        q->n_nodes = 3;
+        q->input = 0;
+        q->output = 3;
+        /* pixel p of every channel: 0.5, 2, 4, 7.5 -> y codes 20 + 4 * 4 * xq... */
+        float x[16];
+        const float px[4] = {0.5f, 2.0f, 4.0f, 7.5f};
+        for (int ch = 0; ch < 4; ch++)
+            for (int p = 0; p < 4; p++) x[ch * 4 + p] = px[p];
+        distq_exec *ref = NULL, *dnn = NULL;
+        float yr[8], yd[8];
+        uint8_t cr[8], cd[8];
+        TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, 1, &ref));
+        TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, 1, &dnn));
+        TEST_OK(distq_exec_run(ref, x, yr));
+        TEST_OK(distq_exec_run(dnn, x, yd));
+        TEST_OK(distq_exec_get_value(ref, "y", cr));
+        TEST_OK(distq_exec_get_value(dnn, "y", cd));
+        /* oc 0: acc = 4 * 16 x = 64 x, y = acc * (1/16) * (1/8) = x / 2... code = 16 x + 20:
+         * 28, 52, 84, 140 -> 127; oc 1: -16 x + 20: 12, 0 (clamped), 0, 0; relu: 20 */
+        const uint8_t want0[4] = {28, 52, 84, 127};
+        const uint8_t want1[2][4] = {{12, 0, 0, 0}, {20, 20, 20, 20}};
+        for (int p = 0; p < 4; p++) {
+            CU_ASSERT_EQUAL(cr[p], want0[p]);
+            CU_ASSERT_EQUAL(cd[p], want0[p]);
+            CU_ASSERT_EQUAL(cr[4 + p], want1[relu][p]);
+            CU_ASSERT_EQUAL(cd[4 + p], want1[relu][p]);
+        }
+        CU_ASSERT(memcmp(yr, yd, sizeof yr) == 0);
+        distq_exec_destroy(ref);
+        distq_exec_destroy(dnn);
+        distq_qgraph_destroy(q);
+    }
+}
+
+// --- the full-range refusal without VNNI -------------------------------------------------
+
+static void test_full_range_refused(void)
+{
+    int64_t in[4] = {1, 3, 6, 6};
+    distq_graph *g = new_graph(4, in);
+    add_conv(g, "conv", "x", 3, (conv_spec){4, 3, 1, 1, 1, 1, 1}, 1);
+    finish(g, "conv");
+    distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 0, 5);
+    distq_graph_destroy(g);
+    distq_exec *e = NULL;
+    if (!distq_onednn_has_vnni()) {
+        TEST_ERR(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, 2, &e), DISTQ_ERR_UNSUPPORTED, "node 'conv'");
+        CU_ASSERT(strstr(distq_error_message(), "--reduce-range on") != NULL);
+        CU_ASSERT(strstr(distq_error_message(), distq_onednn_isa()) != NULL);
+        CU_ASSERT_PTR_NULL(e);
+    } else {
+        check_int8(q, 2, 6, "full range (VNNI)");
+    }
+    distq_qgraph_destroy(q);
+}
+
+// --- resnet18 ---------------------------------------------------------------------------
+
+/* resnet18 at 64x64 (as test_quant), histogram observers, reduce_range; every
+ * value compared at batch 2, then batch 1 and 3. */
+static void test_resnet18(void)
+{
+    distq_graph *g = NULL;
+    TEST_OK(distq_build_resnet18(11, 1000, &g));
+    g->input_dims[2] = g->input_dims[3] = 64;
+    TEST_OK(distq_graph_finalize(g));
+    distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_HISTOGRAM, 1, 77);
+    distq_graph_destroy(g);
+    int64_t at_qmax = check_int8(q, 2, 78, "resnet18");
+    CU_ASSERT(at_qmax > 0); /* the test data exceeds the calibrated ranges: clips happened */
+    verbose = 0;
+    check_int8(q, 1, 79, "resnet18");
+    check_int8(q, 3, 80, "resnet18");
+    verbose = 1;
+    distq_qgraph_destroy(q);
+}
+
+int main(void)
+{
+    static const test_case cases[] = {
+        {"reduce_range clip by hand", test_reduce_range_clip},
+        {"full range refused without VNNI", test_full_range_refused},
+        {"conv strided", test_conv_strided},
+        {"conv padded", test_conv_padded},
+        {"conv dilated", test_conv_dilated},
+        {"conv grouped", test_conv_grouped},
+        {"conv depthwise + relu", test_conv_depthwise},
+        {"conv 1x1", test_conv_1x1},
+        {"conv 7x7 + relu", test_conv_7x7},
+        {"conv + relu", test_conv_relu},
+        {"conv + add + relu", test_conv_add},
+        {"conv + add, zero points", test_conv_add_zp},
+        {"conv + add + relu, f32 out", test_conv_add_f32_out},
+        {"downsample block", test_downsample_block},
+        {"max_pool2d", test_max_pool},
+        {"avg pool, flatten, linear head", test_avg_pool_head},
+        {"linear", test_linear},
+        {"resnet18 64x64", test_resnet18},
+    };
+    return test_run_suite("onednn_int8", cases, (int)(sizeof cases / sizeof cases[0]));
+}
