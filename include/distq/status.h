@@ -32,7 +32,8 @@ typedef enum {
 /* Static text for a status code ("out of memory", ...). */
 const char *distq_status_str(distq_status st);
 
-/* Records a printf-style message for the calling thread and returns st. */
+/* Records a printf-style message for the calling thread and returns st. The
+ * arguments may include distq_error_message() (to prefix the current one). */
 distq_status distq_error_set(distq_status st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -1,6 +1,7 @@
 /* Status text and the per-thread error message (see include/distq/status.h). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "distq/status.h"
 
@@ -26,10 +27,14 @@ const char *distq_status_str(distq_status st)
 
 distq_status distq_error_set(distq_status st, const char *fmt, ...)
 {
+    /* Format into a scratch buffer first: callers often prefix the current
+     * message, passing distq_error_message() as an argument. */
+    char text[sizeof last_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    memcpy(last_message, text, sizeof text);
     return st;
 }
 
