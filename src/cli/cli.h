@@ -35,6 +35,11 @@ int cli_fail_agreed(const cli_ctx *ctx, const char *cmd);
 /* "onednn" | "ref" -> backend. */
 distq_status cli_parse_backend(const char *text, distq_backend *out);
 
+/* Progress lines on stderr (calibration) end in '\r' until the last batch;
+ * errors print on a fresh line. */
+void cli_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_progress_done(void);
+
 /* Prints "distq <cmd>: error: <distq_error_message()>" (rank 0, or any rank
  * if all_ranks) and returns CLI_FAIL. */
 int cli_fail(const cli_ctx *ctx, const char *cmd, distq_status st);

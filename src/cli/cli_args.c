@@ -5,9 +5,28 @@
 
 #include "cli/cli.h"
 
+static int progress_open; /* a '\r' progress line is on the terminal */
+
+void cli_progress(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputc('\r', stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    progress_open = 1;
+}
+
+void cli_progress_done(void)
+{
+    if (progress_open) fputc('\n', stderr);
+    progress_open = 0;
+}
+
 int cli_fail(const cli_ctx *ctx, const char *cmd, distq_status st)
 {
     (void)st;
+    cli_progress_done();
     if (ctx->size > 1)
         fprintf(stderr, "distq %s: error (rank %d): %s\n", cmd, ctx->rank, distq_error_message());
     else
@@ -28,6 +47,7 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 
 int cli_fail_agreed(const cli_ctx *ctx, const char *cmd)
 {
+    cli_progress_done();
     if (ctx->rank == 0) fprintf(stderr, "distq %s: error: %s\n", cmd, distq_error_message());
     return CLI_FAIL;
 }

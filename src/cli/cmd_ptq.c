@@ -21,9 +21,9 @@ static void print_progress(void *user, const distq_progress *p)
     if (ctx->rank != 0) return;
     double ips = p->elapsed_s > 0 ? (double)p->images_done / p->elapsed_s : 0.0;
     double eta = ips > 0 ? (double)(p->images_total - p->images_done) / ips : 0.0;
-    fprintf(stderr, "\rcalibrate: batch %lld/%lld, %lld images, %.1f images/s, ETA %.0f s   ",
-            (long long)p->batches_done, (long long)p->batches_total, (long long)p->images_done, ips, eta);
-    if (p->batches_done == p->batches_total) fprintf(stderr, "\n");
+    cli_progress("calibrate: batch %lld/%lld, %lld images, %.1f images/s, ETA %.0f s   ",
+                 (long long)p->batches_done, (long long)p->batches_total, (long long)p->images_done, ips, eta);
+    if (p->batches_done == p->batches_total) cli_progress_done();
 }
 
 int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
