@@ -12,7 +12,9 @@
  * and can tip another tie: the fraction grows slowly with depth. Anything
  * off by 2 or more is a bug (indexing, layout, zero point, scale).
  * f32 values (dequantize, f32-output convs/linears): max |onednn - ref| <=
- * F32_TOL * max |ref|, the size of an off-by-one input code's effect.
+ * F32_EXACT_TOL * max |ref| while all codes upstream are equal (f32 against
+ * double rounding), else F32_TOL, the size of an off-by-one input code's
+ * effect (x_s * w_s * |w| against the output's range).
  *
  * The test inputs are drawn 1.5x wider than the calibration data so that many
  * values exceed their calibrated range and hit quant_max = 127 (the clip
@@ -22,16 +24,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/exec_impl.h"
+#include "backend/onednn/onednn_impl.h"
 #include "distq/exec.h"
 #include "distq/observers.h"
 #include "distq/quant.h"
 #include "test_util.h"
 
 #define MAX_OFF1 1e-3 /* fraction of a value's codes allowed to be off by one */
-#define F32_TOL 2e-2
+#define F32_TOL 2e-2       /* after an off-by-one code upstream */
+#define F32_EXACT_TOL 1e-5 /* equal codes: f32 vs double rounding only (~1e-7 seen) */
 #define N_CAL 8
 
-static int verbose = 1;
+static int verbose = 0; /* print every value (resnet18), else one line per graph */
 
 // --- building tiny graphs -----------------------------------------------------
 
@@ -136,73 +141,124 @@ static distq_qgraph *quantize_graph(const distq_graph *g, distq_observer_kind ki
     return q;
 }
 
+/* What a comparison found over the values of one run. */
 typedef struct {
-    int64_t n, exact, off1, worse;
-    int at_qmax; /* elements at quant_max (the clip was needed) */
-} code_stats;
+    int all_exact;   /* every u8 value so far equal */
+    int n_u8;
+    int64_t off1;    /* u8 elements off by one, all values */
+    int64_t at_qmax; /* u8 elements at quant_max (the clip was needed) */
+    double worst_f32;
+} cmp_summary;
 
-/* Compares every value but the f32 input (not kept by oneDNN); returns the
- * number of u8 elements at quant_max, over all values. */
-static int64_t compare_values(distq_exec *ref, distq_exec *dnn, const distq_qgraph *q, int64_t batch,
-                              const char *what)
+/* Compares one value of the last runs of ref and dnn. exact_inputs: every
+ * code upstream is equal, so assert the u8 bounds (worse == 0, off-by-one <=
+ * MAX_OFF1) and F32_EXACT_TOL; else (after an upstream difference in a free
+ * run) only print the u8 figures, and hold f32 values to F32_TOL. Returns the
+ * reference's data (malloc'd) for the caller to free. */
+static void *compare_one(distq_exec *ref, distq_exec *dnn, const distq_qvalue *val, int64_t batch,
+                         const char *what, int exact_inputs, cmp_summary *sum)
 {
-    int64_t total_at_qmax = 0;
+    int64_t n = batch * distq_dims_numel(val->ndim, val->dims);
+    size_t bytes = (size_t)n * distq_dtype_size(val->dtype);
+    void *a = malloc(bytes), *b = malloc(bytes);
+    CU_ASSERT_FATAL(a && b);
+    TEST_OK(distq_exec_get_value(ref, val->name, a));
+    TEST_OK(distq_exec_get_value(dnn, val->name, b));
+    if (val->dtype == DISTQ_DTYPE_U8) {
+        const uint8_t *w = a, *g = b;
+        int64_t exact = 0, off1 = 0, worse = 0, at_qmax = 0;
+        int maxd = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int d = abs((int)w[i] - (int)g[i]);
+            maxd = d > maxd ? d : maxd;
+            exact += d == 0;
+            off1 += d == 1;
+            worse += d > 1;
+            at_qmax += w[i] == val->quant_max;
+            CU_ASSERT(g[i] <= val->quant_max);
+        }
+        sum->n_u8++;
+        sum->off1 += off1;
+        sum->at_qmax += at_qmax;
+        if (verbose || exact != n)
+            printf("\n    %s: %-24s u8  exact %.5f  off-by-1 %.5f  worse %lld (max %d)  at qmax %.3f", what,
+                   val->name, (double)exact / (double)n, (double)off1 / (double)n, (long long)worse, maxd,
+                   (double)at_qmax / (double)n);
+        if (exact_inputs) {
+            CU_ASSERT_EQUAL(worse, 0);
+            CU_ASSERT((double)off1 <= MAX_OFF1 * (double)n);
+        }
+        sum->all_exact &= exact == n;
+    } else {
+        const float *w = a, *g = b;
+        double maxref = 0, maxdiff = 0;
+        for (int64_t i = 0; i < n; i++) {
+            maxref = fmax(maxref, fabs(w[i]));
+            maxdiff = fmax(maxdiff, fabs((double)w[i] - g[i]));
+        }
+        double rel = maxdiff / fmax(maxref, 1e-30), tol = exact_inputs ? F32_EXACT_TOL : F32_TOL;
+        sum->worst_f32 = fmax(sum->worst_f32, rel);
+        if (verbose || !(rel <= tol)) printf("\n    %s: %-24s f32 max rel diff %.3g", what, val->name, rel);
+        CU_ASSERT(rel <= tol); /* the output, even after upstream differences */
+    }
+    free(b);
+    return a;
+}
+
+static void print_summary(const char *what, const cmp_summary *sum)
+{
+    if (!verbose)
+        printf("\n    %s: %d u8 values, %s, f32 max rel diff %.3g", what, sum->n_u8,
+               sum->all_exact ? "all exact" : "not all exact", sum->worst_f32);
+}
+
+/* Free run: every value but the f32 input (not kept by oneDNN), in production
+ * order, strict while every u8 value before was exact. After a difference,
+ * the downstream values differ by propagation (a quantized network amplifies
+ * a flipped code): the forced run below is the per-layer check. */
+static void compare_free(distq_exec *ref, distq_exec *dnn, const distq_qgraph *q, int64_t batch,
+                         const char *what, cmp_summary *sum)
+{
     for (int v = 0; v < q->n_values; v++) {
         const distq_qvalue *val = &q->values[v];
-        int64_t n = batch * distq_dims_numel(val->ndim, val->dims);
-        size_t bytes = (size_t)n * distq_dtype_size(val->dtype);
         if (v == q->input) {
             char dummy[16];
             TEST_ERR(distq_exec_get_value(dnn, val->name, dummy), DISTQ_ERR_UNSUPPORTED, "not kept");
             continue;
         }
-        void *a = malloc(bytes), *b = malloc(bytes);
-        CU_ASSERT_FATAL(a && b);
-        TEST_OK(distq_exec_get_value(ref, val->name, a));
-        TEST_OK(distq_exec_get_value(dnn, val->name, b));
-        if (val->dtype == DISTQ_DTYPE_U8) {
-            const uint8_t *w = a, *g = b;
-            code_stats s = {.n = n};
-            int maxd = 0;
-            for (int64_t i = 0; i < n; i++) {
-                int d = abs((int)w[i] - (int)g[i]);
-                maxd = d > maxd ? d : maxd;
-                s.exact += d == 0;
-                s.off1 += d == 1;
-                s.worse += d > 1;
-                s.at_qmax += w[i] == val->quant_max;
-                CU_ASSERT(g[i] <= val->quant_max);
-            }
-            total_at_qmax += s.at_qmax;
-            int bad = s.worse > 0 || (double)s.off1 > MAX_OFF1 * (double)n;
-            if (verbose || bad || s.off1)
-                printf("\n    %s: %-28s u8  exact %.5f  off-by-1 %.5f  worse %lld (max %d)  at qmax %.3f",
-                       what, val->name, (double)s.exact / (double)n, (double)s.off1 / (double)n,
-                       (long long)s.worse, maxd, (double)s.at_qmax / (double)n);
-            CU_ASSERT_EQUAL(s.worse, 0);
-            CU_ASSERT((double)s.off1 <= MAX_OFF1 * (double)n);
-        } else {
-            const float *w = a, *g = b;
-            double maxref = 0, maxdiff = 0;
-            for (int64_t i = 0; i < n; i++) {
-                maxref = fmax(maxref, fabs(w[i]));
-                maxdiff = fmax(maxdiff, fabs((double)w[i] - g[i]));
-            }
-            double rel = maxdiff / fmax(maxref, 1e-30);
-            if (verbose || !(rel <= F32_TOL))
-                printf("\n    %s: %-28s f32 max rel diff %.3g", what, val->name, rel);
-            CU_ASSERT(rel <= F32_TOL);
-        }
-        free(a);
-        free(b);
+        free(compare_one(ref, dnn, val, batch, what, sum->all_exact, sum));
     }
-    return total_at_qmax;
+    print_summary(what, sum);
+}
+
+/* Forced run ("teacher forcing"): right after oneDNN computes a value it is
+ * compared with the reference's, strictly, and overwritten with it, so every
+ * layer sees exactly the reference's inputs. */
+typedef struct {
+    distq_exec *ref, *dnn;
+    const distq_qgraph *q;
+    int64_t batch;
+    const char *what;
+    cmp_summary sum;
+} forcing;
+
+static distq_status force_value(void *ctx, const char *name)
+{
+    forcing *f = ctx;
+    const distq_qvalue *val = NULL;
+    for (int v = 0; v < f->q->n_values && !val; v++)
+        if (strcmp(f->q->values[v].name, name) == 0) val = &f->q->values[v];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(val);
+    void *want = compare_one(f->ref, f->dnn, val, f->batch, f->what, 1, &f->sum);
+    distq_status st = distq_onednn_put_value(distq_exec_impl_state(f->dnn), name, want);
+    free(want);
+    return st;
 }
 
 /* Builds both int8 executors for q at batch N, runs seeded inputs in
- * U(-1.5, 1.5) through both and compares every value. The oneDNN executor
- * then runs other inputs and the first again: values must repeat bit for bit.
- * Returns the count of u8 elements at quant_max. */
+ * U(-1.5, 1.5) through both and compares every value, free and forced. The
+ * oneDNN executor then runs other inputs and the first again: the output must
+ * repeat bit for bit. Returns the count of u8 elements at quant_max. */
 static int64_t check_int8(const distq_qgraph *q, int64_t batch, uint64_t seed, const char *what)
 {
     distq_exec *ref = NULL, *dnn = NULL;
@@ -219,14 +275,22 @@ static int64_t check_int8(const distq_qgraph *q, int64_t batch, uint64_t seed, c
     TEST_OK(distq_exec_run(dnn, x, got));
     char label[160];
     snprintf(label, sizeof label, "%s bs %lld", what, (long long)batch);
-    int64_t at_qmax = compare_values(ref, dnn, q, batch, label);
-    /* the output goes through the same path as get_value */
+    cmp_summary free_sum = {.all_exact = 1};
+    compare_free(ref, dnn, q, batch, label, &free_sum);
+    /* the caller's output holds what get_value gives for the output value */
     double maxref = 0, maxdiff = 0;
     for (int64_t i = 0; i < n_out; i++) {
         maxref = fmax(maxref, fabs(want[i]));
         maxdiff = fmax(maxdiff, fabs((double)want[i] - got[i]));
     }
     CU_ASSERT(maxdiff <= F32_TOL * fmax(maxref, 1e-30));
+
+    snprintf(label, sizeof label, "%s bs %lld forced", what, (long long)batch);
+    forcing f = {.ref = ref, .dnn = dnn, .q = q, .batch = batch, .what = label, .sum = {.all_exact = 1}};
+    TEST_OK(distq_onednn_run_observed(distq_exec_impl_state(dnn), x, again, force_value, &f));
+    CU_ASSERT_EQUAL(f.sum.n_u8, free_sum.n_u8);
+    print_summary(label, &f.sum);
+
     TEST_OK(distq_exec_run(dnn, x2, again));
     TEST_OK(distq_exec_run(dnn, x, again));
     CU_ASSERT(memcmp(got, again, sizeof(float) * (size_t)n_out) == 0);
@@ -237,7 +301,7 @@ static int64_t check_int8(const distq_qgraph *q, int64_t batch, uint64_t seed, c
     free(again);
     distq_exec_destroy(ref);
     distq_exec_destroy(dnn);
-    return at_qmax;
+    return free_sum.at_qmax;
 }
 
 /* Quantizes g (reduce_range on: this CPU may lack VNNI), checks the int8
@@ -367,22 +431,21 @@ static void test_downsample_block(void)
 
 // --- pooling --------------------------------------------------------------------------
 
-/* max pool after conv+relu (oneDNN's layout) or on the quantized input
- * (plain), odd sizes, padding and ceil_mode; the pool is the graph output
- * (dequantized). */
+/* max pool after conv [+relu] (the prepare pass quantizes a pool only after
+ * a quantized pattern), odd sizes, padding and ceil_mode, then a 1x1 conv. */
 static void test_max_pool(void)
 {
     for (int ceil = 0; ceil <= 1; ceil++) {
         for (int64_t pad = 0; pad <= 1; pad++) {
-            for (int after_conv = 0; after_conv <= 1; after_conv++) {
+            for (int relu = 0; relu <= 1; relu++) {
                 distq_rng r;
-                distq_rng_seed(&r, (uint64_t)(ceil * 4 + pad * 2 + after_conv + 1));
+                distq_rng_seed(&r, (uint64_t)(ceil * 4 + pad * 2 + relu + 1));
                 int64_t C = rnd(&r, 1, 6), K = rnd(&r, 2, 3);
                 int64_t in[4] = {1, C, 2 * rnd(&r, 2, 6) + 1, 2 * rnd(&r, 2, 6) + 1};
                 distq_graph *g = new_graph(4, in);
-                const char *src = "x";
-                if (after_conv) {
-                    add_conv(g, "conv", "x", C, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
+                const char *src = "conv";
+                add_conv(g, "conv", "x", C, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
+                if (relu) {
                     add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL);
                     src = "relu";
                 }
@@ -392,13 +455,12 @@ static void test_max_pool(void)
                 a.padding[0] = a.padding[1] = pad;
                 a.ceil_mode = ceil;
                 add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &a, src, NULL);
-                add_conv(g, "conv2", "pool", after_conv ? 16 : C, (conv_spec){4, 1, 1, 0, 1, 1, 1}, 4);
+                add_conv(g, "conv2", "pool", 16, (conv_spec){4, 1, 1, 0, 1, 1, 1}, 4);
                 finish(g, "conv2");
                 char label[128];
                 snprintf(label, sizeof label, "max_pool K %lld pad %lld ceil %d %lldx%lld%s", (long long)K,
-                         (long long)pad, ceil, (long long)in[2], (long long)in[3],
-                         after_conv ? " after conv" : "");
-                check_graph(g, 800 + (uint64_t)(ceil * 4 + pad * 2 + after_conv), label);
+                         (long long)pad, ceil, (long long)in[2], (long long)in[3], relu ? " after relu" : "");
+                check_graph(g, 800 + (uint64_t)(ceil * 4 + pad * 2 + relu), label);
             }
         }
     }
@@ -433,8 +495,9 @@ static void test_avg_pool_head(void)
 // --- linear -----------------------------------------------------------------------------
 
 /* linear alone (src zero point != 0: matmul), linear -> linear (u8 dst with
- * a zero point), linear+relu -> linear, and flatten straight on the 4-D
- * quantized input (plain reorder, then a (N, F) view). */
+ * a zero point), linear+relu -> linear, and conv -> flatten -> linear with a
+ * non-zero zero point (matmul: a plain reorder of the conv's layout, then a
+ * (N, F) view of it). */
 static void test_linear(void)
 {
     distq_graph *g = NULL;
@@ -457,82 +520,167 @@ static void test_linear(void)
 
     int64_t in4[4] = {1, 3, 5, 7};
     g = new_graph(4, in4);
-    add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "x", NULL);
-    add_linear(g, "fc", "flatten", 105, 9, 1, 7);
-    finish(g, "fc");
-    check_graph(g, 1200, "flatten+linear on the input");
-
-    g = new_graph(4, in4);
     add_conv(g, "conv", "x", 3, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 8);
     add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL);
     add_linear(g, "fc", "flatten", 8 * 5 * 7, 6, 0, 9);
     finish(g, "fc");
     check_graph(g, 1300, "conv -> flatten+linear");
+
+    /* an inner product writing u8 (src zero point 0 after the relu): its dst
+     * zero point and clip are post-ops; without a relu fc1's output has a
+     * zero point, so fc2 is a matmul, with one fc2 is an inner product too */
+    for (int relu = 0; relu <= 1; relu++) {
+        g = new_graph(4, in4);
+        add_conv(g, "conv", "x", 3, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 10);
+        add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL);
+        add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu", NULL);
+        add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL);
+        add_linear(g, "fc1", "flatten", 16, 12, 1, 11);
+        const char *a = "fc1";
+        if (relu) {
+            add_op(g, "fc1_relu", DISTQ_OP_RELU, NULL, "fc1", NULL);
+            a = "fc1_relu";
+        }
+        add_linear(g, "fc2", a, 12, 5, 1, 12);
+        finish(g, "fc2");
+        check_graph(g, 1400 + (uint64_t)relu, relu ? "head: linear+relu (u8) -> linear" : "head: linear (u8) -> linear");
+    }
 }
 
 // --- reduce_range clip, by hand ---------------------------------------------------------
 
-/* x (1, 4, 2, 2) -> quantize (s 1/16, zp 10, qmax 127) -> 1x1 conv, w 1,
- * w_s 1/8, dst s 1/32 with zp 20 [+ relu] -> dequantize. acc = sum over 4
- * channels of (xq - 10); y = acc / 128; code = round(4 y) + 20. With x up to
- * 7.9 per channel, code would reach 20 + 4 * 4 * 7.9 * 16 / 128 * ... > 127:
- * the clip post-op in the pre-zero-point domain must stop it at 127 exactly,
- * and a code without it would be 128..255. */
+/* x (1, 4, 2, 2) -> quantize (s 1/16, zp 10, qmax 127) -> 1x1 conv with
+ * w = +1 (oc 0) / -1 (oc 1), w_s 1/8, dst (s 1/32, zp 20, qmax 127) [+ relu]
+ * -> dequantize. Every channel holds x = 0.5, 2, 4, 7.5 per pixel:
+ *   xq - 10 = 8, 32, 64, 117 (7.5 * 16 + 10 = 130 clamps to 127)
+ *   oc 0: y = 4 (xq - 10) / 128 -> code 32 y + 20 = 28, 52, 84, 137 -> 127
+ *   oc 1: code -32 y + 20 = 12, -12 -> 0, ... (relu: y = 0 -> 20)
+ * 137 is what oneDNN would store without the clip post-op; had oneDNN added
+ * the dst zero point before the post-ops, the clip to 127 - zp would give 107
+ * (and 12 instead of 20 for oc 1 with the relu): this pins down the order
+ * (spec Appendix A.1). The same for a linear (a matmul: src zero point 10). */
 static void test_reduce_range_clip(void)
 {
-    for (int relu = 0; relu <= 1; relu++) {
+    /* linear: the same numbers as a batch of 4 rows (one per pixel) through
+     * a matmul (src zero point 10), writing (4, 2) */
+    for (int linear = 0; linear <= 1; linear++) {
+        for (int relu = 0; relu <= 1; relu++) {
+            int64_t N = linear ? 4 : 1;
+            distq_qgraph *q = NULL;
+            TEST_OK(distq_qgraph_create(&q));
+            distq_qvalue vals[4] = {
+                {.name = "x", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 4, 2, 2}},
+                {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 4, 2, 2}, .scale = 1.0f / 16,
+                 .zero_point = 10, .quant_max = 127},
+                {.name = "y", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 2, 2, 2}, .scale = 1.0f / 32,
+                 .zero_point = 20, .quant_max = 127},
+                {.name = "yf", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 2, 2, 2}},
+            };
+            if (linear)
+                for (int v = 0; v < 4; v++) {
+                    vals[v].ndim = 2;
+                    vals[v].dims[1] = v < 2 ? 4 : 2;
+                }
+            q->values = distq_malloc(sizeof vals);
+            memcpy(q->values, vals, sizeof vals);
+            q->n_values = 4;
+            q->reduce_range = 1;
+            q->nodes = distq_calloc(3 * sizeof *q->nodes);
+            q->nodes[0] = (distq_qnode){.name = "q", .op = DISTQ_QOP_QUANTIZE, .src = 0, .dst = 1, .sum_src = -1};
+            distq_qnode *c = &q->nodes[1];
+            *c = (distq_qnode){.name = "conv", .op = DISTQ_QOP_CONV, .src = 1, .dst = 2, .sum_src = -1,
+                               .relu = relu, .attr = distq_attrs_default(DISTQ_OP_CONV2D), .wndim = 4,
+                               .wdims = {2, 4, 1, 1}};
+            if (linear) {
+                strcpy(c->name, "fc");
+                c->op = DISTQ_QOP_LINEAR;
+                c->wndim = 2;
+                c->wdims[2] = c->wdims[3] = 0;
+            }
+            c->weight = distq_malloc(8);
+            for (int i = 0; i < 8; i++) c->weight[i] = (int8_t)(i < 4 ? 1 : -1); /* oc 1 goes negative */
+            c->weight_scale = distq_malloc(2 * sizeof(float));
+            c->weight_scale[0] = c->weight_scale[1] = 0.125f;
+            q->nodes[2] = (distq_qnode){.name = "dq", .op = DISTQ_QOP_DEQUANTIZE, .src = 2, .dst = 3, .sum_src = -1};
+            q->n_nodes = 3;
+            q->input = 0;
+            q->output = 3;
+            float x[16];
+            const float px[4] = {0.5f, 2.0f, 4.0f, 7.5f};
+            for (int ch = 0; ch < 4; ch++)
+                for (int p = 0; p < 4; p++) x[linear ? p * 4 + ch : ch * 4 + p] = px[p];
+            distq_exec *ref = NULL, *dnn = NULL;
+            float yr[8], yd[8];
+            uint8_t cr[8], cd[8];
+            TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, N, &ref));
+            TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, N, &dnn));
+            TEST_OK(distq_exec_run(ref, x, yr));
+            TEST_OK(distq_exec_run(dnn, x, yd));
+            TEST_OK(distq_exec_get_value(ref, "y", cr));
+            TEST_OK(distq_exec_get_value(dnn, "y", cd));
+            const uint8_t want0[4] = {28, 52, 84, 127};
+            const uint8_t want1[2][4] = {{12, 0, 0, 0}, {20, 20, 20, 20}};
+            for (int p = 0; p < 4; p++) { /* conv: (oc, p); linear: (p, oc) */
+                int i0 = linear ? p * 2 : p, i1 = linear ? p * 2 + 1 : 4 + p;
+                CU_ASSERT_EQUAL(cr[i0], want0[p]);
+                CU_ASSERT_EQUAL(cd[i0], want0[p]);
+                CU_ASSERT_EQUAL(cr[i1], want1[relu][p]);
+                CU_ASSERT_EQUAL(cd[i1], want1[relu][p]);
+            }
+            CU_ASSERT(memcmp(yr, yd, sizeof yr) == 0);
+            distq_exec_destroy(ref);
+            distq_exec_destroy(dnn);
+            distq_qgraph_destroy(q);
+        }
+    }
+}
+
+/* quantize -> dequantize on every tie k + 0.5 (scale 1/16: x * 16 is exact),
+ * values far outside the range, +-Inf and NaN: codes equal the reference's,
+ * f32 results bit for bit, for quant_max 127 and 255. */
+static void test_quantize_ties(void)
+{
+    enum { N = 2 * 4096 + 4 };
+    static float x[N], yr[N], yd[N];
+    static uint8_t cr[N], cd[N];
+    for (int k = 0; k < 2 * 4096; k++) x[k] = (float)(k - 4096) / 32.0f; /* (k - 4096) / 2 / 16 */
+    x[N - 4] = INFINITY;
+    x[N - 3] = -INFINITY;
+    x[N - 2] = NAN;
+    x[N - 1] = 1e30f;
+    for (int qmax = 127; qmax <= 255; qmax += 128) {
         distq_qgraph *q = NULL;
         TEST_OK(distq_qgraph_create(&q));
-        distq_qvalue vals[4] = {
-            {.name = "x", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 4, 2, 2}},
-            {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 4, 2, 2}, .scale = 1.0f / 16,
-             .zero_point = 10, .quant_max = 127},
-            {.name = "y", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 2, 2, 2}, .scale = 1.0f / 32,
-             .zero_point = 20, .quant_max = 127},
-            {.name = "yf", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 2, 2, 2}},
+        distq_qvalue vals[3] = {
+            {.name = "x", .dtype = DISTQ_DTYPE_F32, .ndim = 2, .dims = {1, N}},
+            {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 2, .dims = {1, N}, .scale = 1.0f / 16,
+             .zero_point = 37, .quant_max = qmax},
+            {.name = "y", .dtype = DISTQ_DTYPE_F32, .ndim = 2, .dims = {1, N}},
         };
         q->values = distq_malloc(sizeof vals);
         memcpy(q->values, vals, sizeof vals);
-        q->n_values = 4;
-        q->reduce_range = 1;
-        q->nodes = distq_calloc(3 * sizeof *q->nodes);
+        q->n_values = 3;
+        q->nodes = distq_calloc(2 * sizeof *q->nodes);
         q->nodes[0] = (distq_qnode){.name = "q", .op = DISTQ_QOP_QUANTIZE, .src = 0, .dst = 1, .sum_src = -1};
-        distq_qnode *c = &q->nodes[1];
-        *c = (distq_qnode){.name = "conv", .op = DISTQ_QOP_CONV, .src = 1, .dst = 2, .sum_src = -1, .relu = relu,
-                           .attr = distq_attrs_default(DISTQ_OP_CONV2D), .wndim = 4, .wdims = {2, 4, 1, 1}};
-        c->weight = distq_malloc(8);
-        for (int i = 0; i < 8; i++) c->weight[i] = (int8_t)(i < 4 ? 1 : -1); /* oc 1 goes negative */
-        c->weight_scale = distq_malloc(2 * sizeof(float));
-        c->weight_scale[0] = c->weight_scale[1] = 0.125f;
-        q->nodes[2] = (distq_qnode){.name = "dq", .op = DISTQ_QOP_DEQUANTIZE, .src = 2, .dst = 3, .sum_src = -1};
-        q->n_nodes = 3;
+        q->nodes[1] = (distq_qnode){.name = "dq", .op = DISTQ_QOP_DEQUANTIZE, .src = 1, .dst = 2, .sum_src = -1};
+        q->n_nodes = 2;
         q->input = 0;
-        q->output = 3;
-        /* pixel p of every channel: 0.5, 2, 4, 7.5 -> y codes 20 + 4 * 4 * xq... */
-        float x[16];
-        const float px[4] = {0.5f, 2.0f, 4.0f, 7.5f};
-        for (int ch = 0; ch < 4; ch++)
-            for (int p = 0; p < 4; p++) x[ch * 4 + p] = px[p];
+        q->output = 2;
         distq_exec *ref = NULL, *dnn = NULL;
-        float yr[8], yd[8];
-        uint8_t cr[8], cd[8];
         TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, 1, &ref));
         TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, 1, &dnn));
         TEST_OK(distq_exec_run(ref, x, yr));
         TEST_OK(distq_exec_run(dnn, x, yd));
-        TEST_OK(distq_exec_get_value(ref, "y", cr));
-        TEST_OK(distq_exec_get_value(dnn, "y", cd));
-        /* oc 0: acc = 4 * 16 x = 64 x, y = acc * (1/16) * (1/8) = x / 2... code = 16 x + 20:
-         * 28, 52, 84, 140 -> 127; oc 1: -16 x + 20: 12, 0 (clamped), 0, 0; relu: 20 */
-        const uint8_t want0[4] = {28, 52, 84, 127};
-        const uint8_t want1[2][4] = {{12, 0, 0, 0}, {20, 20, 20, 20}};
-        for (int p = 0; p < 4; p++) {
-            CU_ASSERT_EQUAL(cr[p], want0[p]);
-            CU_ASSERT_EQUAL(cd[p], want0[p]);
-            CU_ASSERT_EQUAL(cr[4 + p], want1[relu][p]);
-            CU_ASSERT_EQUAL(cd[4 + p], want1[relu][p]);
-        }
+        TEST_OK(distq_exec_get_value(ref, "xq", cr));
+        TEST_OK(distq_exec_get_value(dnn, "xq", cd));
+        CU_ASSERT(memcmp(cr, cd, N) == 0);
         CU_ASSERT(memcmp(yr, yd, sizeof yr) == 0);
+        CU_ASSERT_EQUAL(cd[4096 + 1], 37 + 0);  /* 1/32 * 16 = 0.5 -> 0 (even) */
+        CU_ASSERT_EQUAL(cd[4096 + 3], 37 + 2);  /* 1.5 -> 2 */
+        CU_ASSERT_EQUAL(cd[4096 - 1], 37 + 0);  /* -0.5 -> -0 */
+        CU_ASSERT_EQUAL(cd[N - 4], qmax);
+        CU_ASSERT_EQUAL(cd[N - 3], 0);
+        CU_ASSERT_EQUAL(cd[N - 1], qmax);
         distq_exec_destroy(ref);
         distq_exec_destroy(dnn);
         distq_qgraph_destroy(q);
@@ -573,12 +721,12 @@ static void test_resnet18(void)
     TEST_OK(distq_graph_finalize(g));
     distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_HISTOGRAM, 1, 77);
     distq_graph_destroy(g);
+    verbose = 1;
     int64_t at_qmax = check_int8(q, 2, 78, "resnet18");
     CU_ASSERT(at_qmax > 0); /* the test data exceeds the calibrated ranges: clips happened */
     verbose = 0;
     check_int8(q, 1, 79, "resnet18");
     check_int8(q, 3, 80, "resnet18");
-    verbose = 1;
     distq_qgraph_destroy(q);
 }
 
@@ -586,6 +734,7 @@ int main(void)
 {
     static const test_case cases[] = {
         {"reduce_range clip by hand", test_reduce_range_clip},
+        {"quantize: ties, extremes, dequantize", test_quantize_ties},
         {"full range refused without VNNI", test_full_range_refused},
         {"conv strided", test_conv_strided},
         {"conv padded", test_conv_padded},

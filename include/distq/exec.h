@@ -43,8 +43,11 @@ distq_status distq_exec_create_int8(distq_backend b, const struct distq_qgraph *
                                     distq_exec **out);
 
 /* Copies the named value of the last run into out, plain row-major (N, ...):
- * f32 for fp32 graphs, the value's dtype (u8 or f32) for int8 graphs. A value
- * that a fusion never materializes is DISTQ_ERR_UNSUPPORTED. */
+ * f32 for fp32 graphs, the value's dtype (u8 or f32) for int8 graphs. Every
+ * value an executor computes stays readable until the next run. A value that
+ * a fusion never materializes (a conv output before its fused relu; the f32
+ * input of the oneDNN int8 executor) is DISTQ_ERR_UNSUPPORTED, naming it and
+ * why; an unknown name is DISTQ_ERR_INVALID_ARG. */
 distq_status distq_exec_get_value(distq_exec *e, const char *name, void *out);
 
 /* Elements per image of the executor's input and output. */

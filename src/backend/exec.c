@@ -96,3 +96,4 @@ void distq_exec_destroy(distq_exec *e)
 int64_t distq_exec_input_numel(const distq_exec *e) { return e->input_numel; }
 int64_t distq_exec_output_numel(const distq_exec *e) { return e->output_numel; }
 int64_t distq_exec_batch(const distq_exec *e) { return e->batch; }
+void *distq_exec_impl_state(distq_exec *e) { return e->state; }

@@ -19,6 +19,9 @@ typedef struct distq_exec_i {
     distq_status (*create_int8)(const distq_qgraph *q, int64_t batch, void **state);
 } distq_exec_i;
 
+/* The backend state behind e (tests reach into a backend through it). */
+void *distq_exec_impl_state(distq_exec *e);
+
 extern const distq_exec_i distq_exec_ref_i;
 extern const distq_exec_i distq_exec_onednn_i;
 extern const distq_exec_i distq_exec_ref_int8_i;

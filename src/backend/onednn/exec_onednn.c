@@ -30,13 +30,11 @@
  * machinery shared with the int8 executor is in onednn_util.c. Every dnnl_*
  * call of the project lives under src/backend/onednn (STYLE.md).
  */
-#include <assert.h>
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <oneapi/dnnl/dnnl.h>
-#include <oneapi/dnnl/dnnl_debug.h>
 
 #include "backend/onednn/onednn_impl.h"
 #include "distq/passes.h"

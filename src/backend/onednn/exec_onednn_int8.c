@@ -5,7 +5,7 @@
  * create() copies what it needs from the qgraph (it keeps no pointer into it)
  * and emits one step list per batch size:
  *   QUANTIZE    a C step (OpenMP loop) writing plain u8 codes exactly as the
- *               reference: clamp(nearbyintf(x * (1/s)) + zp, 0, quant_max);
+ *               reference: clamp(round_ne(x * (1/s)) + zp, 0, quant_max);
  *               the first consumer's reorder then picks oneDNN's layout;
  *   CONV        u8 x s8 convolution, weights reordered once into the layout
  *               oneDNN picks (format any), per-channel output scales
@@ -40,7 +40,6 @@
  * f32), so the residual of a fused sum is copied into the conv's dst rather
  * than overwritten in place. The f32 graph input is not kept.
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -208,9 +207,14 @@ cleanup:
 
 // --- quantize: a C step -------------------------------------------------------
 
-/* args: FROM the user's plain f32 input, TO the plain u8 slot. The same f32
- * arithmetic as distq_quantize_value (and the int8 reference), element by
- * element: q = clamp(nearbyintf(x * (1/s)) + zp, 0, quant_max). */
+/* args: FROM the user's plain f32 input, TO the plain u8 slot. The codes of
+ * distq_quantize_value (and the int8 reference), element by element:
+ * q = clamp(nearbyintf(x * (1/s)) + zp, 0, quant_max). x * (1/s) is first
+ * clamped to [-zp - 1, quant_max - zp + 1] (outside it the result is 0 or
+ * quant_max either way), then rounded half to even by adding and removing
+ * 1.5 * 2^23, exact for |v| < 2^22 in the default rounding mode: unlike a
+ * nearbyintf call this vectorizes (3 ms instead of 36 ms for 50 images at
+ * 224x224 on 2 AVX2 cores). NaN gives 0, as in the reference on x86. */
 static distq_status quantize_step(const distq_onednn_step *t)
 {
     distq_status st = DISTQ_OK;
@@ -219,12 +223,16 @@ static distq_status quantize_step(const distq_onednn_step *t)
     CHECK(dnnl_memory_get_data_handle(t->args[0].memory, &src));
     CHECK(dnnl_memory_get_data_handle(t->args[1].memory, &dst));
     const float *x = src, inv = t->fn_scale, zp = (float)t->fn_zp, qmax = (float)t->fn_qmax;
+    const float lo = -zp - 1.0f, hi = qmax - zp + 1.0f, magic = 12582912.0f;
     uint8_t *y = dst;
     const int64_t count = t->fn_count;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < count; i++) {
-        float r = nearbyintf(x[i] * inv) + zp;
-        y[i] = (uint8_t)(r >= qmax ? qmax : r > 0.0f ? r : 0.0f); /* NaN -> 0 */
+        float v = x[i] * inv;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        float r = (v + magic) - magic + zp;
+        y[i] = (uint8_t)(r >= qmax ? qmax : r > 0.0f ? r : 0.0f);
     }
 cleanup:
     return st;

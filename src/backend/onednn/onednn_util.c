@@ -445,7 +445,11 @@ cleanup:
 
 // --- running ------------------------------------------------------------------
 
-distq_status distq_onednn_run(distq_onednn_state *S, const float *input, float *output)
+/* Runs the steps; with on_value, after each step that completes values (not a
+ * residual copy into a conv's dst), calls it once per value held in a slot the
+ * step wrote. */
+static distq_status run_steps(distq_onednn_state *S, const float *input, float *output,
+                              distq_status (*on_value)(void *ctx, const char *name), void *cb_ctx)
 {
     distq_status st = DISTQ_OK;
     const char *ctx = "run";
@@ -459,6 +463,15 @@ distq_status distq_onednn_run(distq_onednn_state *S, const float *input, float *
         } else if (T->fn) {
             CHECK(dnnl_stream_wait(S->stream)); /* its inputs must be complete */
             TRY(T->fn(T));
+        } else {
+            continue;
+        }
+        if (!on_value || T->is_copy) continue;
+        CHECK(dnnl_stream_wait(S->stream));
+        for (int k = 0; k < T->n_args; k++) {
+            if (!T->pargs[k].writes || T->pargs[k].slot < 0) continue;
+            for (int v = 0; v < S->n_values; v++)
+                if (S->values[v].slot == T->pargs[k].slot) TRY(on_value(cb_ctx, S->values[v].name));
         }
     }
     ctx = "run";
@@ -467,7 +480,21 @@ cleanup:
     return st;
 }
 
-distq_status distq_onednn_get_value(distq_onednn_state *S, const char *name, void *out)
+distq_status distq_onednn_run(distq_onednn_state *S, const float *input, float *output)
+{
+    return run_steps(S, input, output, NULL, NULL);
+}
+
+distq_status distq_onednn_run_observed(distq_onednn_state *S, const float *input, float *output,
+                                       distq_status (*on_value)(void *ctx, const char *name),
+                                       void *ctx)
+{
+    return run_steps(S, input, output, on_value, ctx);
+}
+
+/* Reorders value `name` between its slot and a plain user array (to_slot: from
+ * the array into the slot). */
+static distq_status copy_value(distq_onednn_state *S, const char *name, void *plain_data, int to_slot)
 {
     distq_status st = DISTQ_OK;
     char ctx[DISTQ_NAME_MAX + 32];
@@ -475,7 +502,7 @@ distq_status distq_onednn_get_value(distq_onednn_state *S, const char *name, voi
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t reorder = NULL;
     const distq_onednn_value *v = NULL;
-    snprintf(ctx, sizeof ctx, "reading value '%s'", name);
+    snprintf(ctx, sizeof ctx, "%s value '%s'", to_slot ? "writing" : "reading", name);
     for (int i = 0; i < S->n_values && !v; i++)
         if (strcmp(S->values[i].name, name) == 0) v = &S->values[i];
     if (!v) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no value '%s'", name);
@@ -493,11 +520,17 @@ distq_status distq_onednn_get_value(distq_onednn_state *S, const char *name, voi
     dnnl_exec_arg_t args[2];
     CHECK(dnnl_memory_desc_init_by_tag(&plain, s->md.ndims, s->md.dims, s->md.data_type,
                                        distq_onednn_plain_tag(s->md.ndims)));
-    CHECK(dnnl_memory_create(&user, &plain, S->engine, out));
-    CHECK(dnnl_reorder_primitive_desc_create(&pd, &s->md, S->engine, &plain, S->engine, NULL));
+    CHECK(dnnl_memory_create(&user, &plain, S->engine, plain_data));
+    if (to_slot) {
+        CHECK(dnnl_reorder_primitive_desc_create(&pd, &plain, S->engine, &s->md, S->engine, NULL));
+        args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, user};
+        args[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, s->mem};
+    } else {
+        CHECK(dnnl_reorder_primitive_desc_create(&pd, &s->md, S->engine, &plain, S->engine, NULL));
+        args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, s->mem};
+        args[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, user};
+    }
     CHECK(dnnl_primitive_create(&reorder, pd));
-    args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, s->mem};
-    args[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, user};
     CHECK(dnnl_primitive_execute(reorder, S->stream, 2, args));
     CHECK(dnnl_stream_wait(S->stream));
 cleanup:
@@ -505,4 +538,14 @@ cleanup:
     if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
     if (user) CHECK_CLEANUP(dnnl_memory_destroy(user));
     return st;
+}
+
+distq_status distq_onednn_get_value(distq_onednn_state *S, const char *name, void *out)
+{
+    return copy_value(S, name, out, 0);
+}
+
+distq_status distq_onednn_put_value(distq_onednn_state *S, const char *name, const void *in)
+{
+    return copy_value(S, name, (void *)in, 1);
 }
