@@ -117,7 +117,10 @@ static void test_resnet18_int8_vs_fp32(void)
         TEST_OK(distq_exec_run(e8, x, y8));
         double err = rel_l2(y8, y32, NTEST * 1000);
         printf(" [%s: rel L2 %.4f] ", distq_observer_kind_name((distq_observer_kind)kind), err);
-        CU_ASSERT(err < 0.10); /* bound justified in the issue note */
+        /* Each of the ~21 requantizations adds rounding noise of RMS step/sqrt(12), about
+         * 0.6% of a ReLU'd activation's RMS at 8 bits; independent noise adds in
+         * quadrature: 0.6% * sqrt(21) = 2.7%, plus s8 weights. Bound: about 2x that. */
+        CU_ASSERT(err < 0.06);
         distq_exec_destroy(e8);
         distq_qgraph_destroy(q);
     }
@@ -132,7 +135,7 @@ static void test_resnet18_int8_vs_fp32(void)
     TEST_OK(distq_exec_run(e8, x, y8));
     double err = rel_l2(y8, y32, NTEST * 1000);
     printf(" [histogram, reduce_range: rel L2 %.4f] ", err);
-    CU_ASSERT(err < 0.15);
+    CU_ASSERT(err < 0.10); /* 7-bit activations: twice the step, twice the noise */
     distq_exec_destroy(e8);
     distq_qgraph_destroy(q);
     distq_exec_destroy(e32);
