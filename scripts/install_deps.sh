@@ -10,6 +10,8 @@ packages=(
   libhwloc-dev                        # placement
   libcunit1-dev                       # unit tests
   libinih-dev                         # config files (INI)
+  zlib1g-dev                          # reading gzip'd IDX files
+  dataset-fashion-mnist               # Fashion-MNIST (IDX, /usr/share/datasets/fashion-mnist)
   python3-h5py python3-numpy          # scripts/
 )
 missing=()

@@ -171,7 +171,12 @@ int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t p
  * U(0.5, 1.5) so that folding BN is exercised. Returned graphs are finalized. */
 distq_status distq_build_resnet18(uint64_t seed, int64_t num_classes, distq_graph **out);
 distq_status distq_build_linear(uint64_t seed, distq_graph **out); /* Linear(1024, 1000) */
-/* Builds by name: "resnet18" or "linear". */
+/* Small residual CNN for Fashion-MNIST, input (1, 1, 28, 28), 10 logits:
+ * stem.{conv,bn,relu} 1->32 3x3; block1: BasicBlock 32->32; maxpool 2x2/2
+ * (28 -> 14); block2: BasicBlock 32->64 stride 2 with downsample.{0,1}
+ * (14 -> 7); avgpool, flatten, fc 64->10. Convs have no bias. */
+distq_status distq_build_fmnist_cnn(uint64_t seed, distq_graph **out);
+/* Builds by name: "resnet18", "linear" or "fmnist_cnn". */
 distq_status distq_build_model(const char *arch, uint64_t seed, distq_graph **out);
 
 #ifdef __cplusplus

@@ -2,7 +2,8 @@
 #define DISTQ_IO_H
 /*
  * HDF5 files: models (graph + tensors), quantized models (+ the int8 graph,
- * observers and recipe), datasets (images + labels), outputs.
+ * observers and recipe), datasets (images + labels), outputs, training
+ * checkpoints; and the IDX files (MNIST, Fashion-MNIST) datasets come from.
  * The layouts are documented in docs/file-formats.md; every file carries
  * "format" and "version" attributes on its root group.
  *
@@ -28,6 +29,8 @@ extern "C" {
 #define DISTQ_OUTPUT_VERSION 1
 #define DISTQ_QMODEL_FORMAT "distq-qmodel"
 #define DISTQ_QMODEL_VERSION 1
+#define DISTQ_CHECKPOINT_FORMAT "distq-checkpoint"
+#define DISTQ_CHECKPOINT_VERSION 1
 
 struct distq_prepared; /* distq/quant.h */
 struct distq_qgraph;
@@ -89,6 +92,74 @@ distq_status distq_data_read(const char *path, int64_t start, int64_t count, flo
 /* Output file: /logits f32 (N, K) with attributes naming model and data. */
 distq_status distq_output_write(const char *path, const float *logits, int64_t n, int64_t k,
                                 const char *model_path, const char *data_path);
+
+/* --- IDX files (src/io/idx_io.c) -------------------------------------------
+ * LeCun's MNIST format, as Fashion-MNIST ships it (Debian package
+ * dataset-fashion-mnist: train-images-idx3-ubyte.gz and the like in
+ * /usr/share/datasets/fashion-mnist): a big-endian header (magic 0x00000803
+ * + N, rows, cols for images; 0x00000801 + N for labels) then u8 items. Read
+ * through zlib, so .gz and plain files both work.
+ *
+ *     distq_idx x;
+ *     distq_idx_read("train-images-idx3-ubyte.gz", DISTQ_IDX_MAGIC_IMAGES, 0, &x);
+ *     ... x.data[(i * rows + r) * cols + c] ...
+ *     distq_idx_free(&x);
+ */
+#define DISTQ_IDX_MAGIC_LABELS 0x00000801u /* u8, 1-D: (N) */
+#define DISTQ_IDX_MAGIC_IMAGES 0x00000803u /* u8, 3-D: (N, rows, cols) */
+
+typedef struct {
+    uint32_t magic;
+    int ndim;           /* 1 (labels) or 3 (images) */
+    int64_t dims[3];    /* (N) or (N, rows, cols); dims[0] = items read */
+    int64_t n_declared; /* items the header declares (>= dims[0]) */
+    uint8_t *data;      /* all dims, row-major u8; owned, freed by distq_idx_free */
+} distq_idx;
+
+/* Reads the first max_n items (all if max_n <= 0) of an IDX file whose magic
+ * must be `magic`. When reading all, data after the declared items is an
+ * error. DISTQ_ERR_IO if the file cannot be opened or read, DISTQ_ERR_FORMAT
+ * naming the file for a bad magic, a truncated header or body, a corrupt gzip
+ * stream or max_n larger than the file; DISTQ_ERR_NOMEM. *out is zeroed on
+ * failure. */
+distq_status distq_idx_read(const char *path, uint32_t magic, int64_t max_n, distq_idx *out);
+/* Frees x->data and zeroes *x; NULL or an already freed x is a no-op. */
+void distq_idx_free(distq_idx *x);
+/* Mean and population standard deviation (ddof 0) of pixel / 255 over every
+ * item of x (exact: from a 256-bin histogram). */
+void distq_idx_pixel_stats(const distq_idx *x, double *mean, double *std);
+
+/* Converts IDX images (and labels, if labels_path != NULL) to a data file:
+ * /images f32 (N, 1, rows, cols) = (pixel / 255 - mean) / std, /labels s64,
+ * where mean and std come from ALL images of normalize_from (the training
+ * set; NULL = images_path itself) so train and test share one
+ * normalisation. max_n > 0 keeps the first max_n items. Root attributes
+ * record mean, std (the f32 values used) and the source files
+ * (docs/file-formats.md). Image and label files must declare the same N.
+ * Atomic. n_out, mean_out, std_out are optional. */
+distq_status distq_data_from_idx(const char *out_path, const char *images_path,
+                                 const char *labels_path, const char *normalize_from,
+                                 int64_t max_n, int64_t *n_out, float *mean_out, float *std_out);
+
+/* --- checkpoints (src/io/checkpoint_io.c) ----------------------------------
+ * A training checkpoint: the graph in the distq-model layout (so any tool can
+ * read its weights with the model reader's checks), the optimizer's flat
+ * velocity (distq_sgd.velocity, in distq_trainer_grads order), step, epoch
+ * and the training config text. /qat is reserved for QAT observer state. */
+
+/* Writes g (finalized), velocity[n_velocity] f32 (NULL if n_velocity == 0),
+ * step, epoch and config_text (NULL = "") to path, atomically (tmp +
+ * rename). n_velocity must be 0 or the number of trainable elements of g
+ * (the f32 weight and bias of every node). DISTQ_ERR_INVALID_ARG, _IO. */
+distq_status distq_checkpoint_save(const char *path, const distq_graph *g, const float *velocity,
+                                   int64_t n_velocity, int64_t step, int64_t epoch,
+                                   const char *config_text);
+/* Reads and validates a checkpoint. *g (finalized) and *velocity
+ * (distq_malloc'd, NULL if *n_velocity == 0) are the caller's. Errors
+ * (DISTQ_ERR_FORMAT; _IO if unreadable) name the file and the dataset or
+ * attribute at fault; on failure nothing is returned. */
+distq_status distq_checkpoint_load(const char *path, distq_graph **g, float **velocity,
+                                   int64_t *n_velocity, int64_t *step, int64_t *epoch);
 
 /* Describes any distq HDF5 file (model, qmodel, data, output) as text: ops, tensors,
  * shapes, sizes. *text is distq_malloc'd; the caller frees it. */

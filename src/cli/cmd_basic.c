@@ -11,7 +11,8 @@
 
 /* --- distq model ----------------------------------------------------------- */
 
-static const char model_usage[] = "--arch resnet18|linear [--seed N] [--image-size S] -o FILE";
+static const char model_usage[] =
+    "--arch resnet18|linear|fmnist_cnn [--seed N] [--image-size S] -o FILE";
 
 int cmd_model(const cli_ctx *ctx, int argc, char **argv)
 {
@@ -57,17 +58,41 @@ int cmd_model(const cli_ctx *ctx, int argc, char **argv)
 
 /* --- distq data ------------------------------------------------------------ */
 
-static const char data_usage[] = "--shape C,H,W|F -n N [--seed S] [--classes K] -o FILE";
+static const char data_usage[] =
+    "--shape C,H,W|F -n N [--seed S] [--classes K] -o FILE\n"
+    "   or: distq data --from-idx IMAGES[.gz] [--labels LABELS[.gz]] [--normalize-from "
+    "TRAIN_IMAGES[.gz]] [-n N] -o FILE";
+
+/* --from-idx: IDX images (+ labels) normalised with the training set's pixel
+ * mean and std (the images file itself unless --normalize-from). */
+static int data_from_idx(const cli_ctx *ctx, const char *images, const char *labels,
+                         const char *norm, int64_t n, const char *out)
+{
+    int64_t written = 0;
+    float mean = 0, std = 0;
+    distq_status st = DISTQ_OK;
+    if (ctx->rank == 0)
+        st = distq_data_from_idx(out, images, labels, norm, n, &written, &mean, &std);
+    if (st) return cli_fail(ctx, "data", st);
+    if (ctx->rank == 0)
+        printf("wrote %s: %lld images%s from %s, normalised with mean %.6f std %.6f of %s\n", out,
+               (long long)written, labels ? " and labels" : "", images, mean, std,
+               norm ? norm : images);
+    return CLI_OK;
+}
 
 int cmd_data(const cli_ctx *ctx, int argc, char **argv)
 {
     int64_t shape[3] = {0}, n = 0, seed = 0, classes = 0;
     int ndim = 0;
-    const char *out = NULL;
+    const char *out = NULL, *idx_images = NULL, *idx_labels = NULL, *idx_norm = NULL;
     static const struct option opts[] = {{"shape", required_argument, 0, 'S'},
                                          {"count", required_argument, 0, 'n'},
                                          {"seed", required_argument, 0, 's'},
                                          {"classes", required_argument, 0, 'k'},
+                                         {"from-idx", required_argument, 0, 'I'},
+                                         {"labels", required_argument, 0, 'L'},
+                                         {"normalize-from", required_argument, 0, 'N'},
                                          {"output", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -79,12 +104,25 @@ int cmd_data(const cli_ctx *ctx, int argc, char **argv)
         case 'n': st = distq_parse_i64("option -n", optarg, 1, INT32_MAX, &n); break;
         case 's': st = distq_parse_i64("option --seed", optarg, 0, INT64_MAX, &seed); break;
         case 'k': st = distq_parse_i64("option --classes", optarg, 1, INT32_MAX, &classes); break;
+        case 'I': idx_images = optarg; break;
+        case 'L': idx_labels = optarg; break;
+        case 'N': idx_norm = optarg; break;
         case 'o': out = optarg; break;
         case 'h': printf("usage: distq data %s\n", data_usage); return CLI_OK;
         default: return cli_usage_error("data", data_usage, "bad option");
         }
         if (st) return cli_usage_error("data", data_usage, "%s", distq_error_message());
     }
+    if (idx_images) {
+        if (ndim || classes)
+            return cli_usage_error("data", data_usage,
+                                   "--shape and --classes do not apply to --from-idx (the IDX "
+                                   "header gives the shape, --labels the classes)");
+        if (!out) return cli_usage_error("data", data_usage, "--from-idx needs -o");
+        return data_from_idx(ctx, idx_images, idx_labels, idx_norm, n, out);
+    }
+    if (idx_labels || idx_norm)
+        return cli_usage_error("data", data_usage, "--labels and --normalize-from need --from-idx");
     if (!ndim || !n || !out)
         return cli_usage_error("data", data_usage, "--shape, -n and -o are required");
     int64_t dims[DISTQ_MAX_DIMS] = {n};

@@ -12,6 +12,11 @@
  * running_mean ~ U(-0.1, 0.1), running_var ~ U(0.5, 1.5), so folding BN is
  * exercised with non-trivial statistics (torchvision would use 1, 0, 0, 1).
  * One splitmix64 stream, consumed in parameter order.
+ *
+ * fmnist_cnn is a small ResNet-style net for Fashion-MNIST (1x28x28): a stem,
+ * one identity BasicBlock at 32 channels, a 2x2 max pool, one strided
+ * BasicBlock to 64 channels (with the 1x1 downsample), average pool and fc.
+ * Its blocks use the same names as resnet18's ("block2.downsample.0").
  */
 #include <math.h>
 #include <stdio.h>
@@ -192,10 +197,44 @@ distq_status distq_build_linear(uint64_t seed, distq_graph **out)
     return finish(&b, "linear", out);
 }
 
+/*
+ * (1, 1, 28, 28) -> stem (1, 32, 28, 28) -> block1 (1, 32, 28, 28)
+ * -> maxpool (1, 32, 14, 14) -> block2, stride 2 (1, 64, 7, 7)
+ * -> avgpool (1, 64, 1, 1) -> flatten (1, 64) -> fc (1, 10).
+ * Every add takes a conv's (BN-folded) output, as distq_prepare requires.
+ */
+distq_status distq_build_fmnist_cnn(uint64_t seed, distq_graph **out)
+{
+    builder b = {0};
+    *out = NULL;
+    distq_rng_seed(&b.rng, seed);
+    if ((b.st = distq_graph_create(&b.g))) return b.st;
+    int64_t in_dims[4] = {1, 1, 28, 28};
+    b.st = distq_graph_set_input(b.g, "input", 4, in_dims);
+
+    conv(&b, "stem.conv", "input", 1, 32, 3, 1, 1);
+    batch_norm(&b, "stem.bn", "stem.conv", 32);
+    node(&b, "stem.relu", DISTQ_OP_RELU, NULL, 1, "stem.bn", NULL, NULL);
+
+    char prev[DISTQ_NAME_MAX];
+    basic_block(&b, "block1", "stem.relu", 32, 32, 1, prev);
+    distq_attrs mp = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
+    mp.kernel[0] = mp.kernel[1] = 2;
+    mp.stride[0] = mp.stride[1] = 2;
+    node(&b, "maxpool", DISTQ_OP_MAX_POOL2D, &mp, 1, prev, NULL, NULL);
+    basic_block(&b, "block2", "maxpool", 32, 64, 2, prev);
+
+    node(&b, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, 1, prev, NULL, NULL);
+    node(&b, "flatten", DISTQ_OP_FLATTEN, NULL, 1, "avgpool", NULL, NULL);
+    linear(&b, "fc", "flatten", 64, 10);
+    return finish(&b, "fc", out);
+}
+
 distq_status distq_build_model(const char *arch, uint64_t seed, distq_graph **out)
 {
     if (strcmp(arch, "resnet18") == 0) return distq_build_resnet18(seed, 1000, out);
     if (strcmp(arch, "linear") == 0) return distq_build_linear(seed, out);
-    return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown --arch '%s' (known: resnet18, linear)",
-                           arch);
+    if (strcmp(arch, "fmnist_cnn") == 0) return distq_build_fmnist_cnn(seed, out);
+    return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                           "unknown --arch '%s' (known: resnet18, linear, fmnist_cnn)", arch);
 }

@@ -1,0 +1,198 @@
+/*
+ * Training checkpoints (layout in docs/file-formats.md):
+ *
+ *     /                     format = "distq-checkpoint", version = 1,
+ *                           step, epoch (int64), config_text (string)
+ *     /graph, /tensors      the model, in the distq-model layout (model_io.c)
+ *     /optimizer            kind = "sgd"
+ *     /optimizer/velocity   float32 (n): distq_sgd.velocity, distq_trainer_grads order
+ *     /qat                  reserved for QAT observer state; written empty
+ *
+ * The graph goes through model_io's writer and reader, so a checkpoint gets
+ * the same validation as a model file. The velocity length is checked
+ * against the graph's trainable elements (the f32 weight and bias of every
+ * node), on save and on load. Optimizer hyper-parameters are not stored
+ * here: they are in config_text. Reading /qat is left to the QAT version.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "distq/io.h"
+#include "io/h5_util_impl.h"
+#include "io/model_io_impl.h"
+
+/* Elements that get a gradient: f32 parameters in a node's weight or bias slot. */
+static int64_t trainable_elements(const distq_graph *g)
+{
+    int64_t n = 0;
+    for (int p = 0; p < g->n_params; p++) {
+        int used = 0;
+        for (int i = 0; i < g->n_nodes && !used; i++)
+            used = g->nodes[i].params[DISTQ_PARAM_WEIGHT] == p ||
+                   g->nodes[i].params[DISTQ_PARAM_BIAS] == p;
+        if (used && g->params[p].dtype == DISTQ_DTYPE_F32) n += distq_tensor_numel(&g->params[p]);
+    }
+    return n;
+}
+
+// --- save ----------------------------------------------------------------------------
+
+distq_status distq_checkpoint_save(const char *path, const distq_graph *g, const float *velocity,
+                                   int64_t n_velocity, int64_t step, int64_t epoch,
+                                   const char *config_text)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, grp = H5I_INVALID_HID;
+    char tmp[DISTQ_H5_WHERE_MAX] = "", where[DISTQ_H5_WHERE_MAX];
+    if (!path || !g)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_checkpoint_save: NULL path or graph");
+    if (!g->finalized)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                               "%s: graph is not finalized (call distq_graph_finalize first)",
+                               path);
+    int64_t trainable = trainable_elements(g);
+    if (n_velocity != 0 && n_velocity != trainable)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                               "%s: velocity has %lld elements, but the graph has %lld trainable "
+                               "elements (or pass 0 for none)",
+                               path, (long long)n_velocity, (long long)trainable);
+    if (n_velocity > 0 && !velocity)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: NULL velocity of %lld elements", path,
+                               (long long)n_velocity);
+    if (step < 0 || epoch < 0)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: negative step %lld or epoch %lld", path,
+                               (long long)step, (long long)epoch);
+
+    DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_CHECKPOINT_FORMAT, DISTQ_CHECKPOINT_VERSION, tmp,
+                                    &fid));
+    snprintf(where, sizeof where, "%s: /", path);
+    DISTQ_CHECK(distq_h5_attr_write_i64(fid, "step", 0, &step, where));
+    DISTQ_CHECK(distq_h5_attr_write_i64(fid, "epoch", 0, &epoch, where));
+    DISTQ_CHECK(distq_h5_attr_write_str(fid, "config_text", config_text ? config_text : "", where));
+    DISTQ_CHECK(distq_h5_write_graph(fid, g, path));
+
+    snprintf(where, sizeof where, "%s: /optimizer", path);
+    DISTQ_H5_CHECK(grp = H5Gcreate2(fid, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                   DISTQ_ERR_IO, "%s: cannot create group", where);
+    DISTQ_CHECK(distq_h5_attr_write_str(grp, "kind", "sgd", where));
+    DISTQ_CHECK(distq_h5_write_array(grp, "velocity", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1,
+                                     &n_velocity, velocity, where));
+    distq_h5_close(&grp);
+
+    snprintf(where, sizeof where, "%s: /qat", path);
+    DISTQ_H5_CHECK(grp = H5Gcreate2(fid, "qat", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                   DISTQ_ERR_IO, "%s: cannot create group", where);
+    distq_h5_close(&grp);
+    DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
+cleanup:
+    distq_h5_close(&grp);
+    if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
+    return st;
+}
+
+// --- load ----------------------------------------------------------------------------
+
+/* A non-negative scalar integer root attribute. */
+static distq_status read_counter(hid_t fid, const char *name, const char *path, int64_t *out)
+{
+    distq_status st = DISTQ_OK;
+    char where[DISTQ_H5_WHERE_MAX];
+    snprintf(where, sizeof where, "%s: /", path);
+    DISTQ_CHECK(distq_h5_attr_read_i64(fid, name, 1, 1, out, NULL, where));
+    if (*out < 0)
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: attribute '%s' is %lld, expected >= 0", where,
+                             name, (long long)*out);
+cleanup:
+    return st;
+}
+
+/* /optimizer/velocity: float32, 1-D, 0 or `trainable` elements. */
+static distq_status read_velocity(hid_t fid, const char *path, int64_t trainable, float **out,
+                                  int64_t *n_out)
+{
+    distq_status st = DISTQ_OK;
+    hid_t grp = H5I_INVALID_HID, dset = H5I_INVALID_HID, type = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX], tt[64], shape[96];
+    int64_t dims[DISTQ_MAX_DIMS];
+    int ndim = 0;
+    htri_t has;
+    float *v = NULL;
+    DISTQ_CHECK(distq_h5_open_group(fid, "optimizer", path, "/optimizer", &grp));
+    snprintf(where, sizeof where, "%s: dataset /optimizer/velocity", path);
+    DISTQ_H5_CHECK(has = H5Lexists(grp, "velocity", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up /optimizer/velocity", path);
+    if (!has) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: missing dataset /optimizer/velocity", path);
+        goto cleanup;
+    }
+    DISTQ_H5_CHECK(dset = H5Dopen2(grp, "velocity", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: /optimizer/velocity is not a dataset", path);
+    DISTQ_H5_CHECK(type = H5Dget_type(dset), DISTQ_ERR_FORMAT, "%s: cannot read its type", where);
+    if (H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != 4) {
+        distq_h5_type_text(type, tt, sizeof tt);
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: has type %s, expected float32", where, tt);
+        goto cleanup;
+    }
+    DISTQ_CHECK(distq_h5_dataset_shape(dset, &ndim, dims, where));
+    if (ndim != 1 || (dims[0] != 0 && dims[0] != trainable)) {
+        distq_dims_format(ndim, dims, shape, sizeof shape);
+        st = distq_error_set(DISTQ_ERR_FORMAT,
+                             "%s: has shape %s, expected (%lld): one value per trainable element "
+                             "of the graph (or (0) for none)",
+                             where, shape, (long long)trainable);
+        goto cleanup;
+    }
+    if (dims[0] > 0) {
+        v = distq_malloc((size_t)dims[0] * sizeof *v);
+        if (!v) {
+            st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
+            goto cleanup;
+        }
+        DISTQ_H5_CHECK(H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v),
+                       DISTQ_ERR_FORMAT, "%s: cannot read", where);
+    }
+    *out = v;
+    *n_out = dims[0];
+    v = NULL;
+cleanup:
+    distq_free(v);
+    distq_h5_close(&type);
+    distq_h5_close(&dset);
+    distq_h5_close(&grp);
+    return st;
+}
+
+distq_status distq_checkpoint_load(const char *path, distq_graph **g, float **velocity,
+                                   int64_t *n_velocity, int64_t *step, int64_t *epoch)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID;
+    distq_graph *graph = NULL;
+    float *v = NULL;
+    int64_t nv = 0, s = 0, e = 0;
+    if (!path || !g || !velocity || !n_velocity || !step || !epoch)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_checkpoint_load: NULL argument");
+    *g = NULL;
+    *velocity = NULL;
+    *n_velocity = *step = *epoch = 0;
+
+    DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
+    DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_CHECKPOINT_FORMAT,
+                                      DISTQ_CHECKPOINT_VERSION));
+    DISTQ_CHECK(read_counter(fid, "step", path, &s));
+    DISTQ_CHECK(read_counter(fid, "epoch", path, &e));
+    DISTQ_CHECK(distq_h5_read_graph(fid, path, &graph));
+    DISTQ_CHECK(read_velocity(fid, path, trainable_elements(graph), &v, &nv));
+    *g = graph;
+    *velocity = v;
+    *n_velocity = nv;
+    *step = s;
+    *epoch = e;
+    graph = NULL;
+    v = NULL;
+cleanup:
+    distq_h5_close(&fid);
+    distq_graph_destroy(graph);
+    distq_free(v);
+    return st;
+}
