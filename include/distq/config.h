@@ -13,6 +13,10 @@
  *                    threads = 0 (auto)   precision = fp32,int8
  *     [eval]         data = ...,  batch_size = 50
  *     [run]          bind = none | core | numa,  concurrency = all | serial
+ *     [train]        data, test, epochs = 8, batch_size = 128 (global), lr = 0.05,
+ *                    momentum = 0.9, weight_decay = 5e-4, lr_step_epochs = 3,
+ *                    lr_gamma = 0.1, seed = 0, max_steps = 0 (no limit),
+ *                    checkpoint = ..., output = ...
  */
 #include <stdint.h>
 
@@ -44,6 +48,12 @@ typedef struct {
     char eval_data[DISTQ_PATH_MAX];
     int64_t eval_batch_size;
     distq_bind bind;      /* placement of ranks (default core) */
+    /* [train]: data-parallel fp32 training */
+    char train_data[DISTQ_PATH_MAX], test_data[DISTQ_PATH_MAX];
+    char checkpoint[DISTQ_PATH_MAX]; /* written after every epoch (rank 0) */
+    char trained[DISTQ_PATH_MAX];    /* the final model */
+    int64_t epochs, train_batch_size, train_seed, lr_step_epochs, max_steps;
+    double lr, momentum, weight_decay, lr_gamma;
     int bench_serial;     /* [run] concurrency = serial: one rank at a time */
     char *text; /* the file's full text (for provenance); owned */
 } distq_config;

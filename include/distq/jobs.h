@@ -77,6 +77,29 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, dist
                             distq_eval_sums *sums);
 void distq_eval_finish(const distq_eval_sums *sums, distq_eval_report *rep);
 
+/* --- data-parallel fp32 training (src/jobs/train.c) ------------------------ */
+
+typedef struct {
+    int64_t epoch, epochs, step;
+    double lr, loss, train_acc, test_acc; /* test_acc -1 without [train] test */
+    double images_per_s, elapsed_s;       /* training images/s over all ranks */
+} distq_epoch_report;
+typedef void (*distq_epoch_fn)(void *user, const distq_epoch_report *r);
+
+typedef struct {
+    int64_t steps, images;
+    double train_s;
+    int64_t allreduce_bytes; /* gradient all-reduce payload per rank */
+    distq_epoch_report final;
+} distq_train_report;
+
+struct distq_dist;
+/* Collective over d. cfg: [model] path (or, with resume, [train] checkpoint),
+ * [train] data, test, epochs, batch_size (global), lr schedule, momentum,
+ * weight_decay, seed, max_steps, checkpoint, output. */
+distq_status distq_train_job(const distq_config *cfg, struct distq_dist *d, int resume, distq_epoch_fn on_epoch,
+                             void *user, distq_train_report *rep);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,7 @@ static const struct {
     {"data", cmd_data, "write a synthetic dataset (float32 NCHW, optional labels)"},
     {"infer", cmd_infer, "run a model over a dataset and write the logits"},
     {"run", cmd_run, "the whole flow from a config, under mpirun: calibrate, convert, eval, bench"},
+    {"train", cmd_train, "data-parallel fp32 training from a config (checkpoints, --resume)"},
     {"calibrate", cmd_calibrate, "post-training quantization: calibrate, convert, write the int8 model"},
     {"eval", cmd_eval, "compare a quantized model's int8 output with its fp32 graph"},
     {"bench", cmd_bench, "benchmark a model: latency percentiles and images/s"},

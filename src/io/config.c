@@ -96,6 +96,13 @@ void distq_config_defaults(distq_config *c)
     c->bench_int8 = 1;
     c->eval_batch_size = 50;
     c->bind = DISTQ_BIND_CORE;
+    c->epochs = 8;
+    c->train_batch_size = 128;
+    c->lr = 0.05;
+    c->momentum = 0.9;
+    c->weight_decay = 5e-4;
+    c->lr_step_epochs = 3;
+    c->lr_gamma = 0.1;
 }
 
 void distq_config_free(distq_config *c)
@@ -159,7 +166,20 @@ static int on_key(void *user, const char *section, const char *name, const char 
         if (strcmp(value, "all") && strcmp(value, "serial"))
             st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: '%s' is not all or serial", what, value);
         c->bench_serial = strcmp(value, "serial") == 0;
-    } else
+    } else if (KEY("train", "data")) ok = set_path(c->train_data, value);
+    else if (KEY("train", "test")) ok = set_path(c->test_data, value);
+    else if (KEY("train", "checkpoint")) ok = set_path(c->checkpoint, value);
+    else if (KEY("train", "output")) ok = set_path(c->trained, value);
+    else if (KEY("train", "epochs")) st = distq_parse_i64(what, value, 1, 100000, &c->epochs);
+    else if (KEY("train", "batch_size")) st = distq_parse_i64(what, value, 1, 1 << 20, &c->train_batch_size);
+    else if (KEY("train", "seed")) st = distq_parse_i64(what, value, 0, INT64_MAX, &c->train_seed);
+    else if (KEY("train", "lr_step_epochs")) st = distq_parse_i64(what, value, 0, 100000, &c->lr_step_epochs);
+    else if (KEY("train", "max_steps")) st = distq_parse_i64(what, value, 0, INT64_MAX, &c->max_steps);
+    else if (KEY("train", "lr")) st = distq_parse_double(what, value, 0.0, &c->lr);
+    else if (KEY("train", "momentum")) st = distq_parse_double(what, value, 0.0, &c->momentum);
+    else if (KEY("train", "weight_decay")) st = distq_parse_double(what, value, 0.0, &c->weight_decay);
+    else if (KEY("train", "lr_gamma")) st = distq_parse_double(what, value, 0.0, &c->lr_gamma);
+    else
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: unknown key", what);
 #undef KEY
     if (!ok) st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: path too long", what);

@@ -1,0 +1,69 @@
+/* distq train CONFIG [--resume]: data-parallel fp32 training (src/jobs/train.c). */
+#include <getopt.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "distq/jobs.h"
+
+static const char train_usage[] = "CONFIG.ini [--resume] [--epochs N] [--max-steps K]";
+
+/* One progress line per epoch on stderr, from rank 0. */
+static void print_epoch(void *user, const distq_epoch_report *r)
+{
+    const cli_ctx *ctx = user;
+    if (ctx->rank != 0) return;
+    fprintf(stderr, "epoch %lld/%lld  step %lld  lr %.4g  loss %.4f  train acc %.2f%%", (long long)r->epoch,
+            (long long)r->epochs, (long long)r->step, r->lr, r->loss, 100.0 * r->train_acc);
+    if (r->test_acc >= 0) fprintf(stderr, "  test acc %.2f%%", 100.0 * r->test_acc);
+    fprintf(stderr, "  %.1f images/s  (%.1f s)\n", r->images_per_s, r->elapsed_s);
+}
+
+int cmd_train(const cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option opts[] = {{"resume", no_argument, 0, 'r'},
+                                         {"epochs", required_argument, 0, 'e'},
+                                         {"max-steps", required_argument, 0, 'k'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c, resume = 0;
+    const char *epochs = NULL, *max_steps = NULL;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': resume = 1; break;
+        case 'e': epochs = optarg; break;
+        case 'k': max_steps = optarg; break;
+        case 'h': printf("usage: distq train %s\n", train_usage); return CLI_OK;
+        default: return cli_usage_error("train", train_usage, "bad option");
+        }
+    }
+    if (optind != argc - 1) return cli_usage_error("train", train_usage, "expected one config file");
+    distq_config cfg;
+    distq_config_defaults(&cfg);
+    distq_status st = distq_config_load(argv[optind], &cfg);
+    if (!st && epochs) st = distq_parse_i64("option --epochs", epochs, 1, 100000, &cfg.epochs);
+    if (!st && max_steps) st = distq_parse_i64("option --max-steps", max_steps, 0, INT64_MAX, &cfg.max_steps);
+    if (st) {
+        distq_config_free(&cfg);
+        return cli_fail(ctx, "train", st);
+    }
+    distq_dist d;
+    distq_train_report rep;
+    int rc = CLI_OK;
+    if ((st = distq_dist_init(MPI_COMM_WORLD, &d))) {
+        rc = cli_fail(ctx, "train", st);
+    } else {
+        st = distq_train_job(&cfg, &d, resume, print_epoch, (void *)ctx, &rep);
+        if (st) rc = cli_fail_agreed(ctx, "train");
+        else if (ctx->rank == 0) {
+            printf("trained %lld steps on %d rank(s): %.1f images/s; gradient all-reduce %lld bytes per rank\n",
+                   (long long)rep.steps, d.size, rep.train_s > 0 ? (double)rep.images / rep.train_s : 0.0,
+                   (long long)rep.allreduce_bytes);
+            if (cfg.trained[0]) printf("wrote %s\n", cfg.trained);
+        }
+        distq_dist_free(&d);
+    }
+    distq_config_free(&cfg);
+    return rc;
+}

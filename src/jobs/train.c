@@ -1,0 +1,199 @@
+/*
+ * Data-parallel fp32 training (`distq train`): every rank holds the model and
+ * the training set, takes its contiguous share of every global batch (the
+ * same seeded shuffle on every rank), and after backward the gradients are
+ * summed in one fused MPI_Allreduce; BN batch statistics are summed inside the
+ * step (distq_train_hooks). Every rank then applies the same SGD update, so
+ * the weights stay identical and the run equals one process with the global
+ * batch, up to fp32 summation order. Rank 0 checkpoints after every epoch.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "distq/bench.h"
+#include "distq/io.h"
+#include "distq/jobs.h"
+#include "distq/train.h"
+
+static distq_status sum_f64_cb(void *ctx, double *sums, int n)
+{
+    distq_dist *d = ctx;
+    if (MPI_Allreduce(MPI_IN_PLACE, sums, n, MPI_DOUBLE, MPI_SUM, d->comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of BN statistics failed");
+    return DISTQ_OK;
+}
+
+/* The same permutation of [0, n) on every rank: Fisher-Yates on a seeded stream. */
+static void shuffle(int64_t *perm, int64_t n, uint64_t seed)
+{
+    distq_rng r;
+    distq_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(distq_rng_next(&r) % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+/* Whole dataset in memory (Fashion-MNIST: 188 MB of f32). */
+static distq_status load_all(const char *path, int64_t per, float **x, int64_t **y, int64_t *n)
+{
+    distq_data_info info;
+    distq_status st = distq_data_info_read(path, &info);
+    if (st) return st;
+    if (!info.has_labels) return distq_error_set(DISTQ_ERR_FORMAT, "%s: training needs /labels", path);
+    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images do not match the model's input", path);
+    *x = distq_malloc((size_t)(info.n * per) * sizeof **x);
+    *y = distq_malloc((size_t)info.n * sizeof **y);
+    if (!*x || !*y) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory loading %s", path);
+    *n = info.n;
+    return distq_data_read(path, 0, info.n, *x, *y);
+}
+
+/* Accuracy of the current weights on this rank's share of (x, y); counts summed over ranks. */
+static distq_status test_accuracy(distq_trainer *t, distq_dist *d, const float *x, const int64_t *y, int64_t n,
+                                  int64_t per, int64_t k, int64_t chunk, float *logits, double *acc)
+{
+    int64_t first, count;
+    distq_shard_rows(0, n, d->rank, d->size, &first, &count);
+    double sums[2] = {0, (double)count};
+    distq_status st = DISTQ_OK;
+    for (int64_t s = 0; s < count && !st; s += chunk) {
+        int64_t m = count - s < chunk ? count - s : chunk;
+        st = distq_trainer_predict(t, x + (first + s) * per, m, logits);
+        for (int64_t i = 0; !st && i < m; i++) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < k; j++)
+                if (logits[i * k + j] > logits[i * k + best]) best = j;
+            sums[0] += best == y[first + s + i];
+        }
+    }
+    if ((st = distq_dist_agree(d, st))) return st;
+    if (MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, d->comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of test accuracy failed");
+    *acc = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+    return DISTQ_OK;
+}
+
+distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int resume, distq_epoch_fn on_epoch,
+                             void *user, distq_train_report *rep)
+{
+    distq_graph *g = NULL;
+    distq_trainer *t = NULL;
+    distq_sgd sgd = {0};
+    float *x = NULL, *xt = NULL, *batch = NULL, *logits = NULL, *velocity = NULL;
+    int64_t *y = NULL, *yt = NULL, *labels = NULL, *perm = NULL, n = 0, nt = 0, n_vel = 0, step = 0, epoch0 = 0;
+    distq_train_hooks hooks = {.ctx = d, .sum_f64 = sum_f64_cb};
+    distq_status st = DISTQ_OK;
+    memset(rep, 0, sizeof *rep);
+    int64_t B = cfg->train_batch_size;
+    if (!cfg->train_data[0] || (!cfg->model[0] && !resume))
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "training needs [model] path and [train] data");
+    else if (B < d->size)
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "[train] batch_size %lld is smaller than the %d ranks",
+                             (long long)B, d->size);
+    else if (resume && !cfg->checkpoint[0])
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "--resume needs [train] checkpoint");
+    distq_placement pl;
+    char warn[256];
+    if (!st) st = distq_place(d, cfg->bind, (int)cfg->bench_threads, &pl, warn, sizeof warn);
+    if ((st = distq_dist_agree(d, st))) return st;
+
+    st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0)
+                : distq_model_load(cfg->model, &g);
+    int64_t per = 0, k = 0, local_max = (B + d->size - 1) / d->size;
+    if (!st) {
+        per = distq_value_numel(&g->values[g->input_value], 1);
+        k = distq_value_numel(&g->values[g->output_value], 1);
+        st = load_all(cfg->train_data, per, &x, &y, &n);
+    }
+    if (!st && cfg->test_data[0]) st = load_all(cfg->test_data, per, &xt, &yt, &nt);
+    if (!st) {
+        distq_train_opts opts = {.max_batch = local_max, .loss = DISTQ_LOSS_CROSS_ENTROPY, .hooks = &hooks};
+        st = distq_trainer_create(g, &opts, &t);
+    }
+    if (!st) st = distq_sgd_init(&sgd, t, (float)cfg->lr, (float)cfg->momentum, (float)cfg->weight_decay);
+    if (!st && resume) {
+        if (n_vel != sgd.count && n_vel != 0)
+            st = distq_error_set(DISTQ_ERR_FORMAT, "%s: %lld optimizer values, the model has %lld",
+                                 cfg->checkpoint, (long long)n_vel, (long long)sgd.count);
+        else if (n_vel) memcpy(sgd.velocity, velocity, (size_t)n_vel * sizeof(float));
+        sgd.step = step;
+    }
+    if (!st) {
+        batch = distq_malloc((size_t)(local_max * per) * sizeof *batch);
+        labels = distq_malloc((size_t)local_max * sizeof *labels);
+        logits = distq_malloc((size_t)(local_max * k) * sizeof *logits);
+        perm = distq_malloc((size_t)(n + 1) * sizeof *perm);
+        if (!batch || !labels || !logits || !perm) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (training)");
+    }
+    if ((st = distq_dist_agree(d, st))) goto cleanup;
+
+    int64_t n_grads = 0;
+    float *grads = distq_trainer_grads(t, &n_grads);
+    for (int64_t epoch = epoch0; epoch < cfg->epochs; epoch++) {
+        int64_t decays = cfg->lr_step_epochs ? epoch / cfg->lr_step_epochs : 0;
+        sgd.lr = (float)(cfg->lr * pow(cfg->lr_gamma, (double)decays));
+        shuffle(perm, n, (uint64_t)cfg->train_seed * 1000003u + (uint64_t)epoch);
+        double sums[3] = {0, 0, 0}; /* loss, correct, images */
+        double t0 = distq_now_s();
+        for (int64_t s = 0; s < n; s += B) {
+            int64_t size = n - s < B ? n - s : B, first, count;
+            distq_shard_rows(s, size, d->rank, d->size, &first, &count);
+            for (int64_t i = 0; i < count; i++) {
+                memcpy(batch + i * per, x + perm[first + i] * per, (size_t)per * sizeof *batch);
+                labels[i] = y[perm[first + i]];
+            }
+            distq_step_stats ss;
+            st = distq_trainer_step(t, batch, count, labels, NULL, size, &ss);
+            if ((st = distq_dist_agree(d, st))) goto cleanup;
+            /* one fused all-reduce of every gradient: the global mean */
+            if (MPI_Allreduce(MPI_IN_PLACE, grads, (int)n_grads, MPI_FLOAT, MPI_SUM, d->comm) != MPI_SUCCESS) {
+                st = distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of gradients failed");
+                goto cleanup;
+            }
+            rep->allreduce_bytes += n_grads * (int64_t)sizeof(float);
+            if ((st = distq_sgd_step(&sgd, g, t))) goto cleanup;
+            sums[0] += ss.loss_sum;
+            sums[1] += (double)ss.correct;
+            sums[2] += (double)ss.images;
+            rep->steps++;
+            if (cfg->max_steps && rep->steps >= cfg->max_steps) break;
+        }
+        double elapsed = distq_now_s() - t0;
+        if (MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, d->comm) != MPI_SUCCESS) {
+            st = distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of epoch statistics failed");
+            goto cleanup;
+        }
+        distq_epoch_report er = {.epoch = epoch + 1, .epochs = cfg->epochs, .step = sgd.step, .lr = sgd.lr,
+                                 .loss = sums[2] > 0 ? sums[0] / sums[2] : 0, .train_acc = sums[2] > 0 ? sums[1] / sums[2] : 0,
+                                 .images_per_s = elapsed > 0 ? sums[2] / elapsed : 0, .elapsed_s = elapsed, .test_acc = -1};
+        if (nt && (st = test_accuracy(t, d, xt, yt, nt, per, k, local_max, logits, &er.test_acc))) goto cleanup;
+        rep->images += (int64_t)sums[2];
+        rep->train_s += elapsed;
+        rep->final = er;
+        if (cfg->checkpoint[0] && d->rank == 0)
+            st = distq_checkpoint_save(cfg->checkpoint, g, sgd.velocity, sgd.count, sgd.step, epoch + 1, cfg->text);
+        if ((st = distq_dist_agree(d, st))) goto cleanup;
+        if (on_epoch) on_epoch(user, &er);
+        if (cfg->max_steps && rep->steps >= cfg->max_steps) break;
+    }
+    if (cfg->trained[0] && d->rank == 0) st = distq_model_save(g, cfg->trained);
+    st = distq_dist_agree(d, st);
+cleanup:
+    distq_sgd_free(&sgd);
+    distq_trainer_destroy(t);
+    distq_graph_destroy(g);
+    distq_free(x);
+    distq_free(y);
+    distq_free(xt);
+    distq_free(yt);
+    distq_free(batch);
+    distq_free(labels);
+    distq_free(logits);
+    distq_free(perm);
+    distq_free(velocity);
+    return st;
+}
