@@ -156,35 +156,22 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     dnnl_primitive_desc_t pd = NULL;
     node_ctx(g, n, S->batch, ctx, sizeof ctx);
 
-    dnnl_dims_t src_dims, dst_dims, w_dims, b_dims, strides, dil, pad_l, pad_r;
+    dnnl_dims_t src_dims, dst_dims;
     value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
     value_dims(&g->values[n->output], S->batch, dst_dims);
-    const int64_t G = a->groups, OC = w->dims[0];
-    int w_ndim = G == 1 ? 4 : 5;
-    if (G == 1) {
-        for (int i = 0; i < 4; i++) w_dims[i] = w->dims[i];
-    } else { /* (G, OC/G, IC/G, KH, KW): the same bytes as (OC, IC/G, KH, KW) */
-        w_dims[0] = G;
-        w_dims[1] = OC / G;
-        for (int i = 1; i < 4; i++) w_dims[i + 1] = w->dims[i];
-    }
-    b_dims[0] = OC;
-    for (int i = 0; i < 2; i++) {
-        strides[i] = a->stride[i];
-        dil[i] = a->dilation[i] - 1; /* oneDNN counts the gaps: 0 = dense */
-        pad_l[i] = pad_r[i] = a->padding[i];
-    }
+    distq_onednn_conv_geom cg;
+    distq_onednn_conv_geometry(a, w->dims, &cg);
 
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     CHECK(dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&w_md, w_ndim, w_dims, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&w_md, cg.w_ndim, cg.w_dims, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, cg.b_dims, dnnl_f32, dnnl_format_tag_any));
     CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_f32, dnnl_format_tag_any));
     dnnl_convolution_desc_t cd;
     CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
                                                      dnnl_convolution_direct, &src_md, &w_md,
-                                                     b ? &b_md : NULL, &dst_md, strides, dil,
-                                                     pad_l, pad_r));
+                                                     b ? &b_md : NULL, &dst_md, cg.strides, cg.dil,
+                                                     cg.pad_l, cg.pad_r));
     TRY(make_attr(gr->add >= 0, gr->relu >= 0, ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &cd, attr, S->engine, NULL));
     TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
@@ -195,8 +182,8 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     int s_src = -1, s_dst = -1;
     dnnl_memory_t w_mem = NULL, b_mem = NULL;
     TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &src_md, n->name, ctx, &s_src));
-    TRY(distq_onednn_make_param(S, &w_md, w_ndim, w_dims, dnnl_f32, w->data, ctx, &w_mem));
-    if (b) TRY(distq_onednn_make_param(S, &b_md, 1, b_dims, dnnl_f32, b->data, ctx, &b_mem));
+    TRY(distq_onednn_make_param(S, &w_md, cg.w_ndim, cg.w_dims, dnnl_f32, w->data, ctx, &w_mem));
+    if (b) TRY(distq_onednn_make_param(S, &b_md, 1, cg.b_dims, dnnl_f32, b->data, ctx, &b_mem));
     TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
 
     distq_onednn_step *t = NULL;

@@ -160,6 +160,15 @@ distq_status distq_onednn_state_free(distq_onednn_state *S, int quiet);
 
 /* dnnl_a .. dnnl_abcde for 1..5 dims, else format_tag_undef. */
 dnnl_format_tag_t distq_onednn_plain_tag(int ndim);
+
+/* A conv's geometry in oneDNN terms from PyTorch's: weights (OC, IC/G, KH, KW)
+ * as a grouped (G, OC/G, IC/G, KH, KW) descriptor when G > 1, bias (OC),
+ * dilation counted from 0, symmetric padding. */
+typedef struct {
+    dnnl_dims_t w_dims, b_dims, strides, dil, pad_l, pad_r;
+    int w_ndim;
+} distq_onednn_conv_geom;
+void distq_onednn_conv_geometry(const distq_attrs *a, const int64_t *wdims, distq_onednn_conv_geom *out);
 /* Copies the md a primitive descriptor chose. */
 distq_status distq_onednn_query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index,
                                    dnnl_memory_desc_t *out, const char *ctx);

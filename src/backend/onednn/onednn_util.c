@@ -28,6 +28,25 @@ distq_status distq_onednn_error(dnnl_status_t s, const char *file, int line, con
 
 // --- small helpers ------------------------------------------------------------
 
+void distq_onednn_conv_geometry(const distq_attrs *a, const int64_t *wdims, distq_onednn_conv_geom *out)
+{
+    const int64_t G = a->groups, OC = wdims[0];
+    out->w_ndim = G == 1 ? 4 : 5;
+    if (G == 1) {
+        for (int i = 0; i < 4; i++) out->w_dims[i] = wdims[i];
+    } else { /* (G, OC/G, IC/G, KH, KW): the same bytes as (OC, IC/G, KH, KW) */
+        out->w_dims[0] = G;
+        out->w_dims[1] = OC / G;
+        for (int i = 1; i < 4; i++) out->w_dims[i + 1] = wdims[i];
+    }
+    out->b_dims[0] = OC;
+    for (int i = 0; i < 2; i++) {
+        out->strides[i] = a->stride[i];
+        out->dil[i] = a->dilation[i] - 1; /* oneDNN counts the gaps: 0 = dense */
+        out->pad_l[i] = out->pad_r[i] = a->padding[i];
+    }
+}
+
 dnnl_format_tag_t distq_onednn_plain_tag(int ndim)
 {
     switch (ndim) {
