@@ -207,6 +207,45 @@ static void test_batches_vs_one(void)
     CU_ASSERT_DOUBLE_EQUAL(t1, t3, 1e-6);
 }
 
+/* EMA: first batch sets, later batches move by 1%. */
+static void test_ema_minmax(void)
+{
+    distq_minmax_state st;
+    distq_minmax_init(&st);
+    distq_ema_minmax_update(&st, -1.0f, 3.0f, DISTQ_EMA_CONSTANT);
+    CU_ASSERT_EQUAL(st.min, -1.0f);
+    CU_ASSERT_EQUAL(st.max, 3.0f);
+    distq_ema_minmax_update(&st, -2.0f, 5.0f, DISTQ_EMA_CONSTANT);
+    CU_ASSERT_DOUBLE_EQUAL(st.min, -1.01, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(st.max, 3.02, 1e-6);
+}
+
+/* Fake quant == quantize then dequantize; the mask marks the unclamped range. */
+static void test_fake_quant(void)
+{
+    float x[6] = {-1.0f, 0.0f, 0.26f, 0.75f, 3.0f, 100.0f}, y[6];
+    uint8_t mask[6];
+    const float s = 0.5f;
+    const int32_t zp = 2, qmax = 10; /* representable: [-1, 4] */
+    distq_fake_quant(x, 6, s, zp, 0, qmax, y, mask);
+    for (int i = 0; i < 6; i++) {
+        int32_t q = distq_quantize_value(x[i], 1.0f / s, zp, 0, qmax);
+        CU_ASSERT_EQUAL(y[i], (float)(q - zp) * s);
+    }
+    CU_ASSERT_EQUAL(y[2], 0.5f);  /* 0.52 -> 1 */
+    CU_ASSERT_EQUAL(y[3], 1.0f);  /* 1.5 -> 2 (half to even) */
+    uint8_t want[6] = {1, 1, 1, 1, 1, 0}; /* 3.0 -> q 8 inside; 100 -> q 202 outside */
+    CU_ASSERT_EQUAL(memcmp(mask, want, 6), 0);
+    float w[4] = {0.5f, -1.0f, 0.01f, 2.0f}, ws[2] = {1.0f / 127.0f, 0.01f}, wq[4];
+    uint8_t wm[4];
+    distq_fake_quant_per_channel(w, 2, 2, ws, wq, wm);
+    CU_ASSERT_DOUBLE_EQUAL(wq[0], 64.0f / 127.0f, 1e-7); /* 63.5 -> 64 */
+    CU_ASSERT_DOUBLE_EQUAL(wq[1], -1.0f, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(wq[3], 1.27f, 1e-6);          /* 200 clamps to 127 */
+    CU_ASSERT_EQUAL(wm[3], 0);
+    CU_ASSERT_EQUAL(wm[2], 1);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -219,6 +258,8 @@ int main(void)
         {"histogram search vs PyTorch 1.13", test_hist_search_vs_pytorch},
         {"histogram split batch exact", test_hist_split_batch_exact},
         {"one batch vs several", test_batches_vs_one},
+        {"moving-average min/max", test_ema_minmax},
+        {"fake quant and STE mask", test_fake_quant},
     };
     return test_run_suite("observers", cases, sizeof cases / sizeof cases[0]);
 }

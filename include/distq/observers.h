@@ -97,6 +97,27 @@ void distq_hist_search(const distq_hist_state *st, float *lo, float *hi);
 /* ERROR(ns, ne) of the spec: L2 error of mapping bins [ns, ne] to 256 levels. */
 double distq_hist_error(const distq_hist_state *st, int64_t ns, int64_t ne);
 
+/* --- QAT: moving-average observers and fake quantization (spec §3.4, §4.4) --
+ * Deliberate deviation (spec §7 #2): training computes qparams with the same
+ * functions convert uses (distq_qparams_affine / distq_qparams_symmetric_scale),
+ * not with the fused kernel's ChooseQuantizationParams, so the scales a model
+ * trains with are exactly the scales it is exported with. */
+
+#define DISTQ_EMA_CONSTANT 0.01f /* MovingAverageMinMaxObserver averaging_constant */
+
+/* First call (state still +inf/-inf) takes the batch range; later calls
+ * move by c: min += c * (lo - min), max += c * (hi - max). */
+void distq_ema_minmax_update(distq_minmax_state *st, float lo, float hi, float c);
+
+/* out[i] = (clamp(round_ne(x * (1/s)) + zp, qmin, qmax) - zp) * s; mask[i] = 1
+ * where round_ne(x * (1/s)) + zp lies in [qmin, qmax] before clamping (the
+ * straight-through estimator passes gradient only there). mask may be NULL. */
+void distq_fake_quant(const float *x, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax, float *out,
+                      uint8_t *mask);
+/* Per output channel (axis 0 of (OC, per)), symmetric s8 weights: zp 0, [-128, 127]. */
+void distq_fake_quant_per_channel(const float *w, int64_t OC, int64_t per, const float *scale, float *out,
+                                  uint8_t *mask);
+
 #ifdef __cplusplus
 }
 #endif
