@@ -5,7 +5,7 @@
  *
  *     distq_trainer *t;
  *     distq_trainer_create(g, &opts, &t);          // g's params are trained in place
- *     distq_trainer_step(t, x, n, labels, &stats);  // forward (train mode) + backward
+ *     distq_trainer_step(t, x, n, labels, NULL, global_batch, &stats); // forward + backward
  *     ... all-reduce distq_trainer_grads(t) over ranks, then
  *     distq_sgd_step(&sgd, g, t);                   // update
  *
@@ -16,6 +16,29 @@
  * process with the global batch. Gradients are summed over the local batch
  * and divided by the *global* batch size given in the step call, so that an
  * all-reduce SUM over ranks gives the global mean gradient.
+ *
+ * Data parallelism and batch_norm. Every rank calls distq_trainer_step once
+ * per global batch (with n = 0 if it has no images) on the same graph. Each
+ * training-mode batch_norm, in node order, calls hooks->sum_f64 twice, and
+ * the hook must sum the vector over ranks in place (MPI_Allreduce SUM):
+ *   forward:  2C + 1 doubles: sum over the local (N, H, W) of x - running_mean
+ *             per channel, then of (x - running_mean)^2, then the local count
+ *             N*H*W. The shift is the same on every rank (the running mean
+ *             before this step) and keeps E[d^2] - E[d]^2 from cancelling.
+ *             Mean and biased variance come from the global sums.
+ *   backward: 2C doubles: sum of dy, then of dy * xhat, per channel; the input
+ *             gradient is gamma / std * (dy - sum(dy) / M - xhat * sum(dy xhat) / M)
+ *             with M the global count. (Skipped, on every rank alike, when the
+ *             BN input needs no gradient.)
+ * The BN weight and bias gradients stay local sums, like every other
+ * gradient: the caller's all-reduce of distq_trainer_grads adds them. So np
+ * ranks with local batches equal one process with the global batch, up to f32
+ * summation order. A hook error fails the step with the node named.
+ *
+ * Threads: OpenMP, omp_get_max_threads() at create. Results depend on the
+ * thread count (summation order), not on scheduling. On cores shared with
+ * other processes OMP_WAIT_POLICY=passive matters (spinning threads steal the
+ * core: 2.3x slower measured on a shared 2-vCPU machine).
  */
 #include <stdint.h>
 
@@ -29,14 +52,14 @@ extern "C" {
 typedef enum { DISTQ_LOSS_CROSS_ENTROPY = 0, DISTQ_LOSS_MSE } distq_loss;
 
 /* Cross-rank reduction of BN batch statistics: sums[n] in place (SUM over
- * ranks). NULL reduce = one process. */
+ * ranks); see the overview for the layout. NULL sum_f64 = one process. */
 typedef struct {
     void *ctx;
     distq_status (*sum_f64)(void *ctx, double *sums, int n);
 } distq_train_hooks;
 
 typedef struct {
-    int64_t max_batch;  /* largest local batch a step will see */
+    int64_t max_batch;  /* largest local batch a step will see; buffers are sized for it */
     distq_loss loss;
     const distq_train_hooks *hooks; /* optional */
 } distq_train_opts;
@@ -50,24 +73,38 @@ typedef struct {
 typedef struct distq_trainer distq_trainer;
 
 /* g must be finalized; the trainer keeps a pointer to it and updates nothing
- * by itself (the optimizer does). BN running stats are updated in forward. */
+ * by itself (the optimizer does). BN running stats (and num_batches_tracked)
+ * are updated in forward. Every buffer is allocated here, none per step.
+ * Cross-entropy needs a rank-2 (N, classes) output. Free with
+ * distq_trainer_destroy (NULL is a no-op). INVALID_ARG, NOMEM. */
 distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, distq_trainer **out);
 void distq_trainer_destroy(distq_trainer *t);
 
-/* Training step on n local images (N, ...) f32. labels: n class indices
- * (cross-entropy) or targets: n x (output numel) f32 (MSE); the other NULL.
- * global_batch: images in the global batch over all ranks (gradients are
- * divided by it; = n alone). Fills the gradients (overwritten, not added). */
+/* Training step on n local images (N, ...) f32, 0 <= n <= max_batch.
+ * labels: n class indices (cross-entropy) or targets: n x (output numel) f32
+ * (MSE); the other NULL. global_batch: images in the global batch over all
+ * ranks (gradients are divided by it; = n alone). Fills the gradients
+ * (overwritten, not added). Losses: cross-entropy with a log-sum-exp shifted
+ * by the row max; MSE per image = mean over its elements of (y - target)^2,
+ * so the gradient is that of the mean over every element of the global batch.
+ * stats (optional) gets this rank's sums. INVALID_ARG (bad n, label out of
+ * range, naming the image; BN with one value per channel), or the hook's
+ * status. */
 distq_status distq_trainer_step(distq_trainer *t, const float *x, int64_t n, const int64_t *labels,
                                 const float *targets, int64_t global_batch, distq_step_stats *stats);
 
 /* Gradient of parameter index p (same shape as g->params[p]; NULL for
- * buffers such as running stats). */
+ * buffers such as running stats and num_batches_tracked, and for params no
+ * node trains). Trainable: conv2d / linear weight and bias, batch_norm weight
+ * and bias. Borrowed, points into distq_trainer_grads. */
 float *distq_trainer_grad(distq_trainer *t, int p);
-/* All gradients as one contiguous buffer (for one fused all-reduce). */
+/* All gradients as one contiguous buffer, params in index order (for one fused
+ * all-reduce, which may write it in place). *count (optional): floats. */
 float *distq_trainer_grads(distq_trainer *t, int64_t *count);
 
-/* Inference-mode forward (BN with running stats) of n images into logits. */
+/* Inference-mode forward (BN with running stats; the ref executor's
+ * semantics) of any n >= 0 images into logits (n x output numel), in pieces
+ * of max_batch. Overwrites the activations saved by the last step. */
 distq_status distq_trainer_predict(distq_trainer *t, const float *x, int64_t n, float *logits);
 
 /* --- optimizer ------------------------------------------------------------ */
@@ -80,7 +117,13 @@ typedef struct {
     int64_t step;
 } distq_sgd;
 
-/* PyTorch SGD: g' = g + wd * w; v = m * v + g'; w -= lr * v. */
+/* PyTorch SGD (torch.optim.SGD, dampening 0), in f32 per element over every
+ * trainable param (BN weight and bias included): g' = g + wd * w;
+ * v = g' on the first step (step == 0), else v = m * v + g';
+ * w -= lr * (nesterov ? g' + m * v : v); no buffer when m == 0. init
+ * allocates the zeroed velocity (count = distq_trainer_grads count) and sets
+ * nesterov 0 (set it after init); step checks that s, g and t belong together
+ * and increments step. distq_sgd_free(NULL) is a no-op. */
 distq_status distq_sgd_init(distq_sgd *s, distq_trainer *t, float lr, float momentum, float weight_decay);
 distq_status distq_sgd_step(distq_sgd *s, distq_graph *g, distq_trainer *t);
 void distq_sgd_free(distq_sgd *s);

@@ -35,9 +35,12 @@ struct distq_trainer {
     int64_t n_grads;
     int64_t *grad_off;       /* [n_params] offset into grads, -1 if not trainable */
     distq_train_node *nodes; /* [n_nodes] */
-    float *scratch;          /* nthreads x scratch_floats: gemm work, col, dcol, dW partials */
+    float *scratch;          /* nthreads x scratch_floats: gemm work, col, dcol */
     size_t scratch_floats;
-    size_t col_floats;  /* max (ICg*KH*KW) x (OH*OW) over convs */
+    size_t col_floats;     /* max (ICg*KH*KW) x (OH*OW) over convs */
+    float *partials;       /* n_chunks x partial_floats: conv dW and db per chunk of images */
+    size_t partial_floats; /* max OC*ICg*KH*KW + OC over convs */
+    int64_t n_chunks;      /* 2 x nthreads */
     double *red;        /* hook buffer: 2 * max channels + 1 */
 };
 

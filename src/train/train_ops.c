@@ -6,7 +6,10 @@
  * conv2d and linear are im2col + distq_sgemm; everything else is plain
  * loops. OpenMP parallelises over images (conv2d), channels (batch_norm) or
  * elements, always with the trainer's fixed team size so the per-thread
- * scratch suffices.
+ * scratch suffices. Schedules are dynamic: on cores shared with other
+ * processes a static split waits at every barrier for a descheduled thread
+ * (measured 2.3x slower on 2 threads than on 1). Every result is still
+ * independent of the thread that computed it.
  *
  * Backward writes input gradients through distq_train_grad_out(): the first
  * consumer of a value overwrites its buffer, later ones add, so nothing is
@@ -21,6 +24,9 @@
 #include <string.h>
 
 #include "train/train_impl.h"
+
+/* Elements per dynamically scheduled piece of an elementwise loop. */
+#define ELEM_CHUNK 16384
 
 static const distq_tensor *node_param(const distq_trainer *t, const distq_node *nd, int slot)
 {
@@ -154,7 +160,10 @@ static void col2im(const float *dcol, const conv_geom *c, const distq_attrs *a, 
                     if (ih < 0 || ih >= c->H) continue;
                     const float *r = row + oh * c->OW;
                     float *xr = dx + (ic * c->H + ih) * c->W - a->padding[1] + kwd;
-                    for (int64_t ow = lo; ow < hi; ow++) xr[ow * a->stride[1]] += r[ow];
+                    if (a->stride[1] == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) xr[ow] += r[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) xr[ow * a->stride[1]] += r[ow];
                 }
             }
 }
@@ -171,7 +180,7 @@ static void conv2d_fwd(distq_trainer *t, const distq_node *nd, int64_t N)
     const float *x = t->act[nd->inputs[0]], *w = param_data(t, nd, DISTQ_PARAM_WEIGHT);
     const float *b = param_data(t, nd, DISTQ_PARAM_BIAS);
     float *y = t->act[nd->output];
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
     for (int64_t n = 0; n < N; n++) {
         float *work = thread_scratch(t), *col = work + distq_sgemm_work_floats();
         for (int64_t g = 0; g < c.G; g++) {
@@ -195,47 +204,49 @@ static void conv2d_bwd(distq_trainer *t, const distq_node *nd, int64_t N)
     int acc_dx = 0;
     float *dx = distq_train_grad_out(t, nd->inputs[0], &acc_dx);
     int64_t WN = c.OC * c.K; /* weight numel; the partial bias follows it */
-    size_t partial_off = distq_sgemm_work_floats() + 2 * t->col_floats;
-    int team = 1; /* the runtime may give fewer threads than asked */
+    /* Images are cut into fixed chunks, each with its own partial dW, summed in
+     * chunk order: the result does not depend on which thread ran which chunk. */
+    int64_t chunks = N < t->n_chunks ? N : t->n_chunks;
 #pragma omp parallel num_threads(t->nthreads)
     {
-        if (omp_get_thread_num() == 0) team = omp_get_num_threads();
         float *work = thread_scratch(t), *col = work + distq_sgemm_work_floats();
-        float *dcol = col + t->col_floats, *pdw = work + partial_off, *pdb = pdw + WN;
-        memset(pdw, 0, (size_t)(WN + c.OC) * sizeof *pdw);
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < N; n++) {
-            if (dx && !acc_dx) memset(dx + n * c.C * c.H * c.W, 0, (size_t)(c.C * c.H * c.W) * sizeof *dx);
-            for (int64_t g = 0; g < c.G; g++) {
-                const float *xg = x + (n * c.C + g * c.ICg) * c.H * c.W;
-                const float *dyg = dy + (n * c.OC + g * c.OCg) * c.OHW;
-                const float *wg = w + g * c.OCg * c.K;
-                if (dw) {
-                    if (!c.direct) im2col(xg, &c, &nd->attr, col);
-                    distq_sgemm(0, 1, c.OCg, c.K, c.OHW, dyg, c.OHW, c.direct ? xg : col, c.OHW, 1,
-                                pdw + g * c.OCg * c.K, c.K, work);
-                }
-                for (int64_t oc = 0; db && oc < c.OCg; oc++) {
-                    float s = 0.0f;
-                    for (int64_t i = 0; i < c.OHW; i++) s += dyg[oc * c.OHW + i];
-                    pdb[g * c.OCg + oc] += s;
-                }
-                if (!dx) continue;
-                float *dxg = dx + (n * c.C + g * c.ICg) * c.H * c.W;
-                if (c.direct) {
-                    distq_sgemm(1, 0, c.K, c.OHW, c.OCg, wg, c.K, dyg, c.OHW, 1, dxg, c.OHW, work);
-                } else {
-                    distq_sgemm(1, 0, c.K, c.OHW, c.OCg, wg, c.K, dyg, c.OHW, 0, dcol, c.OHW, work);
-                    col2im(dcol, &c, &nd->attr, dxg);
+        float *dcol = col + t->col_floats;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            float *pdw = t->partials + (size_t)ch * t->partial_floats, *pdb = pdw + WN;
+            memset(pdw, 0, (size_t)(WN + c.OC) * sizeof *pdw);
+            for (int64_t n = N * ch / chunks; n < N * (ch + 1) / chunks; n++) {
+                if (dx && !acc_dx) memset(dx + n * c.C * c.H * c.W, 0, (size_t)(c.C * c.H * c.W) * sizeof *dx);
+                for (int64_t g = 0; g < c.G; g++) {
+                    const float *xg = x + (n * c.C + g * c.ICg) * c.H * c.W;
+                    const float *dyg = dy + (n * c.OC + g * c.OCg) * c.OHW;
+                    const float *wg = w + g * c.OCg * c.K;
+                    if (dw) {
+                        if (!c.direct) im2col(xg, &c, &nd->attr, col);
+                        distq_sgemm(0, 1, c.OCg, c.K, c.OHW, dyg, c.OHW, c.direct ? xg : col, c.OHW, 1,
+                                    pdw + g * c.OCg * c.K, c.K, work);
+                    }
+                    for (int64_t oc = 0; db && oc < c.OCg; oc++) {
+                        float s = 0.0f;
+                        for (int64_t i = 0; i < c.OHW; i++) s += dyg[oc * c.OHW + i];
+                        pdb[g * c.OCg + oc] += s;
+                    }
+                    if (!dx) continue;
+                    float *dxg = dx + (n * c.C + g * c.ICg) * c.H * c.W;
+                    if (c.direct) {
+                        distq_sgemm(1, 0, c.K, c.OHW, c.OCg, wg, c.K, dyg, c.OHW, 1, dxg, c.OHW, work);
+                    } else {
+                        distq_sgemm(1, 0, c.K, c.OHW, c.OCg, wg, c.K, dyg, c.OHW, 0, dcol, c.OHW, work);
+                        col2im(dcol, &c, &nd->attr, dxg);
+                    }
                 }
             }
         }
     }
-    /* Partials in thread order: the same sum on every run. */
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 4096) num_threads(t->nthreads)
     for (int64_t i = 0; i < WN + c.OC; i++) {
         float s = 0.0f;
-        for (int k = 0; k < team; k++) s += t->scratch[(size_t)k * t->scratch_floats + partial_off + i];
+        for (int64_t ch = 0; ch < chunks; ch++) s += t->partials[(size_t)ch * t->partial_floats + i];
         if (i < WN) {
             if (dw) dw[i] += s;
         } else if (db) {
@@ -280,7 +291,7 @@ static distq_status batch_norm_fwd(distq_trainer *t, int i, int64_t N, int train
         }
     } else {
         double *red = t->red;
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
         for (int64_t c = 0; c < C; c++) {
             double sum = 0.0, sumsq = 0.0;
             for (int64_t n = 0; n < N; n++) block_sums(x + (n * C + c) * HW, HW, rmean[c], &sum, &sumsq);
@@ -311,7 +322,7 @@ static distq_status batch_norm_fwd(distq_trainer *t, int i, int64_t N, int train
         const distq_tensor *nbt = node_param(t, nd, DISTQ_PARAM_NUM_BATCHES_TRACKED);
         if (nbt) ((int64_t *)nbt->data)[0] += 1;
     }
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
     for (int64_t nc = 0; nc < N * C; nc++) {
         float a = s->scale[nc % C], b = s->shift[nc % C];
         for (int64_t k = 0; k < HW; k++) y[nc * HW + k] = x[nc * HW + k] * a + b;
@@ -328,7 +339,7 @@ static distq_status batch_norm_bwd(distq_trainer *t, int i, int64_t N)
     float *dgamma = param_grad(t, nd, DISTQ_PARAM_WEIGHT), *dbeta = param_grad(t, nd, DISTQ_PARAM_BIAS);
     int64_t C = t->g->values[nd->inputs[0]].dims[1], HW = per_image(t, nd->inputs[0]) / C;
     double *red = t->red;
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
     for (int64_t c = 0; c < C; c++) {
         double sdy = 0.0, sdyx = 0.0;
         float mean = s->mean[c], invstd = s->invstd[c];
@@ -359,20 +370,20 @@ static distq_status batch_norm_bwd(distq_trainer *t, int i, int64_t N)
     int acc = 0;
     float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
     if (!dx) return DISTQ_OK; /* the ranks still agree: all skip the hook */
-    distq_status st = DISTQ_OK;
+    distq_status st = hook_sum(t, nd, red, (int)(2 * C));
     if (st) return st;
     double M = s->count;
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
     for (int64_t nc = 0; nc < N * C; nc++) {
         int64_t c = nc % C;
         float k = (gamma ? gamma[c] : 1.0f) * s->invstd[c], mean = s->mean[c], invstd = s->invstd[c];
         float mdy = (float)(red[c] / M), mdyx = (float)(red[C + c] / M);
         const float *xp = x + nc * HW, *dp = dy + nc * HW;
         float *dxp = dx + nc * HW;
-        for (int64_t j = 0; j < HW; j++) {
-            float g = k * (dp[j] - mdy - (xp[j] - mean) * invstd * mdyx);
-            dxp[j] = acc ? dxp[j] + g : g;
-        }
+        if (acc)
+            for (int64_t j = 0; j < HW; j++) dxp[j] += k * (dp[j] - mdy - (xp[j] - mean) * invstd * mdyx);
+        else
+            for (int64_t j = 0; j < HW; j++) dxp[j] = k * (dp[j] - mdy - (xp[j] - mean) * invstd * mdyx);
     }
     return DISTQ_OK;
 }
@@ -383,7 +394,7 @@ static void relu_fwd(distq_trainer *t, const distq_node *nd, int64_t count)
 {
     const float *x = t->act[nd->inputs[0]];
     float *y = t->act[nd->output];
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
     for (int64_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
@@ -394,10 +405,19 @@ static void relu_bwd(distq_trainer *t, const distq_node *nd, int64_t count)
     int acc = 0;
     float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
     if (!dx) return;
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
-    for (int64_t i = 0; i < count; i++) {
-        float g = y[i] > 0.0f ? dy[i] : 0.0f;
-        dx[i] = acc ? dx[i] + g : g;
+    /* Two loops, not "acc ? dx + g : g": a branch in the loop stops gcc vectorizing it. */
+    if (acc) {
+#pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
+        for (int64_t i = 0; i < count; i++) {
+            float g = dy[i]; /* loaded unconditionally, so the select vectorizes */
+            dx[i] += y[i] > 0.0f ? g : 0.0f;
+        }
+    } else {
+#pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
+        for (int64_t i = 0; i < count; i++) {
+            float g = dy[i];
+            dx[i] = y[i] > 0.0f ? g : 0.0f;
+        }
     }
 }
 
@@ -405,7 +425,7 @@ static void add_fwd(distq_trainer *t, const distq_node *nd, int64_t count)
 {
     const float *a = t->act[nd->inputs[0]], *b = t->act[nd->inputs[1]];
     float *y = t->act[nd->output];
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
     for (int64_t i = 0; i < count; i++) y[i] = a[i] + b[i];
 }
 
@@ -414,8 +434,13 @@ static void pass_grad(distq_trainer *t, int v, const float *dy, int64_t count)
     int acc = 0;
     float *dx = distq_train_grad_out(t, v, &acc);
     if (!dx) return;
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
-    for (int64_t i = 0; i < count; i++) dx[i] = acc ? dx[i] + dy[i] : dy[i];
+    if (acc) {
+#pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
+        for (int64_t i = 0; i < count; i++) dx[i] += dy[i];
+    } else {
+#pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
+        for (int64_t i = 0; i < count; i++) dx[i] = dy[i];
+    }
 }
 
 /* --- pooling ----------------------------------------------------------------- */
@@ -431,28 +456,32 @@ static void max_pool2d_fwd(distq_trainer *t, int i, int64_t N)
     float *y = t->act[nd->output];
     int32_t *arg = t->nodes[i].argmax;
     int64_t C = xv->dims[1], H = xv->dims[2], W = xv->dims[3], OH = yv->dims[2], OW = yv->dims[3];
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
-    for (int64_t nc = 0; nc < N * C; nc++)
-        for (int64_t oh = 0; oh < OH; oh++)
+    int64_t KH = a->kernel[0], KW = a->kernel[1];
+#pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
+    for (int64_t nc = 0; nc < N * C; nc++) {
+        const float *p = x + nc * H * W;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            /* The window clipped to the input; never empty (padding <= kernel / 2). */
+            int64_t h0 = oh * a->stride[0] - a->padding[0];
+            int64_t kh0 = h0 < 0 ? -h0 : 0, kh1 = H - h0 < KH ? H - h0 : KH;
             for (int64_t ow = 0; ow < OW; ow++) {
-                float best = -INFINITY;
-                int64_t at = -1;
-                for (int64_t kh = 0; kh < a->kernel[0]; kh++) {
-                    int64_t ih = oh * a->stride[0] - a->padding[0] + kh;
-                    if (ih < 0 || ih >= H) continue;
-                    for (int64_t kw = 0; kw < a->kernel[1]; kw++) {
-                        int64_t iw = ow * a->stride[1] - a->padding[1] + kw;
-                        if (iw < 0 || iw >= W) continue;
-                        float v = x[(nc * H + ih) * W + iw];
-                        if (v > best || at < 0) {
-                            best = v;
-                            at = ih * W + iw;
+                int64_t w0 = ow * a->stride[1] - a->padding[1];
+                int64_t kw0 = w0 < 0 ? -w0 : 0, kw1 = W - w0 < KW ? W - w0 : KW;
+                int64_t at = (h0 + kh0) * W + w0 + kw0;
+                float best = p[at];
+                for (int64_t kh = kh0; kh < kh1; kh++)
+                    for (int64_t kw = kw0; kw < kw1; kw++) {
+                        int64_t k = (h0 + kh) * W + w0 + kw;
+                        if (p[k] > best) { /* strict: the first maximum wins */
+                            best = p[k];
+                            at = k;
                         }
                     }
-                }
                 y[(nc * OH + oh) * OW + ow] = best;
                 arg[(nc * OH + oh) * OW + ow] = (int32_t)at;
             }
+        }
+    }
 }
 
 static void max_pool2d_bwd(distq_trainer *t, int i, int64_t N)
@@ -465,7 +494,7 @@ static void max_pool2d_bwd(distq_trainer *t, int i, int64_t N)
     int acc = 0;
     float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
     if (!dx) return;
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
     for (int64_t nc = 0; nc < N * C; nc++) {
         float *d = dx + nc * HW;
         if (!acc) memset(d, 0, (size_t)HW * sizeof *d);
@@ -479,7 +508,7 @@ static void avg_pool_fwd(distq_trainer *t, const distq_node *nd, int64_t N)
     const float *x = t->act[nd->inputs[0]];
     float *y = t->act[nd->output];
     int64_t HW = xv->dims[2] * xv->dims[3];
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
     for (int64_t nc = 0; nc < N * xv->dims[1]; nc++) {
         double sum = 0.0;
         for (int64_t k = 0; k < HW; k++) sum += x[nc * HW + k];
@@ -495,10 +524,13 @@ static void avg_pool_bwd(distq_trainer *t, const distq_node *nd, int64_t N)
     int acc = 0;
     float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
     if (!dx) return;
-#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
     for (int64_t nc = 0; nc < N * xv->dims[1]; nc++) {
         float g = dy[nc] / (float)HW;
-        for (int64_t k = 0; k < HW; k++) dx[nc * HW + k] = acc ? dx[nc * HW + k] + g : g;
+        if (acc)
+            for (int64_t k = 0; k < HW; k++) dx[nc * HW + k] += g;
+        else
+            for (int64_t k = 0; k < HW; k++) dx[nc * HW + k] = g;
     }
 }
 

@@ -88,8 +88,10 @@ static void layout(distq_trainer *t, const sizes *z, carver *c)
     t->red = carve(c, (size_t)(2 * z->max_channels + 1) * sizeof *t->red);
     t->grads = carve(c, (size_t)z->n_grads * sizeof *t->grads);
     t->col_floats = (z->col_floats + 15) / 16 * 16;
-    t->scratch_floats = (distq_sgemm_work_floats() + 2 * t->col_floats + z->partial_floats + 15) / 16 * 16;
+    t->scratch_floats = (distq_sgemm_work_floats() + 2 * t->col_floats + 15) / 16 * 16;
     t->scratch = carve(c, (size_t)t->nthreads * t->scratch_floats * sizeof *t->scratch);
+    t->partial_floats = (z->partial_floats + 15) / 16 * 16;
+    t->partials = carve(c, (size_t)t->n_chunks * t->partial_floats * sizeof *t->partials);
     float **act = NULL, **dact = NULL;
     if (c->base) {
         act = t->act;
@@ -164,6 +166,7 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
     t->loss = opts->loss;
     if (opts->hooks) t->hooks = *opts->hooks;
     t->nthreads = omp_get_max_threads();
+    t->n_chunks = 2 * (int64_t)t->nthreads;
     sizes z = measure(g);
     carver c = {0};
     layout(t, &z, &c);
