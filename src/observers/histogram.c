@@ -38,11 +38,19 @@ void distq_histc(const float *x, int64_t n, float a, float b, int64_t *counts)
         a -= 1.0f;
         b += 1.0f;
     }
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        if (v < a || v > b) continue;
-        int64_t pos = (int64_t)((v - a) * (float)B / (b - a));
-        counts[pos >= B ? B - 1 : pos]++;
+    /* Integer counts: per-thread histograms summed give exactly the serial result. */
+#pragma omp parallel if (n > 65536)
+    {
+        int64_t local[B] = {0};
+#pragma omp for nowait
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            if (v < a || v > b) continue;
+            int64_t pos = (int64_t)((v - a) * (float)B / (b - a));
+            local[pos >= B ? B - 1 : pos]++;
+        }
+#pragma omp critical
+        for (int i = 0; i < B; i++) counts[i] += local[i];
     }
 }
 

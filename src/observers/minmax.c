@@ -6,14 +6,20 @@
 distq_status distq_batch_minmax(const float *x, int64_t n, float *lo, float *hi)
 {
     float mn = INFINITY, mx = -INFINITY;
+    int bad = 0;
+    /* min/max are order-free, so threads give the same answer as one. */
+#pragma omp parallel for reduction(min : mn) reduction(max : mx) reduction(| : bad) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        if (!isfinite(v))
-            return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s at element %lld",
-                                   isnan(v) ? "NaN" : "Inf", (long long)i);
+        bad |= !isfinite(v);
         mn = v < mn ? v : mn;
         mx = v > mx ? v : mx;
     }
+    if (bad) /* rare: find the first culprit to name it */
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(x[i]))
+                return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s at element %lld",
+                                       isnan(x[i]) ? "NaN" : "Inf", (long long)i);
     *lo = mn;
     *hi = mx;
     return DISTQ_OK;
