@@ -72,6 +72,18 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
         goto done;
     }
     distq_job_ctx job = {.comm = MPI_COMM_NULL, .rank = ctx->rank, .nranks = 1, .progress = print_progress, .progress_user = (void *)ctx};
+    /* Pin threads to cores as distq run does: OpenMP loops stall on a migrated thread. */
+    distq_dist d;
+    distq_placement pl;
+    char warn[256];
+    if ((st = distq_dist_init(MPI_COMM_WORLD, &d)) == DISTQ_OK) {
+        st = distq_place(&d, cfg.bind, 0, &pl, warn, sizeof warn);
+        distq_dist_free(&d);
+    }
+    if (st) {
+        rc = cli_fail(ctx, "calibrate", st);
+        goto done;
+    }
     distq_ptq_report rep;
     distq_qgraph *q = NULL;
     if (ctx->size > 1) {

@@ -32,6 +32,8 @@ static void print_summary(const distq_config *cfg, const distq_results *r)
            "%lld bytes in %lld calls per rank; activations u8 [0, %d]\n",
            (long long)r->calib_images, (long long)r->calib_batches, r->calib_wall_s, r->nranks,
            (long long)r->reduce_bytes, (long long)r->reduce_calls, r->reduce_range ? 127 : 255);
+    printf("calibration on rank 0: fp32 forward %.2f s, observers %.2f s (%.0f%% of the forward)\n", r->calib_forward_s,
+           r->calib_observe_s, r->calib_forward_s > 0 ? 100.0 * r->calib_observe_s / r->calib_forward_s : 0.0);
     printf("wrote %s\n", cfg->quantized);
     if (r->has_eval) {
         printf("accuracy vs fp32 on %s (%lld images): relative L2 %.5f, top-1 agreement %.2f%%", cfg->eval_data,
