@@ -37,8 +37,9 @@
  *
  * Threads: OpenMP, omp_get_max_threads() at create. Results depend on the
  * thread count (summation order), not on scheduling. On cores shared with
- * other processes OMP_WAIT_POLICY=passive matters (spinning threads steal the
- * core: 2.3x slower measured on a shared 2-vCPU machine).
+ * other processes OMP_WAIT_POLICY=passive helps: with another process busy on
+ * one of 2 vCPUs, 2 threads ran at 213 images/s spinning (the default) and
+ * 435 passive, against ~985 on idle cores (small CNN, batch 128).
  */
 #include <stdint.h>
 

@@ -6,10 +6,10 @@
  * conv2d and linear are im2col + distq_sgemm; everything else is plain
  * loops. OpenMP parallelises over images (conv2d), channels (batch_norm) or
  * elements, always with the trainer's fixed team size so the per-thread
- * scratch suffices. Schedules are dynamic: on cores shared with other
- * processes a static split waits at every barrier for a descheduled thread
- * (measured 2.3x slower on 2 threads than on 1). Every result is still
- * independent of the thread that computed it.
+ * scratch suffices. Schedules are dynamic, so that on cores shared with
+ * other processes a running thread takes work a descheduled one has not
+ * started; no result depends on which thread computed it (conv weight
+ * gradients are summed per fixed chunk of images, in chunk order).
  *
  * Backward writes input gradients through distq_train_grad_out(): the first
  * consumer of a value overwrites its buffer, later ones add, so nothing is
@@ -283,7 +283,7 @@ static distq_status batch_norm_fwd(distq_trainer *t, int i, int64_t N, int train
     float *rmean = param_data(t, nd, DISTQ_PARAM_RUNNING_MEAN), *rvar = param_data(t, nd, DISTQ_PARAM_RUNNING_VAR);
     int64_t C = xv->dims[1], HW = per_image(t, nd->inputs[0]) / C;
     if (!training) {
-        /* As the ref executor: (x - mean) / sqrt(var + eps) * gamma + beta. */
+        /* The ref executor's (x - mean) / sqrt(var + eps) * gamma + beta, as x * scale + shift. */
         for (int64_t c = 0; c < C; c++) {
             float inv = 1.0f / sqrtf(rvar[c] + nd->attr.eps);
             s->scale[c] = inv * (gamma ? gamma[c] : 1.0f);
