@@ -459,58 +459,16 @@ cleanup:
 /* max_pool2d (any ceil_mode) and adaptive_avg_pool2d to (1, 1). */
 static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
-    distq_status st = DISTQ_OK;
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
-    const distq_attrs *a = &n->attr;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_primitive_desc_t pd = NULL;
     node_ctx(g, n, S->batch, ctx, sizeof ctx);
-    dnnl_dims_t src_dims, dst_dims, kernel, strides, dil, pad_l, pad_r;
+    dnnl_dims_t src_dims, dst_dims;
     value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
     value_dims(&g->values[n->output], S->batch, dst_dims);
-    dnnl_alg_kind_t alg;
-    if (n->op == DISTQ_OP_MAX_POOL2D) {
-        alg = dnnl_pooling_max;
-        for (int i = 0; i < 2; i++) {
-            kernel[i] = a->kernel[i];
-            strides[i] = a->stride[i];
-            dil[i] = a->dilation[i] - 1;
-            pad_l[i] = a->padding[i];
-            pad_r[i] = distq_onednn_pool_pad_r(src_dims[2 + i], dst_dims[2 + i], dil[i] * (kernel[i] - 1) + kernel[i],
-                                  strides[i], pad_l[i]);
-        }
-    } else {
-        if (dst_dims[2] != 1 || dst_dims[3] != 1) {
-            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: output size must be (1, 1)", ctx);
-            goto cleanup;
-        }
-        alg = dnnl_pooling_avg_exclude_padding;
-        for (int i = 0; i < 2; i++) {
-            kernel[i] = src_dims[2 + i];
-            strides[i] = 1;
-            dil[i] = pad_l[i] = pad_r[i] = 0;
-        }
-    }
-    int s_src = S->value_slot[n->inputs[0]], s_dst = -1;
-    dnnl_memory_desc_t src_md = *distq_onednn_slot_md(S, s_src), dst_md;
-    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_f32, dnnl_format_tag_any));
-    dnnl_pooling_v2_desc_t pool;
-    CHECK(dnnl_pooling_v2_forward_desc_init(&pool, dnnl_forward_inference, alg, &src_md, &dst_md,
-                                            strides, kernel, dil, pad_l, pad_r));
-    TRY(make_attr(0, 0, ctx, &attr));
-    CHECK(dnnl_primitive_desc_create(&pd, &pool, attr, S->engine, NULL));
-    TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
-    TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
-    distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    TRY(distq_onednn_step_set_prim(t, pd, ctx));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    S->value_slot[n->output] = s_dst;
-cleanup:
-    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
-    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    int s_dst = -1;
+    distq_status st = distq_onednn_emit_pool(S, n->name, n->op == DISTQ_OP_MAX_POOL2D, &n->attr, src_dims,
+                                             dst_dims, dnnl_f32, S->value_slot[n->inputs[0]], ctx, &s_dst);
+    if (!st) S->value_slot[n->output] = s_dst;
     return st;
 }
 

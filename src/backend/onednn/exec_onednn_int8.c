@@ -496,62 +496,19 @@ cleanup:
 /* max pool (any ceil_mode) and adaptive avg pool to (1, 1), u8 in and out. */
 static distq_status emit_pool(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
 {
-    distq_status st = DISTQ_OK;
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
-    const distq_attrs *a = &n->attr;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_primitive_desc_t pd = NULL;
     qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
-    if (x->dtype != DISTQ_DTYPE_U8 || y->dtype != DISTQ_DTYPE_U8 || x->ndim != 4 || y->ndim != 4) {
-        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: pooling wants 4-D u8 in and out", ctx);
-        goto cleanup;
-    }
-    dnnl_dims_t src_dims, dst_dims, kernel, strides, dil, pad_l, pad_r;
+    if (x->dtype != DISTQ_DTYPE_U8 || y->dtype != DISTQ_DTYPE_U8 || x->ndim != 4 || y->ndim != 4)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: pooling wants 4-D u8 in and out", ctx);
+    dnnl_dims_t src_dims, dst_dims;
     qvalue_dims(x, S->batch, src_dims);
     qvalue_dims(y, S->batch, dst_dims);
-    dnnl_alg_kind_t alg;
-    if (n->op == DISTQ_QOP_MAX_POOL) {
-        alg = dnnl_pooling_max;
-        for (int i = 0; i < 2; i++) {
-            kernel[i] = a->kernel[i];
-            strides[i] = a->stride[i];
-            dil[i] = a->dilation[i] - 1;
-            pad_l[i] = a->padding[i];
-            pad_r[i] = distq_onednn_pool_pad_r(src_dims[2 + i], dst_dims[2 + i],
-                                               dil[i] * (kernel[i] - 1) + kernel[i], strides[i], pad_l[i]);
-        }
-    } else {
-        if (dst_dims[2] != 1 || dst_dims[3] != 1) {
-            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: output size must be (1, 1)", ctx);
-            goto cleanup;
-        }
-        alg = dnnl_pooling_avg_exclude_padding;
-        for (int i = 0; i < 2; i++) {
-            kernel[i] = src_dims[2 + i];
-            strides[i] = 1;
-            dil[i] = pad_l[i] = pad_r[i] = 0;
-        }
-    }
-    int s_src = S->value_slot[n->src], s_dst = -1;
-    dnnl_memory_desc_t src_md = *distq_onednn_slot_md(S, s_src), dst_md;
-    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_u8, dnnl_format_tag_any));
-    dnnl_pooling_v2_desc_t pool;
-    CHECK(dnnl_pooling_v2_forward_desc_init(&pool, dnnl_forward_inference, alg, &src_md, &dst_md,
-                                            strides, kernel, dil, pad_l, pad_r));
-    TRY(distq_onednn_attr_create(ctx, &attr));
-    CHECK(dnnl_primitive_desc_create(&pd, &pool, attr, S->engine, NULL));
-    TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
-    TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
-    distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    TRY(distq_onednn_step_set_prim(t, pd, ctx));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    S->value_slot[n->dst] = s_dst;
-cleanup:
-    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
-    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    int s_dst = -1;
+    /* u8 in, u8 out, same qparams: max pooling is exact, the average rounds to nearest */
+    distq_status st = distq_onednn_emit_pool(S, n->name, n->op == DISTQ_QOP_MAX_POOL, &n->attr, src_dims,
+                                             dst_dims, dnnl_u8, S->value_slot[n->src], ctx, &s_dst);
+    if (!st) S->value_slot[n->dst] = s_dst;
     return st;
 }
 

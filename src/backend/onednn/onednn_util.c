@@ -568,3 +568,55 @@ distq_status distq_onednn_put_value(distq_onednn_state *S, const char *name, con
 {
     return copy_value(S, name, (void *)in, 1);
 }
+
+distq_status distq_onednn_emit_pool(distq_onednn_state *S, const char *name, int is_max, const distq_attrs *a,
+                                    const dnnl_dims_t src_dims, const dnnl_dims_t dst_dims, dnnl_data_type_t dt,
+                                    int s_src, const char *ctx, int *s_dst)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_dims_t kernel, strides, dil, pad_l, pad_r;
+    dnnl_alg_kind_t alg;
+    if (is_max) {
+        alg = dnnl_pooling_max;
+        for (int i = 0; i < 2; i++) {
+            kernel[i] = a->kernel[i];
+            strides[i] = a->stride[i];
+            dil[i] = a->dilation[i] - 1;
+            pad_l[i] = a->padding[i];
+            /* right padding chosen so oneDNN yields PyTorch's size (ceil_mode included) */
+            pad_r[i] = distq_onednn_pool_pad_r(src_dims[2 + i], dst_dims[2 + i],
+                                               dil[i] * (kernel[i] - 1) + kernel[i], strides[i], pad_l[i]);
+        }
+    } else {
+        if (dst_dims[2] != 1 || dst_dims[3] != 1) {
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: output size must be (1, 1)", ctx);
+            goto cleanup;
+        }
+        alg = dnnl_pooling_avg_exclude_padding;
+        for (int i = 0; i < 2; i++) {
+            kernel[i] = src_dims[2 + i];
+            strides[i] = 1;
+            dil[i] = pad_l[i] = pad_r[i] = 0;
+        }
+    }
+    dnnl_memory_desc_t src_md = *distq_onednn_slot_md(S, s_src), dst_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dt, dnnl_format_tag_any));
+    dnnl_pooling_v2_desc_t pool;
+    CHECK(dnnl_pooling_v2_forward_desc_init(&pool, dnnl_forward_inference, alg, &src_md, &dst_md, strides, kernel,
+                                            dil, pad_l, pad_r));
+    TRY(distq_onednn_attr_create(ctx, &attr));
+    CHECK(dnnl_primitive_desc_create(&pd, &pool, attr, S->engine, NULL));
+    TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
+    TRY(distq_onednn_new_slot(S, &dst_md, s_dst));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, name, &t));
+    TRY(distq_onednn_step_set_prim(t, pd, ctx));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, *s_dst, 1);
+cleanup:
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
