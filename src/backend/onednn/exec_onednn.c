@@ -190,14 +190,7 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     if (gr->add >= 0) {
         const distq_node *add = &g->nodes[gr->add];
         int other_v = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
-        int s_other = S->value_slot[other_v];
-        const dnnl_memory_desc_t *other_md = distq_onednn_slot_md(S, s_other);
-        TRY(distq_onednn_add_reorder(S, add->name, other_md, &dst_md, NULL, ctx, &t));
-        distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_other, 0);
-        distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
-        t->inplace_dst = s_dst;
-        t->inplace_src = s_other;
-        t->is_copy = 1;
+        TRY(distq_onednn_add_residual_copy(S, add->name, S->value_slot[other_v], s_dst, &dst_md, ctx));
     }
     TRY(distq_onednn_new_step(S, n->name, &t));
     TRY(distq_onednn_step_set_prim(t, pd, ctx));

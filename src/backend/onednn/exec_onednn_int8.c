@@ -335,12 +335,7 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_qgraph *q, cons
         }
         char name[DISTQ_NAME_MAX + 16];
         snprintf(name, sizeof name, "%s (residual)", n->name);
-        TRY(distq_onednn_add_reorder(S, name, distq_onednn_slot_md(S, s_r), &dst_md, NULL, ctx, &t));
-        distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_r, 0);
-        distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
-        t->inplace_dst = s_dst;
-        t->inplace_src = s_r;
-        t->is_copy = 1;
+        TRY(distq_onednn_add_residual_copy(S, name, s_r, s_dst, &dst_md, ctx));
     }
     TRY(distq_onednn_new_step(S, n->name, &t));
     TRY(distq_onednn_step_set_prim(t, pd, ctx));

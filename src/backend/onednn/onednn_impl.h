@@ -198,6 +198,11 @@ distq_status distq_onednn_step_set_prim(distq_onednn_step *t, const_dnnl_primiti
                                         const char *ctx);
 /* A new step running a reorder from src_md to dst_md (attr may be NULL: plain
  * copy; it gets the user scratchpad mode either way); the caller adds args. */
+/* Adds the copy of a residual (slot s_from) into a conv's dst slot before the
+ * conv runs, for its sum post-op; marked so the copy is skipped when the two
+ * slots end up sharing a buffer. */
+distq_status distq_onednn_add_residual_copy(distq_onednn_state *S, const char *name, int s_from, int s_dst,
+                                            const dnnl_memory_desc_t *dst_md, const char *ctx);
 distq_status distq_onednn_add_reorder(distq_onednn_state *S, const char *name,
                                       const dnnl_memory_desc_t *src_md,
                                       const dnnl_memory_desc_t *dst_md, dnnl_primitive_attr_t attr,

@@ -620,3 +620,17 @@ cleanup:
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }
+
+distq_status distq_onednn_add_residual_copy(distq_onednn_state *S, const char *name, int s_from, int s_dst,
+                                            const dnnl_memory_desc_t *dst_md, const char *ctx)
+{
+    distq_onednn_step *t = NULL;
+    distq_status st = distq_onednn_add_reorder(S, name, distq_onednn_slot_md(S, s_from), dst_md, NULL, ctx, &t);
+    if (st) return st;
+    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_from, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
+    t->inplace_dst = s_dst;
+    t->inplace_src = s_from;
+    t->is_copy = 1;
+    return DISTQ_OK;
+}
