@@ -646,8 +646,8 @@ static void test_checkpoint_roundtrip(void)
     *(int64_t *)distq_graph_find_param(g, "stem.bn.num_batches_tracked")->data = 4321;
     float *v = make_velocity(n);
     const char *config = "[train]\nlr = 0.1\nmomentum = 0.9\n";
-    TEST_OK(distq_checkpoint_save(path, g, v, n, 1234, 5, config));
-    TEST_OK(distq_checkpoint_load(path, &h, &got, &nv, &step, &epoch));
+    TEST_OK(distq_checkpoint_save(path, g, v, n, 1234, 5, config, NULL, 0));
+    TEST_OK(distq_checkpoint_load(path, &h, &got, &nv, &step, &epoch, NULL, NULL));
     assert_graphs_equal(g, h);
     CU_ASSERT_EQUAL_FATAL(nv, n);
     CU_ASSERT_EQUAL(memcmp(got, v, (size_t)n * sizeof *v), 0);
@@ -667,8 +667,8 @@ static void test_checkpoint_roundtrip(void)
     got = NULL;
 
     /* no velocity (plain SGD) */
-    TEST_OK(distq_checkpoint_save(path, g, NULL, 0, 0, 0, NULL));
-    TEST_OK(distq_checkpoint_load(path, &h, &got, &nv, &step, &epoch));
+    TEST_OK(distq_checkpoint_save(path, g, NULL, 0, 0, 0, NULL, NULL, 0));
+    TEST_OK(distq_checkpoint_load(path, &h, &got, &nv, &step, &epoch, NULL, NULL));
     CU_ASSERT_EQUAL(nv, 0);
     CU_ASSERT_PTR_NULL(got);
     CU_ASSERT_EQUAL(step, 0);
@@ -678,11 +678,11 @@ static void test_checkpoint_roundtrip(void)
     /* save errors name the problem and leave no file behind */
     char other[512];
     tmp_path(other, sizeof other, "ckpt-bad.h5");
-    TEST_ERR_PATH(distq_checkpoint_save(other, g, v, n - 1, 1, 0, NULL), DISTQ_ERR_INVALID_ARG,
+    TEST_ERR_PATH(distq_checkpoint_save(other, g, v, n - 1, 1, 0, NULL, NULL, 0), DISTQ_ERR_INVALID_ARG,
                   "velocity has 77289 elements, but the graph has 77290 trainable", other);
-    TEST_ERR_PATH(distq_checkpoint_save(other, g, NULL, n, 1, 0, NULL), DISTQ_ERR_INVALID_ARG,
+    TEST_ERR_PATH(distq_checkpoint_save(other, g, NULL, n, 1, 0, NULL, NULL, 0), DISTQ_ERR_INVALID_ARG,
                   "NULL velocity", other);
-    TEST_ERR_PATH(distq_checkpoint_save(other, g, v, n, -1, 0, NULL), DISTQ_ERR_INVALID_ARG,
+    TEST_ERR_PATH(distq_checkpoint_save(other, g, v, n, -1, 0, NULL, NULL, 0), DISTQ_ERR_INVALID_ARG,
                   "negative step", other);
     CU_ASSERT_EQUAL(access(other, F_OK), -1);
     free(v);
@@ -696,7 +696,7 @@ static void damaged_checkpoint(const char *path, void (*damage)(hid_t))
     TEST_OK(distq_build_fmnist_cnn(12, &g));
     int64_t n = trainable(g);
     float *v = make_velocity(n);
-    TEST_OK(distq_checkpoint_save(path, g, v, n, 10, 1, "x"));
+    TEST_OK(distq_checkpoint_save(path, g, v, n, 10, 1, "x", NULL, 0));
     free(v);
     distq_graph_destroy(g);
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -783,7 +783,7 @@ static void test_checkpoint_corrupt(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         damaged_checkpoint(path, cases[i].damage);
-        TEST_ERR_PATH(distq_checkpoint_load(path, &g, &v, &nv, &step, &epoch), DISTQ_ERR_FORMAT,
+        TEST_ERR_PATH(distq_checkpoint_load(path, &g, &v, &nv, &step, &epoch, NULL, NULL), DISTQ_ERR_FORMAT,
                       cases[i].needle, path);
         CU_ASSERT_PTR_NULL(g);
         CU_ASSERT_PTR_NULL(v);
@@ -792,13 +792,13 @@ static void test_checkpoint_corrupt(void)
     /* truncated file, and a model file where a checkpoint is expected */
     damaged_checkpoint(path, epoch_missing);
     truncate_file(path, file_size(path) / 2);
-    TEST_ERR_PATH(distq_checkpoint_load(path, &g, &v, &nv, &step, &epoch), DISTQ_ERR_FORMAT, "",
+    TEST_ERR_PATH(distq_checkpoint_load(path, &g, &v, &nv, &step, &epoch, NULL, NULL), DISTQ_ERR_FORMAT, "",
                   path);
     TEST_OK(distq_build_fmnist_cnn(1, &g));
     TEST_OK(distq_model_save(g, path));
     distq_graph_destroy(g);
     g = NULL;
-    TEST_ERR_PATH(distq_checkpoint_load(path, &g, &v, &nv, &step, &epoch), DISTQ_ERR_FORMAT,
+    TEST_ERR_PATH(distq_checkpoint_load(path, &g, &v, &nv, &step, &epoch, NULL, NULL), DISTQ_ERR_FORMAT,
                   "format is 'distq-model', expected 'distq-checkpoint'", path);
 }
 

@@ -17,6 +17,9 @@
  *                    momentum = 0.9, weight_decay = 5e-4, lr_step_epochs = 3,
  *                    lr_gamma = 0.1, seed = 0, max_steps = 0 (no limit),
  *                    checkpoint = ..., output = ...
+ *     [qat]          freeze_bn_after = 0, freeze_observers_after = 0 (optimizer
+ *                    steps; 0 = never), reduce_range = auto|on|off (as
+ *                    [calibration]); the int8 model goes to [output] quantized
  */
 #include <stdint.h>
 
@@ -54,6 +57,8 @@ typedef struct {
     char trained[DISTQ_PATH_MAX];    /* the final model */
     int64_t epochs, train_batch_size, train_seed, lr_step_epochs, max_steps;
     double lr, momentum, weight_decay, lr_gamma;
+    /* [qat]: optimizer steps after which BN statistics / observers freeze (0 = never) */
+    int64_t qat_freeze_bn_after, qat_freeze_observers_after;
     int bench_serial;     /* [run] concurrency = serial: one rank at a time */
     char *text; /* the file's full text (for provenance); owned */
 } distq_config;

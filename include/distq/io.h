@@ -144,22 +144,25 @@ distq_status distq_data_from_idx(const char *out_path, const char *images_path,
 /* --- checkpoints (src/io/checkpoint_io.c) ----------------------------------
  * A training checkpoint: the graph in the distq-model layout (so any tool can
  * read its weights with the model reader's checks), the optimizer's flat
- * velocity (distq_sgd.velocity, in distq_trainer_grads order), step, epoch
- * and the training config text. /qat is reserved for QAT observer state. */
+ * velocity (distq_sgd.velocity, in distq_trainer_grads order), step, epoch,
+ * the training config text and, for QAT, the observer state vector. */
 
 /* Writes g (finalized), velocity[n_velocity] f32 (NULL if n_velocity == 0),
- * step, epoch and config_text (NULL = "") to path, atomically (tmp +
- * rename). n_velocity must be 0 or the number of trainable elements of g
- * (the f32 weight and bias of every node). DISTQ_ERR_INVALID_ARG, _IO. */
+ * step, epoch, config_text (NULL = "") and qat_state[n_qat] (n_qat == 0:
+ * none) to path, atomically (tmp + rename). n_velocity must be 0 or the
+ * number of trainable elements of g (the f32 weight and bias of every node).
+ * DISTQ_ERR_INVALID_ARG, _IO. */
 distq_status distq_checkpoint_save(const char *path, const distq_graph *g, const float *velocity,
                                    int64_t n_velocity, int64_t step, int64_t epoch,
-                                   const char *config_text);
-/* Reads and validates a checkpoint. *g (finalized) and *velocity
- * (distq_malloc'd, NULL if *n_velocity == 0) are the caller's. Errors
- * (DISTQ_ERR_FORMAT; _IO if unreadable) name the file and the dataset or
- * attribute at fault; on failure nothing is returned. */
+                                   const char *config_text, const float *qat_state, int64_t n_qat);
+/* Reads and validates a checkpoint. *g (finalized), *velocity and *qat_state
+ * (distq_malloc'd, NULL if the count is 0; qat_state/n_qat may be NULL to
+ * skip it) are the caller's. The QAT state's length is checked by
+ * distq_qat_state_set. Errors (DISTQ_ERR_FORMAT; _IO if unreadable) name the
+ * file and the dataset or attribute at fault; on failure nothing is returned. */
 distq_status distq_checkpoint_load(const char *path, distq_graph **g, float **velocity,
-                                   int64_t *n_velocity, int64_t *step, int64_t *epoch);
+                                   int64_t *n_velocity, int64_t *step, int64_t *epoch, float **qat_state,
+                                   int64_t *n_qat);
 
 /* Describes any distq HDF5 file (model, qmodel, data, output) as text: ops, tensors,
  * shapes, sizes. *text is distq_malloc'd; the caller frees it. */

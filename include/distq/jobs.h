@@ -90,14 +90,19 @@ typedef struct {
     int64_t steps, images;
     double train_s;
     int64_t allreduce_bytes; /* gradient all-reduce payload per rank */
-    distq_epoch_report final;
+    distq_epoch_report final;      /* QAT: test_acc is the fake-quant model's */
+    double int8_test_acc;          /* QAT: the converted int8 model's (-1 without test data) */
+    int reduce_range;              /* QAT: what convert used */
 } distq_train_report;
 
 struct distq_dist;
 /* Collective over d. cfg: [model] path (or, with resume, [train] checkpoint),
  * [train] data, test, epochs, batch_size (global), lr schedule, momentum,
- * weight_decay, seed, max_steps, checkpoint, output. */
-distq_status distq_train_job(const distq_config *cfg, struct distq_dist *d, int resume, distq_epoch_fn on_epoch,
+ * weight_decay, seed, max_steps, checkpoint, output. qat != 0: QAT from the
+ * fp32 model (distq/qat.h) with [qat] freeze_bn_after, freeze_observers_after,
+ * reduce_range; at the end the model is converted, [output] quantized is
+ * written (rank 0) and the int8 test accuracy measured. */
+distq_status distq_train_job(const distq_config *cfg, struct distq_dist *d, int qat, int resume, distq_epoch_fn on_epoch,
                              void *user, distq_train_report *rep);
 
 #ifdef __cplusplus

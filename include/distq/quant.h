@@ -63,6 +63,10 @@ typedef struct {
     int add_node;          /* CONV_SUM: the add node index */
     int sum_value;         /* CONV_SUM: the add's other input (value index) */
     int out_value;         /* the value the whole pattern produces */
+    /* conv/linear: per-output-channel weight range to take the s8 scales from
+     * (QAT's trained weight observers, spec §4.3), or NULL: the weights' own
+     * min/max (PTQ). Borrowed; set between prepare and convert. */
+    const float *weight_min, *weight_max;
 } distq_node_plan;
 
 typedef struct distq_prepared {

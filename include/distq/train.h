@@ -57,6 +57,9 @@ typedef enum { DISTQ_LOSS_CROSS_ENTROPY = 0, DISTQ_LOSS_MSE } distq_loss;
 typedef struct {
     void *ctx;
     distq_status (*sum_f64)(void *ctx, double *sums, int n);
+    /* QAT: the batch range of each fake-quantized activation, MIN / MAX over
+     * ranks in place, before the moving average uses it. NULL = one process. */
+    distq_status (*min_max)(void *ctx, float *lo, float *hi, int n);
 } distq_train_hooks;
 
 typedef struct {
@@ -107,6 +110,11 @@ float *distq_trainer_grads(distq_trainer *t, int64_t *count);
  * semantics) of any n >= 0 images into logits (n x output numel), in pieces
  * of max_batch. Overwrites the activations saved by the last step. */
 distq_status distq_trainer_predict(distq_trainer *t, const float *x, int64_t n, float *logits);
+
+/* Frozen batch_norm (on != 0) normalises with its running statistics and
+ * stops updating them, in training steps too (QAT's "freeze BN stats"); its
+ * weight and bias still train. No hook calls while frozen. */
+void distq_trainer_freeze_bn(distq_trainer *t, int on);
 
 /* --- optimizer ------------------------------------------------------------ */
 

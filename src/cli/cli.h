@@ -25,6 +25,7 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv);
 int cmd_eval(const cli_ctx *ctx, int argc, char **argv);
 int cmd_run(const cli_ctx *ctx, int argc, char **argv);
 int cmd_train(const cli_ctx *ctx, int argc, char **argv);
+int cmd_qat(const cli_ctx *ctx, int argc, char **argv);
 
 /* Prints a gathered benchmark point: per-rank lines, the all-sample
  * percentiles and one perf CSV line per rank (threads[nranks]). */

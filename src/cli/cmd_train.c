@@ -1,4 +1,5 @@
-/* distq train CONFIG [--resume]: data-parallel fp32 training (src/jobs/train.c). */
+/* distq train | qat CONFIG [--resume]: data-parallel fp32 training or
+ * quantization-aware training (src/jobs/train.c). */
 #include <getopt.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ static void print_epoch(void *user, const distq_epoch_report *r)
     fprintf(stderr, "  %.1f images/s  (%.1f s)\n", r->images_per_s, r->elapsed_s);
 }
 
-int cmd_train(const cli_ctx *ctx, int argc, char **argv)
+static int run_training(const cli_ctx *ctx, const char *cmd, int qat, int argc, char **argv)
 {
     static const struct option opts[] = {{"resume", no_argument, 0, 'r'},
                                          {"epochs", required_argument, 0, 'e'},
@@ -34,11 +35,11 @@ int cmd_train(const cli_ctx *ctx, int argc, char **argv)
         case 'r': resume = 1; break;
         case 'e': epochs = optarg; break;
         case 'k': max_steps = optarg; break;
-        case 'h': printf("usage: distq train %s\n", train_usage); return CLI_OK;
-        default: return cli_usage_error("train", train_usage, "bad option");
+        case 'h': printf("usage: distq %s %s\n", cmd, train_usage); return CLI_OK;
+        default: return cli_usage_error(cmd, train_usage, "bad option");
         }
     }
-    if (optind != argc - 1) return cli_usage_error("train", train_usage, "expected one config file");
+    if (optind != argc - 1) return cli_usage_error(cmd, train_usage, "expected one config file");
     distq_config cfg;
     distq_config_defaults(&cfg);
     distq_status st = distq_config_load(argv[optind], &cfg);
@@ -46,24 +47,32 @@ int cmd_train(const cli_ctx *ctx, int argc, char **argv)
     if (!st && max_steps) st = distq_parse_i64("option --max-steps", max_steps, 0, INT64_MAX, &cfg.max_steps);
     if (st) {
         distq_config_free(&cfg);
-        return cli_fail(ctx, "train", st);
+        return cli_fail(ctx, cmd, st);
     }
     distq_dist d;
     distq_train_report rep;
     int rc = CLI_OK;
     if ((st = distq_dist_init(MPI_COMM_WORLD, &d))) {
-        rc = cli_fail(ctx, "train", st);
+        rc = cli_fail(ctx, cmd, st);
     } else {
-        st = distq_train_job(&cfg, &d, resume, print_epoch, (void *)ctx, &rep);
-        if (st) rc = cli_fail_agreed(ctx, "train");
+        st = distq_train_job(&cfg, &d, qat, resume, print_epoch, (void *)ctx, &rep);
+        if (st) rc = cli_fail_agreed(ctx, cmd);
         else if (ctx->rank == 0) {
             printf("trained %lld steps on %d rank(s): %.1f images/s; gradient all-reduce %lld bytes per rank\n",
                    (long long)rep.steps, d.size, rep.train_s > 0 ? (double)rep.images / rep.train_s : 0.0,
                    (long long)rep.allreduce_bytes);
+            if (qat && rep.final.test_acc >= 0)
+                printf("test accuracy: QAT fake-quant %.2f%%, QAT int8 %.2f%% (reduce_range %s)\n",
+                       100.0 * rep.final.test_acc, 100.0 * rep.int8_test_acc, rep.reduce_range ? "on" : "off");
             if (cfg.trained[0]) printf("wrote %s\n", cfg.trained);
+            if (qat && cfg.quantized[0]) printf("wrote %s\n", cfg.quantized);
         }
         distq_dist_free(&d);
     }
     distq_config_free(&cfg);
     return rc;
 }
+
+int cmd_train(const cli_ctx *ctx, int argc, char **argv) { return run_training(ctx, "train", 0, argc, argv); }
+
+int cmd_qat(const cli_ctx *ctx, int argc, char **argv) { return run_training(ctx, "qat", 1, argc, argv); }

@@ -15,6 +15,7 @@ static const struct {
     {"infer", cmd_infer, "run a model over a dataset and write the logits"},
     {"run", cmd_run, "the whole flow from a config, under mpirun: calibrate, convert, eval, bench"},
     {"train", cmd_train, "data-parallel fp32 training from a config (checkpoints, --resume)"},
+    {"qat", cmd_qat, "quantization-aware training from an fp32 model, then int8 conversion"},
     {"calibrate", cmd_calibrate, "post-training quantization: calibrate, convert, write the int8 model"},
     {"eval", cmd_eval, "compare a quantized model's int8 output with its fp32 graph"},
     {"bench", cmd_bench, "benchmark a model: latency percentiles and images/s"},

@@ -179,6 +179,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
     else if (KEY("train", "momentum")) st = distq_parse_double(what, value, 0.0, &c->momentum);
     else if (KEY("train", "weight_decay")) st = distq_parse_double(what, value, 0.0, &c->weight_decay);
     else if (KEY("train", "lr_gamma")) st = distq_parse_double(what, value, 0.0, &c->lr_gamma);
+    else if (KEY("qat", "freeze_bn_after")) st = distq_parse_i64(what, value, 0, INT64_MAX, &c->qat_freeze_bn_after);
+    else if (KEY("qat", "freeze_observers_after"))
+        st = distq_parse_i64(what, value, 0, INT64_MAX, &c->qat_freeze_observers_after);
+    else if (KEY("qat", "reduce_range")) st = distq_parse_auto_bool(what, value, &c->reduce_range);
     else
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: unknown key", what);
 #undef KEY

@@ -1,5 +1,6 @@
 /*
- * Data-parallel fp32 training (`distq train`): every rank holds the model and
+ * Data-parallel training (`distq train`, fp32; `distq qat`, the same loop
+ * with fake quantization, then conversion to int8): every rank holds the model and
  * the training set, takes its contiguous share of every global batch (the
  * same seeded shuffle on every rank), and after backward the gradients are
  * summed in one fused MPI_Allreduce; BN batch statistics are summed inside the
@@ -11,9 +12,20 @@
 #include <string.h>
 
 #include "distq/bench.h"
+#include "distq/exec.h"
 #include "distq/io.h"
 #include "distq/jobs.h"
+#include "distq/qat.h"
 #include "distq/train.h"
+
+static distq_status min_max_cb(void *ctx, float *lo, float *hi, int n)
+{
+    distq_dist *d = ctx;
+    if (MPI_Allreduce(MPI_IN_PLACE, lo, n, MPI_FLOAT, MPI_MIN, d->comm) != MPI_SUCCESS ||
+        MPI_Allreduce(MPI_IN_PLACE, hi, n, MPI_FLOAT, MPI_MAX, d->comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of fake-quant ranges failed");
+    return DISTQ_OK;
+}
 
 static distq_status sum_f64_cb(void *ctx, double *sums, int n)
 {
@@ -52,8 +64,27 @@ static distq_status load_all(const char *path, int64_t per, float **x, int64_t *
     return distq_data_read(path, 0, info.n, *x, *y);
 }
 
-/* Accuracy of the current weights on this rank's share of (x, y); counts summed over ranks. */
-static distq_status test_accuracy(distq_trainer *t, distq_dist *d, const float *x, const int64_t *y, int64_t n,
+/* What test accuracy is measured with: the trainer (fp32, or QAT's fake
+ * quant) or a frozen int8 executor built for `chunk` images (a short last
+ * chunk is padded through `pad`). */
+typedef struct {
+    distq_trainer *t;
+    distq_exec *e;
+    float *pad;
+} predictor;
+
+static distq_status predict(const predictor *p, const float *x, int64_t m, int64_t chunk, int64_t per, float *logits)
+{
+    if (p->t) return distq_trainer_predict(p->t, x, m, logits);
+    if (m == chunk) return distq_exec_run(p->e, x, logits);
+    memcpy(p->pad, x, (size_t)(m * per) * sizeof *x);
+    memset(p->pad + m * per, 0, (size_t)((chunk - m) * per) * sizeof *x);
+    return distq_exec_run(p->e, p->pad, logits);
+}
+
+/* Accuracy on this rank's share of (x, y), counts summed over ranks. logits:
+ * chunk x k floats. */
+static distq_status test_accuracy(const predictor *p, distq_dist *d, const float *x, const int64_t *y, int64_t n,
                                   int64_t per, int64_t k, int64_t chunk, float *logits, double *acc)
 {
     int64_t first, count;
@@ -62,7 +93,7 @@ static distq_status test_accuracy(distq_trainer *t, distq_dist *d, const float *
     distq_status st = DISTQ_OK;
     for (int64_t s = 0; s < count && !st; s += chunk) {
         int64_t m = count - s < chunk ? count - s : chunk;
-        st = distq_trainer_predict(t, x + (first + s) * per, m, logits);
+        st = predict(p, x + (first + s) * per, m, chunk, per, logits);
         for (int64_t i = 0; !st && i < m; i++) {
             int64_t best = 0;
             for (int64_t j = 1; j < k; j++)
@@ -77,17 +108,47 @@ static distq_status test_accuracy(distq_trainer *t, distq_dist *d, const float *
     return DISTQ_OK;
 }
 
-distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int resume, distq_epoch_fn on_epoch,
+/* After QAT: every rank converts (the state is identical on every rank), rank
+ * 0 writes the int8 model, and the int8 graph's test accuracy is measured on
+ * the same shards as the fake-quant one. */
+static distq_status finish_qat(const distq_config *cfg, distq_dist *d, const distq_graph *g, const distq_qat *q,
+                               const float *xt, const int64_t *yt, int64_t nt, int64_t per, int64_t k,
+                               int64_t chunk, float *pad, float *logits, distq_train_report *rep)
+{
+    distq_prepared *p = NULL;
+    distq_qgraph *qg = NULL;
+    distq_exec *e = NULL;
+    distq_status st = distq_qat_convert(g, q, &p, &qg);
+    if (!st && cfg->quantized[0] && d->rank == 0) st = distq_qmodel_save(p, qg, cfg->quantized);
+    if (!st && nt) st = distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, qg, chunk, &e);
+    if ((st = distq_dist_agree(d, st))) goto done;
+    rep->reduce_range = distq_qat_reduce_range(q);
+    if (nt) {
+        predictor pr = {.e = e, .pad = pad};
+        st = test_accuracy(&pr, d, xt, yt, nt, per, k, chunk, logits, &rep->int8_test_acc);
+    }
+done:
+    distq_exec_destroy(e);
+    distq_qgraph_destroy(qg);
+    distq_prepared_destroy(p);
+    return st;
+}
+
+distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, int resume, distq_epoch_fn on_epoch,
                              void *user, distq_train_report *rep)
 {
     distq_graph *g = NULL;
     distq_trainer *t = NULL;
+    distq_qat *q = NULL;
+    float *qstate = NULL;
+    int64_t n_qstate = 0;
     distq_sgd sgd = {0};
-    float *x = NULL, *xt = NULL, *batch = NULL, *logits = NULL, *velocity = NULL;
+    float *x = NULL, *xt = NULL, *batch = NULL, *logits = NULL, *velocity = NULL, *qstate_buf = NULL;
     int64_t *y = NULL, *yt = NULL, *labels = NULL, *perm = NULL, n = 0, nt = 0, n_vel = 0, step = 0, epoch0 = 0;
-    distq_train_hooks hooks = {.ctx = d, .sum_f64 = sum_f64_cb};
+    distq_train_hooks hooks = {.ctx = d, .sum_f64 = sum_f64_cb, .min_max = min_max_cb};
     distq_status st = DISTQ_OK;
     memset(rep, 0, sizeof *rep);
+    rep->int8_test_acc = -1;
     int64_t B = cfg->train_batch_size;
     if (!cfg->train_data[0] || (!cfg->model[0] && !resume))
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "training needs [model] path and [train] data");
@@ -101,8 +162,17 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int resume,
     if (!st) st = distq_place(d, cfg->bind, (int)cfg->bench_threads, &pl, warn, sizeof warn);
     if ((st = distq_dist_agree(d, st))) return st;
 
-    st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0)
+    st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0, &qstate, &n_qstate)
                 : distq_model_load(cfg->model, &g);
+    if (!st && resume && !qat != !n_qstate)
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: a %s checkpoint; resume it with `distq %s`", cfg->checkpoint,
+                             n_qstate ? "QAT" : "fp32", n_qstate ? "qat" : "train");
+    if (!st && qat) {
+        /* auto reduce_range as in PTQ: 7-bit activations where oneDNN's u8*s8 would saturate */
+        distq_qat_opts qo = {.reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni()};
+        st = distq_qat_create(g, &qo, &q);
+        if (!st && resume) st = distq_qat_state_set(q, qstate, n_qstate);
+    }
     int64_t per = 0, k = 0, local_max = (B + d->size - 1) / d->size;
     if (!st) {
         per = distq_value_numel(&g->values[g->input_value], 1);
@@ -113,6 +183,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int resume,
     if (!st) {
         distq_train_opts opts = {.max_batch = local_max, .loss = DISTQ_LOSS_CROSS_ENTROPY, .hooks = &hooks};
         st = distq_trainer_create(g, &opts, &t);
+        if (!st && q) st = distq_trainer_attach_qat(t, q);
     }
     if (!st) st = distq_sgd_init(&sgd, t, (float)cfg->lr, (float)cfg->momentum, (float)cfg->weight_decay);
     if (!st && resume) {
@@ -127,7 +198,9 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int resume,
         labels = distq_malloc((size_t)local_max * sizeof *labels);
         logits = distq_malloc((size_t)(local_max * k) * sizeof *logits);
         perm = distq_malloc((size_t)(n + 1) * sizeof *perm);
-        if (!batch || !labels || !logits || !perm) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (training)");
+        if (q) qstate_buf = distq_malloc((size_t)distq_qat_state_count(q) * sizeof *qstate_buf);
+        if (!batch || !labels || !logits || !perm || (q && !qstate_buf))
+            st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (training)");
     }
     if ((st = distq_dist_agree(d, st))) goto cleanup;
 
@@ -145,6 +218,11 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int resume,
             for (int64_t i = 0; i < count; i++) {
                 memcpy(batch + i * per, x + perm[first + i] * per, (size_t)per * sizeof *batch);
                 labels[i] = y[perm[first + i]];
+            }
+            if (q) {
+                /* the usual QAT schedule: BN statistics, then observers, freeze after a number of steps */
+                distq_qat_set_observers(q, !(cfg->qat_freeze_observers_after && sgd.step >= cfg->qat_freeze_observers_after));
+                distq_trainer_freeze_bn(t, cfg->qat_freeze_bn_after && sgd.step >= cfg->qat_freeze_bn_after);
             }
             distq_step_stats ss;
             st = distq_trainer_step(t, batch, count, labels, NULL, size, &ss);
@@ -170,19 +248,26 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int resume,
         distq_epoch_report er = {.epoch = epoch + 1, .epochs = cfg->epochs, .step = sgd.step, .lr = sgd.lr,
                                  .loss = sums[2] > 0 ? sums[0] / sums[2] : 0, .train_acc = sums[2] > 0 ? sums[1] / sums[2] : 0,
                                  .images_per_s = elapsed > 0 ? sums[2] / elapsed : 0, .elapsed_s = elapsed, .test_acc = -1};
-        if (nt && (st = test_accuracy(t, d, xt, yt, nt, per, k, local_max, logits, &er.test_acc))) goto cleanup;
+        predictor pr = {.t = t};
+        if (nt && (st = test_accuracy(&pr, d, xt, yt, nt, per, k, local_max, logits, &er.test_acc))) goto cleanup;
         rep->images += (int64_t)sums[2];
         rep->train_s += elapsed;
         rep->final = er;
+        if (q) distq_qat_state_get(q, qstate_buf);
         if (cfg->checkpoint[0] && d->rank == 0)
-            st = distq_checkpoint_save(cfg->checkpoint, g, sgd.velocity, sgd.count, sgd.step, epoch + 1, cfg->text);
+            st = distq_checkpoint_save(cfg->checkpoint, g, sgd.velocity, sgd.count, sgd.step, epoch + 1, cfg->text,
+                                       qstate_buf, q ? distq_qat_state_count(q) : 0);
         if ((st = distq_dist_agree(d, st))) goto cleanup;
         if (on_epoch) on_epoch(user, &er);
         if (cfg->max_steps && rep->steps >= cfg->max_steps) break;
     }
     if (cfg->trained[0] && d->rank == 0) st = distq_model_save(g, cfg->trained);
-    st = distq_dist_agree(d, st);
+    if ((st = distq_dist_agree(d, st))) goto cleanup;
+    if (q) st = finish_qat(cfg, d, g, q, xt, yt, nt, per, k, local_max, batch, logits, rep);
 cleanup:
+    distq_qat_destroy(q);
+    distq_free(qstate);
+    distq_free(qstate_buf);
     distq_sgd_free(&sgd);
     distq_trainer_destroy(t);
     distq_graph_destroy(g);

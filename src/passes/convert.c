@@ -63,8 +63,10 @@ static distq_status add_value_raw(distq_qgraph *q, const char *name, distq_dtype
     return DISTQ_OK;
 }
 
-/* s8 weights: PerChannelMinMax, scale = max(amax / 127.5, eps), q = round_ne(w / s). */
-static distq_status quantize_weights(const distq_tensor *w, const distq_tensor *bias, distq_qnode *qn)
+/* s8 weights: PerChannelMinMax, scale = max(amax / 127.5, eps), q = round_ne(w / s).
+ * range_min/max (OC, optional): the range to take the scales from instead of w's. */
+static distq_status quantize_weights(const distq_tensor *w, const distq_tensor *bias, const float *range_min,
+                                     const float *range_max, distq_qnode *qn)
 {
     int64_t OC = w->dims[0], per = distq_tensor_numel(w) / OC;
     qn->wndim = w->ndim;
@@ -80,6 +82,10 @@ static distq_status quantize_weights(const distq_tensor *w, const distq_tensor *
     }
     const float *wd = w->data;
     distq_minmax_per_channel(wd, OC, per, mn, mx);
+    if (range_min && range_max) {
+        memcpy(mn, range_min, (size_t)OC * sizeof(float));
+        memcpy(mx, range_max, (size_t)OC * sizeof(float));
+    }
     for (int64_t oc = 0; oc < OC; oc++) {
         if (!isfinite(mn[oc]) || !isfinite(mx[oc])) {
             st = distq_error_set(DISTQ_ERR_INVALID_ARG, "weight '%s' channel %lld holds NaN or Inf",
@@ -168,7 +174,7 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, dis
         if (qn->op == DISTQ_QOP_CONV || qn->op == DISTQ_QOP_LINEAR) {
             const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
             const distq_tensor *b = n->params[DISTQ_PARAM_BIAS] >= 0 ? &g->params[n->params[DISTQ_PARAM_BIAS]] : NULL;
-            if ((st = quantize_weights(w, b, qn))) goto cleanup;
+            if ((st = quantize_weights(w, b, pl->weight_min, pl->weight_max, qn))) goto cleanup;
         }
         const distq_value *ov = &g->values[pl->out_value];
         int obs = p->value_observer[pl->out_value];

@@ -16,6 +16,7 @@ typedef struct {
     float *scale, *shift; /* batch_norm (C): y = x * scale + shift */
     double count;         /* batch_norm: global N*H*W of the last training forward */
     int32_t *argmax;      /* max_pool2d (max_batch, C, OH, OW): ih * W + iw of the winner */
+    const float *wq;      /* conv2d / linear under QAT: the fake-quantized weight to use, or NULL */
 } distq_train_node;
 
 struct distq_trainer {
@@ -42,6 +43,8 @@ struct distq_trainer {
     size_t partial_floats; /* max OC*ICg*KH*KW + OC over convs */
     int64_t n_chunks;      /* 2 x nthreads */
     double *red;        /* hook buffer: 2 * max channels + 1 */
+    int bn_frozen;      /* batch_norm uses (and keeps) its running stats, also in training */
+    struct distq_qat *qat; /* fake quantization (src/train/qat.c), or NULL */
 };
 
 /* Gemm workspace (floats) that distq_sgemm needs. */
@@ -64,6 +67,16 @@ distq_status distq_train_forward_node(distq_trainer *t, int i, int64_t N, int tr
 /* Backward of node i over N images: adds parameter gradients into t->grads
  * and writes or adds input gradients through distq_train_grad_out. */
 distq_status distq_train_backward_node(distq_trainer *t, int i, int64_t N);
+
+/* QAT (qat.c), called by the trainer around each node when t->qat is set.
+ * Forward: before node i (fake-quantize its weight), after it (conv-bn
+ * rescale, fake-quantize its output; i == -1: the graph input). Backward:
+ * before node i (straight-through mask, conv-bn rescale), after it (weight
+ * gradient through the fake quant and the conv-bn scale). */
+distq_status distq_qat_before_forward(distq_trainer *t, int i, int training);
+distq_status distq_qat_after_forward(distq_trainer *t, int i, int64_t N, int training);
+void distq_qat_before_backward(distq_trainer *t, int i, int64_t N);
+void distq_qat_after_backward(distq_trainer *t, int i);
 
 /* Tests: compute d loss / d graph input in later steps (on != 0), and read it
  * ((n, per-image numel) of the last step; d of the mean loss like the params). */

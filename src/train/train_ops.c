@@ -39,6 +39,13 @@ static float *param_data(const distq_trainer *t, const distq_node *nd, int slot)
     return p ? p->data : NULL;
 }
 
+/* The weight a conv2d / linear computes with: the fake-quantized one under QAT. */
+static const float *weight_data(const distq_trainer *t, const distq_node *nd)
+{
+    const float *wq = t->nodes[nd - t->g->nodes].wq;
+    return wq ? wq : param_data(t, nd, DISTQ_PARAM_WEIGHT);
+}
+
 /* Gradient of the param in slot, or NULL if the slot is empty. */
 static float *param_grad(const distq_trainer *t, const distq_node *nd, int slot)
 {
@@ -177,7 +184,7 @@ static float *thread_scratch(const distq_trainer *t)
 static void conv2d_fwd(distq_trainer *t, const distq_node *nd, int64_t N)
 {
     conv_geom c = conv_geometry(t, nd);
-    const float *x = t->act[nd->inputs[0]], *w = param_data(t, nd, DISTQ_PARAM_WEIGHT);
+    const float *x = t->act[nd->inputs[0]], *w = weight_data(t, nd);
     const float *b = param_data(t, nd, DISTQ_PARAM_BIAS);
     float *y = t->act[nd->output];
 #pragma omp parallel for schedule(dynamic, 1) num_threads(t->nthreads)
@@ -198,7 +205,7 @@ static void conv2d_fwd(distq_trainer *t, const distq_node *nd, int64_t N)
 static void conv2d_bwd(distq_trainer *t, const distq_node *nd, int64_t N)
 {
     conv_geom c = conv_geometry(t, nd);
-    const float *x = t->act[nd->inputs[0]], *w = param_data(t, nd, DISTQ_PARAM_WEIGHT);
+    const float *x = t->act[nd->inputs[0]], *w = weight_data(t, nd);
     const float *dy = t->dact[nd->output];
     float *dw = param_grad(t, nd, DISTQ_PARAM_WEIGHT), *db = param_grad(t, nd, DISTQ_PARAM_BIAS);
     int acc_dx = 0;
@@ -282,10 +289,13 @@ static distq_status batch_norm_fwd(distq_trainer *t, int i, int64_t N, int train
     const float *gamma = param_data(t, nd, DISTQ_PARAM_WEIGHT), *beta = param_data(t, nd, DISTQ_PARAM_BIAS);
     float *rmean = param_data(t, nd, DISTQ_PARAM_RUNNING_MEAN), *rvar = param_data(t, nd, DISTQ_PARAM_RUNNING_VAR);
     int64_t C = xv->dims[1], HW = per_image(t, nd->inputs[0]) / C;
-    if (!training) {
-        /* The ref executor's (x - mean) / sqrt(var + eps) * gamma + beta, as x * scale + shift. */
+    if (!training || t->bn_frozen) {
+        /* The ref executor's (x - mean) / sqrt(var + eps) * gamma + beta, as x * scale + shift.
+         * Frozen BN (QAT) trains through this affine map: backward needs mean and invstd. */
         for (int64_t c = 0; c < C; c++) {
             float inv = 1.0f / sqrtf(rvar[c] + nd->attr.eps);
+            s->mean[c] = rmean[c];
+            s->invstd[c] = inv;
             s->scale[c] = inv * (gamma ? gamma[c] : 1.0f);
             s->shift[c] = (beta ? beta[c] : 0.0f) - rmean[c] * s->scale[c];
         }
@@ -370,6 +380,20 @@ static distq_status batch_norm_bwd(distq_trainer *t, int i, int64_t N)
     int acc = 0;
     float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
     if (!dx) return DISTQ_OK; /* the ranks still agree: all skip the hook */
+    if (t->bn_frozen) {
+        /* Running statistics are constants: dx = gamma * invstd * dy, per image. */
+#pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
+        for (int64_t nc = 0; nc < N * C; nc++) {
+            float k = s->scale[nc % C];
+            const float *dp = dy + nc * HW;
+            float *dxp = dx + nc * HW;
+            if (acc)
+                for (int64_t j = 0; j < HW; j++) dxp[j] += k * dp[j];
+            else
+                for (int64_t j = 0; j < HW; j++) dxp[j] = k * dp[j];
+        }
+        return DISTQ_OK;
+    }
     distq_status st = hook_sum(t, nd, red, (int)(2 * C));
     if (st) return st;
     double M = s->count;
@@ -398,10 +422,13 @@ static void relu_fwd(distq_trainer *t, const distq_node *nd, int64_t count)
     for (int64_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-/* dx = dy where y > 0 (as PyTorch's threshold_backward on the output). */
+/* dx = dy where x > 0, the same as PyTorch's threshold_backward on the output
+ * (y > 0 iff x > 0), but read from the input: under QAT the output buffer
+ * has been fake-quantized in place, and a small y rounded to 0 must still
+ * pass its gradient (PyTorch's ReLU sees the output before the fake quant). */
 static void relu_bwd(distq_trainer *t, const distq_node *nd, int64_t count)
 {
-    const float *y = t->act[nd->output], *dy = t->dact[nd->output];
+    const float *x = t->act[nd->inputs[0]], *dy = t->dact[nd->output];
     int acc = 0;
     float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
     if (!dx) return;
@@ -410,13 +437,13 @@ static void relu_bwd(distq_trainer *t, const distq_node *nd, int64_t count)
 #pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
         for (int64_t i = 0; i < count; i++) {
             float g = dy[i]; /* loaded unconditionally, so the select vectorizes */
-            dx[i] += y[i] > 0.0f ? g : 0.0f;
+            dx[i] += x[i] > 0.0f ? g : 0.0f;
         }
     } else {
 #pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
         for (int64_t i = 0; i < count; i++) {
             float g = dy[i];
-            dx[i] = y[i] > 0.0f ? g : 0.0f;
+            dx[i] = x[i] > 0.0f ? g : 0.0f;
         }
     }
 }
@@ -549,7 +576,7 @@ static void thread_rows(int64_t n, int64_t *lo, int64_t *hi)
 static void linear_fwd(distq_trainer *t, const distq_node *nd, int64_t N)
 {
     int64_t IN = t->g->values[nd->inputs[0]].dims[1], OUT = t->g->values[nd->output].dims[1];
-    const float *x = t->act[nd->inputs[0]], *w = param_data(t, nd, DISTQ_PARAM_WEIGHT);
+    const float *x = t->act[nd->inputs[0]], *w = weight_data(t, nd);
     const float *b = param_data(t, nd, DISTQ_PARAM_BIAS);
     float *y = t->act[nd->output];
 #pragma omp parallel num_threads(t->nthreads)
@@ -565,7 +592,7 @@ static void linear_fwd(distq_trainer *t, const distq_node *nd, int64_t N)
 static void linear_bwd(distq_trainer *t, const distq_node *nd, int64_t N)
 {
     int64_t IN = t->g->values[nd->inputs[0]].dims[1], OUT = t->g->values[nd->output].dims[1];
-    const float *x = t->act[nd->inputs[0]], *w = param_data(t, nd, DISTQ_PARAM_WEIGHT);
+    const float *x = t->act[nd->inputs[0]], *w = weight_data(t, nd);
     const float *dy = t->dact[nd->output];
     float *dw = param_grad(t, nd, DISTQ_PARAM_WEIGHT), *db = param_grad(t, nd, DISTQ_PARAM_BIAS);
     int acc = 0;

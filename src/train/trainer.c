@@ -200,6 +200,8 @@ float *distq_train_grad_out(distq_trainer *t, int v, int *accumulate)
     return t->dact[o];
 }
 
+void distq_trainer_freeze_bn(distq_trainer *t, int on) { t->bn_frozen = on != 0; }
+
 void distq_trainer_set_input_grad(distq_trainer *t, int on) { t->want_input_grad = on != 0; }
 
 const float *distq_trainer_input_grad(const distq_trainer *t) { return t->dact[t->g->input_value]; }
@@ -265,6 +267,20 @@ static void loss_mse(distq_trainer *t, int64_t n, const float *targets, int64_t 
 
 /* --- step and predict ------------------------------------------------------- */
 
+/* Forward of every node over N images already in the input buffer; with QAT,
+ * the fake quants around each node. */
+static distq_status forward_all(distq_trainer *t, int64_t N, int training)
+{
+    distq_status st = DISTQ_OK;
+    if (t->qat && (st = distq_qat_after_forward(t, -1, N, training))) return st;
+    for (int i = 0; i < t->g->n_nodes; i++) {
+        if (t->qat && (st = distq_qat_before_forward(t, i, training))) return st;
+        if ((st = distq_train_forward_node(t, i, N, training))) return st;
+        if (t->qat && (st = distq_qat_after_forward(t, i, N, training))) return st;
+    }
+    return DISTQ_OK;
+}
+
 distq_status distq_trainer_step(distq_trainer *t, const float *x, int64_t n, const int64_t *labels,
                                 const float *targets, int64_t global_batch, distq_step_stats *stats)
 {
@@ -290,8 +306,7 @@ distq_status distq_trainer_step(distq_trainer *t, const float *x, int64_t n, con
     }
     int in = g->input_value;
     if (n > 0) memcpy(t->act[in], x, (size_t)distq_value_numel(&g->values[in], n) * sizeof(float));
-    for (int i = 0; i < g->n_nodes; i++)
-        if ((st = distq_train_forward_node(t, i, n, 1))) return st;
+    if ((st = forward_all(t, n, 1))) return st;
 
     distq_step_stats local = {.images = n};
     memset(t->ready, 0, (size_t)g->n_values);
@@ -303,7 +318,9 @@ distq_status distq_trainer_step(distq_trainer *t, const float *x, int64_t n, con
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         /* A value nobody reads (dead branch) has no gradient: nothing flows back. */
         if (!t->ready[t->buf_of[g->nodes[i].output]]) continue;
+        if (t->qat) distq_qat_before_backward(t, i, n);
         if ((st = distq_train_backward_node(t, i, n))) return st;
+        if (t->qat) distq_qat_after_backward(t, i);
     }
     /* Asked for but unreached (the input feeds nothing trainable): zero. */
     if (t->want_input_grad && !t->ready[in])
@@ -324,8 +341,7 @@ distq_status distq_trainer_predict(distq_trainer *t, const float *x, int64_t n, 
     for (int64_t off = 0; off < n; off += t->max_batch) {
         int64_t m = n - off < t->max_batch ? n - off : t->max_batch;
         memcpy(t->act[in], x + off * in_numel, (size_t)(m * in_numel) * sizeof(float));
-        for (int i = 0; i < g->n_nodes; i++)
-            if ((st = distq_train_forward_node(t, i, m, 0))) return st;
+        if ((st = forward_all(t, m, 0))) return st;
         memcpy(logits + off * out_numel, t->act[out], (size_t)(m * out_numel) * sizeof(float));
     }
     return DISTQ_OK;
