@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Quantization-aware training end to end under the real mpirun:
+#   - np = 1, 2, 3 give the same weights (abs 1e-4) and the same observer
+#     state (relative 1e-4) after K steps: fake-quant ranges are reduced
+#     over ranks before the moving average uses them;
+#   - checkpoint + --resume reproduces an uninterrupted run bit for bit,
+#     observer state and int8 model included;
+#   - the int8 model QAT writes works with `distq eval` and `distq bench`;
+#   - the Linear(1024, 1000) example under mpirun -np 2;
+#   - misuse: an fp32 checkpoint resumed by `distq qat`.
+# usage: qat_e2e.sh PATH/TO/distq
+set -u
+DISTQ=$1
+MPIEXEC=${MPIEXEC:-mpirun}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+T=$(mktemp -d "${TMPDIR:-/tmp}/distq-qat.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+passed=0 failed=0
+ok()   { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | tail -n 20; }
+check() { if eval "$2"; then ok "$1"; else fail "$1"; fi; }
+
+"$DISTQ" model --arch fmnist_cnn --seed 3 -o "$T/m.h5" >/dev/null || { echo "setup failed"; exit 1; }
+"$DISTQ" data --shape 1,28,28 -n 96 --seed 4 --classes 10 -o "$T/train.h5" >/dev/null
+"$DISTQ" data --shape 1,28,28 -n 30 --seed 5 --classes 10 -o "$T/test.h5" >/dev/null
+
+# write_config NAME EPOCHS SEED
+write_config() {
+  cat > "$T/$1.ini" <<INI
+[model]
+path = $T/m.h5
+[train]
+data = $T/train.h5
+test = $T/test.h5
+epochs = $2
+batch_size = 24
+lr = 0.02
+momentum = 0.9
+weight_decay = 5e-4
+seed = $3
+checkpoint = $T/ckpt_$1.h5
+output = $T/out_$1.h5
+[qat]
+freeze_bn_after = 5
+freeze_observers_after = 6
+reduce_range = on
+[output]
+quantized = $T/q_$1.h5
+INI
+}
+
+for np in 1 2 3; do
+  write_config "np$np" 1 0
+  "$MPIEXEC" -np "$np" "$DISTQ" qat "$T/np$np.ini" --max-steps 3 >"$T/out" 2>&1
+  check "qat np=$np" "[ $? -eq 0 ] && grep -q 'QAT int8' $T/out && [ -f $T/out_np$np.h5 ] && [ -f $T/q_np$np.h5 ]"
+done
+for np in 2 3; do
+  h5diff -d 1e-4 "$T/out_np1.h5" "$T/out_np$np.h5" /tensors /tensors >"$T/out" 2>&1
+  check "np=$np weights == np=1 weights after 3 QAT steps (abs 1e-4)" "[ $? -eq 0 ]"
+  h5diff -p 1e-4 "$T/ckpt_np1.h5" "$T/ckpt_np$np.h5" /qat/state /qat/state >"$T/out" 2>&1
+  check "np=$np observer state == np=1 (relative 1e-4)" "[ $? -eq 0 ]"
+done
+h5diff -q "$T/m.h5" "$T/out_np1.h5" /tensors /tensors >/dev/null 2>&1
+check "QAT changed the weights (the comparison can fail)" "[ $? -ne 0 ]"
+
+# uninterrupted 2 epochs (BN and observers freeze in epoch 2) vs 1 epoch + resume
+write_config full 2 7
+"$MPIEXEC" -np 2 "$DISTQ" qat "$T/full.ini" >"$T/out" 2>&1
+check "two QAT epochs" "[ $? -eq 0 ] && grep -q 'epoch 2/2' $T/out"
+write_config part 1 7
+"$MPIEXEC" -np 2 "$DISTQ" qat "$T/part.ini" >"$T/out" 2>&1
+sed -i 's/^epochs = 1/epochs = 2/' "$T/part.ini"
+"$MPIEXEC" -np 2 "$DISTQ" qat "$T/part.ini" --resume >"$T/out" 2>&1
+check "resume runs epoch 2 only" "[ $? -eq 0 ] && grep -q 'epoch 2/2' $T/out && ! grep -q 'epoch 1/2' $T/out"
+h5diff "$T/out_full.h5" "$T/out_part.h5" /tensors /tensors >"$T/out" 2>&1
+check "resumed weights == uninterrupted, bit for bit" "[ $? -eq 0 ]"
+h5diff "$T/ckpt_full.h5" "$T/ckpt_part.h5" /qat/state /qat/state >"$T/out" 2>&1
+check "resumed observer state == uninterrupted, bit for bit" "[ $? -eq 0 ]"
+h5diff "$T/q_full.h5" "$T/q_part.h5" /quant /quant >"$T/out" 2>&1
+check "resumed int8 model == uninterrupted, bit for bit" "[ $? -eq 0 ]"
+
+# the QAT int8 model in the PTQ tools, unchanged
+"$DISTQ" eval --model "$T/q_full.h5" --data "$T/test.h5" >"$T/out" 2>&1
+check "distq eval on the QAT int8 model" "[ $? -eq 0 ] && grep -q 'accuracy: fp32' $T/out"
+"$MPIEXEC" -np 2 "$DISTQ" bench --model "$T/q_full.h5" --batch 2 --min-iters 2 --min-time 0 --warmup 1 \
+  --threads 1 >"$T/out" 2>&1
+check "distq bench on the QAT int8 model under mpirun -np 2" "[ $? -eq 0 ] && grep -q 'int8' $T/out"
+
+# the Linear(1024, 1000) QAT example, 2 ranks
+"$DISTQ" model --arch linear --seed 1 -o "$T/lin.h5" >/dev/null
+"$DISTQ" data --shape 1024 -n 64 --seed 6 --classes 1000 -o "$T/lin_train.h5" >/dev/null
+cat > "$T/lin.ini" <<INI
+[model]
+path = $T/lin.h5
+[train]
+data = $T/lin_train.h5
+test = $T/lin_train.h5
+epochs = 3
+batch_size = 16
+lr = 0.05
+momentum = 0.9
+[qat]
+freeze_observers_after = 8
+[output]
+quantized = $T/lin_q.h5
+INI
+"$MPIEXEC" -np 2 "$DISTQ" qat "$T/lin.ini" >"$T/out" 2>&1
+check "Linear(1024, 1000) QAT on 2 ranks learns its training set" \
+  "[ $? -eq 0 ] && grep -q 'epoch 3/3' $T/out && grep -Eq 'QAT int8 (9[0-9]|100)\.' $T/out"
+
+# an fp32 checkpoint is not a QAT one
+cat > "$T/fp.ini" <<INI
+[model]
+path = $T/m.h5
+[train]
+data = $T/train.h5
+epochs = 1
+batch_size = 24
+checkpoint = $T/fp_ckpt.h5
+INI
+"$MPIEXEC" -np 2 "$DISTQ" train "$T/fp.ini" --max-steps 1 >/dev/null 2>&1
+"$MPIEXEC" -np 2 "$DISTQ" qat "$T/fp.ini" --resume >"$T/out" 2>&1
+check "qat --resume of an fp32 checkpoint fails naming it" "[ $? -ne 0 ] && grep -q 'fp_ckpt.h5: a fp32 checkpoint' $T/out"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
