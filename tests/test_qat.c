@@ -509,6 +509,19 @@ static void test_errors(void)
     CU_ASSERT_PTR_NULL(q);
     distq_graph_destroy(g);
 
+    /* NaN in a fake-quantized value stops the step, naming the value */
+    distq_graph *lg = linear_graph();
+    distq_trainer *lt = NULL;
+    distq_train_opts lopts = {.max_batch = 1, .loss = DISTQ_LOSS_MSE};
+    float x[6] = {0.1f, 0.2f, NAN, 0.3f, 0.4f, 0.5f}, target[3] = {0};
+    TEST_OK(distq_qat_create(lg, &qo, &q));
+    TEST_OK(distq_trainer_create(lg, &lopts, &lt));
+    TEST_OK(distq_trainer_attach_qat(lt, q));
+    TEST_ERR(distq_trainer_step(lt, x, 1, NULL, target, 1, NULL), DISTQ_ERR_INVALID_ARG, "value 'x' holds NaN or Inf");
+    distq_trainer_destroy(lt);
+    distq_qat_destroy(q);
+    distq_graph_destroy(lg);
+
     /* a trainer of another graph */
     distq_graph *a = linear_graph(), *b = conv_bn_graph(0);
     distq_trainer *t = NULL;

@@ -267,21 +267,32 @@ static distq_status fake_quant_value(distq_trainer *t, int v, int64_t N, int tra
     if (o < 0 || t->buf_of[v] != v) return DISTQ_OK;
     float *x = t->act[v], lo, hi;
     int64_t n = distq_value_numel(&t->g->values[v], N);
-    distq_status st = distq_batch_minmax(x, n, &lo, &hi);
-    if (st)
-        return distq_error_set(st, "QAT: value '%s' holds NaN or Inf (training diverged?)", t->g->values[v].name);
+    const char *name = t->g->values[v].name;
+    int bad = distq_batch_minmax(x, n, &lo, &hi) != DISTQ_OK;
     distq_minmax_state *mm = &q->act[o];
     if (training && q->observe) {
+        /* A rank that saw NaN or Inf still joins the reduction, with the range
+         * (-inf, +inf) that no finite batch gives: every rank then fails here,
+         * at the same node, instead of waiting in a later collective. */
+        if (bad) {
+            lo = -INFINITY;
+            hi = INFINITY;
+        }
+        distq_status st;
         if (t->hooks.min_max && (st = t->hooks.min_max(t->hooks.ctx, &lo, &hi, 1)))
-            return distq_error_set(st, "QAT: value '%s': reducing its range over ranks: %s", t->g->values[v].name,
+            return distq_error_set(st, "QAT: value '%s': reducing its range over ranks: %s", name,
                                    distq_error_message());
-        if (lo <= hi) distq_ema_minmax_update(mm, lo, hi, q->c);
+        if (!bad && (lo == -INFINITY || hi == INFINITY))
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT: value '%s' holds NaN or Inf on another rank", name);
+        if (!bad && lo <= hi) distq_ema_minmax_update(mm, lo, hi, q->c);
     }
+    if (bad) return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT: value '%s' holds NaN or Inf (training diverged?)", name);
     distq_qparams qp;
     float a = mm->min <= mm->max ? mm->min : lo, b = mm->min <= mm->max ? mm->max : hi;
     if (!(a <= b)) return DISTQ_OK; /* nothing observed and no images: nothing to quantize */
     int32_t qmax = q->reduce_range ? 127 : 255;
-    if ((st = distq_qparams_affine(a, b, 0, qmax, &qp))) return st;
+    distq_status st = distq_qparams_affine(a, b, 0, qmax, &qp);
+    if (st) return st;
     distq_fake_quant(x, n, qp.scale, qp.zero_point, 0, qmax, x, training ? q->act_mask[v] : NULL);
     return DISTQ_OK;
 }
