@@ -120,7 +120,7 @@ checkpoint = $T/fp_ckpt.h5
 INI
 "$MPIEXEC" -np 2 "$DISTQ" train "$T/fp.ini" --max-steps 1 >/dev/null 2>&1
 "$MPIEXEC" -np 2 "$DISTQ" qat "$T/fp.ini" --resume >"$T/out" 2>&1
-check "qat --resume of an fp32 checkpoint fails naming it" "[ $? -ne 0 ] && grep -q 'fp_ckpt.h5: a fp32 checkpoint' $T/out"
+check "qat --resume of an fp32 checkpoint fails naming it" "[ $? -ne 0 ] && grep -q 'fp_ckpt.h5: this is an fp32 checkpoint' $T/out"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -192,7 +192,8 @@ enum { SN = 2, SC = 2, SH = 3, SOC = 3, SK = 3 };
 
 typedef struct {
     float xq[SN * SC * SH * SH], target[SN * SOC * SH * SH];
-    float w0[SWN], gamma0[SOC], beta0[SOC], rvar[SOC], eps;
+    float w0[SWN], gamma0[SOC], beta0[SOC], rmean[SOC], rvar[SOC], eps;
+    int frozen; /* BN on its running statistics */
     float wq0[SWN];
     uint8_t mask[SWN];
 } surrogate;
@@ -229,6 +230,10 @@ static double surrogate_loss(const surrogate *s, const double *w, const double *
             for (int p = 0; p < SH * SH; p++) mean += y[(n * SOC + o) * SH * SH + p] / M;
         for (int n = 0; n < SN; n++)
             for (int p = 0; p < SH * SH; p++) var += pow(y[(n * SOC + o) * SH * SH + p] - mean, 2) / M;
+        if (s->frozen) {
+            mean = s->rmean[o];
+            var = s->rvar[o];
+        }
         for (int n = 0; n < SN; n++)
             for (int p = 0; p < SH * SH; p++) {
                 int i = (n * SOC + o) * SH * SH + p;
@@ -239,10 +244,12 @@ static double surrogate_loss(const surrogate *s, const double *w, const double *
     return loss / (SN * SOC * SH * SH);
 }
 
-static void test_conv_bn_gradient(void)
+static void conv_bn_gradient(int frozen)
 {
     distq_graph *g = conv_bn_graph(0);
     surrogate s;
+    s.frozen = frozen;
+    memcpy(s.rmean, param(g, "bn.running_mean"), sizeof s.rmean);
     float x[SN * SC * SH * SH];
     test_fill_uniform(x, SN * SC * SH * SH, 21, -1.0f, 1.0f);
     test_fill_uniform(s.target, SN * SOC * SH * SH, 22, -1.0f, 1.0f);
@@ -272,6 +279,7 @@ static void test_conv_bn_gradient(void)
     TEST_OK(distq_qat_create(g, &qo, &q));
     TEST_OK(distq_trainer_create(g, &opts, &t));
     TEST_OK(distq_trainer_attach_qat(t, q));
+    distq_trainer_freeze_bn(t, frozen);
     TEST_OK(distq_trainer_step(t, x, SN, NULL, s.target, SN, NULL));
     const float *gw = distq_trainer_grad(t, distq_graph_find_param(g, "conv.weight") - g->params);
     const float *gg = distq_trainer_grad(t, distq_graph_find_param(g, "bn.weight") - g->params);
@@ -307,14 +315,22 @@ static void test_conv_bn_gradient(void)
     }
     for (int i = 0; i < SWN; i++) worst = fmax(worst, fabs(gw[i] - fd_w[i]));
     for (int o = 0; o < SOC; o++) worst = fmax(worst, fmax(fabs(gg[o] - fd_g[o]), fabs(gbeta[o] - fd_b[o])));
-    printf("\n  conv-bn QAT gradient vs surrogate central differences: max abs err %.2e (max |grad| %.2e) ",
-           worst, gmax);
+    printf("\n  conv-bn QAT gradient (BN %s) vs surrogate central differences: max abs err %.2e (max |grad| %.2e) ",
+           frozen ? "frozen" : "on batch statistics", worst, gmax);
+    if (frozen) /* frozen BN keeps its running statistics */
+        CU_ASSERT(memcmp(s.rvar, param(g, "bn.running_var"), sizeof s.rvar) == 0);
     CU_ASSERT(gmax > 1e-3);
     CU_ASSERT(worst < 2e-3 * gmax);
 
     distq_trainer_destroy(t);
     distq_qat_destroy(q);
     distq_graph_destroy(g);
+}
+
+static void test_conv_bn_gradient(void)
+{
+    conv_bn_gradient(0);
+    conv_bn_gradient(1);
 }
 
 /* --- the QAT-converted model --------------------------------------------------- */

@@ -165,8 +165,8 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0, &qstate, &n_qstate)
                 : distq_model_load(cfg->model, &g);
     if (!st && resume && !qat != !n_qstate)
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: a %s checkpoint; resume it with `distq %s`", cfg->checkpoint,
-                             n_qstate ? "QAT" : "fp32", n_qstate ? "qat" : "train");
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: this is %s checkpoint; resume it with `distq %s`",
+                             cfg->checkpoint, n_qstate ? "a QAT" : "an fp32", n_qstate ? "qat" : "train");
     if (!st && qat) {
         /* auto reduce_range as in PTQ: 7-bit activations where oneDNN's u8*s8 would saturate */
         distq_qat_opts qo = {.reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni()};
