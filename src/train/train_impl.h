@@ -51,9 +51,12 @@ struct distq_trainer {
 size_t distq_sgemm_work_floats(void);
 /* C (M, N) = or += op(A) (M, K) * op(B) (K, N); row-major; op = transpose if
  * ta / tb. accumulate: 0 overwrites C, 1 adds. work: distq_sgemm_work_floats()
- * floats. Single-threaded. */
+ * floats. Single-threaded inside the caller's OpenMP regions. distq_sgemm is
+ * oneDNN's dnnl_sgemm; distq_sgemm_ref the plain-C reference (sgemm.c). */
 void distq_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                  const float *B, int64_t ldb, int accumulate, float *C, int64_t ldc, float *work);
+void distq_sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, int accumulate, float *C, int64_t ldc, float *work);
 
 /* Gradient buffer for value v for the current backward, or NULL if v needs
  * none (the graph input unless requested). *accumulate: 1 if a consumer
