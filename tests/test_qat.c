@@ -409,6 +409,22 @@ static void test_fmnist_convert(void)
     }
     CU_ASSERT(qconvs >= 5);
     CU_ASSERT_EQUAL(scale_mismatch, 0);
+    /* with BN and observers frozen, the weight the last forward (predict)
+     * fake-quantized is bit for bit the int8 weight times its scale */
+    int64_t not_bitwise = 0, compared = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const float *wq = t->nodes[i].wq;
+        if (!wq) continue;
+        for (int j = 0; j < qg->n_nodes; j++) {
+            const distq_qnode *qn = &qg->nodes[j];
+            if (strcmp(qn->name, g->nodes[i].name) != 0) continue;
+            int64_t OC = qn->wdims[0], per_oc = distq_dims_numel(qn->wndim, qn->wdims) / OC;
+            for (int64_t e = 0; e < OC * per_oc; e++, compared++)
+                not_bitwise += wq[e] != (float)qn->weight[e] * qn->weight_scale[e / per_oc];
+        }
+    }
+    CU_ASSERT(compared > 50000);
+    CU_ASSERT_EQUAL(not_bitwise, 0);
 
     /* int8: oneDNN vs the int8 reference executor, and vs the fake-quant model */
     distq_exec *e_ref = NULL, *e_dnn = NULL;
@@ -483,7 +499,7 @@ static void test_state_checkpoint(void)
     TEST_OK(distq_qat_create(g, &qo, &q));
     /* never observed: nothing to convert */
     distq_qgraph *qg = NULL;
-    TEST_ERR(distq_qat_convert(g, q, NULL, &qg), DISTQ_ERR_INVALID_ARG, "never observed");
+    TEST_ERR(distq_qat_convert(g, q, NULL, &qg), DISTQ_ERR_INVALID_ARG, "(never observed a value)");
     TEST_OK(distq_trainer_create(g, &opts, &t));
     TEST_OK(distq_trainer_attach_qat(t, q));
     TEST_OK(distq_trainer_step(t, x, N, NULL, target, N, NULL));
@@ -513,6 +529,65 @@ static void test_state_checkpoint(void)
     distq_trainer_destroy(t);
     distq_qat_destroy(q);
     distq_qat_destroy(q2);
+    distq_graph_destroy(g);
+}
+
+/* A stand-in for the other ranks of an MPI min/max reduction: records what
+ * this rank sent, and can answer as if another rank saw NaN. */
+typedef struct {
+    int calls, other_rank_bad;
+    float sent_lo, sent_hi;
+} fake_ranks;
+
+static distq_status fake_min_max(void *ctx, float *lo, float *hi, int n)
+{
+    fake_ranks *f = ctx;
+    CU_ASSERT_EQUAL(n, 1);
+    f->calls++;
+    f->sent_lo = *lo;
+    f->sent_hi = *hi;
+    if (f->other_rank_bad) {
+        *lo = -INFINITY;
+        *hi = INFINITY;
+    }
+    return DISTQ_OK;
+}
+
+/* NaN on this rank or another: the step fails on every rank, at the same
+ * fake quant, after taking part in its reduction (so none is left waiting). */
+static void test_nan_across_ranks(void)
+{
+    distq_graph *g = linear_graph();
+    distq_qat *q = NULL;
+    distq_trainer *t = NULL;
+    fake_ranks f = {0};
+    distq_train_hooks hooks = {.ctx = &f, .min_max = fake_min_max};
+    distq_train_opts opts = {.max_batch = 1, .loss = DISTQ_LOSS_MSE, .hooks = &hooks};
+    distq_qat_opts qo = {0};
+    float bad[6] = {0.1f, 0.2f, NAN, 0.3f, 0.4f, 0.5f}, good[6] = {0.1f, 0.2f, 0.25f, 0.3f, 0.4f, 0.5f};
+    float target[3] = {0};
+    TEST_OK(distq_qat_create(g, &qo, &q));
+    TEST_OK(distq_trainer_create(g, &opts, &t));
+    TEST_OK(distq_trainer_attach_qat(t, q));
+    /* this rank's NaN: it still sends its (-inf, +inf) marker, then fails */
+    TEST_ERR(distq_trainer_step(t, bad, 1, NULL, target, 1, NULL), DISTQ_ERR_INVALID_ARG,
+             "value 'x' holds NaN or Inf (training diverged?)");
+    CU_ASSERT_EQUAL(f.calls, 1);
+    CU_ASSERT(f.sent_lo == -INFINITY && f.sent_hi == INFINITY);
+    /* another rank's NaN: this rank's data is fine, the reduction says otherwise */
+    f = (fake_ranks){.other_rank_bad = 1};
+    TEST_ERR(distq_trainer_step(t, good, 1, NULL, target, 1, NULL), DISTQ_ERR_INVALID_ARG,
+             "value 'x' holds NaN or Inf on another rank");
+    CU_ASSERT_EQUAL(f.calls, 1);
+    CU_ASSERT(f.sent_lo == 0.1f && f.sent_hi == 0.5f);
+    /* observers frozen: no reduction, and the step does not fail alone */
+    f = (fake_ranks){0};
+    TEST_OK(distq_trainer_step(t, good, 1, NULL, target, 1, NULL));
+    distq_qat_set_observers(q, 0);
+    TEST_OK(distq_trainer_step(t, bad, 1, NULL, target, 1, NULL));
+    CU_ASSERT_EQUAL(f.calls, 1); /* only the first of the two steps reduced */
+    distq_trainer_destroy(t);
+    distq_qat_destroy(q);
     distq_graph_destroy(g);
 }
 
@@ -558,6 +633,7 @@ int main(void)
         {"conv-bn QAT gradient vs central differences", test_conv_bn_gradient},
         {"fmnist_cnn: on-grid values, convert, int8 vs ref and fake-quant", test_fmnist_convert},
         {"observer state and checkpoints", test_state_checkpoint},
+        {"NaN on this rank or another", test_nan_across_ranks},
         {"errors", test_errors},
     };
     return test_run_suite("qat", cases, (int)(sizeof cases / sizeof cases[0]));

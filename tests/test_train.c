@@ -14,6 +14,7 @@
 
 #include "distq/exec.h"
 #include "distq/train.h"
+#include "oneapi/dnnl/dnnl.h"
 #include "test_util.h"
 #include "train/train_impl.h"
 
@@ -858,7 +859,7 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* oneDNN's sgemm (the trainer's) and the plain-C reference against a plain
+/* oneDNN's sgemm (what distq_sgemm calls) and the plain-C reference against a plain
  * triple loop in double, every transpose and accumulate combination, odd
  * sizes and padded leading dimensions. */
 static void test_sgemm_vs_naive(void)
@@ -880,7 +881,9 @@ static void test_sgemm_vs_naive(void)
                     test_fill_uniform(C0, M * ldc, next_seed++, -1.0f, 1.0f);
                     memcpy(C1, C0, (size_t)(M * ldc) * sizeof *C0);
                     memcpy(C2, C0, (size_t)(M * ldc) * sizeof *C0);
-                    distq_sgemm(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C1, ldc, work);
+                    /* oneDNN itself, not the fallback inside distq_sgemm */
+                    CU_ASSERT(dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb,
+                                         accumulate ? 1.0f : 0.0f, C1, ldc) == dnnl_success);
                     distq_sgemm_ref(ta, tb, M, N, K, A, lda, B, ldb, accumulate, C2, ldc, work);
                     double worst = 0.0;
                     int pad_kept = 1;

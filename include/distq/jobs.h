@@ -93,6 +93,7 @@ typedef struct {
     distq_epoch_report final;      /* QAT: test_acc is the fake-quant model's */
     double int8_test_acc;          /* QAT: the converted int8 model's (-1 without test data) */
     int reduce_range;              /* QAT: what convert used */
+    int threads;                   /* this rank's threads (placement: an mpirun binding is kept) */
 } distq_train_report;
 
 struct distq_dist;

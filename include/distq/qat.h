@@ -10,7 +10,7 @@
  *     distq_trainer_create(g, ..., &t);
  *     distq_trainer_attach_qat(t, q);       // steps now fake-quantize
  *     ... train; distq_qat_set_observers(q, 0); distq_trainer_freeze_bn(t, 1) ...
- *     distq_qgraph *qg;  distq_qat_convert(g, q, &qg);   // -> int8 executors
+ *     distq_qgraph *qg;  distq_qat_convert(g, q, NULL, &qg);   // -> int8 executors
  *
  * Where the fake quants go: exactly where PTQ puts observers (distq_prepare
  * on a copy of g), so the QAT model converts into the same fused int8 graph.
@@ -27,8 +27,9 @@
  * k = gamma / sqrt(running_var + eps) from the running variance at the start
  * of the step, y = conv(x, FQ(w * k)) / k, then batch_norm in training mode
  * with batch statistics. k is computed as fold_bn computes its factor, so
- * with BN frozen the weight the last step fake-quantized is bit for bit the
- * folded weight convert quantizes. Deviations from PyTorch, on purpose:
+ * with BN and observers frozen the weight a forward (e.g. predict) fake-
+ * quantizes is bit for bit the int8 weight times its scale that convert
+ * makes of the same parameters (tested). Deviations from PyTorch, on purpose:
  *   - the BN's own eps is used (PyTorch hard-codes 1e-5; equal for our models);
  *   - training computes qparams with convert's formulas (distq_qparams_affine,
  *     distq_qparams_symmetric_scale), not the fused kernel's
@@ -36,7 +37,17 @@
  *     fixed the same way by torchao's use_kernel_params), so the scales a
  *     model trains with are the scales it is converted with;
  *   - a value aliased by flatten is fake-quantized once (PyTorch calls the
- *     shared fake quant again on the identical tensor).
+ *     shared fake quant again on the identical tensor);
+ *   - fake quants sit exactly where PTQ observes (spec §2.8: PyTorch's QAT
+ *     also fake-quantizes a conv-bn pattern's output when its consumer stays
+ *     fp32, e.g. a conv-bn producing the model output; ours leaves it f32,
+ *     as the converted model computes it);
+ *   - shared conv / linear weights are refused (their gradient would be
+ *     masked once per user).
+ * Multi-rank: a rank whose activations hold NaN or Inf joins the range
+ * reduction with (-inf, +inf), so every rank fails at the same node; with
+ * observers frozen (no reduction) the NaN flows on and the next step's weight
+ * check fails on every rank.
  * Backward: straight-through estimator (gradient masked where the value was
  * clamped), and the gradient of the BN weight through k (both paths: w * k
  * and / k), as PyTorch's autograd computes it.

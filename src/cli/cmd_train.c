@@ -58,9 +58,9 @@ static int run_training(const cli_ctx *ctx, const char *cmd, int qat, int argc, 
         st = distq_train_job(&cfg, &d, qat, resume, print_epoch, (void *)ctx, &rep);
         if (st) rc = cli_fail_agreed(ctx, cmd);
         else if (ctx->rank == 0) {
-            printf("trained %lld steps on %d rank(s): %.1f images/s; gradient all-reduce %lld bytes per rank\n",
-                   (long long)rep.steps, d.size, rep.train_s > 0 ? (double)rep.images / rep.train_s : 0.0,
-                   (long long)rep.allreduce_bytes);
+            printf("trained %lld steps on %d rank(s) x %d thread(s): %.1f images/s; gradient all-reduce %lld bytes "
+                   "per rank\n", (long long)rep.steps, d.size, rep.threads,
+                   rep.train_s > 0 ? (double)rep.images / rep.train_s : 0.0, (long long)rep.allreduce_bytes);
             if (qat && rep.final.test_acc >= 0)
                 printf("test accuracy: QAT fake-quant %.2f%%, QAT int8 %.2f%% (reduce_range %s)\n",
                        100.0 * rep.final.test_acc, 100.0 * rep.int8_test_acc, rep.reduce_range ? "on" : "off");

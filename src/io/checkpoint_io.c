@@ -144,10 +144,13 @@ static distq_status read_f32_vector(hid_t fid, const char *path, const char *gro
     DISTQ_CHECK(distq_h5_dataset_shape(dset, &ndim, dims, where));
     if (ndim != 1 || (expected >= 0 && dims[0] != 0 && dims[0] != expected)) {
         distq_dims_format(ndim, dims, shape, sizeof shape);
-        st = distq_error_set(DISTQ_ERR_FORMAT,
-                             "%s: has shape %s, expected (%lld): one value per trainable element "
-                             "of the graph (or (0) for none)",
-                             where, shape, (long long)expected);
+        if (expected >= 0)
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: has shape %s, expected (%lld): one value per trainable element "
+                                 "of the graph (or (0) for none)",
+                                 where, shape, (long long)expected);
+        else
+            st = distq_error_set(DISTQ_ERR_FORMAT, "%s: has shape %s, expected one dimension", where, shape);
         goto cleanup;
     }
     if (dims[0] > 0) {

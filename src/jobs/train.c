@@ -18,12 +18,25 @@
 #include "distq/qat.h"
 #include "distq/train.h"
 
+/* One MPI_MIN over (lo, -hi) instead of a MIN and a MAX: it runs once per
+ * fake-quantized value per step, so its latency counts. */
 static distq_status min_max_cb(void *ctx, float *lo, float *hi, int n)
 {
     distq_dist *d = ctx;
-    if (MPI_Allreduce(MPI_IN_PLACE, lo, n, MPI_FLOAT, MPI_MIN, d->comm) != MPI_SUCCESS ||
-        MPI_Allreduce(MPI_IN_PLACE, hi, n, MPI_FLOAT, MPI_MAX, d->comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of fake-quant ranges failed");
+    float buf[32];
+    for (int off = 0; off < n; off += 16) {
+        int m = n - off < 16 ? n - off : 16;
+        for (int i = 0; i < m; i++) {
+            buf[i] = lo[off + i];
+            buf[m + i] = -hi[off + i];
+        }
+        if (MPI_Allreduce(MPI_IN_PLACE, buf, 2 * m, MPI_FLOAT, MPI_MIN, d->comm) != MPI_SUCCESS)
+            return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of fake-quant ranges failed");
+        for (int i = 0; i < m; i++) {
+            lo[off + i] = buf[i];
+            hi[off + i] = -buf[m + i];
+        }
+    }
     return DISTQ_OK;
 }
 
@@ -48,8 +61,10 @@ static void shuffle(int64_t *perm, int64_t n, uint64_t seed)
     }
 }
 
-/* Whole dataset in memory (Fashion-MNIST: 188 MB of f32). */
-static distq_status load_all(const char *path, int64_t per, float **x, int64_t **y, int64_t *n)
+/* Whole dataset in memory (Fashion-MNIST: 188 MB of f32). Labels are checked
+ * here, on every rank alike: a bad one found inside a step would stop one
+ * rank while the others wait in the step's collectives. */
+static distq_status load_all(const char *path, int64_t per, int64_t classes, float **x, int64_t **y, int64_t *n)
 {
     distq_data_info info;
     distq_status st = distq_data_info_read(path, &info);
@@ -61,7 +76,12 @@ static distq_status load_all(const char *path, int64_t per, float **x, int64_t *
     *y = distq_malloc((size_t)info.n * sizeof **y);
     if (!*x || !*y) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory loading %s", path);
     *n = info.n;
-    return distq_data_read(path, 0, info.n, *x, *y);
+    st = distq_data_read(path, 0, info.n, *x, *y);
+    for (int64_t i = 0; !st && i < info.n; i++)
+        if ((*y)[i] < 0 || (*y)[i] >= classes)
+            st = distq_error_set(DISTQ_ERR_FORMAT, "%s: /labels[%lld] = %lld is outside [0, %lld), the model's classes",
+                                 path, (long long)i, (long long)(*y)[i], (long long)classes);
+    return st;
 }
 
 /* What test accuracy is measured with: the trainer (fp32, or QAT's fake
@@ -148,7 +168,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     distq_train_hooks hooks = {.ctx = d, .sum_f64 = sum_f64_cb, .min_max = min_max_cb};
     distq_status st = DISTQ_OK;
     memset(rep, 0, sizeof *rep);
-    rep->int8_test_acc = -1;
+    rep->int8_test_acc = rep->final.test_acc = -1;
     int64_t B = cfg->train_batch_size;
     if (!cfg->train_data[0] || (!cfg->model[0] && !resume))
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "training needs [model] path and [train] data");
@@ -161,6 +181,12 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     char warn[256];
     if (!st) st = distq_place(d, cfg->bind, (int)cfg->bench_threads, &pl, warn, sizeof warn);
     if ((st = distq_dist_agree(d, st))) return st;
+    rep->threads = pl.threads;
+    /* auto reduce_range as in PTQ: 7-bit activations where oneDNN's u8*s8 would
+     * saturate; on every rank if on any, since ranks must fake-quantize alike */
+    int reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni();
+    if (MPI_Allreduce(MPI_IN_PLACE, &reduce_range, 1, MPI_INT, MPI_LOR, d->comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of reduce_range failed");
 
     st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0, &qstate, &n_qstate)
                 : distq_model_load(cfg->model, &g);
@@ -168,18 +194,18 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: this is %s checkpoint; resume it with `distq %s`",
                              cfg->checkpoint, n_qstate ? "a QAT" : "an fp32", n_qstate ? "qat" : "train");
     if (!st && qat) {
-        /* auto reduce_range as in PTQ: 7-bit activations where oneDNN's u8*s8 would saturate */
-        distq_qat_opts qo = {.reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni()};
+        distq_qat_opts qo = {.reduce_range = reduce_range};
         st = distq_qat_create(g, &qo, &q);
-        if (!st && resume) st = distq_qat_state_set(q, qstate, n_qstate);
+        if (!st && resume && (st = distq_qat_state_set(q, qstate, n_qstate)))
+            st = distq_error_set(st, "%s: dataset /qat/state: %s", cfg->checkpoint, distq_error_message());
     }
     int64_t per = 0, k = 0, local_max = (B + d->size - 1) / d->size;
     if (!st) {
         per = distq_value_numel(&g->values[g->input_value], 1);
         k = distq_value_numel(&g->values[g->output_value], 1);
-        st = load_all(cfg->train_data, per, &x, &y, &n);
+        st = load_all(cfg->train_data, per, k, &x, &y, &n);
     }
-    if (!st && cfg->test_data[0]) st = load_all(cfg->test_data, per, &xt, &yt, &nt);
+    if (!st && cfg->test_data[0]) st = load_all(cfg->test_data, per, k, &xt, &yt, &nt);
     if (!st) {
         distq_train_opts opts = {.max_batch = local_max, .loss = DISTQ_LOSS_CROSS_ENTROPY, .hooks = &hooks};
         st = distq_trainer_create(g, &opts, &t);

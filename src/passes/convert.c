@@ -82,16 +82,23 @@ static distq_status quantize_weights(const distq_tensor *w, const distq_tensor *
     }
     const float *wd = w->data;
     distq_minmax_per_channel(wd, OC, per, mn, mx);
-    if (range_min && range_max) {
-        memcpy(mn, range_min, (size_t)OC * sizeof(float));
-        memcpy(mx, range_max, (size_t)OC * sizeof(float));
-    }
     for (int64_t oc = 0; oc < OC; oc++) {
         if (!isfinite(mn[oc]) || !isfinite(mx[oc])) {
             st = distq_error_set(DISTQ_ERR_INVALID_ARG, "weight '%s' channel %lld holds NaN or Inf",
                                  w->name, (long long)oc);
             goto cleanup;
         }
+        if (range_min && range_max && !(isfinite(range_min[oc]) && isfinite(range_max[oc]))) {
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "weight '%s' channel %lld: trained range [%g, %g] is not finite",
+                                 w->name, (long long)oc, (double)range_min[oc], (double)range_max[oc]);
+            goto cleanup;
+        }
+    }
+    if (range_min && range_max) {
+        memcpy(mn, range_min, (size_t)OC * sizeof(float));
+        memcpy(mx, range_max, (size_t)OC * sizeof(float));
+    }
+    for (int64_t oc = 0; oc < OC; oc++) {
         float s = distq_qparams_symmetric_scale(mn[oc], mx[oc]), inv = 1.0f / s;
         qn->weight_scale[oc] = s;
         for (int64_t i = 0; i < per; i++)

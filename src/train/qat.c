@@ -40,7 +40,6 @@ struct distq_qat {
     int n_w;
     qat_weight *w;
     int *node_w;             /* [n_nodes] index into w, or -1 */
-    int *conv_of_bn;         /* [n_nodes] for a simulated BN, its conv's w index, else -1 */
     uint8_t **act_mask;      /* [n_values] straight-through masks, sized at attach */
     int64_t max_batch;       /* of the attached trainer (0: none) */
 };
@@ -96,6 +95,12 @@ static distq_status plan_weights(distq_qat *q, const distq_graph *g, const distq
         if (pt != DISTQ_PATTERN_CONV && pt != DISTQ_PATTERN_CONV_SUM && pt != DISTQ_PATTERN_LINEAR) continue;
         qat_weight *w = &q->w[q->n_w];
         const distq_tensor *wt = &g->params[nd->params[DISTQ_PARAM_WEIGHT]];
+        for (int j = 0; j < g->n_nodes; j++)
+            for (int sl = 0; sl < DISTQ_MAX_PARAMS; sl++)
+                if (j != i && g->nodes[j].params[sl] == nd->params[DISTQ_PARAM_WEIGHT])
+                    /* its gradient would be masked once per user */
+                    return distq_error_set(DISTQ_ERR_UNSUPPORTED, "QAT: weight '%s' is shared by '%s' and '%s'",
+                                           wt->name, nd->name, g->nodes[j].name);
         w->node = i;
         w->bn = nd->op == DISTQ_OP_CONV2D ? simulated_bn(g, i, p) : -1;
         if (w->bn >= 0 && nd->params[DISTQ_PARAM_BIAS] >= 0)
@@ -121,7 +126,6 @@ static distq_status plan_weights(distq_qat *q, const distq_graph *g, const distq
             w->min[o] = INFINITY;
             w->max[o] = -INFINITY;
         }
-        if (w->bn >= 0) q->conv_of_bn[w->bn] = q->node_w[i];
     }
     return DISTQ_OK;
 }
@@ -147,13 +151,12 @@ distq_status distq_qat_create(const distq_graph *g, const distq_qat_opts *opts, 
     q->observe = 1;
     q->value_obs = distq_malloc((size_t)g->n_values * sizeof *q->value_obs);
     q->node_w = distq_malloc((size_t)g->n_nodes * sizeof *q->node_w);
-    q->conv_of_bn = distq_malloc((size_t)g->n_nodes * sizeof *q->conv_of_bn);
     q->act_mask = distq_calloc((size_t)g->n_values * sizeof *q->act_mask);
-    if (!q->value_obs || !q->node_w || !q->conv_of_bn || !q->act_mask) {
+    if (!q->value_obs || !q->node_w || !q->act_mask) {
         st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (QAT)");
     } else {
         for (int v = 0; v < g->n_values; v++) q->value_obs[v] = -1;
-        for (int i = 0; i < g->n_nodes; i++) q->node_w[i] = q->conv_of_bn[i] = -1;
+        for (int i = 0; i < g->n_nodes; i++) q->node_w[i] = -1;
         st = plan_activations(q, g, p);
         if (!st) st = plan_weights(q, g, p);
     }
@@ -187,7 +190,6 @@ void distq_qat_destroy(distq_qat *q)
     distq_free(q->obs_name);
     distq_free(q->value_obs);
     distq_free(q->node_w);
-    distq_free(q->conv_of_bn);
     distq_free(q);
 }
 
@@ -199,7 +201,7 @@ distq_status distq_trainer_attach_qat(distq_trainer *t, distq_qat *q)
     if (q->max_batch && q->max_batch != t->max_batch)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT: already attached to a trainer of another batch size");
     for (int v = 0; v < q->n_values && !q->max_batch; v++) {
-        if (q->value_obs[v] < 0 || t->buf_of[v] != v) continue;
+        if (q->value_obs[v] < 0 || t->buf_of[v] != v || q->act_mask[v]) continue;
         q->act_mask[v] = distq_malloc((size_t)distq_value_numel(&t->g->values[v], t->max_batch));
         if (!q->act_mask[v]) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (QAT masks)");
     }
@@ -233,6 +235,10 @@ distq_status distq_qat_before_forward(distq_trainer *t, int i, int training)
         for (int64_t o = 0; o < w->OC; o++) {
             w->r[o] = 1.0f / sqrtf(rvar[o] + bn->attr.eps);
             w->k[o] = (gamma ? gamma[o] : 1.0f) * w->r[o];
+            if (!isfinite(w->k[o]) || w->k[o] == 0.0f) /* y = conv(...) / k needs k != 0 */
+                return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                                       "QAT: batch_norm '%s' channel %lld: gamma / sqrt(running_var + eps) is %g",
+                                       bn->name, (long long)o, (double)w->k[o]);
         }
     }
     for (int64_t o = 0; o < w->OC; o++) {
@@ -286,13 +292,19 @@ static distq_status fake_quant_value(distq_trainer *t, int v, int64_t N, int tra
             return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT: value '%s' holds NaN or Inf on another rank", name);
         if (!bad && lo <= hi) distq_ema_minmax_update(mm, lo, hi, q->c);
     }
+    if (bad && training && !q->observe && t->hooks.min_max)
+        /* No reduction here to piggy-back on, and failing alone would leave the
+         * other ranks in the step's next collective: let NaN flow through the
+         * step like fp32 training does; the gradient all-reduce spreads it to
+         * every weight, and the next step's weight check fails on every rank. */
+        return DISTQ_OK;
     if (bad) return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT: value '%s' holds NaN or Inf (training diverged?)", name);
     distq_qparams qp;
     float a = mm->min <= mm->max ? mm->min : lo, b = mm->min <= mm->max ? mm->max : hi;
     if (!(a <= b)) return DISTQ_OK; /* nothing observed and no images: nothing to quantize */
     int32_t qmax = q->reduce_range ? 127 : 255;
     distq_status st = distq_qparams_affine(a, b, 0, qmax, &qp);
-    if (st) return st;
+    if (st) return distq_error_set(st, "QAT: value '%s': %s", name, distq_error_message());
     distq_fake_quant(x, n, qp.scale, qp.zero_point, 0, qmax, x, training ? q->act_mask[v] : NULL);
     return DISTQ_OK;
 }
@@ -434,14 +446,19 @@ distq_status distq_qat_convert(const distq_graph *g, const distq_qat *q, distq_p
     if (p_out) *p_out = NULL;
     if (!g || !q || g->n_values != q->n_values || g->n_nodes != q->n_nodes)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT convert: the graph is not the one QAT was planned for");
+    /* (+inf, -inf) is an observer that never saw a value; NaN a corrupt state */
     for (int o = 0; o < q->n_obs; o++)
         if (!(q->act[o].min <= q->act[o].max))
-            return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT convert: the fake quant of '%s' never observed a value",
-                                   q->obs_name[o]);
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT convert: the fake quant of '%s' has range [%g, %g]%s",
+                                   q->obs_name[o], (double)q->act[o].min, (double)q->act[o].max,
+                                   q->act[o].min == INFINITY ? " (never observed a value)" : "");
     for (int i = 0; i < q->n_w; i++)
-        if (!(q->w[i].min[0] <= q->w[i].max[0]))
-            return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT convert: the weight of '%s' was never observed",
-                                   g->nodes[q->w[i].node].name);
+        for (int64_t o = 0; o < q->w[i].OC; o++)
+            if (!(q->w[i].min[o] <= q->w[i].max[o]))
+                return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT convert: the weight of '%s' channel %lld has "
+                                       "range [%g, %g]%s", g->nodes[q->w[i].node].name, (long long)o,
+                                       (double)q->w[i].min[o], (double)q->w[i].max[o],
+                                       q->w[i].min[o] == INFINITY ? " (never observed)" : "");
     distq_prepared *p = NULL;
     distq_status st = distq_prepare(g, DISTQ_OBSERVER_MINMAX, &p);
     if (st) return st;
