@@ -3,14 +3,7 @@
 # usage: cli_e2e.sh PATH/TO/distq      (MPIEXEC may name mpirun)
 set -u
 DISTQ=$1
-MPIEXEC=${MPIEXEC:-mpirun}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-T=$(mktemp -d "${TMPDIR:-/tmp}/distq-e2e.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-passed=0 failed=0
-
-ok()   { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | tail -n 20; }
+source "$(dirname "$0")/e2e_lib.sh" e2e
 
 # expect NAME WANT_RC WANT_TEXT -- command...: exit code and output text both checked.
 expect() {
@@ -53,5 +46,4 @@ expect "unknown command" 2 "unknown command 'frobnicate'" -- "$DISTQ" frobnicate
 expect "missing required option" 2 "required" -- "$DISTQ" infer --model "$T/lin.h5"
 expect "error under mpirun names the rank" 1 "rank" -- "$MPIEXEC" -np 2 "$DISTQ" bench --model "$T/none.h5"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

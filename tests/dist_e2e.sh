@@ -9,15 +9,8 @@
 # usage: dist_e2e.sh PATH/TO/distq
 set -u
 DISTQ=$1
-MPIEXEC=${MPIEXEC:-mpirun}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+source "$(dirname "$0")/e2e_lib.sh" dist
 PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/distq-dist.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-passed=0 failed=0
-ok()   { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | tail -n 25; }
-check() { if eval "$2"; then ok "$1"; else fail "$1"; fi; }
 
 "$DISTQ" model --arch resnet18 --seed 5 --image-size 64 -o "$T/m.h5" >/dev/null || { echo "setup failed"; exit 1; }
 "$DISTQ" data --shape 3,64,64 -n 12 --seed 6 -o "$T/cal.h5" >/dev/null
@@ -100,5 +93,4 @@ check "--bind core: distq binds each rank to its own cores ($cpus0 | $cpus1)" \
 "$MPIEXEC" -np 2 --bind-to none "$DISTQ" run "$T/np2.ini" --bind none >"$T/out" 2>&1
 check "--bind none: not bound" "[ \$(grep -c 'bound by none' $T/out) -eq 2 ]"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

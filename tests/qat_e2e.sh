@@ -11,14 +11,7 @@
 # usage: qat_e2e.sh PATH/TO/distq
 set -u
 DISTQ=$1
-MPIEXEC=${MPIEXEC:-mpirun}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-T=$(mktemp -d "${TMPDIR:-/tmp}/distq-qat.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-passed=0 failed=0
-ok()   { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | tail -n 20; }
-check() { if eval "$2"; then ok "$1"; else fail "$1"; fi; }
+source "$(dirname "$0")/e2e_lib.sh" qat
 
 "$DISTQ" model --arch fmnist_cnn --seed 3 -o "$T/m.h5" >/dev/null || { echo "setup failed"; exit 1; }
 "$DISTQ" data --shape 1,28,28 -n 96 --seed 4 --classes 10 -o "$T/train.h5" >/dev/null
@@ -122,5 +115,4 @@ INI
 "$MPIEXEC" -np 2 "$DISTQ" qat "$T/fp.ini" --resume >"$T/out" 2>&1
 check "qat --resume of an fp32 checkpoint fails naming it" "[ $? -ne 0 ] && grep -q 'fp_ckpt.h5: this is an fp32 checkpoint' $T/out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

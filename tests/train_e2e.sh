@@ -6,14 +6,7 @@
 # usage: train_e2e.sh PATH/TO/distq
 set -u
 DISTQ=$1
-MPIEXEC=${MPIEXEC:-mpirun}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-T=$(mktemp -d "${TMPDIR:-/tmp}/distq-train.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-passed=0 failed=0
-ok()   { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | tail -n 20; }
-check() { if eval "$2"; then ok "$1"; else fail "$1"; fi; }
+source "$(dirname "$0")/e2e_lib.sh" train
 
 "$DISTQ" model --arch fmnist_cnn --seed 3 -o "$T/m.h5" >/dev/null || { echo "setup failed"; exit 1; }
 "$DISTQ" data --shape 1,28,28 -n 96 --seed 4 --classes 10 -o "$T/train.h5" >/dev/null
@@ -66,5 +59,4 @@ check "resumed run == uninterrupted run, bit for bit" "[ $? -eq 0 ]"
 "$MPIEXEC" -np 2 "$DISTQ" train "$T/nope.ini" >"$T/out" 2>&1
 check "missing config fails with its name" "[ $? -ne 0 ] && grep -q nope.ini $T/out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
