@@ -214,10 +214,13 @@ static int fd_check(fd_ctx *c, const char *what, float *vals, int64_t m, const f
     return bad;
 }
 
+/* 1 while a test runs the plain-C reference conv kernels instead of oneDNN's. */
+static int plain_kernels = 0;
+
 /* One base step, then checks every trainable param and the input. */
 static void fd_graph(distq_graph *g, distq_loss loss, int64_t n, int samples)
 {
-    distq_train_opts o = {.max_batch = n, .loss = loss};
+    distq_train_opts o = {.max_batch = n, .loss = loss, .plain_kernels = plain_kernels};
     fd_ctx c = {.g = g, .n = n};
     TEST_OK(distq_trainer_create(g, &o, &c.t));
     distq_trainer_set_input_grad(c.t, 1);
@@ -407,6 +410,57 @@ static void test_fd_whole_graph(void)
     distq_graph_destroy(g);
     printf(" [so far: worst fd rel err %.2e, %d of %d samples at a kink] ", worst_fd, fd_kinks, fd_samples);
     CU_ASSERT(fd_kinks * 10 <= fd_samples);
+}
+
+/* The same checks on the plain-C conv kernels, the reference the oneDNN
+ * primitives (the default) replace. */
+static void test_fd_plain_kernels(void)
+{
+    plain_kernels = 1;
+    test_fd_conv_variants();
+    test_fd_whole_graph();
+    plain_kernels = 0;
+}
+
+/* oneDNN's conv primitives against the plain-C kernels on one step: outputs,
+ * every gradient and the input gradient (a value read by two convs, so one
+ * input gradient is accumulated), at two batch sizes (primitives are made per
+ * size) and twice at the first (reused primitives). */
+static void test_onednn_conv_vs_plain(void)
+{
+    int64_t in[4] = {1, 3, 9, 9};
+    distq_graph *g = new_graph(4, in);
+    conv(g, "c1", "x", 3, 8, 3, 1, 1, 1, 1, 0);
+    conv(g, "c2", "c1", 8, 8, 3, 2, 1, 1, 1, 1);
+    conv(g, "c3", "c1", 8, 8, 1, 2, 0, 1, 1, 0);
+    add_node(g, "sum", DISTQ_OP_ADD, NULL, "c2", "c3", 0, 0);
+    finish(g, "sum");
+    distq_trainer *t[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        distq_train_opts o = {.max_batch = 5, .loss = DISTQ_LOSS_MSE, .plain_kernels = k};
+        TEST_OK(distq_trainer_create(g, &o, &t[k]));
+        distq_trainer_set_input_grad(t[k], 1);
+    }
+    int64_t IN = in_numel(g), K = out_numel(g), count = 0;
+    float *x = malloc((size_t)(5 * IN) * sizeof *x), *tg = malloc((size_t)(5 * K) * sizeof *tg);
+    test_fill_uniform(x, 5 * IN, next_seed++, -1.0f, 1.0f);
+    test_fill_uniform(tg, 5 * K, next_seed++, -1.0f, 1.0f);
+    const int64_t batches[3] = {5, 2, 5};
+    for (int b = 0; b < 3; b++) {
+        int64_t n = batches[b];
+        for (int k = 0; k < 2; k++) TEST_OK(distq_trainer_step(t[k], x, n, NULL, tg, n, NULL));
+        const float *g0 = distq_trainer_grads(t[0], &count), *g1 = distq_trainer_grads(t[1], NULL);
+        double out_err = test_max_rel_err(t[0]->act[g->output_value], t[1]->act[g->output_value], n * K);
+        double grad_err = test_max_rel_err(g0, g1, count);
+        double in_err = test_max_rel_err(distq_trainer_input_grad(t[0]), distq_trainer_input_grad(t[1]), n * IN);
+        printf(" [batch %lld: oneDNN vs plain out %.1e grads %.1e dx %.1e] ", (long long)n, out_err, grad_err, in_err);
+        CU_ASSERT(out_err < 1e-5 && grad_err < 1e-5 && in_err < 1e-5);
+    }
+    distq_trainer_destroy(t[0]);
+    distq_trainer_destroy(t[1]);
+    distq_graph_destroy(g);
+    free(x);
+    free(tg);
 }
 
 /* --- losses --------------------------------------------------------------------
@@ -951,6 +1005,8 @@ int main(void)
         {"max_pool2d ties go to the first maximum", test_max_pool_ties},
         {"avgpool, flatten, linear backward vs finite differences", test_fd_avgpool_flatten_linear},
         {"whole graph backward vs finite differences", test_fd_whole_graph},
+        {"plain-C conv kernels vs finite differences", test_fd_plain_kernels},
+        {"oneDNN conv primitives vs plain-C kernels", test_onednn_conv_vs_plain},
         {"cross-entropy and MSE by hand", test_losses_by_hand},
         {"batch_norm running stats and output by hand", test_bn_running_stats},
         {"predict equals the ref executor", test_predict_matches_ref},

@@ -66,6 +66,7 @@ typedef struct {
     int64_t max_batch;  /* largest local batch a step will see; buffers are sized for it */
     distq_loss loss;
     const distq_train_hooks *hooks; /* optional */
+    int plain_kernels; /* 1: conv2d on the plain-C reference kernels instead of oneDNN's primitives */
 } distq_train_opts;
 
 typedef struct {

@@ -3,8 +3,9 @@
  * forward computes what src/backend/ref/exec_ref.c computes (eval mode is
  * the same op by op); training mode differs only in batch_norm.
  *
- * conv2d and linear are im2col + distq_sgemm; everything else is plain
- * loops. OpenMP parallelises over images (conv2d), channels (batch_norm) or
+ * conv2d runs on oneDNN's primitives (conv_onednn.c) unless the trainer was
+ * made with plain_kernels; its plain path here (im2col + distq_sgemm) is the
+ * reference. linear is distq_sgemm; everything else is plain loops. OpenMP parallelises over images (conv2d), channels (batch_norm) or
  * elements, always with the trainer's fixed team size so the per-thread
  * scratch suffices. Schedules are dynamic, so that on cores shared with
  * other processes a running thread takes work a descheduled one has not
@@ -620,7 +621,10 @@ distq_status distq_train_forward_node(distq_trainer *t, int i, int64_t N, int tr
     const distq_node *nd = &t->g->nodes[i];
     int64_t count = per_image(t, nd->output) * N;
     switch (nd->op) {
-    case DISTQ_OP_CONV2D: conv2d_fwd(t, nd, N); break;
+    case DISTQ_OP_CONV2D:
+        if (t->dnn && N > 0) return distq_conv_onednn_fwd(t, i, N, weight_data(t, nd));
+        conv2d_fwd(t, nd, N);
+        break;
     case DISTQ_OP_BATCH_NORM: return batch_norm_fwd(t, i, N, training);
     case DISTQ_OP_RELU: relu_fwd(t, nd, count); break;
     case DISTQ_OP_ADD: add_fwd(t, nd, count); break;
@@ -640,7 +644,12 @@ distq_status distq_train_backward_node(distq_trainer *t, int i, int64_t N)
     const distq_node *nd = &t->g->nodes[i];
     int64_t count = per_image(t, nd->output) * N;
     switch (nd->op) {
-    case DISTQ_OP_CONV2D: conv2d_bwd(t, nd, N); break;
+    case DISTQ_OP_CONV2D:
+        if (t->dnn && N > 0)
+            return distq_conv_onednn_bwd(t, i, N, weight_data(t, nd), param_grad(t, nd, DISTQ_PARAM_WEIGHT),
+                                         param_grad(t, nd, DISTQ_PARAM_BIAS));
+        conv2d_bwd(t, nd, N);
+        break;
     case DISTQ_OP_BATCH_NORM: return batch_norm_bwd(t, i, N);
     case DISTQ_OP_RELU: relu_bwd(t, nd, count); break;
     case DISTQ_OP_ADD:

@@ -8,7 +8,7 @@
  * and per-thread scratch. A step allocates nothing.
  *
  * Deliberately not here: the optimizer (sgd.c), the all-reduce of the
- * gradients (the caller's), any oneDNN primitive.
+ * gradients (the caller's), the oneDNN conv primitives (conv_onednn.c).
  */
 #include <math.h>
 #include <omp.h>
@@ -180,6 +180,13 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
     }
     c = (carver){.base = t->slab};
     layout(t, &z, &c);
+    if (!opts->plain_kernels) {
+        distq_status st = distq_train_dnn_create(t);
+        if (st) {
+            distq_trainer_destroy(t);
+            return st;
+        }
+    }
     *out = t;
     return DISTQ_OK;
 }
@@ -187,6 +194,7 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
 void distq_trainer_destroy(distq_trainer *t)
 {
     if (!t) return;
+    distq_train_dnn_destroy(t);
     distq_free(t->slab);
     distq_free(t);
 }
