@@ -264,6 +264,31 @@ distq_status distq_qat_before_forward(distq_trainer *t, int i, int training)
     return DISTQ_OK;
 }
 
+/* Elements per piece when a value's min/max and fake quant are split over
+ * the trainer's threads (both are exact per element: the split changes no result). */
+#define FQ_CHUNK 65536
+
+/* Range of x[0..n) over the trainer's threads; 0 if any value is NaN or Inf. */
+static int value_minmax(const distq_trainer *t, const float *x, int64_t n, float *lo, float *hi)
+{
+    float L = INFINITY, H = -INFINITY;
+    int bad = 0;
+#pragma omp parallel for schedule(static) num_threads(t->nthreads) reduction(min : L) reduction(max : H) \
+    reduction(| : bad)
+    for (int64_t off = 0; off < n; off += FQ_CHUNK) {
+        float a, b;
+        if (distq_batch_minmax(x + off, n - off < FQ_CHUNK ? n - off : FQ_CHUNK, &a, &b) != DISTQ_OK) {
+            bad = 1;
+            continue;
+        }
+        L = a < L ? a : L;
+        H = b > H ? b : H;
+    }
+    *lo = L;
+    *hi = H;
+    return !bad;
+}
+
 /* Fake-quantizes value v in place (per tensor, u8 affine). */
 static distq_status fake_quant_value(distq_trainer *t, int v, int64_t N, int training)
 {
@@ -273,7 +298,7 @@ static distq_status fake_quant_value(distq_trainer *t, int v, int64_t N, int tra
     float *x = t->act[v], lo, hi;
     int64_t n = distq_value_numel(&t->g->values[v], N);
     const char *name = t->g->values[v].name;
-    int bad = distq_batch_minmax(x, n, &lo, &hi) != DISTQ_OK;
+    int bad = !value_minmax(t, x, n, &lo, &hi);
     distq_minmax_state *mm = &q->act[o];
     if (training && q->observe) {
         /* A rank that saw NaN or Inf still joins the reduction, with the range
@@ -304,7 +329,11 @@ static distq_status fake_quant_value(distq_trainer *t, int v, int64_t N, int tra
     int32_t qmax = q->reduce_range ? 127 : 255;
     distq_status st = distq_qparams_affine(a, b, 0, qmax, &qp);
     if (st) return distq_error_set(st, "QAT: value '%s': %s", name, distq_error_message());
-    distq_fake_quant(x, n, qp.scale, qp.zero_point, 0, qmax, x, training ? q->act_mask[v] : NULL);
+    uint8_t *mask = training ? q->act_mask[v] : NULL;
+#pragma omp parallel for schedule(static) num_threads(t->nthreads)
+    for (int64_t off = 0; off < n; off += FQ_CHUNK)
+        distq_fake_quant(x + off, n - off < FQ_CHUNK ? n - off : FQ_CHUNK, qp.scale, qp.zero_point, 0, qmax, x + off,
+                         mask ? mask + off : NULL);
     return DISTQ_OK;
 }
 
