@@ -11,6 +11,38 @@ passed=0 failed=0
 ok()   { passed=$((passed + 1)); echo "ok   $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1"; [ -f "$T/out" ] && sed 's/^/     | /' "$T/out" | tail -n 25; }
 check() { if eval "$2"; then ok "$1"; else fail "$1"; fi; }
+# The training scripts' fixture: a seeded fmnist_cnn $T/m.h5 and random
+# labelled 1x28x28 sets $T/train.h5 (96 images) and $T/test.h5 (30).
+fmnist_fixture() {
+  "$DISTQ" model --arch fmnist_cnn --seed 3 -o "$T/m.h5" >/dev/null || { echo "setup failed"; exit 1; }
+  "$DISTQ" data --shape 1,28,28 -n 96 --seed 4 --classes 10 -o "$T/train.h5" >/dev/null
+  "$DISTQ" data --shape 1,28,28 -n 30 --seed 5 --classes 10 -o "$T/test.h5" >/dev/null
+}
+
+# training_config NAME EPOCHS SEED LR: $T/NAME.ini training the fixture (batch
+# 24, momentum 0.9, weight decay 5e-4; checkpoint $T/ckpt_NAME.h5, weights
+# $T/out_NAME.h5), then whatever stdin holds (more [train] keys, sections).
+training_config() {
+  {
+    cat <<INI
+[model]
+path = $T/m.h5
+[train]
+data = $T/train.h5
+test = $T/test.h5
+epochs = $2
+batch_size = 24
+lr = $4
+momentum = 0.9
+weight_decay = 5e-4
+seed = $3
+checkpoint = $T/ckpt_$1.h5
+output = $T/out_$1.h5
+INI
+    cat
+  } >"$T/$1.ini"
+}
+
 # The last command of a script: the summary, and its exit status.
 finish() {
   echo "$passed passed, $failed failed"

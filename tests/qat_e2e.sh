@@ -13,26 +13,11 @@ set -u
 DISTQ=$1
 source "$(dirname "$0")/e2e_lib.sh" qat
 
-"$DISTQ" model --arch fmnist_cnn --seed 3 -o "$T/m.h5" >/dev/null || { echo "setup failed"; exit 1; }
-"$DISTQ" data --shape 1,28,28 -n 96 --seed 4 --classes 10 -o "$T/train.h5" >/dev/null
-"$DISTQ" data --shape 1,28,28 -n 30 --seed 5 --classes 10 -o "$T/test.h5" >/dev/null
+fmnist_fixture
 
 # write_config NAME EPOCHS SEED
 write_config() {
-  cat > "$T/$1.ini" <<INI
-[model]
-path = $T/m.h5
-[train]
-data = $T/train.h5
-test = $T/test.h5
-epochs = $2
-batch_size = 24
-lr = 0.02
-momentum = 0.9
-weight_decay = 5e-4
-seed = $3
-checkpoint = $T/ckpt_$1.h5
-output = $T/out_$1.h5
+  training_config "$1" "$2" "$3" 0.02 <<INI
 [qat]
 freeze_bn_after = 5
 freeze_observers_after = 6
