@@ -43,6 +43,22 @@ INI
   } >"$T/$1.ini"
 }
 
+# resume_pair CMD: `distq CMD` for 2 epochs ($T/full.ini) against 1 epoch then
+# --resume to 2 ($T/part.ini), both on 2 ranks, configs from the script's
+# write_config NAME EPOCHS SEED; checks the resumed weights bit for bit.
+resume_pair() {
+  write_config full 2 7
+  "$MPIEXEC" -np 2 "$DISTQ" "$1" "$T/full.ini" >"$T/out" 2>&1
+  check "$1: two epochs" "[ $? -eq 0 ] && grep -q 'epoch 2/2' $T/out"
+  write_config part 1 7
+  "$MPIEXEC" -np 2 "$DISTQ" "$1" "$T/part.ini" >"$T/out" 2>&1
+  sed -i 's/^epochs = 1/epochs = 2/' "$T/part.ini"
+  "$MPIEXEC" -np 2 "$DISTQ" "$1" "$T/part.ini" --resume >"$T/out" 2>&1
+  check "$1: resume runs epoch 2 only" "[ $? -eq 0 ] && grep -q 'epoch 2/2' $T/out && ! grep -q 'epoch 1/2' $T/out"
+  h5diff "$T/out_full.h5" "$T/out_part.h5" /tensors /tensors >"$T/out" 2>&1
+  check "$1: resumed weights == uninterrupted, bit for bit" "[ $? -eq 0 ]"
+}
+
 # The last command of a script: the summary, and its exit status.
 finish() {
   echo "$passed passed, $failed failed"

@@ -42,16 +42,7 @@ h5diff -q "$T/m.h5" "$T/out_np1.h5" /tensors /tensors >/dev/null 2>&1
 check "QAT changed the weights (the comparison can fail)" "[ $? -ne 0 ]"
 
 # uninterrupted 2 epochs (BN and observers freeze in epoch 2) vs 1 epoch + resume
-write_config full 2 7
-"$MPIEXEC" -np 2 "$DISTQ" qat "$T/full.ini" >"$T/out" 2>&1
-check "two QAT epochs" "[ $? -eq 0 ] && grep -q 'epoch 2/2' $T/out"
-write_config part 1 7
-"$MPIEXEC" -np 2 "$DISTQ" qat "$T/part.ini" >"$T/out" 2>&1
-sed -i 's/^epochs = 1/epochs = 2/' "$T/part.ini"
-"$MPIEXEC" -np 2 "$DISTQ" qat "$T/part.ini" --resume >"$T/out" 2>&1
-check "resume runs epoch 2 only" "[ $? -eq 0 ] && grep -q 'epoch 2/2' $T/out && ! grep -q 'epoch 1/2' $T/out"
-h5diff "$T/out_full.h5" "$T/out_part.h5" /tensors /tensors >"$T/out" 2>&1
-check "resumed weights == uninterrupted, bit for bit" "[ $? -eq 0 ]"
+resume_pair qat
 h5diff "$T/ckpt_full.h5" "$T/ckpt_part.h5" /qat/state /qat/state >"$T/out" 2>&1
 check "resumed observer state == uninterrupted, bit for bit" "[ $? -eq 0 ]"
 h5diff "$T/q_full.h5" "$T/q_part.h5" /quant /quant >"$T/out" 2>&1

@@ -31,16 +31,7 @@ h5diff -q "$T/m.h5" "$T/out_np1.h5" /tensors /tensors >/dev/null 2>&1
 check "training changed the weights (the comparison can fail)" "[ $? -ne 0 ]"
 
 # uninterrupted 2 epochs vs 1 epoch + resume to 2, both on 2 ranks
-write_config full 2 7
-"$MPIEXEC" -np 2 "$DISTQ" train "$T/full.ini" >"$T/out" 2>&1
-check "two epochs" "[ $? -eq 0 ] && grep -q 'epoch 2/2' $T/out"
-write_config part 1 7
-"$MPIEXEC" -np 2 "$DISTQ" train "$T/part.ini" >"$T/out" 2>&1
-sed -i 's/^epochs = 1/epochs = 2/' "$T/part.ini"
-"$MPIEXEC" -np 2 "$DISTQ" train "$T/part.ini" --resume >"$T/out" 2>&1
-check "resume runs epoch 2 only" "[ $? -eq 0 ] && grep -q 'epoch 2/2' $T/out && ! grep -q 'epoch 1/2' $T/out"
-h5diff "$T/out_full.h5" "$T/out_part.h5" /tensors /tensors >"$T/out" 2>&1
-check "resumed run == uninterrupted run, bit for bit" "[ $? -eq 0 ]"
+resume_pair train
 "$MPIEXEC" -np 2 "$DISTQ" train "$T/nope.ini" >"$T/out" 2>&1
 check "missing config fails with its name" "[ $? -ne 0 ] && grep -q nope.ini $T/out"
 
