@@ -85,7 +85,6 @@ distq_status distq_trainer_attach_qat(distq_trainer *t, distq_qat *q);
 /* Observers on (default) or frozen: frozen, the fake quants keep their
  * qparams and training steps make no min/max reductions. */
 void distq_qat_set_observers(distq_qat *q, int on);
-int distq_qat_reduce_range(const distq_qat *q);
 
 /* Observer state as one f32 vector (for checkpoints): per activation
  * observer min, max; then per weight-quantized node, per channel min, max. */

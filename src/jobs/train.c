@@ -142,7 +142,6 @@ static distq_status finish_qat(const distq_config *cfg, distq_dist *d, const dis
     if (!st && cfg->quantized[0] && d->rank == 0) st = distq_qmodel_save(p, qg, cfg->quantized);
     if (!st && nt) st = distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, qg, chunk, &e);
     if ((st = distq_dist_agree(d, st))) goto done;
-    rep->reduce_range = distq_qat_reduce_range(q);
     if (nt) {
         predictor pr = {.e = e, .pad = pad};
         st = test_accuracy(&pr, d, xt, yt, nt, per, k, chunk, logits, &rep->int8_test_acc);
@@ -187,6 +186,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     int reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni();
     if (MPI_Allreduce(MPI_IN_PLACE, &reduce_range, 1, MPI_INT, MPI_LOR, d->comm) != MPI_SUCCESS)
         return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of reduce_range failed");
+    rep->reduce_range = reduce_range;
 
     st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0, &qstate, &n_qstate)
                 : distq_model_load(cfg->model, &g);

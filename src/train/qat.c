@@ -211,7 +211,6 @@ distq_status distq_trainer_attach_qat(distq_trainer *t, distq_qat *q)
 }
 
 void distq_qat_set_observers(distq_qat *q, int on) { q->observe = on != 0; }
-int distq_qat_reduce_range(const distq_qat *q) { return q->reduce_range; }
 
 /* --- forward ------------------------------------------------------------------ */
 
