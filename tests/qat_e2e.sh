@@ -47,6 +47,11 @@ h5diff "$T/ckpt_full.h5" "$T/ckpt_part.h5" /qat/state /qat/state >"$T/out" 2>&1
 check "resumed observer state == uninterrupted, bit for bit" "[ $? -eq 0 ]"
 h5diff "$T/q_full.h5" "$T/q_part.h5" /quant /quant >"$T/out" 2>&1
 check "resumed int8 model == uninterrupted, bit for bit" "[ $? -eq 0 ]"
+# the checkpoint keeps its 7-bit activation grid: a config asking for 8 bits is refused
+sed 's/^reduce_range = on/reduce_range = off/' "$T/part.ini" >"$T/part8.ini"
+"$MPIEXEC" -np 2 "$DISTQ" qat "$T/part8.ini" --resume --epochs 3 >"$T/out" 2>&1
+check "resume with another reduce_range fails naming the checkpoint" \
+  "[ $? -ne 0 ] && grep -q 'ckpt_part.h5 was trained with reduce_range on' $T/out"
 
 # the QAT int8 model in the PTQ tools, unchanged
 "$DISTQ" eval --model "$T/q_full.h5" --data "$T/test.h5" >"$T/out" 2>&1

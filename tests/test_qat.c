@@ -138,21 +138,22 @@ static void test_linear_fake_quant_and_ste(void)
 
     /* first step: observers take the batch's and the weights' own ranges */
     TEST_OK(distq_trainer_step(t, x, LN, NULL, target, LN, NULL));
-    float xq[LN * LIN], st[2 + 2 * LOUT];
+    float xq[LN * LIN], st[3 + 2 * LOUT];
     distq_fake_quant(x, LN * LIN, qp.scale, qp.zero_point, 0, 255, xq, NULL);
     CU_ASSERT_EQUAL(memcmp(t->act[g->input_value], xq, sizeof xq), 0); /* fake-quantized in place */
     linear_reference(x, target, w, b, qp, scale, y, dw, db, mask);
     CU_ASSERT(linear_error(t, g, y, dw, db) < 1e-6);
-    CU_ASSERT_FATAL(distq_qat_state_count(q) == 2 + 2 * LOUT);
+    CU_ASSERT_FATAL(distq_qat_state_count(q) == 3 + 2 * LOUT);
     distq_qat_state_get(q, st);
     CU_ASSERT(st[0] == lo && st[1] == hi);
     CU_ASSERT(memcmp(st + 2, wmin, sizeof wmin) == 0 && memcmp(st + 2 + LOUT, wmax, sizeof wmax) == 0);
+    CU_ASSERT(st[2 + 2 * LOUT] == 0.0f); /* reduce_range off */
 
     /* a weight range narrower than the weights (observers frozen): the clamped
      * weights get no gradient (STE mask), though their unmasked gradient is not 0 */
     st[2] = -0.1f;
     st[2 + LOUT] = 0.1f;
-    TEST_OK(distq_qat_state_set(q, st, 2 + 2 * LOUT));
+    TEST_OK(distq_qat_state_set(q, st, 3 + 2 * LOUT));
     distq_qat_set_observers(q, 0);
     TEST_OK(distq_trainer_step(t, x, LN, NULL, target, LN, NULL));
     scale[0] = distq_qparams_symmetric_scale(-0.1f, 0.1f);
@@ -161,7 +162,7 @@ static void test_linear_fake_quant_and_ste(void)
     int masked = 0;
     for (int j = 0; j < LIN; j++) masked += !mask[j];
     CU_ASSERT(masked >= 2);
-    float after[2 + 2 * LOUT];
+    float after[3 + 2 * LOUT];
     distq_qat_state_get(q, after);
     CU_ASSERT(memcmp(st, after, sizeof st) == 0); /* frozen observers keep their state */
 
@@ -511,8 +512,11 @@ static void test_state_checkpoint(void)
     TEST_OK(distq_checkpoint_save(path, g, NULL, 0, 3, 1, "cfg", st, n));
     TEST_OK(distq_checkpoint_load(path, &h, &vel, &nv, &step, &epoch, &loaded, &nq));
     CU_ASSERT_EQUAL_FATAL(nq, n);
-    TEST_OK(distq_qat_create(h, &qo, &q2));
+    /* a run planned without reduce_range takes the checkpoint's */
+    distq_qat_opts full_range = {.reduce_range = 0};
+    TEST_OK(distq_qat_create(h, &full_range, &q2));
     TEST_OK(distq_qat_state_set(q2, loaded, nq));
+    CU_ASSERT_EQUAL(distq_qat_reduce_range(q2), 1);
     distq_qat_state_get(q2, got);
     CU_ASSERT_EQUAL(memcmp(st, got, (size_t)n * sizeof *st), 0);
     TEST_ERR(distq_qat_state_set(q2, loaded, nq - 1), DISTQ_ERR_INVALID_ARG, "this model needs");

@@ -87,11 +87,14 @@ distq_status distq_trainer_attach_qat(distq_trainer *t, distq_qat *q);
 void distq_qat_set_observers(distq_qat *q, int on);
 
 /* Observer state as one f32 vector (for checkpoints): per activation
- * observer min, max; then per weight-quantized node, per channel min, max. */
+ * observer min, max; then per weight-quantized node, per channel min, max;
+ * last reduce_range (0 or 1). */
 int64_t distq_qat_state_count(const distq_qat *q);
 void distq_qat_state_get(const distq_qat *q, float *out);
-/* INVALID_ARG if n is not distq_qat_state_count(q). */
+/* INVALID_ARG if n is not distq_qat_state_count(q). Takes the state's
+ * reduce_range too, so a resumed run fake-quantizes as the saved one did. */
 distq_status distq_qat_state_set(distq_qat *q, const float *state, int64_t n);
+int distq_qat_reduce_range(const distq_qat *q);
 
 /* Folds g's batch_norms with their running statistics (as PTQ does) and
  * converts with the trained observer ranges: activation qparams from the

@@ -186,7 +186,6 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     int reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni();
     if (MPI_Allreduce(MPI_IN_PLACE, &reduce_range, 1, MPI_INT, MPI_LOR, d->comm) != MPI_SUCCESS)
         return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of reduce_range failed");
-    rep->reduce_range = reduce_range;
 
     st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0, &qstate, &n_qstate)
                 : distq_model_load(cfg->model, &g);
@@ -198,6 +197,12 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
         st = distq_qat_create(g, &qo, &q);
         if (!st && resume && (st = distq_qat_state_set(q, qstate, n_qstate)))
             st = distq_error_set(st, "%s: dataset /qat/state: %s", cfg->checkpoint, distq_error_message());
+        /* resumed: the checkpoint's activation grid wins over auto, not over a setting */
+        if (!st && resume && cfg->reduce_range >= 0 && cfg->reduce_range != distq_qat_reduce_range(q))
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s was trained with reduce_range %s; [qat] reduce_range is %s",
+                                 cfg->checkpoint, distq_qat_reduce_range(q) ? "on" : "off",
+                                 cfg->reduce_range ? "on" : "off");
+        if (!st) rep->reduce_range = distq_qat_reduce_range(q);
     }
     int64_t per = 0, k = 0, local_max = (B + d->size - 1) / d->size;
     if (!st) {

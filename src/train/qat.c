@@ -430,8 +430,10 @@ int64_t distq_qat_state_count(const distq_qat *q)
 {
     int64_t n = 2 * (int64_t)q->n_obs;
     for (int i = 0; i < q->n_w; i++) n += 2 * q->w[i].OC;
-    return n;
+    return n + 1; /* reduce_range */
 }
+
+int distq_qat_reduce_range(const distq_qat *q) { return q->reduce_range; }
 
 void distq_qat_state_get(const distq_qat *q, float *out)
 {
@@ -445,6 +447,7 @@ void distq_qat_state_get(const distq_qat *q, float *out)
         memcpy(out, q->w[i].max, (size_t)q->w[i].OC * sizeof *out);
         out += q->w[i].OC;
     }
+    *out = (float)q->reduce_range;
 }
 
 distq_status distq_qat_state_set(distq_qat *q, const float *in, int64_t n)
@@ -462,6 +465,8 @@ distq_status distq_qat_state_set(distq_qat *q, const float *in, int64_t n)
         memcpy(q->w[i].max, in, (size_t)q->w[i].OC * sizeof *in);
         in += q->w[i].OC;
     }
+    /* the ranges above are on that grid: the run goes on with it */
+    q->reduce_range = *in != 0;
     return DISTQ_OK;
 }
 

@@ -38,9 +38,9 @@ struct distq_trainer {
     distq_train_node *nodes; /* [n_nodes] */
     float *scratch;          /* nthreads x scratch_floats: gemm work, col, dcol */
     size_t scratch_floats;
-    size_t col_floats;     /* max (ICg*KH*KW) x (OH*OW) over convs */
+    size_t col_floats;     /* max (ICg*KH*KW) x (OH*OW) over convs; 0 with oneDNN convs */
     float *partials;       /* n_chunks x partial_floats: conv dW and db per chunk of images */
-    size_t partial_floats; /* max OC*ICg*KH*KW + OC over convs */
+    size_t partial_floats; /* max OC*ICg*KH*KW + OC over convs; 0 with oneDNN convs */
     int64_t n_chunks;      /* 2 x nthreads */
     double *red;        /* hook buffer: 2 * max channels + 1 */
     int bn_frozen;      /* batch_norm uses (and keeps) its running stats, also in training */

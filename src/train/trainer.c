@@ -168,6 +168,9 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
     t->nthreads = omp_get_max_threads();
     t->n_chunks = 2 * (int64_t)t->nthreads;
     sizes z = measure(g);
+    /* im2col columns and dW partials serve the plain-C conv only (with oneDNN
+     * convs it runs for empty shards, where it touches neither) */
+    if (!opts->plain_kernels) z.col_floats = z.partial_floats = 0;
     carver c = {0};
     layout(t, &z, &c);
     t->slab = distq_calloc(c.off);
