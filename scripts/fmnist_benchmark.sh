@@ -8,8 +8,8 @@
 # usage: scripts/fmnist_benchmark.sh [--skip-fp32] [--skip-torch]
 #   --skip-fp32: reuse results/fmnist_fp32.h5 instead of training it again.
 # Needs build/distq (scripts/build.sh) and the data (scripts/fmnist_data.sh).
-# Takes about 35 minutes on 2 cores (fp32 8 epochs ~14 min, QAT 2 epochs
-# ~5 min, PyTorch ~17 min). Log lines go to results/fmnist_benchmark.log.
+# Takes about 40 minutes on 2 cores (fp32 8 epochs ~14 min, QAT 3 epochs
+# ~5 min, PyTorch ~20 min). Log lines go to results/fmnist_benchmark.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DISTQ=build/distq
