@@ -53,7 +53,7 @@ retarget configs/fmnist_ptq.ini "$S/ptq.ini" -e "s|^quantized = .*|quantized = $
   -e "s|^data = results/fmnist_test.h5|data = $S/val10k.h5|"
 OMP_NUM_THREADS=2 "$DISTQ" calibrate --config "$S/ptq.ini" >/dev/null 2>"$S/ptq.log" || { cat "$S/ptq.log" >&2; exit 1; }
 ptq=$(OMP_NUM_THREADS=2 "$DISTQ" eval --model "$S/ptq.h5" --data "$S/val10k.h5" --batch-size 128 2>&1 |
-      grep 'accuracy' | tee -a "$LOG")
+      grep 'accuracy')
 say "PTQ on the validation split: $ptq"
 
 steps_per_epoch=$(( (50000 + 127) / 128 ))
