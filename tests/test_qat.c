@@ -520,6 +520,8 @@ static void test_state_checkpoint(void)
     distq_qat_state_get(q2, got);
     CU_ASSERT_EQUAL(memcmp(st, got, (size_t)n * sizeof *st), 0);
     TEST_ERR(distq_qat_state_set(q2, loaded, nq - 1), DISTQ_ERR_INVALID_ARG, "this model needs");
+    loaded[nq - 1] = 0.5f;
+    TEST_ERR(distq_qat_state_set(q2, loaded, nq), DISTQ_ERR_INVALID_ARG, "(reduce_range) is 0.5, not 0 or 1");
     /* an fp32 checkpoint has no QAT state */
     TEST_OK(distq_checkpoint_save(path, g, NULL, 0, 3, 1, "cfg", NULL, 0));
     distq_free(loaded);

@@ -455,6 +455,10 @@ distq_status distq_qat_state_set(distq_qat *q, const float *in, int64_t n)
     if (n != distq_qat_state_count(q))
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT state has %lld values, this model needs %lld",
                                (long long)n, (long long)distq_qat_state_count(q));
+    float rr = in[n - 1];
+    if (rr != 0.0f && rr != 1.0f)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT state's last value (reduce_range) is %g, not 0 or 1",
+                               (double)rr);
     for (int o = 0; o < q->n_obs; o++) {
         q->act[o].min = *in++;
         q->act[o].max = *in++;
@@ -466,7 +470,7 @@ distq_status distq_qat_state_set(distq_qat *q, const float *in, int64_t n)
         in += q->w[i].OC;
     }
     /* the ranges above are on that grid: the run goes on with it */
-    q->reduce_range = *in != 0;
+    q->reduce_range = rr != 0.0f;
     return DISTQ_OK;
 }
 
