@@ -43,6 +43,21 @@ INI
   } >"$T/$1.ini"
 }
 
+# np_agree CMD: `distq CMD` for 3 steps on 1, 2 and 3 ranks ($T/npN.ini from the
+# script's write_config); checks each run and that np = 2, 3 end with np = 1's
+# weights (abs 1e-4: fp32 sums in another order).
+np_agree() {
+  for np in 1 2 3; do
+    write_config "np$np" 1 0
+    "$MPIEXEC" -np "$np" "$DISTQ" "$1" "$T/np$np.ini" --max-steps 3 >"$T/out" 2>&1
+    check "$1 np=$np" "[ $? -eq 0 ] && grep -q 'epoch 1/1' $T/out && [ -f $T/out_np$np.h5 ]"
+  done
+  for np in 2 3; do
+    h5diff -d 1e-4 "$T/out_np1.h5" "$T/out_np$np.h5" /tensors /tensors >"$T/out" 2>&1
+    check "$1: np=$np weights == np=1 weights after 3 steps (abs 1e-4)" "[ $? -eq 0 ]"
+  done
+}
+
 # resume_pair CMD: `distq CMD` for 2 epochs ($T/full.ini) against 1 epoch then
 # --resume to 2 ($T/part.ini), both on 2 ranks, configs from the script's
 # write_config NAME EPOCHS SEED; checks the resumed weights bit for bit.

@@ -27,14 +27,9 @@ quantized = $T/q_$1.h5
 INI
 }
 
-for np in 1 2 3; do
-  write_config "np$np" 1 0
-  "$MPIEXEC" -np "$np" "$DISTQ" qat "$T/np$np.ini" --max-steps 3 >"$T/out" 2>&1
-  check "qat np=$np" "[ $? -eq 0 ] && grep -q 'QAT int8' $T/out && [ -f $T/out_np$np.h5 ] && [ -f $T/q_np$np.h5 ]"
-done
+np_agree qat
+for np in 1 2 3; do check "qat np=$np wrote its int8 model" "[ -f $T/q_np$np.h5 ]"; done
 for np in 2 3; do
-  h5diff -d 1e-4 "$T/out_np1.h5" "$T/out_np$np.h5" /tensors /tensors >"$T/out" 2>&1
-  check "np=$np weights == np=1 weights after 3 QAT steps (abs 1e-4)" "[ $? -eq 0 ]"
   h5diff -p 1e-4 "$T/ckpt_np1.h5" "$T/ckpt_np$np.h5" /qat/state /qat/state >"$T/out" 2>&1
   check "np=$np observer state == np=1 (relative 1e-4)" "[ $? -eq 0 ]"
 done
