@@ -17,102 +17,6 @@
 
 #define TOL 1e-4
 
-// --- building tiny graphs -----------------------------------------------------
-
-static distq_graph *new_graph(int ndim, const int64_t *dims)
-{
-    distq_graph *g = NULL;
-    TEST_OK(distq_graph_create(&g));
-    TEST_OK(distq_graph_set_input(g, "x", ndim, dims));
-    return g;
-}
-
-/* Adds an f32 parameter filled with U(lo, hi) from seed. */
-static void add_param(distq_graph *g, const char *name, int ndim, const int64_t *dims,
-                      uint64_t seed, float lo, float hi)
-{
-    int64_t n = distq_dims_numel(ndim, dims);
-    float *data = malloc(sizeof(float) * (size_t)n);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
-    test_fill_uniform(data, n, seed, lo, hi);
-    TEST_OK(distq_graph_add_param(g, name, DISTQ_DTYPE_F32, ndim, dims, data, NULL));
-    free(data);
-}
-
-static void add_op(distq_graph *g, const char *name, distq_op op, const distq_attrs *a,
-                   const char *in0, const char *in1, const char *const *params)
-{
-    const char *ins[2] = {in0, in1};
-    TEST_OK(distq_graph_add_node(g, name, op, a, in1 ? 2 : 1, ins, params, name));
-}
-
-typedef struct {
-    int64_t OC, K, stride, pad, dil, groups;
-    int bias;
-} conv_spec;
-
-/* "<name>.weight" (OC, IC/groups, K, K) ~ U(-b, b), b = 1/sqrt(fan_in), and
- * optionally "<name>.bias" (OC): PyTorch's default init keeps outputs O(1). */
-static void add_conv(distq_graph *g, const char *name, const char *in, int64_t IC, conv_spec c,
-                     uint64_t seed)
-{
-    char w[DISTQ_NAME_MAX], b[DISTQ_NAME_MAX];
-    snprintf(w, sizeof w, "%s.weight", name);
-    snprintf(b, sizeof b, "%s.bias", name);
-    int64_t wd[4] = {c.OC, IC / c.groups, c.K, c.K};
-    float bound = 1.0f / sqrtf((float)(wd[1] * c.K * c.K));
-    add_param(g, w, 4, wd, seed, -bound, bound);
-    if (c.bias) add_param(g, b, 1, &c.OC, seed + 1, -bound, bound);
-    distq_attrs a = distq_attrs_default(DISTQ_OP_CONV2D);
-    a.stride[0] = a.stride[1] = c.stride;
-    a.padding[0] = a.padding[1] = c.pad;
-    a.dilation[0] = a.dilation[1] = c.dil;
-    a.groups = c.groups;
-    const char *params[DISTQ_MAX_PARAMS] = {w, c.bias ? b : NULL};
-    add_op(g, name, DISTQ_OP_CONV2D, &a, in, NULL, params);
-}
-
-/* BN with the builders' non-trivial statistics. */
-static void add_bn(distq_graph *g, const char *name, const char *in, int64_t C, uint64_t seed)
-{
-    static const char *const suffix[4] = {"weight", "bias", "running_mean", "running_var"};
-    static const float lo[4] = {0.5f, -0.1f, -0.1f, 0.5f}, hi[4] = {1.5f, 0.1f, 0.1f, 1.5f};
-    char names[4][DISTQ_NAME_MAX];
-    const char *params[DISTQ_MAX_PARAMS] = {0};
-    for (int i = 0; i < 4; i++) {
-        snprintf(names[i], sizeof names[i], "%s.%s", name, suffix[i]);
-        add_param(g, names[i], 1, &C, seed + (uint64_t)i, lo[i], hi[i]);
-        params[i] = names[i];
-    }
-    add_op(g, name, DISTQ_OP_BATCH_NORM, NULL, in, NULL, params);
-}
-
-static void add_linear(distq_graph *g, const char *name, const char *in, int64_t IN, int64_t OUT,
-                       int bias, uint64_t seed)
-{
-    char w[DISTQ_NAME_MAX], b[DISTQ_NAME_MAX];
-    snprintf(w, sizeof w, "%s.weight", name);
-    snprintf(b, sizeof b, "%s.bias", name);
-    int64_t wd[2] = {OUT, IN};
-    float bound = 1.0f / sqrtf((float)IN);
-    add_param(g, w, 2, wd, seed, -bound, bound);
-    if (bias) add_param(g, b, 1, &OUT, seed + 1, -bound, bound);
-    const char *params[DISTQ_MAX_PARAMS] = {w, bias ? b : NULL};
-    add_op(g, name, DISTQ_OP_LINEAR, NULL, in, NULL, params);
-}
-
-static void finish(distq_graph *g, const char *output)
-{
-    TEST_OK(distq_graph_set_output(g, output));
-    TEST_OK(distq_graph_finalize(g));
-}
-
-/* Uniform integer in [lo, hi]. */
-static int64_t rnd(distq_rng *r, int64_t lo, int64_t hi)
-{
-    return lo + (int64_t)(distq_rng_next(r) % (uint64_t)(hi - lo + 1));
-}
-
 // --- the comparison -------------------------------------------------------------
 
 /* Runs g on ref and onednn at batch N and asserts they agree within TOL. g is
@@ -174,30 +78,30 @@ static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t di
                 distq_rng_seed(&r, seed * 7919 + (uint64_t)(stride * 31 + pad * 7 + dil * 3 + groups));
                 int64_t G = groups, C, OC;
                 if (groups == 0) {
-                    C = rnd(&r, 2, 9);
+                    C = test_rand_int(&r, 2, 9);
                     G = C;
-                    OC = C * rnd(&r, 1, 2);
+                    OC = C * test_rand_int(&r, 1, 2);
                 } else {
-                    C = G * rnd(&r, 1, 5);
-                    OC = G * rnd(&r, 1, 6);
+                    C = G * test_rand_int(&r, 1, 5);
+                    OC = G * test_rand_int(&r, 1, 6);
                 }
-                conv_spec c = {.OC = OC, .K = rnd(&r, 1, 3) | 1, .stride = stride, .pad = pad,
-                               .dil = dil, .groups = G, .bias = bias};
+                test_conv_spec c = {.OC = OC, .K = test_rand_int(&r, 1, 3) | 1, .stride = stride, .pad = pad,
+                                    .dil = dil, .groups = G, .bias = bias};
                 if (c.K == 1 && (pad || dil > 1)) c.K = 3;
                 int64_t span = dil * (c.K - 1) + 1;
-                int64_t in[4] = {1, C, span + rnd(&r, 2, 9), span + rnd(&r, 2, 9)};
-                distq_graph *g = new_graph(4, in);
-                add_conv(g, "conv", "x", C, c, seed);
+                int64_t in[4] = {1, C, span + test_rand_int(&r, 2, 9), span + test_rand_int(&r, 2, 9)};
+                distq_graph *g = test_new_graph(4, in);
+                test_add_conv(g, "conv", "x", C, c, seed);
                 const char *out = "conv";
                 if (with & WITH_BN) {
-                    add_bn(g, "bn", out, OC, seed + 10);
+                    test_add_bn(g, "bn", out, OC, seed + 10);
                     out = "bn";
                 }
                 if (with & WITH_RELU) {
-                    add_op(g, "relu", DISTQ_OP_RELU, NULL, out, NULL, NULL);
+                    test_add_op(g, "relu", DISTQ_OP_RELU, NULL, out, NULL, NULL);
                     out = "relu";
                 }
-                finish(g, out);
+                test_finish(g, out);
                 char label[160];
                 snprintf(label, sizeof label, "%s (C %lld, OC %lld, K %lld, %lldx%lld, bias %d)",
                          what, (long long)C, (long long)OC, (long long)c.K, (long long)in[2],
@@ -223,14 +127,14 @@ static void test_bn_unfolded(void)
 {
     for (int64_t batch = 1; batch <= 3; batch += 2) {
         int64_t in[4] = {1, 5, 9, 7};
-        distq_graph *g = new_graph(4, in);
-        add_bn(g, "bn0", "x", 5, 1);
-        add_op(g, "relu0", DISTQ_OP_RELU, NULL, "bn0", NULL, NULL);
-        add_conv(g, "conv", "relu0", 5, (conv_spec){6, 3, 1, 1, 1, 1, 1}, 2);
-        add_bn(g, "bn1", "conv", 6, 3);
-        add_op(g, "relu1", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
-        add_op(g, "add", DISTQ_OP_ADD, NULL, "bn1", "relu1", NULL);
-        finish(g, "add");
+        distq_graph *g = test_new_graph(4, in);
+        test_add_bn(g, "bn0", "x", 5, 1);
+        test_add_op(g, "relu0", DISTQ_OP_RELU, NULL, "bn0", NULL, NULL);
+        test_add_conv(g, "conv", "relu0", 5, (test_conv_spec){6, 3, 1, 1, 1, 1, 1}, 2);
+        test_add_bn(g, "bn1", "conv", 6, 3);
+        test_add_op(g, "relu1", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
+        test_add_op(g, "add", DISTQ_OP_ADD, NULL, "bn1", "relu1", NULL);
+        test_finish(g, "add");
         check_backends(g, batch, 5, "unfolded bn");
     }
 }
@@ -247,22 +151,22 @@ static void conv_add_case(int keep_other, int relu)
         for (int64_t batch = 1; batch <= 3; batch += 2) {
             distq_rng r;
             distq_rng_seed(&r, seed * 104729 + (uint64_t)(keep_other * 2 + relu));
-            int64_t C = rnd(&r, 1, 4), M = rnd(&r, 3, 17);
-            int64_t in[4] = {1, C, rnd(&r, 5, 12), rnd(&r, 5, 12)};
-            distq_graph *g = new_graph(4, in);
-            add_conv(g, "conv0", "x", C, (conv_spec){M, 3, 1, 1, 1, 1, 1}, seed);
-            add_conv(g, "conv1", "conv0", M, (conv_spec){M, 3, 1, 1, 1, 1, 1}, seed + 5);
-            add_op(g, "add", DISTQ_OP_ADD, NULL, "conv1", "conv0", NULL);
+            int64_t C = test_rand_int(&r, 1, 4), M = test_rand_int(&r, 3, 17);
+            int64_t in[4] = {1, C, test_rand_int(&r, 5, 12), test_rand_int(&r, 5, 12)};
+            distq_graph *g = test_new_graph(4, in);
+            test_add_conv(g, "conv0", "x", C, (test_conv_spec){M, 3, 1, 1, 1, 1, 1}, seed);
+            test_add_conv(g, "conv1", "conv0", M, (test_conv_spec){M, 3, 1, 1, 1, 1, 1}, seed + 5);
+            test_add_op(g, "add", DISTQ_OP_ADD, NULL, "conv1", "conv0", NULL);
             const char *out = "add";
             if (relu) {
-                add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
+                test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
                 out = "relu";
             }
             if (keep_other) {
-                add_op(g, "add2", DISTQ_OP_ADD, NULL, out, "conv0", NULL);
+                test_add_op(g, "add2", DISTQ_OP_ADD, NULL, out, "conv0", NULL);
                 out = "add2";
             }
-            finish(g, out);
+            test_finish(g, out);
             char label[96];
             snprintf(label, sizeof label, "conv+add%s, other %s", relu ? "+relu" : "",
                      keep_other ? "read later" : "dead");
@@ -282,20 +186,20 @@ static void test_conv_add_shapes(void)
 {
     for (int64_t batch = 1; batch <= 3; batch += 2) {
         int64_t in[4] = {1, 8, 11, 10};
-        distq_graph *g = new_graph(4, in);
-        add_conv(g, "conv_a", "x", 8, (conv_spec){16, 3, 2, 1, 1, 1, 0}, 1);
-        add_bn(g, "bn_a", "conv_a", 16, 2);
-        add_conv(g, "conv_b", "x", 8, (conv_spec){16, 1, 2, 0, 1, 1, 0}, 3);
-        add_bn(g, "bn_b", "conv_b", 16, 4);
-        add_op(g, "add", DISTQ_OP_ADD, NULL, "bn_a", "bn_b", NULL);
-        add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
-        finish(g, "relu");
+        distq_graph *g = test_new_graph(4, in);
+        test_add_conv(g, "conv_a", "x", 8, (test_conv_spec){16, 3, 2, 1, 1, 1, 0}, 1);
+        test_add_bn(g, "bn_a", "conv_a", 16, 2);
+        test_add_conv(g, "conv_b", "x", 8, (test_conv_spec){16, 1, 2, 0, 1, 1, 0}, 3);
+        test_add_bn(g, "bn_b", "conv_b", 16, 4);
+        test_add_op(g, "add", DISTQ_OP_ADD, NULL, "bn_a", "bn_b", NULL);
+        test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
+        test_finish(g, "relu");
         check_backends(g, batch, 7, "downsample block");
 
-        g = new_graph(4, in);
-        add_conv(g, "conv", "x", 8, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 5);
-        add_op(g, "add", DISTQ_OP_ADD, NULL, "x", "conv", NULL);
-        finish(g, "add");
+        g = test_new_graph(4, in);
+        test_add_conv(g, "conv", "x", 8, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 5);
+        test_add_op(g, "add", DISTQ_OP_ADD, NULL, "x", "conv", NULL);
+        test_finish(g, "add");
         check_backends(g, batch, 8, "conv(x) + x");
     }
 }
@@ -311,12 +215,12 @@ static void test_max_pool(void)
             for (int after_conv = 0; after_conv <= 1; after_conv++) {
                 distq_rng r;
                 distq_rng_seed(&r, (uint64_t)(ceil * 4 + pad * 2 + after_conv + 1));
-                int64_t C = rnd(&r, 1, 6), K = rnd(&r, 2, 3);
-                int64_t in[4] = {1, C, 2 * rnd(&r, 2, 6) + 1, 2 * rnd(&r, 2, 6) + 1};
-                distq_graph *g = new_graph(4, in);
+                int64_t C = test_rand_int(&r, 1, 6), K = test_rand_int(&r, 2, 3);
+                int64_t in[4] = {1, C, 2 * test_rand_int(&r, 2, 6) + 1, 2 * test_rand_int(&r, 2, 6) + 1};
+                distq_graph *g = test_new_graph(4, in);
                 const char *src = "x";
                 if (after_conv) {
-                    add_conv(g, "conv", "x", C, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
+                    test_add_conv(g, "conv", "x", C, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
                     src = "conv";
                 }
                 distq_attrs a = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
@@ -324,8 +228,8 @@ static void test_max_pool(void)
                 a.stride[0] = a.stride[1] = 2;
                 a.padding[0] = a.padding[1] = pad;
                 a.ceil_mode = ceil;
-                add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &a, src, NULL, NULL);
-                finish(g, "pool");
+                test_add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &a, src, NULL, NULL);
+                test_finish(g, "pool");
                 char label[128];
                 snprintf(label, sizeof label, "max_pool K %lld pad %lld ceil %d on %lldx%lld%s",
                          (long long)K, (long long)pad, ceil, (long long)in[2], (long long)in[3],
@@ -344,14 +248,14 @@ static void test_adaptive_avg_pool(void)
     for (int after_conv = 0; after_conv <= 1; after_conv++) {
         for (int64_t batch = 1; batch <= 3; batch += 2) {
             int64_t in[4] = {1, 5, 7, 9};
-            distq_graph *g = new_graph(4, in);
+            distq_graph *g = test_new_graph(4, in);
             const char *src = "x";
             if (after_conv) {
-                add_conv(g, "conv", "x", 5, (conv_spec){24, 3, 1, 1, 1, 1, 1}, 4);
+                test_add_conv(g, "conv", "x", 5, (test_conv_spec){24, 3, 1, 1, 1, 1, 1}, 4);
                 src = "conv";
             }
-            add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, src, NULL, NULL);
-            finish(g, "avgpool");
+            test_add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, src, NULL, NULL);
+            test_finish(g, "avgpool");
             check_backends(g, batch, 12, after_conv ? "adaptive avg pool after conv" : "adaptive avg pool");
         }
     }
@@ -367,23 +271,23 @@ static void test_flatten_linear(void)
         for (int after_conv = 0; after_conv <= 1; after_conv++) {
             for (int64_t batch = 1; batch <= 3; batch += 2) {
                 int64_t in[4] = {1, 3, 5, 7};
-                distq_graph *g = new_graph(4, in);
+                distq_graph *g = test_new_graph(4, in);
                 const char *src = "x";
                 int64_t features = 3 * 5 * 7;
                 if (after_conv) {
-                    add_conv(g, "conv", "x", 3, (conv_spec){32, 3, 2, 1, 1, 1, 1}, 1);
-                    add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "conv", NULL, NULL);
+                    test_add_conv(g, "conv", "x", 3, (test_conv_spec){32, 3, 2, 1, 1, 1, 1}, 1);
+                    test_add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "conv", NULL, NULL);
                     src = "avgpool";
                     features = 32;
                 }
-                add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, src, NULL, NULL);
-                add_linear(g, "fc", "flatten", features, 10, 1, 2);
+                test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, src, NULL, NULL);
+                test_add_linear(g, "fc", "flatten", features, 10, 1, 2);
                 const char *out = "fc";
                 if (relu) {
-                    add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc", NULL, NULL);
+                    test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc", NULL, NULL);
                     out = "relu";
                 }
-                finish(g, out);
+                test_finish(g, out);
                 check_backends(g, batch, 13, relu ? "flatten+linear+relu" : "flatten+linear");
             }
         }
@@ -397,20 +301,20 @@ static void test_flatten_standalone(void)
 {
     for (int64_t batch = 1; batch <= 3; batch += 2) {
         int64_t in[4] = {1, 4, 6, 5};
-        distq_graph *g = new_graph(4, in);
-        add_conv(g, "conv", "x", 4, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
-        add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
-        add_op(g, "relu", DISTQ_OP_RELU, NULL, "flatten", NULL, NULL);
-        add_linear(g, "fc", "relu", 16 * 6 * 5, 7, 0, 2);
-        add_linear(g, "fc2", "flatten", 16 * 6 * 5, 7, 1, 3);
-        add_op(g, "add", DISTQ_OP_ADD, NULL, "fc", "fc2", NULL);
-        finish(g, "add");
+        distq_graph *g = test_new_graph(4, in);
+        test_add_conv(g, "conv", "x", 4, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
+        test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
+        test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "flatten", NULL, NULL);
+        test_add_linear(g, "fc", "relu", 16 * 6 * 5, 7, 0, 2);
+        test_add_linear(g, "fc2", "flatten", 16 * 6 * 5, 7, 1, 3);
+        test_add_op(g, "add", DISTQ_OP_ADD, NULL, "fc", "fc2", NULL);
+        test_finish(g, "add");
         check_backends(g, batch, 14, "flatten -> relu, linear");
 
-        g = new_graph(4, in);
-        add_conv(g, "conv", "x", 4, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
-        add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
-        finish(g, "flatten");
+        g = test_new_graph(4, in);
+        test_add_conv(g, "conv", "x", 4, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
+        test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
+        test_finish(g, "flatten");
         check_backends(g, batch, 15, "flatten as output");
     }
 }
@@ -425,11 +329,11 @@ static void test_linear_2d(void)
         check_backends(g, batch, 16, "linear model");
 
         int64_t in[2] = {1, 37};
-        g = new_graph(2, in);
-        add_linear(g, "fc", "x", 37, 19, 1, 5);
-        add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc", NULL, NULL);
-        add_bn(g, "bn", "relu", 19, 6);
-        finish(g, "bn");
+        g = test_new_graph(2, in);
+        test_add_linear(g, "fc", "x", 37, 19, 1, 5);
+        test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc", NULL, NULL);
+        test_add_bn(g, "bn", "relu", 19, 6);
+        test_finish(g, "bn");
         check_backends(g, batch, 17, "linear+relu, bn on 2-D");
     }
 }
@@ -440,26 +344,26 @@ static void test_relu_add(void)
 {
     for (int64_t batch = 1; batch <= 3; batch += 2) {
         int64_t in[4] = {1, 3, 7, 5};
-        distq_graph *g = new_graph(4, in);
-        add_op(g, "relu", DISTQ_OP_RELU, NULL, "x", NULL, NULL);
-        add_op(g, "add", DISTQ_OP_ADD, NULL, "relu", "x", NULL);
-        add_op(g, "add_relu", DISTQ_OP_ADD, NULL, "add", "x", NULL);
-        add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add_relu", NULL, NULL);
-        add_op(g, "add3", DISTQ_OP_ADD, NULL, "relu2", "relu2", NULL);
-        finish(g, "add3");
+        distq_graph *g = test_new_graph(4, in);
+        test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "x", NULL, NULL);
+        test_add_op(g, "add", DISTQ_OP_ADD, NULL, "relu", "x", NULL);
+        test_add_op(g, "add_relu", DISTQ_OP_ADD, NULL, "add", "x", NULL);
+        test_add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add_relu", NULL, NULL);
+        test_add_op(g, "add3", DISTQ_OP_ADD, NULL, "relu2", "relu2", NULL);
+        test_finish(g, "add3");
         check_backends(g, batch, 18, "relu, add on the input");
 
-        g = new_graph(4, in);
-        add_conv(g, "conv", "x", 3, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
-        add_op(g, "pool", DISTQ_OP_MAX_POOL2D,
-               &(distq_attrs){.kernel = {2, 2}, .stride = {1, 1}, .dilation = {1, 1}}, "conv", NULL,
-               NULL);
-        add_op(g, "relu", DISTQ_OP_RELU, NULL, "pool", NULL, NULL);
-        add_op(g, "relu_b", DISTQ_OP_RELU, NULL, "pool", NULL, NULL);
-        add_op(g, "add", DISTQ_OP_ADD, NULL, "relu", "pool", NULL);
-        add_op(g, "add2", DISTQ_OP_ADD, NULL, "add", "relu_b", NULL);
-        add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add2", NULL, NULL);
-        finish(g, "relu2");
+        g = test_new_graph(4, in);
+        test_add_conv(g, "conv", "x", 3, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
+        test_add_op(g, "pool", DISTQ_OP_MAX_POOL2D,
+                    &(distq_attrs){.kernel = {2, 2}, .stride = {1, 1}, .dilation = {1, 1}}, "conv", NULL,
+                    NULL);
+        test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "pool", NULL, NULL);
+        test_add_op(g, "relu_b", DISTQ_OP_RELU, NULL, "pool", NULL, NULL);
+        test_add_op(g, "add", DISTQ_OP_ADD, NULL, "relu", "pool", NULL);
+        test_add_op(g, "add2", DISTQ_OP_ADD, NULL, "add", "relu_b", NULL);
+        test_add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add2", NULL, NULL);
+        test_finish(g, "relu2");
         check_backends(g, batch, 19, "relu, add on a blocked layout");
     }
 }
@@ -495,22 +399,22 @@ static void test_get_value(void)
                                        "flatten", "fc"};
     for (int64_t batch = 1; batch <= 3; batch += 2) {
         int64_t in[4] = {1, 3, 13, 11};
-        distq_graph *g = new_graph(4, in);
-        add_conv(g, "conv0", "x", 3, (conv_spec){8, 3, 2, 1, 1, 1, 0}, 1);
-        add_bn(g, "bn0", "conv0", 8, 2);
-        add_op(g, "relu0", DISTQ_OP_RELU, NULL, "bn0", NULL, NULL);
-        add_op(g, "pool", DISTQ_OP_MAX_POOL2D,
-               &(distq_attrs){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .dilation = {1, 1}},
-               "relu0", NULL, NULL);
-        add_conv(g, "conv1", "pool", 8, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 3);
-        add_op(g, "relu1", DISTQ_OP_RELU, NULL, "conv1", NULL, NULL);
-        add_conv(g, "conv2", "relu1", 8, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 4);
-        add_op(g, "add", DISTQ_OP_ADD, NULL, "conv2", "pool", NULL);
-        add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
-        add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu2", NULL, NULL);
-        add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL, NULL);
-        add_linear(g, "fc", "flatten", 8, 5, 1, 5);
-        finish(g, "fc");
+        distq_graph *g = test_new_graph(4, in);
+        test_add_conv(g, "conv0", "x", 3, (test_conv_spec){8, 3, 2, 1, 1, 1, 0}, 1);
+        test_add_bn(g, "bn0", "conv0", 8, 2);
+        test_add_op(g, "relu0", DISTQ_OP_RELU, NULL, "bn0", NULL, NULL);
+        test_add_op(g, "pool", DISTQ_OP_MAX_POOL2D,
+                    &(distq_attrs){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .dilation = {1, 1}},
+                    "relu0", NULL, NULL);
+        test_add_conv(g, "conv1", "pool", 8, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 3);
+        test_add_op(g, "relu1", DISTQ_OP_RELU, NULL, "conv1", NULL, NULL);
+        test_add_conv(g, "conv2", "relu1", 8, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 4);
+        test_add_op(g, "add", DISTQ_OP_ADD, NULL, "conv2", "pool", NULL);
+        test_add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
+        test_add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu2", NULL, NULL);
+        test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL, NULL);
+        test_add_linear(g, "fc", "flatten", 8, 5, 1, 5);
+        test_finish(g, "fc");
 
         distq_exec *ref = NULL, *dnn = NULL;
         TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, batch, &ref));
@@ -540,11 +444,11 @@ static void test_get_value(void)
 static void test_get_value_flatten_output(void)
 {
     int64_t batch = 2, in[4] = {1, 4, 6, 5};
-    distq_graph *g = new_graph(4, in);
-    add_conv(g, "conv", "x", 4, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
-    add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
-    add_op(g, "relu", DISTQ_OP_RELU, NULL, "flatten", NULL, NULL);
-    finish(g, "relu");
+    distq_graph *g = test_new_graph(4, in);
+    test_add_conv(g, "conv", "x", 4, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 1);
+    test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
+    test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "flatten", NULL, NULL);
+    test_finish(g, "relu");
     distq_exec *ref = NULL, *dnn = NULL;
     TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, batch, &ref));
     TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, batch, &dnn));

@@ -38,86 +38,6 @@
 
 static int verbose = 0; /* print every value (resnet18), else one line per graph */
 
-// --- building tiny graphs -----------------------------------------------------
-
-static distq_graph *new_graph(int ndim, const int64_t *dims)
-{
-    distq_graph *g = NULL;
-    TEST_OK(distq_graph_create(&g));
-    TEST_OK(distq_graph_set_input(g, "x", ndim, dims));
-    return g;
-}
-
-static void add_param(distq_graph *g, const char *name, int ndim, const int64_t *dims,
-                      uint64_t seed, float lo, float hi)
-{
-    int64_t n = distq_dims_numel(ndim, dims);
-    float *data = malloc(sizeof(float) * (size_t)n);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
-    test_fill_uniform(data, n, seed, lo, hi);
-    TEST_OK(distq_graph_add_param(g, name, DISTQ_DTYPE_F32, ndim, dims, data, NULL));
-    free(data);
-}
-
-static void add_op(distq_graph *g, const char *name, distq_op op, const distq_attrs *a,
-                   const char *in0, const char *in1)
-{
-    const char *ins[2] = {in0, in1};
-    TEST_OK(distq_graph_add_node(g, name, op, a, in1 ? 2 : 1, ins, NULL, name));
-}
-
-typedef struct {
-    int64_t OC, K, stride, pad, dil, groups;
-    int bias;
-} conv_spec;
-
-/* "<name>.weight" ~ U(+-1/sqrt(fan_in)) and optionally "<name>.bias". */
-static void add_conv(distq_graph *g, const char *name, const char *in, int64_t IC, conv_spec c,
-                     uint64_t seed)
-{
-    char w[DISTQ_NAME_MAX], b[DISTQ_NAME_MAX];
-    snprintf(w, sizeof w, "%s.weight", name);
-    snprintf(b, sizeof b, "%s.bias", name);
-    int64_t wd[4] = {c.OC, IC / c.groups, c.K, c.K};
-    float bound = 1.0f / sqrtf((float)(wd[1] * c.K * c.K));
-    add_param(g, w, 4, wd, seed, -bound, bound);
-    if (c.bias) add_param(g, b, 1, &c.OC, seed + 1, -bound, bound);
-    distq_attrs a = distq_attrs_default(DISTQ_OP_CONV2D);
-    a.stride[0] = a.stride[1] = c.stride;
-    a.padding[0] = a.padding[1] = c.pad;
-    a.dilation[0] = a.dilation[1] = c.dil;
-    a.groups = c.groups;
-    const char *params[DISTQ_MAX_PARAMS] = {w, c.bias ? b : NULL};
-    const char *ins[1] = {in};
-    TEST_OK(distq_graph_add_node(g, name, DISTQ_OP_CONV2D, &a, 1, ins, params, name));
-}
-
-static void add_linear(distq_graph *g, const char *name, const char *in, int64_t IN, int64_t OUT,
-                       int bias, uint64_t seed)
-{
-    char w[DISTQ_NAME_MAX], b[DISTQ_NAME_MAX];
-    snprintf(w, sizeof w, "%s.weight", name);
-    snprintf(b, sizeof b, "%s.bias", name);
-    int64_t wd[2] = {OUT, IN};
-    float bound = 1.0f / sqrtf((float)IN);
-    add_param(g, w, 2, wd, seed, -bound, bound);
-    if (bias) add_param(g, b, 1, &OUT, seed + 1, -bound, bound);
-    const char *params[DISTQ_MAX_PARAMS] = {w, bias ? b : NULL};
-    const char *ins[1] = {in};
-    TEST_OK(distq_graph_add_node(g, name, DISTQ_OP_LINEAR, NULL, 1, ins, params, name));
-}
-
-static void finish(distq_graph *g, const char *output)
-{
-    TEST_OK(distq_graph_set_output(g, output));
-    TEST_OK(distq_graph_finalize(g));
-}
-
-static int64_t rnd(distq_rng *r, int64_t lo, int64_t hi)
-{
-    return lo + (int64_t)(distq_rng_next(r) % (uint64_t)(hi - lo + 1));
-}
-
 // --- PTQ and the comparison -----------------------------------------------------
 
 /* prepare, calibrate on N_CAL seeded images in U(-1, 1), convert. */
@@ -329,29 +249,30 @@ static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t di
             distq_rng_seed(&r, seed * 7919 + (uint64_t)(stride * 31 + pad * 7 + dil * 3 + groups + K * 101));
             int64_t G = groups, C, OC;
             if (groups == 0) {
-                C = rnd(&r, 4, 12);
+                C = test_rand_int(&r, 4, 12);
                 G = C;
-                OC = C * rnd(&r, 1, 2);
+                OC = C * test_rand_int(&r, 1, 2);
             } else {
-                C = G * rnd(&r, 1, 5);
-                OC = G * rnd(&r, 2, 6);
+                C = G * test_rand_int(&r, 1, 5);
+                OC = G * test_rand_int(&r, 2, 6);
             }
-            conv_spec c = {.OC = OC, .K = K, .stride = stride, .pad = pad, .dil = dil, .groups = G, .bias = bias};
+            test_conv_spec c = {.OC = OC, .K = K, .stride = stride, .pad = pad, .dil = dil, .groups = G,
+                                .bias = bias};
             int64_t span = dil * (K - 1) + 1;
-            int64_t in[4] = {1, C, span + 2 + rnd(&r, 2, 9), span + 2 + rnd(&r, 2, 9)};
-            distq_graph *g = new_graph(4, in);
-            add_conv(g, "conv", "x", C, c, seed);
+            int64_t in[4] = {1, C, span + 2 + test_rand_int(&r, 2, 9), span + 2 + test_rand_int(&r, 2, 9)};
+            distq_graph *g = test_new_graph(4, in);
+            test_add_conv(g, "conv", "x", C, c, seed);
             const char *out = "conv";
             if (relu) {
-                add_op(g, "relu", DISTQ_OP_RELU, NULL, out, NULL);
+                test_add_op(g, "relu", DISTQ_OP_RELU, NULL, out, NULL, NULL);
                 out = "relu";
             }
             distq_attrs mp = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
             mp.kernel[0] = mp.kernel[1] = 2;
             mp.stride[0] = mp.stride[1] = 1;
-            add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &mp, out, NULL);
-            add_conv(g, "conv2", "pool", OC, (conv_spec){5, 3, 1, 1, 1, 1, 1}, seed + 9);
-            finish(g, "conv2");
+            test_add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &mp, out, NULL, NULL);
+            test_add_conv(g, "conv2", "pool", OC, (test_conv_spec){5, 3, 1, 1, 1, 1, 1}, seed + 9);
+            test_finish(g, "conv2");
             char label[160];
             snprintf(label, sizeof label, "%s (C %lld OC %lld %lldx%lld bias %d)", what, (long long)C,
                      (long long)OC, (long long)in[2], (long long)in[3], bias);
@@ -380,27 +301,27 @@ static void conv_add_case(int relu0, int relu2, int c_is_output)
     for (uint64_t seed = 1; seed <= 2; seed++) {
         distq_rng r;
         distq_rng_seed(&r, seed * 104729 + (uint64_t)(relu0 * 4 + relu2 * 2 + c_is_output));
-        int64_t C = rnd(&r, 1, 4), M = rnd(&r, 3, 17);
-        int64_t in[4] = {1, C, rnd(&r, 5, 12), rnd(&r, 5, 12)};
-        distq_graph *g = new_graph(4, in);
-        add_conv(g, "conv0", "x", C, (conv_spec){M, 3, 1, 1, 1, 1, 1}, seed);
+        int64_t C = test_rand_int(&r, 1, 4), M = test_rand_int(&r, 3, 17);
+        int64_t in[4] = {1, C, test_rand_int(&r, 5, 12), test_rand_int(&r, 5, 12)};
+        distq_graph *g = test_new_graph(4, in);
+        test_add_conv(g, "conv0", "x", C, (test_conv_spec){M, 3, 1, 1, 1, 1, 1}, seed);
         const char *a = "conv0";
         if (relu0) {
-            add_op(g, "relu0", DISTQ_OP_RELU, NULL, "conv0", NULL);
+            test_add_op(g, "relu0", DISTQ_OP_RELU, NULL, "conv0", NULL, NULL);
             a = "relu0";
         }
-        add_conv(g, "conv1", a, M, (conv_spec){M, 3, 1, 1, 1, 1, 1}, seed + 5);
-        add_op(g, "add1", DISTQ_OP_ADD, NULL, "conv1", a);
-        add_op(g, "relu1", DISTQ_OP_RELU, NULL, "add1", NULL);
-        add_conv(g, "conv2", "relu1", M, (conv_spec){M, 3, 1, 1, 1, 1, 0}, seed + 7);
-        add_op(g, "add2", DISTQ_OP_ADD, NULL, "conv2", a);
+        test_add_conv(g, "conv1", a, M, (test_conv_spec){M, 3, 1, 1, 1, 1, 1}, seed + 5);
+        test_add_op(g, "add1", DISTQ_OP_ADD, NULL, "conv1", a, NULL);
+        test_add_op(g, "relu1", DISTQ_OP_RELU, NULL, "add1", NULL, NULL);
+        test_add_conv(g, "conv2", "relu1", M, (test_conv_spec){M, 3, 1, 1, 1, 1, 0}, seed + 7);
+        test_add_op(g, "add2", DISTQ_OP_ADD, NULL, "conv2", a, NULL);
         const char *c = "add2";
         if (relu2) {
-            add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add2", NULL);
+            test_add_op(g, "relu2", DISTQ_OP_RELU, NULL, "add2", NULL, NULL);
             c = "relu2";
         }
-        if (!c_is_output) add_conv(g, "conv3", c, M, (conv_spec){4, 1, 1, 0, 1, 1, 1}, seed + 9);
-        finish(g, c_is_output ? c : "conv3");
+        if (!c_is_output) test_add_conv(g, "conv3", c, M, (test_conv_spec){4, 1, 1, 0, 1, 1, 1}, seed + 9);
+        test_finish(g, c_is_output ? c : "conv3");
         char label[96];
         snprintf(label, sizeof label, "conv+add (relu0 %d relu2 %d%s)", relu0, relu2,
                  c_is_output ? ", f32 out" : "");
@@ -417,15 +338,15 @@ static void test_conv_add_f32_out(void) { conv_add_case(0, 1, 1); }
 static void test_downsample_block(void)
 {
     int64_t in[4] = {1, 8, 11, 10};
-    distq_graph *g = new_graph(4, in);
-    add_conv(g, "stem", "x", 8, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 1);
-    add_op(g, "stem_relu", DISTQ_OP_RELU, NULL, "stem", NULL);
-    add_conv(g, "conv_a", "stem_relu", 8, (conv_spec){16, 3, 2, 1, 1, 1, 1}, 2);
-    add_conv(g, "conv_b", "stem_relu", 8, (conv_spec){16, 1, 2, 0, 1, 1, 1}, 3);
-    add_op(g, "add", DISTQ_OP_ADD, NULL, "conv_a", "conv_b");
-    add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL);
-    add_conv(g, "head", "relu", 16, (conv_spec){3, 1, 1, 0, 1, 1, 1}, 4);
-    finish(g, "head");
+    distq_graph *g = test_new_graph(4, in);
+    test_add_conv(g, "stem", "x", 8, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 1);
+    test_add_op(g, "stem_relu", DISTQ_OP_RELU, NULL, "stem", NULL, NULL);
+    test_add_conv(g, "conv_a", "stem_relu", 8, (test_conv_spec){16, 3, 2, 1, 1, 1, 1}, 2);
+    test_add_conv(g, "conv_b", "stem_relu", 8, (test_conv_spec){16, 1, 2, 0, 1, 1, 1}, 3);
+    test_add_op(g, "add", DISTQ_OP_ADD, NULL, "conv_a", "conv_b", NULL);
+    test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "add", NULL, NULL);
+    test_add_conv(g, "head", "relu", 16, (test_conv_spec){3, 1, 1, 0, 1, 1, 1}, 4);
+    test_finish(g, "head");
     check_graph(g, 700, "downsample block");
 }
 
@@ -440,13 +361,13 @@ static void test_max_pool(void)
             for (int relu = 0; relu <= 1; relu++) {
                 distq_rng r;
                 distq_rng_seed(&r, (uint64_t)(ceil * 4 + pad * 2 + relu + 1));
-                int64_t C = rnd(&r, 1, 6), K = rnd(&r, 2, 3);
-                int64_t in[4] = {1, C, 2 * rnd(&r, 2, 6) + 1, 2 * rnd(&r, 2, 6) + 1};
-                distq_graph *g = new_graph(4, in);
+                int64_t C = test_rand_int(&r, 1, 6), K = test_rand_int(&r, 2, 3);
+                int64_t in[4] = {1, C, 2 * test_rand_int(&r, 2, 6) + 1, 2 * test_rand_int(&r, 2, 6) + 1};
+                distq_graph *g = test_new_graph(4, in);
                 const char *src = "conv";
-                add_conv(g, "conv", "x", C, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
+                test_add_conv(g, "conv", "x", C, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
                 if (relu) {
-                    add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL);
+                    test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
                     src = "relu";
                 }
                 distq_attrs a = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
@@ -454,9 +375,9 @@ static void test_max_pool(void)
                 a.stride[0] = a.stride[1] = 2;
                 a.padding[0] = a.padding[1] = pad;
                 a.ceil_mode = ceil;
-                add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &a, src, NULL);
-                add_conv(g, "conv2", "pool", 16, (conv_spec){4, 1, 1, 0, 1, 1, 1}, 4);
-                finish(g, "conv2");
+                test_add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &a, src, NULL, NULL);
+                test_add_conv(g, "conv2", "pool", 16, (test_conv_spec){4, 1, 1, 0, 1, 1, 1}, 4);
+                test_finish(g, "conv2");
                 char label[128];
                 snprintf(label, sizeof label, "max_pool K %lld pad %lld ceil %d %lldx%lld%s", (long long)K,
                          (long long)pad, ceil, (long long)in[2], (long long)in[3], relu ? " after relu" : "");
@@ -473,21 +394,21 @@ static void test_avg_pool_head(void)
 {
     for (int relu = 0; relu <= 2; relu++) {
         int64_t in[4] = {1, 3, 9, 7};
-        distq_graph *g = new_graph(4, in);
-        add_conv(g, "conv", "x", 3, (conv_spec){32, 3, 2, 1, 1, 1, 1}, 1);
-        add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL);
-        add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu", NULL);
+        distq_graph *g = test_new_graph(4, in);
+        test_add_conv(g, "conv", "x", 3, (test_conv_spec){32, 3, 2, 1, 1, 1, 1}, 1);
+        test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
+        test_add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu", NULL, NULL);
         const char *out = "avgpool";
         if (relu < 2) {
-            add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL);
-            add_linear(g, "fc", "flatten", 32, 10, 1, 2);
+            test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL, NULL);
+            test_add_linear(g, "fc", "flatten", 32, 10, 1, 2);
             out = "fc";
             if (relu) {
-                add_op(g, "fc_relu", DISTQ_OP_RELU, NULL, "fc", NULL);
+                test_add_op(g, "fc_relu", DISTQ_OP_RELU, NULL, "fc", NULL, NULL);
                 out = "fc_relu";
             }
         }
-        finish(g, out);
+        test_finish(g, out);
         check_graph(g, 900 + (uint64_t)relu, relu == 2 ? "conv+relu, avgpool out" : relu ? "head + relu" : "head");
     }
 }
@@ -506,43 +427,43 @@ static void test_linear(void)
 
     for (int relu = 0; relu <= 1; relu++) {
         int64_t in[2] = {1, 37};
-        g = new_graph(2, in);
-        add_linear(g, "fc1", "x", 37, 19, 1, 5);
+        g = test_new_graph(2, in);
+        test_add_linear(g, "fc1", "x", 37, 19, 1, 5);
         const char *a = "fc1";
         if (relu) {
-            add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc1", NULL);
+            test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc1", NULL, NULL);
             a = "relu";
         }
-        add_linear(g, "fc2", a, 19, 7, relu, 6);
-        finish(g, "fc2");
+        test_add_linear(g, "fc2", a, 19, 7, relu, 6);
+        test_finish(g, "fc2");
         check_graph(g, 1100 + (uint64_t)relu, relu ? "linear+relu -> linear" : "linear -> linear");
     }
 
     int64_t in4[4] = {1, 3, 5, 7};
-    g = new_graph(4, in4);
-    add_conv(g, "conv", "x", 3, (conv_spec){8, 3, 1, 1, 1, 1, 1}, 8);
-    add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL);
-    add_linear(g, "fc", "flatten", 8 * 5 * 7, 6, 0, 9);
-    finish(g, "fc");
+    g = test_new_graph(4, in4);
+    test_add_conv(g, "conv", "x", 3, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 8);
+    test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "conv", NULL, NULL);
+    test_add_linear(g, "fc", "flatten", 8 * 5 * 7, 6, 0, 9);
+    test_finish(g, "fc");
     check_graph(g, 1300, "conv -> flatten+linear");
 
     /* an inner product writing u8 (src zero point 0 after the relu): its dst
      * zero point and clip are post-ops; without a relu fc1's output has a
      * zero point, so fc2 is a matmul, with one fc2 is an inner product too */
     for (int relu = 0; relu <= 1; relu++) {
-        g = new_graph(4, in4);
-        add_conv(g, "conv", "x", 3, (conv_spec){16, 3, 1, 1, 1, 1, 1}, 10);
-        add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL);
-        add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu", NULL);
-        add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL);
-        add_linear(g, "fc1", "flatten", 16, 12, 1, 11);
+        g = test_new_graph(4, in4);
+        test_add_conv(g, "conv", "x", 3, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 10);
+        test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
+        test_add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu", NULL, NULL);
+        test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL, NULL);
+        test_add_linear(g, "fc1", "flatten", 16, 12, 1, 11);
         const char *a = "fc1";
         if (relu) {
-            add_op(g, "fc1_relu", DISTQ_OP_RELU, NULL, "fc1", NULL);
+            test_add_op(g, "fc1_relu", DISTQ_OP_RELU, NULL, "fc1", NULL, NULL);
             a = "fc1_relu";
         }
-        add_linear(g, "fc2", a, 12, 5, 1, 12);
-        finish(g, "fc2");
+        test_add_linear(g, "fc2", a, 12, 5, 1, 12);
+        test_finish(g, "fc2");
         check_graph(g, 1400 + (uint64_t)relu, relu ? "head: linear+relu (u8) -> linear" : "head: linear (u8) -> linear");
     }
 }
@@ -692,9 +613,9 @@ static void test_quantize_ties(void)
 static void test_full_range_refused(void)
 {
     int64_t in[4] = {1, 3, 6, 6};
-    distq_graph *g = new_graph(4, in);
-    add_conv(g, "conv", "x", 3, (conv_spec){4, 3, 1, 1, 1, 1, 1}, 1);
-    finish(g, "conv");
+    distq_graph *g = test_new_graph(4, in);
+    test_add_conv(g, "conv", "x", 3, (test_conv_spec){4, 3, 1, 1, 1, 1, 1}, 1);
+    test_finish(g, "conv");
     distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 0, 5);
     distq_graph_destroy(g);
     distq_exec *e = NULL;

@@ -6,6 +6,7 @@
 
 #include "distq/graph.h"
 #include "distq/status.h"
+#include "distq/tensor.h"
 
 typedef struct {
     const char *name;
@@ -38,5 +39,25 @@ double test_max_rel_err(const float *a, const float *ref, int64_t n);
 
 /* A directory for this test's files (created once, under the working dir). */
 const char *test_tmpdir(void);
+
+/* --- tiny graph builders (test_graphs.c) --- */
+distq_graph *test_new_graph(int ndim, const int64_t *dims); /* input "x" */
+/* An f32 parameter filled with U(lo, hi) from seed. */
+void test_add_param(distq_graph *g, const char *name, int ndim, const int64_t *dims, uint64_t seed,
+                    float lo, float hi);
+/* Node `name` (and its output value `name`) on in0 (and in1), with params (or NULL). */
+void test_add_op(distq_graph *g, const char *name, distq_op op, const distq_attrs *a, const char *in0,
+                 const char *in1, const char *const *params);
+typedef struct {
+    int64_t OC, K, stride, pad, dil, groups;
+    int bias;
+} test_conv_spec;
+void test_add_conv(distq_graph *g, const char *name, const char *in, int64_t IC, test_conv_spec c,
+                   uint64_t seed);
+void test_add_bn(distq_graph *g, const char *name, const char *in, int64_t C, uint64_t seed);
+void test_add_linear(distq_graph *g, const char *name, const char *in, int64_t IN, int64_t OUT, int bias,
+                     uint64_t seed);
+void test_finish(distq_graph *g, const char *output); /* set output, finalize */
+int64_t test_rand_int(distq_rng *r, int64_t lo, int64_t hi); /* uniform in [lo, hi] */
 
 #endif
