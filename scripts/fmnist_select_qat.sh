@@ -11,22 +11,23 @@
 # configs/fmnist_qat.ini states them for the full 60,000 (469 steps per epoch).
 # usage: scripts/fmnist_select_qat.sh [--skip-fp32] [--only NAME,...]
 #   --skip-fp32: reuse results/selection/fp32.h5;  --only: run just these candidates and
-#   append their rows to the log. About 25 minutes on 2 cores, plus 8 for fp32.
+#   append to the log (split, PTQ line, table header, their rows) instead of rewriting it.
+# About 25 minutes on 2 cores, plus 8 for fp32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DISTQ=build/distq
-skip_fp32=0 only=
+skip_fp32=0 only= only_arg=
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-fp32) skip_fp32=1 ;;
-    --only) only=",${2:?--only needs a list},"; shift ;;
+    --only) only_arg=${2:?--only needs a list}; only=",$only_arg,"; shift ;;
     *) echo "usage: $0 [--skip-fp32] [--only NAME,...]" >&2; exit 2 ;;
   esac
   shift
 done
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1
-S=results/selection # ignored by git (*.h5, *.ini)
+S=results/selection # ignored by git
 mkdir -p "$S"
 LOG=results/fmnist_qat_selection.log
 [ -n "$only" ] || : >"$LOG"
@@ -52,11 +53,11 @@ fi
 retarget configs/fmnist_ptq.ini "$S/ptq.ini" -e "s|^quantized = .*|quantized = $S/ptq.h5|" \
   -e "s|^data = results/fmnist_test.h5|data = $S/val10k.h5|"
 OMP_NUM_THREADS=2 "$DISTQ" calibrate --config "$S/ptq.ini" >/dev/null 2>"$S/ptq.log" || { cat "$S/ptq.log" >&2; exit 1; }
-ptq=$(OMP_NUM_THREADS=2 "$DISTQ" eval --model "$S/ptq.h5" --data "$S/val10k.h5" --batch-size 128 2>&1 |
-      grep 'accuracy')
-say "PTQ on the validation split: $ptq"
+OMP_NUM_THREADS=2 "$DISTQ" eval --model "$S/ptq.h5" --data "$S/val10k.h5" --batch-size 128 >"$S/ptq_eval.log" 2>&1 &&
+  grep -q accuracy "$S/ptq_eval.log" || { cat "$S/ptq_eval.log" >&2; exit 1; }
+say "PTQ on the validation split: $(grep accuracy "$S/ptq_eval.log")"
 
-steps_per_epoch=$(( (50000 + 127) / 128 ))
+steps_per_epoch=$(( (50000 + 127) / 128 )) ran=0
 say ""
 say "| schedule | epochs | lr | lr step (epochs) | freeze BN (epochs) | freeze observers (epochs) | val QAT fake-quant | val QAT int8 |"
 say "|---|---|---|---|---|---|---|---|"
@@ -76,6 +77,8 @@ while read -r name epochs lr lr_step bn obs; do
     { cat "$S/$name.log" >&2; exit 1; }
   fq=$(sed -n 's/.*QAT fake-quant \([0-9.]*%\).*/\1/p' "$S/$name.log")
   i8=$(sed -n 's/.*QAT int8 \([0-9.]*%\).*/\1/p' "$S/$name.log")
+  [ -n "$fq" ] && [ -n "$i8" ] || { echo "$S/$name.log: no QAT accuracy line" >&2; exit 1; }
+  ran=$((ran + 1))
   say "| $name | $epochs | $lr | $lr_step | $bn | $obs | $fq | $i8 |"
 done <<'EOF'
 still 1 0 1 0.5 0.75
@@ -88,3 +91,4 @@ live_bn_obs1 2 0.002 1 0 1
 live_bn_long 3 0.002 2 0 2.5
 gentle_live_bn 2 0.0005 1 0 1.5
 EOF
+[ "$ran" -gt 0 ] || { echo "no candidate matched --only $only_arg" >&2; exit 2; }

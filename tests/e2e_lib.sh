@@ -47,6 +47,7 @@ INI
 # script's write_config); checks each run and that np = 2, 3 end with np = 1's
 # weights (abs 1e-4: fp32 sums in another order).
 np_agree() {
+  local np
   for np in 1 2 3; do
     write_config "np$np" 1 0
     "$MPIEXEC" -np "$np" "$DISTQ" "$1" "$T/np$np.ini" --max-steps 3 >"$T/out" 2>&1

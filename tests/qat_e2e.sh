@@ -7,7 +7,9 @@
 #     observer state and int8 model included;
 #   - the int8 model QAT writes works with `distq eval` and `distq bench`;
 #   - the Linear(1024, 1000) example under mpirun -np 2;
-#   - misuse: an fp32 checkpoint resumed by `distq qat`.
+#   - misuse: an fp32 checkpoint resumed by `distq qat`; a resume whose config
+#     sets the other reduce_range than the checkpoint was trained with; 8-bit
+#     activations with a test set on a CPU without VNNI (refused up front).
 # usage: qat_e2e.sh PATH/TO/distq
 set -u
 DISTQ=$1
@@ -46,7 +48,16 @@ check "resumed int8 model == uninterrupted, bit for bit" "[ $? -eq 0 ]"
 sed 's/^reduce_range = on/reduce_range = off/' "$T/part.ini" >"$T/part8.ini"
 "$MPIEXEC" -np 2 "$DISTQ" qat "$T/part8.ini" --resume --epochs 3 >"$T/out" 2>&1
 check "resume with another reduce_range fails naming the checkpoint" \
-  "[ $? -ne 0 ] && grep -q 'ckpt_part.h5 was trained with reduce_range on' $T/out"
+  "[ $? -ne 0 ] && grep -q 'ckpt_part.h5 was trained with reduce_range on; the config sets reduce_range = off' $T/out"
+# 8-bit activations: without VNNI the job refuses before training (its int8 test
+# could not run at the end); with VNNI it trains and tests
+sed -e 's/^reduce_range = on/reduce_range = off/' -e "s|$T/out_part.h5|$T/out_8bit.h5|" \
+    -e "s|$T/ckpt_part.h5|$T/ckpt_8bit.h5|" "$T/part.ini" >"$T/8bit.ini"
+"$MPIEXEC" -np 2 "$DISTQ" qat "$T/8bit.ini" --max-steps 1 >"$T/out" 2>&1
+rc=$?
+check "reduce_range off: refused before training without VNNI, else trained and tested" \
+  "if grep -q 'no VNNI on some rank' $T/out; then [ $rc -ne 0 ] && [ ! -e $T/ckpt_8bit.h5 ]; \
+   else [ $rc -eq 0 ] && grep -q 'QAT int8' $T/out; fi"
 
 # the QAT int8 model in the PTQ tools, unchanged
 "$DISTQ" eval --model "$T/q_full.h5" --data "$T/test.h5" >"$T/out" 2>&1

@@ -519,9 +519,19 @@ static void test_state_checkpoint(void)
     CU_ASSERT_EQUAL(distq_qat_reduce_range(q2), 1);
     distq_qat_state_get(q2, got);
     CU_ASSERT_EQUAL(memcmp(st, got, (size_t)n * sizeof *st), 0);
-    TEST_ERR(distq_qat_state_set(q2, loaded, nq - 1), DISTQ_ERR_INVALID_ARG, "this model needs");
+    TEST_ERR(distq_qat_state_set(q2, loaded, nq - 1), DISTQ_ERR_INVALID_ARG, "before reduce_range was stored");
+    float first = loaded[0];
     loaded[nq - 1] = 0.5f;
+    loaded[0] = first + 1.0f;
     TEST_ERR(distq_qat_state_set(q2, loaded, nq), DISTQ_ERR_INVALID_ARG, "(reduce_range) is 0.5, not 0 or 1");
+    distq_qat_state_get(q2, got); /* refused before anything was set */
+    CU_ASSERT_EQUAL(memcmp(st, got, (size_t)n * sizeof *st), 0);
+    CU_ASSERT_EQUAL(distq_qat_reduce_range(q2), 1);
+    /* and the other way: a full-range state taken by a run planned with reduce_range */
+    loaded[0] = first;
+    loaded[nq - 1] = 0.0f;
+    TEST_OK(distq_qat_state_set(q2, loaded, nq));
+    CU_ASSERT_EQUAL(distq_qat_reduce_range(q2), 0);
     /* an fp32 checkpoint has no QAT state */
     TEST_OK(distq_checkpoint_save(path, g, NULL, 0, 3, 1, "cfg", NULL, 0));
     distq_free(loaded);

@@ -182,10 +182,11 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     if ((st = distq_dist_agree(d, st))) return st;
     rep->threads = pl.threads;
     /* auto reduce_range as in PTQ: 7-bit activations where oneDNN's u8*s8 would
-     * saturate; on every rank if on any, since ranks must fake-quantize alike */
-    int reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni();
-    if (MPI_Allreduce(MPI_IN_PLACE, &reduce_range, 1, MPI_INT, MPI_LOR, d->comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of reduce_range failed");
+     * saturate (no VNNI); on every rank if on any, since ranks must fake-quantize alike */
+    int no_vnni = !distq_onednn_has_vnni();
+    if (MPI_Allreduce(MPI_IN_PLACE, &no_vnni, 1, MPI_INT, MPI_LOR, d->comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of the CPUs' VNNI support failed");
+    int reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : no_vnni;
 
     st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0, &qstate, &n_qstate)
                 : distq_model_load(cfg->model, &g);
@@ -199,9 +200,20 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
             st = distq_error_set(st, "%s: dataset /qat/state: %s", cfg->checkpoint, distq_error_message());
         /* resumed: the checkpoint's activation grid wins over auto, not over a setting */
         if (!st && resume && cfg->reduce_range >= 0 && cfg->reduce_range != distq_qat_reduce_range(q))
-            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s was trained with reduce_range %s; [qat] reduce_range is %s",
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG,
+                                 "%s was trained with reduce_range %s; the config sets reduce_range = %s "
+                                 "(auto resumes as trained)",
                                  cfg->checkpoint, distq_qat_reduce_range(q) ? "on" : "off",
                                  cfg->reduce_range ? "on" : "off");
+        /* 8-bit activations train anywhere, but their int8 test at the end needs VNNI:
+         * refuse now rather than after the training */
+        else if (!st && !distq_qat_reduce_range(q) && no_vnni && cfg->test_data[0])
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                 "%s%s reduce_range off (8-bit activations), but oneDNN has no VNNI on some "
+                                 "rank, so the int8 test accuracy at the end could not run; use VNNI CPUs%s, or "
+                                 "leave out [train] test",
+                                 resume ? cfg->checkpoint : "the config sets", resume ? " was trained with" : "",
+                                 resume ? "" : ", reduce_range = auto or on");
         if (!st) rep->reduce_range = distq_qat_reduce_range(q);
     }
     int64_t per = 0, k = 0, local_max = (B + d->size - 1) / d->size;

@@ -453,8 +453,11 @@ void distq_qat_state_get(const distq_qat *q, float *out)
 distq_status distq_qat_state_set(distq_qat *q, const float *in, int64_t n)
 {
     if (n != distq_qat_state_count(q))
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT state has %lld values, this model needs %lld",
-                               (long long)n, (long long)distq_qat_state_count(q));
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT state has %lld values, this model needs %lld%s",
+                               (long long)n, (long long)distq_qat_state_count(q),
+                               n == distq_qat_state_count(q) - 1
+                                   ? " (a checkpoint from before reduce_range was stored: restart the QAT run)"
+                                   : "");
     float rr = in[n - 1];
     if (rr != 0.0f && rr != 1.0f)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT state's last value (reduce_range) is %g, not 0 or 1",
@@ -469,7 +472,7 @@ distq_status distq_qat_state_set(distq_qat *q, const float *in, int64_t n)
         memcpy(q->w[i].max, in, (size_t)q->w[i].OC * sizeof *in);
         in += q->w[i].OC;
     }
-    /* the ranges above are on that grid: the run goes on with it */
+    /* the weights were trained against that activation grid: the run goes on with it */
     q->reduce_range = rr != 0.0f;
     return DISTQ_OK;
 }
