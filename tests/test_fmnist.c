@@ -22,11 +22,6 @@
 
 // --- helpers ------------------------------------------------------------------------
 
-static void tmp_path(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", test_tmpdir(), name);
-}
-
 static void put_be32(unsigned char *b, uint32_t v)
 {
     b[0] = (unsigned char)(v >> 24);
@@ -71,16 +66,6 @@ static long file_size(const char *path)
     fclose(f);
     return n;
 }
-
-/* TEST_ERR plus: the message names the file. */
-#define TEST_ERR_PATH(expr, want, needle, path)                                             \
-    do {                                                                                    \
-        TEST_ERR(expr, want, needle);                                                       \
-        if (!strstr(distq_error_message(), (path)))                                         \
-            fprintf(stderr, "\n  message \"%s\" does not name %s\n", distq_error_message(), \
-                    (path));                                                                \
-        CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), (path)));                      \
-    } while (0)
 
 static float root_attr_f32(const char *path, const char *name)
 {
@@ -132,9 +117,9 @@ static void test_idx_read_small(void)
 {
     char gzi[512], gzl[512], plain[512];
     make_small();
-    tmp_path(gzi, sizeof gzi, "small-images-idx3-ubyte.gz");
-    tmp_path(gzl, sizeof gzl, "small-labels-idx1-ubyte.gz");
-    tmp_path(plain, sizeof plain, "small-images-idx3-ubyte");
+    test_tmp_path(gzi, sizeof gzi, "small-images-idx3-ubyte.gz");
+    test_tmp_path(gzl, sizeof gzl, "small-labels-idx1-ubyte.gz");
+    test_tmp_path(plain, sizeof plain, "small-images-idx3-ubyte");
     write_idx(gzi, 1, DISTQ_IDX_MAGIC_IMAGES, 3, small_img_dims, small_img, 18);
     write_idx(gzl, 1, DISTQ_IDX_MAGIC_LABELS, 1, small_img_dims, small_lab, 3);
     write_idx(plain, 0, DISTQ_IDX_MAGIC_IMAGES, 3, small_img_dims, small_img, 18);
@@ -182,7 +167,7 @@ static void test_idx_read_errors(void)
     char p[512], ok[512];
     distq_idx x;
     make_small();
-    tmp_path(ok, sizeof ok, "ok-images.gz");
+    test_tmp_path(ok, sizeof ok, "ok-images.gz");
     write_idx(ok, 1, DISTQ_IDX_MAGIC_IMAGES, 3, small_img_dims, small_img, 18);
 
     /* an image file read as labels, and a magic that is not IDX at all */
@@ -190,13 +175,13 @@ static void test_idx_read_errors(void)
                   "bad magic 0x00000803, expected 0x00000801", ok);
     CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), "this is an IDX image file"));
     CU_ASSERT_PTR_NULL(x.data);
-    tmp_path(p, sizeof p, "badmagic.gz");
+    test_tmp_path(p, sizeof p, "badmagic.gz");
     write_idx(p, 1, 0x00000d03u, 3, small_img_dims, small_img, 18);
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_FORMAT,
                   "bad magic 0x00000d03", p);
 
     /* truncated: inside the magic, inside the header, in the body */
-    tmp_path(p, sizeof p, "empty.gz");
+    test_tmp_path(p, sizeof p, "empty.gz");
     write_idx(p, 1, DISTQ_IDX_MAGIC_IMAGES, 0, NULL, NULL, 0); /* 4 bytes: just the magic */
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_FORMAT,
                   "truncated: the file ends after 4 bytes, inside the 16-byte IDX header", p);
@@ -204,7 +189,7 @@ static void test_idx_read_errors(void)
     fclose(f);
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_FORMAT,
                   "truncated: the file ends after 0 bytes", p);
-    tmp_path(p, sizeof p, "short-body.gz");
+    test_tmp_path(p, sizeof p, "short-body.gz");
     write_idx(p, 1, DISTQ_IDX_MAGIC_IMAGES, 3, small_img_dims, small_img, 14);
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_FORMAT,
                   "truncated: the header declares 3 items of 6 bytes, but the data ends after 2 "
@@ -218,7 +203,7 @@ static void test_idx_read_errors(void)
     static unsigned char big[3 * 4096];
     uint32_t bdims[3] = {3, 64, 64};
     for (size_t i = 0; i < sizeof big; i++) big[i] = (unsigned char)((i * 2654435761u) >> 24);
-    tmp_path(p, sizeof p, "cut.gz");
+    test_tmp_path(p, sizeof p, "cut.gz");
     write_idx(p, 1, DISTQ_IDX_MAGIC_IMAGES, 3, bdims, big, sizeof big);
     truncate_file(p, file_size(p) / 2);
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_FORMAT, "truncated",
@@ -226,7 +211,7 @@ static void test_idx_read_errors(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), "gzip stream is cut short"));
 
     /* corrupt deflate data */
-    tmp_path(p, sizeof p, "corrupt.gz");
+    test_tmp_path(p, sizeof p, "corrupt.gz");
     write_idx(p, 1, DISTQ_IDX_MAGIC_IMAGES, 3, bdims, big, sizeof big);
     f = fopen(p, "r+b");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
@@ -236,7 +221,7 @@ static void test_idx_read_errors(void)
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_FORMAT, "", p);
 
     /* more data than declared, and more items requested than declared */
-    tmp_path(p, sizeof p, "long.gz");
+    test_tmp_path(p, sizeof p, "long.gz");
     uint32_t two[3] = {2, 2, 3};
     write_idx(p, 1, DISTQ_IDX_MAGIC_IMAGES, 3, two, small_img, 18);
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_FORMAT,
@@ -245,13 +230,13 @@ static void test_idx_read_errors(void)
                   "holds 3 items, 4 were requested", ok);
 
     /* a zero dimension in the header */
-    tmp_path(p, sizeof p, "zero-rows.gz");
+    test_tmp_path(p, sizeof p, "zero-rows.gz");
     uint32_t zr[3] = {3, 0, 3};
     write_idx(p, 1, DISTQ_IDX_MAGIC_IMAGES, 3, zr, NULL, 0);
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_FORMAT,
                   "header dimension 1 is 0", p);
 
-    tmp_path(p, sizeof p, "missing.gz");
+    test_tmp_path(p, sizeof p, "missing.gz");
     TEST_ERR_PATH(distq_idx_read(p, DISTQ_IDX_MAGIC_IMAGES, 0, &x), DISTQ_ERR_IO, "cannot open",
                   p);
 }
@@ -262,11 +247,11 @@ static void test_data_from_idx_small(void)
 {
     char tri[512], trl[512], tei[512], tel[512], out[512], s[512];
     make_small();
-    tmp_path(tri, sizeof tri, "tr-images.gz");
-    tmp_path(trl, sizeof trl, "tr-labels.gz");
-    tmp_path(tei, sizeof tei, "te-images.gz");
-    tmp_path(tel, sizeof tel, "te-labels.gz");
-    tmp_path(out, sizeof out, "small.h5");
+    test_tmp_path(tri, sizeof tri, "tr-images.gz");
+    test_tmp_path(trl, sizeof trl, "tr-labels.gz");
+    test_tmp_path(tei, sizeof tei, "te-images.gz");
+    test_tmp_path(tel, sizeof tel, "te-labels.gz");
+    test_tmp_path(out, sizeof out, "small.h5");
     write_idx(tri, 1, DISTQ_IDX_MAGIC_IMAGES, 3, small_img_dims, small_img, 18);
     write_idx(trl, 1, DISTQ_IDX_MAGIC_LABELS, 1, small_img_dims, small_lab, 3);
     unsigned char te[12] = {0, 255, 128, 1, 2, 3, 200, 201, 202, 203, 204, 205};
@@ -335,12 +320,12 @@ static void test_data_from_idx_small(void)
     TEST_ERR_PATH(distq_data_from_idx(out, tei, tel, trl, 0, NULL, NULL, NULL), DISTQ_ERR_FORMAT,
                   "bad magic", trl);
     char odd[512], flat[512];
-    tmp_path(odd, sizeof odd, "odd-images.gz");
+    test_tmp_path(odd, sizeof odd, "odd-images.gz");
     uint32_t odd_dims[3] = {2, 3, 2};
     write_idx(odd, 1, DISTQ_IDX_MAGIC_IMAGES, 3, odd_dims, te, 12);
     TEST_ERR_PATH(distq_data_from_idx(out, odd, NULL, tri, 0, NULL, NULL, NULL),
                   DISTQ_ERR_INVALID_ARG, "normalisation source", tri);
-    tmp_path(flat, sizeof flat, "flat-images.gz");
+    test_tmp_path(flat, sizeof flat, "flat-images.gz");
     unsigned char same[12];
     memset(same, 7, sizeof same);
     write_idx(flat, 1, DISTQ_IDX_MAGIC_IMAGES, 3, te_dims, same, 12);
@@ -398,8 +383,8 @@ static void test_fmnist_real(void)
     }
 
     char out_tr[512], out_te[512];
-    tmp_path(out_tr, sizeof out_tr, "fmnist_train.h5");
-    tmp_path(out_te, sizeof out_te, "fmnist_test.h5");
+    test_tmp_path(out_tr, sizeof out_tr, "fmnist_train.h5");
+    test_tmp_path(out_te, sizeof out_te, "fmnist_test.h5");
     int64_t n = 0;
     float m = 0, s = 0, m2 = 0, s2 = 0;
     TEST_OK(distq_data_from_idx(out_tr, tri, trl, tri, 0, &n, &m, &s));
@@ -636,7 +621,7 @@ static void test_checkpoint_roundtrip(void)
     distq_graph *g = NULL, *h = NULL;
     float *got = NULL;
     int64_t nv = -1, step = -1, epoch = -1;
-    tmp_path(path, sizeof path, "ckpt.h5");
+    test_tmp_path(path, sizeof path, "ckpt.h5");
     TEST_OK(distq_build_fmnist_cnn(11, &g));
     int64_t n = trainable(g);
     CU_ASSERT_EQUAL(n, 77290); /* convs 76064 + BN 576 + fc 650 */
@@ -677,7 +662,7 @@ static void test_checkpoint_roundtrip(void)
 
     /* save errors name the problem and leave no file behind */
     char other[512];
-    tmp_path(other, sizeof other, "ckpt-bad.h5");
+    test_tmp_path(other, sizeof other, "ckpt-bad.h5");
     TEST_ERR_PATH(distq_checkpoint_save(other, g, v, n - 1, 1, 0, NULL, NULL, 0), DISTQ_ERR_INVALID_ARG,
                   "velocity has 77289 elements, but the graph has 77290 trainable", other);
     TEST_ERR_PATH(distq_checkpoint_save(other, g, NULL, n, 1, 0, NULL, NULL, 0), DISTQ_ERR_INVALID_ARG,
@@ -768,7 +753,7 @@ static void test_checkpoint_corrupt(void)
     distq_graph *g = NULL;
     float *v = NULL;
     int64_t nv, step, epoch;
-    tmp_path(path, sizeof path, "ckpt-corrupt.h5");
+    test_tmp_path(path, sizeof path, "ckpt-corrupt.h5");
     static const struct {
         void (*damage)(hid_t);
         const char *needle;

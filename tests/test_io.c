@@ -16,11 +16,6 @@
 
 // --- helpers ------------------------------------------------------------------------
 
-static void tmp_path(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", test_tmpdir(), name);
-}
-
 /* Reads a whole file (malloc'd; *len gets its size), NULL if unreadable. */
 static char *slurp(const char *path, size_t *len)
 {
@@ -64,16 +59,6 @@ static int count_tmp_files(void)
     closedir(d);
     return n;
 }
-
-/* TEST_ERR plus: the message names the file. */
-#define TEST_ERR_PATH(expr, want, needle, path)                                         \
-    do {                                                                                \
-        TEST_ERR(expr, want, needle);                                                   \
-        if (!strstr(distq_error_message(), (path)))                                     \
-            fprintf(stderr, "\n  message \"%s\" does not name %s\n", distq_error_message(), \
-                    (path));                                                            \
-        CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), (path)));                  \
-    } while (0)
 
 /* Asserts two graphs have the same input, output, nodes (names, ops,
  * attributes, wiring) in the same order and byte-identical parameters. */
@@ -158,7 +143,7 @@ typedef void (*mutate_fn)(hid_t fid);
 /* Copies src to tmpdir/name, applies mutate with the HDF5 C API, returns the path. */
 static void make_broken(const char *src, const char *name, mutate_fn mutate, char *path, size_t len)
 {
-    tmp_path(path, len, name);
+    test_tmp_path(path, len, name);
     copy_prefix(src, path, (size_t)-1);
     hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     CU_ASSERT_FATAL(fid >= 0);
@@ -224,7 +209,7 @@ static const char *linear_model_path(void)
     static char path[512];
     if (!path[0]) {
         distq_graph *g = NULL;
-        tmp_path(path, sizeof path, "linear.h5");
+        test_tmp_path(path, sizeof path, "linear.h5");
         TEST_OK(distq_build_linear(3, &g));
         TEST_OK(distq_model_save(g, path));
         distq_graph_destroy(g);
@@ -238,7 +223,7 @@ static const char *tiny_model_path(void)
     static char path[512];
     if (!path[0]) {
         distq_graph *g = build_tiny();
-        tmp_path(path, sizeof path, "tiny.h5");
+        test_tmp_path(path, sizeof path, "tiny.h5");
         TEST_OK(distq_model_save(g, path));
         distq_graph_destroy(g);
     }
@@ -275,7 +260,7 @@ static void expect_line(const char *text, const char *key, const char *a, const 
 static void roundtrip(distq_graph *g, const char *name, char *path, size_t len)
 {
     distq_graph *back = NULL;
-    tmp_path(path, len, name);
+    test_tmp_path(path, len, name);
     TEST_OK(distq_model_save(g, path));
     TEST_OK(distq_model_load(path, &back));
     assert_graphs_equal(g, back);
@@ -338,7 +323,7 @@ static void test_model_roundtrip_tiny(void)
 static void test_model_graph_copies(void)
 {
     char dst[512];
-    tmp_path(dst, sizeof dst, "graph_copy.h5");
+    test_tmp_path(dst, sizeof dst, "graph_copy.h5");
     hid_t src = H5Fopen(tiny_model_path(), H5F_ACC_RDONLY, H5P_DEFAULT);
     hid_t out = H5Fcreate(dst, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     CU_ASSERT_FATAL(src >= 0 && out >= 0);
@@ -475,7 +460,7 @@ static void test_model_not_hdf5(void)
     char path[512];
     distq_graph *g = NULL;
 
-    tmp_path(path, sizeof path, "text.h5");
+    test_tmp_path(path, sizeof path, "text.h5");
     FILE *f = fopen(path, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     fputs("this is not an HDF5 file\n", f);
@@ -484,15 +469,15 @@ static void test_model_not_hdf5(void)
 
     size_t len = 0;
     free(slurp(linear_model_path(), &len));
-    tmp_path(path, sizeof path, "truncated.h5");
+    test_tmp_path(path, sizeof path, "truncated.h5");
     copy_prefix(linear_model_path(), path, len / 2);
     TEST_ERR_PATH(distq_model_load(path, &g), DISTQ_ERR_FORMAT, NOT_HDF5, path);
 
-    tmp_path(path, sizeof path, "empty.h5");
+    test_tmp_path(path, sizeof path, "empty.h5");
     copy_prefix(linear_model_path(), path, 0);
     TEST_ERR_PATH(distq_model_load(path, &g), DISTQ_ERR_FORMAT, NOT_HDF5, path);
 
-    tmp_path(path, sizeof path, "does-not-exist.h5");
+    test_tmp_path(path, sizeof path, "does-not-exist.h5");
     TEST_ERR_PATH(distq_model_load(path, &g), DISTQ_ERR_IO, "No such file", path);
     TEST_ERR_PATH(distq_model_load(test_tmpdir(), &g), DISTQ_ERR_IO, "is a directory",
                   test_tmpdir());
@@ -506,7 +491,7 @@ static void test_model_save_atomic(void)
     char path[512], bad[512], dir[512];
     distq_graph *g = NULL, *broken = NULL, *empty = NULL;
     size_t len0 = 0, len1 = 0;
-    tmp_path(path, sizeof path, "atomic.h5");
+    test_tmp_path(path, sizeof path, "atomic.h5");
     TEST_OK(distq_build_linear(9, &g));
     TEST_OK(distq_model_save(g, path));
     char *before = slurp(path, &len0);
@@ -520,10 +505,10 @@ static void test_model_save_atomic(void)
     TEST_OK(distq_graph_create(&empty));
     TEST_ERR_PATH(distq_model_save(empty, path), DISTQ_ERR_INVALID_ARG, "not finalized", path);
     /* The temporary file cannot be created. */
-    tmp_path(bad, sizeof bad, "no-such-dir/atomic.h5");
+    test_tmp_path(bad, sizeof bad, "no-such-dir/atomic.h5");
     TEST_ERR_PATH(distq_model_save(g, bad), DISTQ_ERR_IO, "cannot create temporary file", bad);
     /* Written completely, but the rename fails (a directory is in the way). */
-    tmp_path(dir, sizeof dir, "a-directory.h5");
+    test_tmp_path(dir, sizeof dir, "a-directory.h5");
     CU_ASSERT_EQUAL(mkdir(dir, 0755), 0);
     TEST_ERR_PATH(distq_model_save(g, dir), DISTQ_ERR_IO, "cannot rename", dir);
 
@@ -549,7 +534,7 @@ static void test_data_roundtrip_labels(void)
     float *images = malloc(N * PER * sizeof(float)), *got = malloc(N * PER * sizeof(float));
     distq_data_info info;
     test_fill_uniform(images, N * PER, 21, -2.0f, 2.0f);
-    tmp_path(path, sizeof path, "data_labels.h5");
+    test_tmp_path(path, sizeof path, "data_labels.h5");
     TEST_OK(distq_data_write(path, images, 4, dims, labels));
 
     TEST_OK(distq_data_info_read(path, &info));
@@ -588,7 +573,7 @@ static void test_data_roundtrip_no_labels(void)
     float images[N * F], got[N * F];
     distq_data_info info;
     test_fill_uniform(images, N * F, 22, 0.0f, 1.0f);
-    tmp_path(path, sizeof path, "data_nolabels.h5");
+    test_tmp_path(path, sizeof path, "data_nolabels.h5");
     TEST_OK(distq_data_write(path, images, 2, dims, NULL));
     TEST_OK(distq_data_info_read(path, &info));
     CU_ASSERT_EQUAL(info.n, N);
@@ -625,7 +610,7 @@ static void test_data_malformed(void)
 {
     char src[512], path[512];
     distq_data_info info;
-    tmp_path(src, sizeof src, "data_labels.h5"); /* from test_data_roundtrip_labels */
+    test_tmp_path(src, sizeof src, "data_labels.h5"); /* from test_data_roundtrip_labels */
     struct {
         const char *name;
         mutate_fn mutate;
@@ -653,7 +638,7 @@ static void test_output_and_describe(void)
     char *text = NULL;
     float logits[4 * 10];
     test_fill_uniform(logits, 40, 23, -5.0f, 5.0f);
-    tmp_path(out, sizeof out, "out.h5");
+    test_tmp_path(out, sizeof out, "out.h5");
     TEST_OK(distq_output_write(out, logits, 4, 10, "m.h5", "d.h5"));
     TEST_OK(distq_h5_describe(out, &text));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-output version 1"));
@@ -678,14 +663,14 @@ static void test_output_and_describe(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "total: 2 tensors, 1025000 values"));
     distq_free(text);
 
-    tmp_path(data, sizeof data, "data_labels.h5");
+    test_tmp_path(data, sizeof data, "data_labels.h5");
     TEST_OK(distq_h5_describe(data, &text));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "N = 6, image shape (3, 4, 5)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "labels  yes: 5 distinct classes seen (min 1, max 9)"));
     distq_free(text);
 
     /* HDF5, but not ours. */
-    tmp_path(plain, sizeof plain, "plain.h5");
+    test_tmp_path(plain, sizeof plain, "plain.h5");
     fid = H5Fcreate(plain, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     CU_ASSERT_FATAL(fid >= 0);
     hsize_t n = 3;
@@ -699,19 +684,11 @@ static void test_output_and_describe(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "x  dataset float64 (3)"));
     distq_free(text);
 
-    tmp_path(text_path, sizeof text_path, "text.h5"); /* from test_model_not_hdf5 */
+    test_tmp_path(text_path, sizeof text_path, "text.h5"); /* from test_model_not_hdf5 */
     text = NULL;
     TEST_ERR_PATH(distq_h5_describe(text_path, &text), DISTQ_ERR_FORMAT,
                   "not an HDF5 file or truncated", text_path);
     CU_ASSERT_PTR_NULL(text);
-}
-
-/* Every error path above closed its HDF5 handles. */
-static void test_no_open_handles(void)
-{
-    ssize_t open_ids = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
-    if (open_ids != 0) fprintf(stderr, "\n  %zd HDF5 objects still open\n", open_ids);
-    CU_ASSERT_EQUAL(open_ids, 0);
 }
 
 int main(void)
@@ -729,7 +706,7 @@ int main(void)
         {"data round trip without labels", test_data_roundtrip_no_labels},
         {"malformed data files", test_data_malformed},
         {"output files and describe", test_output_and_describe},
-        {"no HDF5 handles left open", test_no_open_handles},
+        {"no HDF5 handles left open", test_assert_no_open_hdf5},
     };
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the fixtures' own expected failures */
     return test_run_suite("io", cases, (int)(sizeof cases / sizeof cases[0]));

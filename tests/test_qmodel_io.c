@@ -21,22 +21,7 @@
 
 enum { HW = 64 }; /* resnet18 at 64x64 keeps the plain-C int8 reference fast */
 
-/* TEST_ERR plus: the message names the file. */
-#define TEST_ERR_PATH(expr, want, needle, path)                                                    \
-    do {                                                                                           \
-        TEST_ERR(expr, want, needle);                                                              \
-        if (!strstr(distq_error_message(), (path)))                                                \
-            fprintf(stderr, "\n  message \"%s\" does not name %s\n", distq_error_message(),        \
-                    (path));                                                                       \
-        CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), (path)));                             \
-    } while (0)
-
 // --- building quantized models -------------------------------------------------------
-
-static void tmp_path(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", test_tmpdir(), name);
-}
 
 static distq_graph *small_resnet18(uint64_t seed)
 {
@@ -237,7 +222,7 @@ static void roundtrip(const distq_graph *g, distq_observer_kind kind, uint64_t s
     distq_qgraph *q = NULL, *q2 = NULL;
     distq_graph *f = NULL;
     int quantized = -1;
-    tmp_path(path, sizeof path, name);
+    test_tmp_path(path, sizeof path, name);
     quantize(g, kind, seed, &p, &q);
     TEST_OK(distq_qmodel_save(p, q, path));
     TEST_OK(distq_qmodel_load(path, &q2, &f));
@@ -285,7 +270,7 @@ static const char *linear_qmodel_path(void)
     distq_graph *g = NULL;
     distq_prepared *p = NULL;
     distq_qgraph *q = NULL;
-    tmp_path(path, sizeof path, "linear_q.h5");
+    test_tmp_path(path, sizeof path, "linear_q.h5");
     TEST_OK(distq_build_linear(4, &g));
     quantize(g, DISTQ_OBSERVER_HISTOGRAM, 15, &p, &q);
     TEST_OK(distq_qmodel_save(p, q, path));
@@ -303,8 +288,8 @@ static void test_model_load_reads_float_graph(void)
     distq_prepared *p = NULL;
     distq_qgraph *q = NULL;
     int quantized = -1;
-    tmp_path(qpath, sizeof qpath, "resnet18_q.h5");
-    tmp_path(fpath, sizeof fpath, "resnet18_folded.h5");
+    test_tmp_path(qpath, sizeof qpath, "resnet18_q.h5");
+    test_tmp_path(fpath, sizeof fpath, "resnet18_folded.h5");
     quantize(g, DISTQ_OBSERVER_MINMAX, 16, &p, &q);
     TEST_OK(distq_qmodel_save(p, q, qpath));
     TEST_OK(distq_model_load(qpath, &f));
@@ -324,7 +309,7 @@ static void test_model_load_reads_float_graph(void)
     char dpath[512];
     float img[3 * 4] = {0};
     int64_t dims[4] = {1, 3, 2, 2};
-    tmp_path(dpath, sizeof dpath, "data.h5");
+    test_tmp_path(dpath, sizeof dpath, "data.h5");
     TEST_OK(distq_data_write(dpath, img, 4, dims, NULL));
     TEST_ERR_PATH(distq_model_is_quantized(dpath, &quantized), DISTQ_ERR_FORMAT,
                   "format is 'distq-data', expected 'distq-model'", dpath);
@@ -342,7 +327,7 @@ static void test_describe(void)
     distq_graph *g = small_resnet18(7);
     distq_prepared *p = NULL;
     distq_qgraph *q = NULL;
-    tmp_path(path, sizeof path, "resnet18_describe.h5");
+    test_tmp_path(path, sizeof path, "resnet18_describe.h5");
     quantize(g, DISTQ_OBSERVER_HISTOGRAM, 17, &p, &q);
     TEST_OK(distq_qmodel_save(p, q, path));
     TEST_OK(distq_h5_describe(path, &text));
@@ -531,7 +516,7 @@ static void test_malformed(void)
         char path[512];
         distq_qgraph *q = NULL;
         distq_graph *f = NULL;
-        tmp_path(path, sizeof path, cases[i].file);
+        test_tmp_path(path, sizeof path, cases[i].file);
         copy_file(src, path);
         hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
         CU_ASSERT_FATAL(fid >= 0);
@@ -547,14 +532,6 @@ static void test_malformed(void)
     distq_qgraph_destroy(q);
 }
 
-/* Every save, load and error path above closed its HDF5 handles. */
-static void test_no_open_handles(void)
-{
-    ssize_t open_ids = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
-    if (open_ids != 0) fprintf(stderr, "\n  %zd HDF5 objects still open\n", open_ids);
-    CU_ASSERT_EQUAL(open_ids, 0);
-}
-
 int main(void)
 {
     static const test_case cases[] = {
@@ -563,7 +540,7 @@ int main(void)
         {"model_load reads a qmodel's float graph", test_model_load_reads_float_graph},
         {"describe a qmodel", test_describe},
         {"malformed qmodel files", test_malformed},
-        {"no HDF5 handles left open", test_no_open_handles},
+        {"no HDF5 handles left open", test_assert_no_open_hdf5},
     };
     return test_run_suite("qmodel_io", cases, sizeof cases / sizeof cases[0]);
 }

@@ -110,11 +110,6 @@ static void build_run(run_fixture *f)
     snprintf(r->date, sizeof r->date, "2024-05-01T10:00:00Z");
 }
 
-static void tmp_path(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", test_tmpdir(), name);
-}
-
 // --- reading back with plain HDF5 ------------------------------------------------------
 
 /* Reads a scalar variable-length string attribute into buf ("" and a failed
@@ -219,7 +214,7 @@ static void test_round_trip(void)
     static run_fixture f;
     char path[512], buf[1024], name[128];
     build_run(&f);
-    tmp_path(path, sizeof path, "run.h5");
+    test_tmp_path(path, sizeof path, "run.h5");
     TEST_OK(distq_results_write(path, &f.r));
 
     hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -360,7 +355,7 @@ static void test_round_trip(void)
      * 1.14.4 segfaults there if the root's string attributes went to dense
      * storage (HDFGroup/hdf5#2414), so this copy is the regression test. */
     char merged[512];
-    tmp_path(merged, sizeof merged, "merged.h5");
+    test_tmp_path(merged, sizeof merged, "merged.h5");
     hid_t dst = H5Fcreate(merged, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     CU_ASSERT_FATAL(dst >= 0);
     CU_ASSERT(H5Ocopy(fid, "/", dst, "run1", H5P_DEFAULT, H5P_DEFAULT) >= 0);
@@ -383,7 +378,7 @@ static void test_empty_run(void)
     f.r.points = NULL;
     f.r.has_eval = 0;
     f.r.calib_images = f.r.calib_batches = 0;
-    tmp_path(path, sizeof path, "empty.h5");
+    test_tmp_path(path, sizeof path, "empty.h5");
     TEST_OK(distq_results_write(path, &f.r));
     TEST_OK(distq_h5_describe(path, &text));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "points (0"));
@@ -402,7 +397,7 @@ static void test_describe(void)
     char path[512];
     char *text = NULL;
     build_run(&f);
-    tmp_path(path, sizeof path, "describe.h5");
+    test_tmp_path(path, sizeof path, "describe.h5");
     TEST_OK(distq_results_write(path, &f.r));
     TEST_OK(distq_h5_describe(path, &text));
     CU_ASSERT_FATAL(text != NULL);
@@ -500,7 +495,7 @@ static void test_write_failures(void)
     build_run(&f);
 
     /* A path under a regular file cannot be created, even by root. */
-    tmp_path(notdir, sizeof notdir, "plainfile");
+    test_tmp_path(notdir, sizeof notdir, "plainfile");
     FILE *fp = fopen(notdir, "w");
     CU_ASSERT_FATAL(fp != NULL);
     fputs("not a directory\n", fp);
@@ -579,12 +574,6 @@ static void test_free(void)
     distq_results_free(NULL);
 }
 
-static void test_no_open_handles(void)
-{
-    /* Every writer and describe closed what they opened. */
-    CU_ASSERT_EQUAL(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
-}
-
 int main(void)
 {
     static const test_case cases[] = {
@@ -593,7 +582,7 @@ int main(void)
         {"describe prints the table", test_describe},
         {"failed writes name the path, keep the old file, leave no tmp", test_write_failures},
         {"results_free", test_free},
-        {"no HDF5 handles left open", test_no_open_handles},
+        {"no HDF5 handles left open", test_assert_no_open_hdf5},
     };
     return test_run_suite("results_io", cases, sizeof cases / sizeof cases[0]);
 }

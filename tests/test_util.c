@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "distq/tensor.h"
+#include "hdf5.h"
 
 int test_run_suite(const char *suite_name, const test_case *cases, int n_cases)
 {
@@ -66,4 +67,16 @@ const char *test_tmpdir(void)
         mkdir(dir, 0755);
     }
     return dir;
+}
+
+void test_tmp_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", test_tmpdir(), name);
+}
+
+void test_assert_no_open_hdf5(void)
+{
+    ssize_t open_ids = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    if (open_ids != 0) fprintf(stderr, "\n  %zd HDF5 objects still open\n", open_ids);
+    CU_ASSERT_EQUAL(open_ids, 0);
 }

@@ -3,6 +3,8 @@
 /* Shared helpers for the CUnit test executables. */
 #include <CUnit/CUnit.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "distq/graph.h"
 #include "distq/status.h"
@@ -39,6 +41,22 @@ double test_max_rel_err(const float *a, const float *ref, int64_t n);
 
 /* A directory for this test's files (created once, under the working dir). */
 const char *test_tmpdir(void);
+/* buf = test_tmpdir()/name */
+void test_tmp_path(char *buf, size_t len, const char *name);
+
+/* TEST_ERR plus: the message names the file. */
+#define TEST_ERR_PATH(expr, want, needle, path)                                             \
+    do {                                                                                    \
+        TEST_ERR(expr, want, needle);                                                       \
+        if (!strstr(distq_error_message(), (path)))                                         \
+            fprintf(stderr, "\n  message \"%s\" does not name %s\n", distq_error_message(), \
+                    (path));                                                                \
+        CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), (path)));                      \
+    } while (0)
+
+/* A test case: no HDF5 object is left open (every save, load and error path
+ * before it closed its handles). */
+void test_assert_no_open_hdf5(void);
 
 /* --- tiny graph builders (test_graphs.c) --- */
 distq_graph *test_new_graph(int ndim, const int64_t *dims); /* input "x" */
