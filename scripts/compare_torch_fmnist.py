@@ -143,15 +143,19 @@ def read_qat_section(cp, path):
             for k in ("freeze_bn_after", "freeze_observers_after")}
 
 
-def load_data(path, limit, input_shape):
-    """(images float32 (N, C, H, W), labels int64 (N)) as torch tensors; first `limit` rows."""
+def open_h5(path, kind):
+    """The HDF5 file at path, read-only; a clear error if it is missing or not HDF5."""
     if not os.path.isfile(path):
-        die(f"data file not found: {path}")
+        die(f"{kind} file not found: {path}")
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as exc:
         die(f"{path}: cannot open as HDF5: {exc}")
-    with f:
+
+
+def load_data(path, limit, input_shape):
+    """(images float32 (N, C, H, W), labels int64 (N)) as torch tensors; first `limit` rows."""
+    with open_h5(path, "data") as f:
         if f.attrs.get("format") != "distq-data":
             die(f"{path}: not a distq-data file (format={f.attrs.get('format')!r})")
         for key in ("images", "labels"):
@@ -244,14 +248,8 @@ def check_graph(path, g, model):
 
 def load_model(path):
     """FmnistCNN with the file's weights, BN buffers included; strict load."""
-    if not os.path.isfile(path):
-        die(f"model file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        die(f"{path}: cannot open as HDF5: {exc}")
     model = FmnistCNN()
-    with f:
+    with open_h5(path, "model") as f:
         fmt = attr_str(f.attrs.get("format"))
         if fmt != "distq-model":
             die(f"{path}: format {fmt!r}, expected 'distq-model' (a float model from "
