@@ -2,19 +2,12 @@
  * value (get_value), on small fp32 graphs run through the real PTQ flow
  * (prepare, calibrate, convert with reduce_range on), then on resnet18.
  *
- * Tolerance (u8 values): codes equal or off by one, and off by one on at most
- * 0.1% of a value's elements. Both sides compute the same exact s32
- * accumulator; they differ only in how the real value is rounded: the
- * reference goes through double (x_s * w_s * acc + bias) * (1/y_s), oneDNN
- * through f32 oscale * (acc + bias / (x_s * w_s)), so a value within a few
- * f32 ulps of a .5 tie can land on the other code. An off-by-one then feeds
- * the next layer, whose result moves by x_s * w_s * |w| (a fraction of a code)
- * and can tip another tie: the fraction grows slowly with depth. Anything
- * off by 2 or more is a bug (indexing, layout, zero point, scale).
- * f32 values (dequantize, f32-output convs/linears): max |onednn - ref| <=
- * F32_EXACT_TOL * max |ref| while all codes upstream are equal (f32 against
- * double rounding), else F32_TOL, the size of an off-by-one input code's
- * effect (x_s * w_s * |w| against the output's range).
+ * Each graph is checked twice (bounds and their reasons: test_int8_cmp.h):
+ * forced, every layer fed the reference's input, codes equal up to rounding
+ * ties (never off by 2); and free (chained), every value strict while all
+ * upstream codes are equal, and the output's difference from the reference
+ * held against the int8-vs-fp32 difference of the same input, which is what
+ * holds whatever accumulation order the CPU's kernels have.
  *
  * The test inputs are drawn 1.5x wider than the calibration data so that many
  * values exceed their calibrated range and hit quant_max = 127 (the clip
@@ -29,11 +22,9 @@
 #include "distq/exec.h"
 #include "distq/observers.h"
 #include "distq/quant.h"
+#include "test_int8_cmp.h"
 #include "test_util.h"
 
-#define MAX_OFF1 1e-3 /* fraction of a value's codes allowed to be off by one */
-#define F32_TOL 2e-2       /* after an off-by-one code upstream */
-#define F32_EXACT_TOL 1e-5 /* equal codes: f32 vs double rounding only (~1e-7 seen) */
 #define N_CAL 8
 
 static int verbose = 0; /* print every value (resnet18), else one line per graph */
@@ -71,12 +62,11 @@ typedef struct {
 } cmp_summary;
 
 /* Compares one value of the last runs of ref and dnn. exact_inputs: every
- * code upstream is equal, so assert the u8 bounds (worse == 0, off-by-one <=
- * MAX_OFF1) and F32_EXACT_TOL; else (after an upstream difference in a free
- * run) only print the u8 figures, and hold f32 values to F32_TOL. Returns the
- * reference's data (malloc'd) for the caller to free. */
-static void *compare_one(distq_exec *ref, distq_exec *dnn, const distq_qvalue *val, int64_t batch,
-                         const char *what, int exact_inputs, cmp_summary *sum)
+ * code upstream is equal, so assert the forced bounds (test_int8_cmp.h);
+ * else (after an upstream difference in a free run) only print the figures:
+ * the output's chained check is the bound there. */
+static void compare_one(distq_exec *ref, distq_exec *dnn, const distq_qvalue *val, int64_t batch,
+                        const char *what, int exact_inputs, cmp_summary *sum)
 {
     int64_t n = batch * distq_dims_numel(val->ndim, val->dims);
     size_t bytes = (size_t)n * distq_dtype_size(val->dtype);
@@ -85,30 +75,20 @@ static void *compare_one(distq_exec *ref, distq_exec *dnn, const distq_qvalue *v
     TEST_OK(distq_exec_get_value(ref, val->name, a));
     TEST_OK(distq_exec_get_value(dnn, val->name, b));
     if (val->dtype == DISTQ_DTYPE_U8) {
-        const uint8_t *w = a, *g = b;
-        int64_t exact = 0, off1 = 0, worse = 0, at_qmax = 0;
-        int maxd = 0;
-        for (int64_t i = 0; i < n; i++) {
-            int d = abs((int)w[i] - (int)g[i]);
-            maxd = d > maxd ? d : maxd;
-            exact += d == 0;
-            off1 += d == 1;
-            worse += d > 1;
-            at_qmax += w[i] == val->quant_max;
-            CU_ASSERT(g[i] <= val->quant_max);
-        }
+        test_code_diff d;
+        test_codes_compare(a, b, n, val->quant_max, &d);
         sum->n_u8++;
-        sum->off1 += off1;
-        sum->at_qmax += at_qmax;
-        if (verbose || exact != n)
+        sum->off1 += d.off1;
+        sum->at_qmax += d.at_qmax;
+        if (verbose || d.exact != n)
             printf("\n    %s: %-24s u8  exact %.5f  off-by-1 %.5f  worse %lld (max %d)  at qmax %.3f", what,
-                   val->name, (double)exact / (double)n, (double)off1 / (double)n, (long long)worse, maxd,
-                   (double)at_qmax / (double)n);
+                   val->name, (double)d.exact / (double)n, (double)d.off1 / (double)n, (long long)d.worse, d.maxd,
+                   (double)d.at_qmax / (double)n);
         if (exact_inputs) {
-            CU_ASSERT_EQUAL(worse, 0);
-            CU_ASSERT((double)off1 <= MAX_OFF1 * (double)n);
+            CU_ASSERT_EQUAL(d.worse, 0);
+            CU_ASSERT((double)d.off1 <= TEST_MAX_OFF1 * (double)n);
         }
-        sum->all_exact &= exact == n;
+        sum->all_exact &= d.exact == n;
     } else {
         const float *w = a, *g = b;
         double maxref = 0, maxdiff = 0;
@@ -116,13 +96,14 @@ static void *compare_one(distq_exec *ref, distq_exec *dnn, const distq_qvalue *v
             maxref = fmax(maxref, fabs(w[i]));
             maxdiff = fmax(maxdiff, fabs((double)w[i] - g[i]));
         }
-        double rel = maxdiff / fmax(maxref, 1e-30), tol = exact_inputs ? F32_EXACT_TOL : F32_TOL;
+        double rel = maxdiff / fmax(maxref, 1e-30);
         sum->worst_f32 = fmax(sum->worst_f32, rel);
-        if (verbose || !(rel <= tol)) printf("\n    %s: %-24s f32 max rel diff %.3g", what, val->name, rel);
-        CU_ASSERT(rel <= tol); /* the output, even after upstream differences */
+        if (verbose || (exact_inputs && !(rel <= TEST_F32_EXACT_TOL)))
+            printf("\n    %s: %-24s f32 max rel diff %.3g", what, val->name, rel);
+        if (exact_inputs) CU_ASSERT(rel <= TEST_F32_EXACT_TOL);
     }
+    free(a);
     free(b);
-    return a;
 }
 
 static void print_summary(const char *what, const cmp_summary *sum)
@@ -146,70 +127,46 @@ static void compare_free(distq_exec *ref, distq_exec *dnn, const distq_qgraph *q
             TEST_ERR(distq_exec_get_value(dnn, val->name, dummy), DISTQ_ERR_UNSUPPORTED, "not kept");
             continue;
         }
-        free(compare_one(ref, dnn, val, batch, what, sum->all_exact, sum));
+        compare_one(ref, dnn, val, batch, what, sum->all_exact, sum);
     }
     print_summary(what, sum);
 }
 
-/* Forced run ("teacher forcing"): right after oneDNN computes a value it is
- * compared with the reference's, strictly, and overwritten with it, so every
- * layer sees exactly the reference's inputs. */
-typedef struct {
-    distq_exec *ref, *dnn;
-    const distq_qgraph *q;
-    int64_t batch;
-    const char *what;
-    cmp_summary sum;
-} forcing;
-
-static distq_status force_value(void *ctx, const char *name)
+/* Builds both int8 executors for q at batch N and the fp32 reference of g,
+ * runs seeded inputs in U(-1.5, 1.5) through all three and compares every
+ * value, free and forced (test_int8_cmp.h). The oneDNN executor then runs
+ * other inputs and the first again: the output must repeat bit for bit.
+ * Returns the count of u8 elements at quant_max. */
+static int64_t check_int8(const distq_qgraph *q, const distq_graph *g, int64_t batch, uint64_t seed,
+                          const char *what)
 {
-    forcing *f = ctx;
-    const distq_qvalue *val = NULL;
-    for (int v = 0; v < f->q->n_values && !val; v++)
-        if (strcmp(f->q->values[v].name, name) == 0) val = &f->q->values[v];
-    CU_ASSERT_PTR_NOT_NULL_FATAL(val);
-    void *want = compare_one(f->ref, f->dnn, val, f->batch, f->what, 1, &f->sum);
-    distq_status st = distq_onednn_put_value(distq_exec_impl_state(f->dnn), name, want);
-    free(want);
-    return st;
-}
-
-/* Builds both int8 executors for q at batch N, runs seeded inputs in
- * U(-1.5, 1.5) through both and compares every value, free and forced. The
- * oneDNN executor then runs other inputs and the first again: the output must
- * repeat bit for bit. Returns the count of u8 elements at quant_max. */
-static int64_t check_int8(const distq_qgraph *q, int64_t batch, uint64_t seed, const char *what)
-{
-    distq_exec *ref = NULL, *dnn = NULL;
+    distq_exec *ref = NULL, *dnn = NULL, *fp32 = NULL;
     TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, batch, &ref));
     TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, batch, &dnn));
-    int64_t n_in = batch * distq_exec_input_numel(dnn), n_out = batch * distq_exec_output_numel(dnn);
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, batch, &fp32));
+    int64_t n_in = batch * distq_exec_input_numel(dnn), per_out = distq_exec_output_numel(dnn);
+    int64_t n_out = batch * per_out;
+    CU_ASSERT_EQUAL(distq_exec_output_numel(fp32), per_out);
     float *x = malloc(sizeof(float) * (size_t)n_in), *x2 = malloc(sizeof(float) * (size_t)n_in);
     float *want = malloc(sizeof(float) * (size_t)n_out), *got = malloc(sizeof(float) * (size_t)n_out);
-    float *again = malloc(sizeof(float) * (size_t)n_out);
-    CU_ASSERT_FATAL(x && x2 && want && got && again);
+    float *again = malloc(sizeof(float) * (size_t)n_out), *y32 = malloc(sizeof(float) * (size_t)n_out);
+    CU_ASSERT_FATAL(x && x2 && want && got && again && y32);
     test_fill_uniform(x, n_in, seed, -1.5f, 1.5f);
     test_fill_uniform(x2, n_in, seed + 1000, -1.5f, 1.5f);
     TEST_OK(distq_exec_run(ref, x, want));
     TEST_OK(distq_exec_run(dnn, x, got));
+    TEST_OK(distq_exec_run(fp32, x, y32));
     char label[160];
     snprintf(label, sizeof label, "%s bs %lld", what, (long long)batch);
     cmp_summary free_sum = {.all_exact = 1};
     compare_free(ref, dnn, q, batch, label, &free_sum);
-    /* the caller's output holds what get_value gives for the output value */
-    double maxref = 0, maxdiff = 0;
-    for (int64_t i = 0; i < n_out; i++) {
-        maxref = fmax(maxref, fabs(want[i]));
-        maxdiff = fmax(maxdiff, fabs((double)want[i] - got[i]));
-    }
-    CU_ASSERT(maxdiff <= F32_TOL * fmax(maxref, 1e-30));
+    /* the chained bound: oneDNN vs the int8 reference against int8 vs fp32 */
+    test_int8_vs_quant_noise(label, got, want, y32, batch, per_out);
 
     snprintf(label, sizeof label, "%s bs %lld forced", what, (long long)batch);
-    forcing f = {.ref = ref, .dnn = dnn, .q = q, .batch = batch, .what = label, .sum = {.all_exact = 1}};
-    TEST_OK(distq_onednn_run_observed(distq_exec_impl_state(dnn), x, again, force_value, &f));
-    CU_ASSERT_EQUAL(f.sum.n_u8, free_sum.n_u8);
-    print_summary(label, &f.sum);
+    test_forced_sum forced;
+    test_int8_run_forced(dnn, q, batch, x, again, test_want_from_exec, ref, label, verbose, &forced);
+    CU_ASSERT_EQUAL(forced.n_u8, free_sum.n_u8);
 
     TEST_OK(distq_exec_run(dnn, x2, again));
     TEST_OK(distq_exec_run(dnn, x, again));
@@ -219,8 +176,10 @@ static int64_t check_int8(const distq_qgraph *q, int64_t batch, uint64_t seed, c
     free(want);
     free(got);
     free(again);
+    free(y32);
     distq_exec_destroy(ref);
     distq_exec_destroy(dnn);
+    distq_exec_destroy(fp32);
     return free_sum.at_qmax;
 }
 
@@ -229,9 +188,9 @@ static int64_t check_int8(const distq_qgraph *q, int64_t batch, uint64_t seed, c
 static void check_graph(distq_graph *g, uint64_t seed, const char *what)
 {
     distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, seed);
+    check_int8(q, g, 1, seed + 1, what);
+    check_int8(q, g, 3, seed + 2, what);
     distq_graph_destroy(g);
-    check_int8(q, 1, seed + 1, what);
-    check_int8(q, 3, seed + 2, what);
     distq_qgraph_destroy(q);
 }
 
@@ -617,7 +576,6 @@ static void test_full_range_refused(void)
     test_add_conv(g, "conv", "x", 3, (test_conv_spec){4, 3, 1, 1, 1, 1, 1}, 1);
     test_finish(g, "conv");
     distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 0, 5);
-    distq_graph_destroy(g);
     distq_exec *e = NULL;
     if (!distq_onednn_has_vnni()) {
         TEST_ERR(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, 2, &e), DISTQ_ERR_UNSUPPORTED, "node 'conv'");
@@ -625,15 +583,17 @@ static void test_full_range_refused(void)
         CU_ASSERT(strstr(distq_error_message(), distq_onednn_isa()) != NULL);
         CU_ASSERT_PTR_NULL(e);
     } else {
-        check_int8(q, 2, 6, "full range (VNNI)");
+        check_int8(q, g, 2, 6, "full range (VNNI)");
     }
+    distq_graph_destroy(g);
     distq_qgraph_destroy(q);
 }
 
 // --- resnet18 ---------------------------------------------------------------------------
 
 /* resnet18 at 64x64 (as test_quant), histogram observers, reduce_range; every
- * value compared at batch 2, then batch 1 and 3. */
+ * value compared at batch 2, then batch 1 and 3; where the ISA has VNNI, also
+ * on the full 8-bit grid (what auto reduce_range picks there). */
 static void test_resnet18(void)
 {
     distq_graph *g = NULL;
@@ -641,14 +601,19 @@ static void test_resnet18(void)
     g->input_dims[2] = g->input_dims[3] = 64;
     TEST_OK(distq_graph_finalize(g));
     distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_HISTOGRAM, 1, 77);
-    distq_graph_destroy(g);
     verbose = 1;
-    int64_t at_qmax = check_int8(q, 2, 78, "resnet18");
+    int64_t at_qmax = check_int8(q, g, 2, 78, "resnet18");
     CU_ASSERT(at_qmax > 0); /* the test data exceeds the calibrated ranges: clips happened */
     verbose = 0;
-    check_int8(q, 1, 79, "resnet18");
-    check_int8(q, 3, 80, "resnet18");
+    check_int8(q, g, 1, 79, "resnet18");
+    check_int8(q, g, 3, 80, "resnet18");
     distq_qgraph_destroy(q);
+    if (distq_onednn_has_vnni()) {
+        q = quantize_graph(g, DISTQ_OBSERVER_HISTOGRAM, 0, 77);
+        check_int8(q, g, 2, 81, "resnet18 full range");
+        distq_qgraph_destroy(q);
+    }
+    distq_graph_destroy(g);
 }
 
 int main(void)

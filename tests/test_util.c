@@ -8,11 +8,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "distq/exec.h"
 #include "distq/tensor.h"
 #include "hdf5.h"
 
+/* Every test prints the ISA oneDNN dispatches (and the cap, ONEDNN_MAX_CPU_ISA,
+ * under ctest's ISA matrix); a cap this CPU cannot reach would only rerun a
+ * lower level under the wrong name, so it is a visible skip. */
+static int report_isa(const char *suite_name)
+{
+    const char *cap = distq_onednn_max_isa();
+    printf("%s: oneDNN ISA %s, cap %s\n", suite_name, distq_onednn_isa(), cap[0] ? cap : "none");
+    if (distq_onednn_isa_below_cap()) {
+        printf("SKIPPED: this CPU lacks %s (oneDNN would run %s)\n", cap, distq_onednn_isa());
+        return 0;
+    }
+    return 1;
+}
+
 int test_run_suite(const char *suite_name, const test_case *cases, int n_cases)
 {
+    if (!report_isa(suite_name)) return TEST_SKIP_CODE;
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
     if (!suite) goto fail;

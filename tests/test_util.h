@@ -15,8 +15,13 @@ typedef struct {
     void (*fn)(void);
 } test_case;
 
-/* Creates a registry with one suite of cases, runs it in Basic mode and
- * returns the process exit code (non-zero on any failure). */
+/* The exit code of a test skipped because this CPU lacks the ISA level the
+ * test was asked to run at (ctest's SKIP_RETURN_CODE). */
+#define TEST_SKIP_CODE 77
+
+/* Prints oneDNN's ISA and cap; creates a registry with one suite of cases,
+ * runs it in Basic mode and returns the process exit code (non-zero on any
+ * failure, TEST_SKIP_CODE when the ISA cap is above what the CPU has). */
 int test_run_suite(const char *suite, const test_case *cases, int n_cases);
 
 /* Asserts st == DISTQ_OK, printing distq_error_message() on failure. */

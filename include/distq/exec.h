@@ -55,8 +55,21 @@ int64_t distq_exec_input_numel(const distq_exec *e);
 int64_t distq_exec_output_numel(const distq_exec *e);
 int64_t distq_exec_batch(const distq_exec *e);
 
-/* oneDNN's effective ISA, e.g. "avx512_core_bf16" (static text). */
+/* oneDNN's effective ISA, e.g. "avx512_core_bf16" (static text): the
+ * highest level the CPU has, lowered by the cap if one is set. */
 const char *distq_onednn_isa(void);
+/* The ISA cap in effect, lower case ("avx2"): the one set by
+ * distq_onednn_set_max_isa, else ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA from the
+ * environment; "" when none is set. */
+const char *distq_onednn_max_isa(void);
+/* Caps oneDNN's ISA at `name` (avx2, avx2_vnni, avx512_core, avx512_core_vnni,
+ * avx512_core_bf16, avx512_core_amx, all; any case), benchdnn's knob. Must
+ * come before oneDNN creates a kernel or reports its ISA (distq_onednn_isa,
+ * distq_onednn_has_vnni): DISTQ_ERR_UNSUPPORTED after that. */
+distq_status distq_onednn_set_max_isa(const char *name);
+/* 1 if a cap is set and the CPU lacks the capped level, so oneDNN runs a
+ * lower one (e.g. cap avx512_core_amx on a CPU without AMX). */
+int distq_onednn_isa_below_cap(void);
 /* "2.6.3" (static text). */
 const char *distq_onednn_version(void);
 /* 1 if oneDNN's ISA multiplies u8 by s8 exactly (VNNI or AMX); 0 on AVX2 or

@@ -61,6 +61,7 @@ typedef struct {
     /* provenance */
     const char *config_path, *config_text, *model_path, *quantized_path;
     char isa[32], onednn_version[32], mpi_version[128], hwloc_version[32];
+    char max_isa[32]; /* the ISA cap set for the run (ONEDNN_MAX_CPU_ISA, --max-isa); "" if none */
     char date[32]; /* ISO 8601 UTC */
 } distq_results;
 

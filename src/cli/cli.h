@@ -34,6 +34,8 @@ void cli_print_point(const distq_bench_point *pt, const char *model, const char 
 /* For errors every rank agreed on (distq_dist_agree: the message already names
  * the failing rank): rank 0 prints it once. Returns CLI_FAIL. */
 int cli_fail_agreed(const cli_ctx *ctx, const char *cmd);
+/* "avx512_core_bf16", or "avx2 (capped at avx2)" when an ISA cap is set. */
+const char *cli_isa_text(char *buf, size_t len);
 /* "onednn" | "ref" -> backend. */
 distq_status cli_parse_backend(const char *text, distq_backend *out);
 

@@ -51,3 +51,15 @@ int cli_fail_agreed(const cli_ctx *ctx, const char *cmd)
     if (ctx->rank == 0) fprintf(stderr, "distq %s: error: %s\n", cmd, distq_error_message());
     return CLI_FAIL;
 }
+
+const char *cli_isa_text(char *buf, size_t len)
+{
+    const char *cap = distq_onednn_max_isa();
+    if (!cap[0])
+        snprintf(buf, len, "%s", distq_onednn_isa());
+    else if (distq_onednn_isa_below_cap())
+        snprintf(buf, len, "%s (capped at %s, which this CPU lacks)", distq_onednn_isa(), cap);
+    else
+        snprintf(buf, len, "%s (capped at %s)", distq_onednn_isa(), cap);
+    return buf;
+}

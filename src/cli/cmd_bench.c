@@ -20,7 +20,7 @@
 static const char bench_usage[] =
     "--model M [--batch 1,50] [--precision fp32,int8] [--warmup W] [--min-iters N]\n"
     "       [--min-time S] [--threads T] [--bind none|core|numa] [--concurrency all|serial]\n"
-    "       [--backend onednn|ref] [--seed S]";
+    "       [--backend onednn|ref] [--seed S] [--max-isa avx2|avx512_core|avx512_core_vnni|...]";
 
 typedef struct {
     const char *model;
@@ -63,7 +63,8 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
         {"threads", required_argument, 0, 'T'},   {"backend", required_argument, 0, 'B'},
         {"seed", required_argument, 0, 's'},      {"precision", required_argument, 0, 'p'},
         {"bind", required_argument, 0, 'N'},      {"concurrency", required_argument, 0, 'C'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+        {"max-isa", required_argument, 0, 'I'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     int c;
     distq_status st = DISTQ_OK;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -81,6 +82,10 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
             a->precision_given = 1;
             break;
         case 'N': st = distq_bind_from_name(optarg, &a->bind); break;
+        case 'I': /* benchdnn's --max-isa: before anything asks oneDNN for its ISA */
+            if ((st = distq_onednn_set_max_isa(optarg)))
+                st = distq_error_set(st, "option --max-isa: %s", distq_error_message());
+            break;
         case 'C':
             if (strcmp(optarg, "all") && strcmp(optarg, "serial"))
                 st = distq_error_set(DISTQ_ERR_INVALID_ARG, "option --concurrency: '%s' (all, serial)", optarg);
@@ -143,10 +148,16 @@ int cmd_bench(const cli_ctx *ctx, int argc, char **argv)
         st = distq_error_set(DISTQ_ERR_MPI, "MPI_Gather of thread counts failed");
         goto cleanup;
     }
-    if (ctx->rank == 0)
+    if (ctx->rank == 0) {
+        char isa[96];
         printf("distq bench: %s, %s%s%s, %d rank(s) (%s), oneDNN ISA %s\n", a.model, distq_backend_name(a.backend),
                a.fp32 ? " fp32" : "", a.int8 ? " int8" : "", d.size, a.serial ? "one at a time" : "all at once",
-               distq_onednn_isa());
+               cli_isa_text(isa, sizeof isa));
+        if (q && q->reduce_range)
+            printf("  int8 activations on the 7-bit grid u8 [0, 127] (reduce_range: %s)\n",
+                   distq_onednn_has_vnni() ? "the model was quantized so; this ISA has VNNI and could use 8 bits"
+                                           : "this ISA has no VNNI, whose u8*s8 pair sums would saturate");
+    }
     for (int b = 0; b < a.n_batches; b++) {
         double ips[2] = {0, 0};
         for (int prec = 0; prec < 2; prec++) {

@@ -100,10 +100,15 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
         printf("%s", text);
         distq_free(text);
     }
+    char isa[96], why[160] = "";
+    if (rep.reduce_range && distq_onednn_has_vnni())
+        snprintf(why, sizeof why, " (7-bit grid: reduce_range on as asked)");
+    else if (rep.reduce_range)
+        snprintf(why, sizeof why, " (7-bit grid, reduce_range: oneDNN ISA %s has no VNNI)",
+                 cli_isa_text(isa, sizeof isa));
     printf("wrote %s: %s observer, %d observers, %lld images in %lld batches, activations u8 [0, %d]%s\n",
            cfg.quantized, distq_observer_kind_name(cfg.observer), rep.n_observers, (long long)rep.images,
-           (long long)rep.batches, rep.reduce_range ? 127 : 255,
-           rep.reduce_range ? " (reduce_range: oneDNN has no VNNI here)" : "");
+           (long long)rep.batches, rep.reduce_range ? 127 : 255, why);
     printf("time: load %.2f s, prepare %.2f s, calibrate %.2f s (fp32 forward %.2f s, observers %.2f s = %.0f%% "
            "of forward), convert %.2f s, save %.2f s\n",
            rep.load_s, rep.prepare_s, rep.calibrate_s, rep.forward_s, rep.observe_s,

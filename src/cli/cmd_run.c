@@ -7,7 +7,8 @@
 #include "cli/cli.h"
 #include "distq/results.h"
 
-static const char run_usage[] = "CONFIG.ini [--bind none|core|numa] [--concurrency all|serial] [--threads T]";
+static const char run_usage[] =
+    "CONFIG.ini [--bind none|core|numa] [--concurrency all|serial] [--threads T] [--max-isa LEVEL]";
 
 static void run_progress(void *user, const distq_progress *p)
 {
@@ -22,6 +23,8 @@ static void run_progress(void *user, const distq_progress *p)
 
 static void print_summary(const distq_config *cfg, const distq_results *r)
 {
+    char isa[96];
+    printf("oneDNN ISA %s\n", cli_isa_text(isa, sizeof isa));
     printf("placement:\n");
     for (int i = 0; i < r->nranks; i++) {
         const distq_placement *p = &r->placement[i];
@@ -29,9 +32,10 @@ static void print_summary(const distq_config *cfg, const distq_results *r)
                p->numa_node, p->cpus, p->n_cores, p->threads, p->bound_by, p->oversubscribed ? "  (oversubscribed)" : "");
     }
     printf("calibration: %lld images in %lld global batches, %.2f s wall on %d rank(s); observer state all-reduced: "
-           "%lld bytes in %lld calls per rank; activations u8 [0, %d]\n",
+           "%lld bytes in %lld calls per rank; activations u8 [0, %d]%s\n",
            (long long)r->calib_images, (long long)r->calib_batches, r->calib_wall_s, r->nranks,
-           (long long)r->reduce_bytes, (long long)r->reduce_calls, r->reduce_range ? 127 : 255);
+           (long long)r->reduce_bytes, (long long)r->reduce_calls, r->reduce_range ? 127 : 255,
+           r->reduce_range ? " (7-bit grid: reduce_range)" : "");
     printf("calibration on rank 0: fp32 forward %.2f s, observers %.2f s (%.0f%% of the forward)\n", r->calib_forward_s,
            r->calib_observe_s, r->calib_forward_s > 0 ? 100.0 * r->calib_observe_s / r->calib_forward_s : 0.0);
     printf("wrote %s\n", cfg->quantized);
@@ -58,18 +62,20 @@ int cmd_run(const cli_ctx *ctx, int argc, char **argv)
     static const struct option opts[] = {{"bind", required_argument, 0, 'N'},
                                          {"concurrency", required_argument, 0, 'C'},
                                          {"threads", required_argument, 0, 'T'},
+                                         {"max-isa", required_argument, 0, 'I'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     distq_config cfg;
     distq_config_defaults(&cfg);
     /* Options first (getopt moves the config path to the end), applied over the file. */
-    const char *bind = NULL, *conc = NULL, *threads = NULL;
+    const char *bind = NULL, *conc = NULL, *threads = NULL, *max_isa = NULL;
     int c, rc = CLI_OK;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'N': bind = optarg; break;
         case 'C': conc = optarg; break;
         case 'T': threads = optarg; break;
+        case 'I': max_isa = optarg; break;
         case 'h': printf("usage: distq run %s\n", run_usage); return CLI_OK;
         default: return cli_usage_error("run", run_usage, "bad option");
         }
@@ -89,6 +95,8 @@ int cmd_run(const cli_ctx *ctx, int argc, char **argv)
         cfg.bench_serial = strcmp(conc, "serial") == 0;
     }
     if (!st && threads) st = distq_parse_i64("option --threads", threads, 1, 4096, &cfg.bench_threads);
+    if (!st && max_isa && (st = distq_onednn_set_max_isa(max_isa)))
+        st = distq_error_set(st, "option --max-isa: %s", distq_error_message());
     if (st) {
         rc = cli_usage_error("run", run_usage, "%s", distq_error_message());
         goto done;

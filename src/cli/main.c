@@ -24,13 +24,23 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: distq <command> [options]   (distq <command> --help)\n\ncommands:\n");
+    fprintf(f, "usage: distq <command> [options]   (distq <command> --help; distq --version)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
 
+/* distq --version: what a bug report or a benchmark note needs to say. */
+static int version(void)
+{
+    char isa[96];
+    printf("distq %s (git %s)\noneDNN %s, ISA %s\n", DISTQ_VERSION, DISTQ_GIT_REVISION, distq_onednn_version(),
+           cli_isa_text(isa, sizeof isa));
+    return CLI_OK;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) return version();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;

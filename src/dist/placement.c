@@ -117,10 +117,12 @@ distq_status distq_place(const distq_dist *d, distq_bind bind, int threads, dist
             goto cleanup;
         }
         snprintf(out->bound_by, sizeof out->bound_by, "distq");
-        if (node && hwloc_set_membind(topo, node->nodeset, HWLOC_MEMBIND_BIND,
+        /* With one NUMA node all memory is local whatever the binding: there is
+         * nothing to bind (many VMs and containers also refuse it). */
+        if (node && n_nodes > 1 && hwloc_set_membind(topo, node->nodeset, HWLOC_MEMBIND_BIND,
                                       HWLOC_MEMBIND_PROCESS | HWLOC_MEMBIND_BYNODESET) == 0)
             out->membind = 1;
-        else if (node)
+        else if (node && n_nodes > 1)
             snprintf(warn, warn_len, "memory binding to NUMA node %u refused (%s); memory is not bound",
                      node->os_index, strerror(errno));
     }

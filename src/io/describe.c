@@ -626,11 +626,12 @@ cleanup:
 static distq_status describe_results(const char *path, hid_t fid, text_buf *b)
 {
     distq_status st = DISTQ_OK;
-    enum { N_PROV = 12 };
+    enum { N_PROV = 13 };
     static const char *const keys[N_PROV] = {
         "date",          "config_path",   "model",       "quantized_model",
         "observer",      "distq_version", "git_revision", "hdf5_version",
-        "onednn_version", "mpi_version",  "hwloc_version", "isa"};
+        "onednn_version", "mpi_version",  "hwloc_version", "isa",
+        "max_isa"};
     char v[N_PROV][DISTQ_H5_WHERE_MAX];
     int64_t nranks = 0, reduce_range = 0;
     DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_RESULTS_FORMAT, DISTQ_RESULTS_VERSION));
@@ -656,7 +657,7 @@ static distq_status describe_results(const char *path, hid_t fid, text_buf *b)
     DISTQ_CHECK(describe_accuracy(fid, path, b));
     tb_printf(b, "provenance   distq %s (git %s), HDF5 %s, oneDNN %s, MPI %s, hwloc %s\n", v[5],
               v[6], v[7], v[8], v[9], v[10]);
-    tb_printf(b, "             isa %s, date %s\n", v[11], date);
+    tb_printf(b, "             isa %s (cap %s), date %s\n", v[11], v[12], date);
 cleanup:
     return st;
 }

@@ -225,6 +225,8 @@ static distq_status write_root(hid_t fid, const distq_results *r, const char *pa
     DISTQ_CHECK(distq_h5_attr_write_str(
         fid, "hwloc_version", field_str(buf, r->hwloc_version, sizeof r->hwloc_version), path));
     DISTQ_CHECK(distq_h5_attr_write_str(fid, "isa", field_str(buf, r->isa, sizeof r->isa), path));
+    field_str(buf, r->max_isa, sizeof r->max_isa);
+    DISTQ_CHECK(distq_h5_attr_write_str(fid, "max_isa", buf[0] ? buf : "none", path));
     DISTQ_CHECK(distq_h5_attr_write_str(fid, "config_path", or_empty(r->config_path), path));
     DISTQ_CHECK(distq_h5_attr_write_str(fid, "config_text", or_empty(r->config_text), path));
     DISTQ_CHECK(distq_h5_attr_write_str(fid, "model", or_empty(r->model_path), path));

@@ -94,6 +94,7 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
         gmtime_r(&now, &tm);
         strftime(res->date, sizeof res->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
         snprintf(res->isa, sizeof res->isa, "%s", distq_onednn_isa());
+        snprintf(res->max_isa, sizeof res->max_isa, "%s", distq_onednn_max_isa());
         snprintf(res->onednn_version, sizeof res->onednn_version, "%s", distq_onednn_version());
         snprintf(res->mpi_version, sizeof res->mpi_version, "%s", distq_mpi_version());
         snprintf(res->hwloc_version, sizeof res->hwloc_version, "%s", distq_hwloc_version());

@@ -48,25 +48,7 @@ typedef struct {
     int relu;    /* relu done as a post-op, or -1 */
 } group;
 
-// --- ISA and threads ----------------------------------------------------------
-
-const char *distq_onednn_isa(void)
-{
-    switch (dnnl_get_effective_cpu_isa()) {
-    case dnnl_cpu_isa_all: return "all";
-    case dnnl_cpu_isa_sse41: return "sse41";
-    case dnnl_cpu_isa_avx: return "avx";
-    case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
-    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
-    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
-    case dnnl_cpu_isa_avx512_core: return "avx512_core";
-    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    }
-    return "unknown";
-}
+// --- threads ------------------------------------------------------------------
 
 /* Debian builds oneDNN with OpenMP, so its thread count is OpenMP's. oneDNN's
  * JIT kernels split work by the thread count seen when the primitive is

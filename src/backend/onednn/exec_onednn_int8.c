@@ -48,13 +48,6 @@
 #include "backend/onednn/onednn_impl.h"
 #include "distq/tensor.h"
 
-int distq_onednn_has_vnni(void)
-{
-    /* dnnl_cpu_isa_t is a bit set: 0x40 = avx512_core_vnni, 0x400 = avx2_vnni. */
-    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
-    return (isa & 0x40u) != 0 || (isa & 0x400u) != 0;
-}
-
 // --- small helpers ------------------------------------------------------------
 
 static dnnl_data_type_t qdt(const distq_qvalue *v)
