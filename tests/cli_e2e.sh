@@ -32,6 +32,12 @@ expect "mpirun logits match" 0 "" -- h5diff -d 1e-4 "$T/y1.h5" "$T/y3.h5" /logit
 expect "bench under mpirun -np 2" 0 "perf,$T/lin.h5,fp32,onednn,4,1,2," -- \
   "$MPIEXEC" -np 2 "$DISTQ" bench --model "$T/lin.h5" --batch 1,4 --iters 3 --min-time 0 --warmup 1 --threads 1
 grep -q "all 2 rank(s): p50" "$T/out" && ok "bench reports the aggregate" || fail "bench reports the aggregate"
+# --max-isa caps oneDNN before its first kernel: the header and every perf line say avx2
+expect "bench --max-isa avx2" 0 "oneDNN ISA avx2 (capped at avx2)" -- \
+  "$DISTQ" bench --model "$T/lin.h5" --batch 2 --iters 2 --min-time 0 --warmup 0 --max-isa avx2
+check "bench --max-isa: perf line names avx2" "grep -q '^perf,.*,avx2,\"distq bench' $T/out"
+expect "bench --max-isa unknown level" 2 "option --max-isa: 'avx9' is not an ISA level" -- \
+  "$DISTQ" bench --model "$T/lin.h5" --max-isa avx9
 
 # Errors: one line naming the culprit, non-zero exit.
 expect "missing model file" 1 "$T/none.h5" -- "$DISTQ" infer --model "$T/none.h5" --data "$T/d.h5" -o "$T/y.h5"

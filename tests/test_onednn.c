@@ -7,6 +7,7 @@
  * then grows like sqrt(terms) * 2^-24: about 4e-6 relative for the largest
  * reductions here (3x3x512), and resnet18's 20 stacked layers stay well below
  * 1e-4. An indexing or layout mistake gives errors of order 1. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -497,6 +498,17 @@ static void test_api(void)
 {
     const char *isa = distq_onednn_isa();
     CU_ASSERT(isa && strcmp(isa, "unknown") != 0);
+    /* the cap: as ctest's ISA matrix set it, and fixed once oneDNN has
+     * reported its ISA (test_run_suite did) */
+    const char *env = getenv("ONEDNN_MAX_CPU_ISA");
+    char want[32] = "";
+    for (size_t i = 0; env && env[i] && i + 1 < sizeof want; i++) want[i] = (char)tolower((unsigned char)env[i]);
+    CU_ASSERT_STRING_EQUAL(distq_onednn_max_isa(), want);
+    if (want[0] && !distq_onednn_isa_below_cap()) CU_ASSERT_STRING_EQUAL(isa, want);
+    TEST_ERR(distq_onednn_set_max_isa("avx3"), DISTQ_ERR_INVALID_ARG, "'avx3' is not an ISA level");
+    TEST_ERR(distq_onednn_set_max_isa("avx512_mic"), DISTQ_ERR_INVALID_ARG, "not an ISA level");
+    TEST_ERR(distq_onednn_set_max_isa("AVX2"), DISTQ_ERR_UNSUPPORTED, "before oneDNN creates its first kernel");
+    CU_ASSERT_STRING_EQUAL(distq_onednn_max_isa(), want); /* a refused cap is not recorded */
     TEST_ERR(distq_onednn_set_threads(-1), DISTQ_ERR_INVALID_ARG, "thread count -1");
     TEST_OK(distq_onednn_set_threads(0));
     CU_ASSERT_STRING_EQUAL(distq_backend_name(DISTQ_BACKEND_ONEDNN), "onednn");

@@ -104,6 +104,7 @@ static void build_run(run_fixture *f)
     r->model_path = "results/linear.h5";
     r->quantized_path = "results/linear_int8.h5";
     snprintf(r->isa, sizeof r->isa, "avx512_core_vnni");
+    snprintf(r->max_isa, sizeof r->max_isa, "avx512_core_vnni");
     snprintf(r->onednn_version, sizeof r->onednn_version, "2.6.3");
     snprintf(r->mpi_version, sizeof r->mpi_version, "Open MPI v4.1.4");
     snprintf(r->hwloc_version, sizeof r->hwloc_version, "2.9.0");
@@ -232,6 +233,7 @@ static void test_round_trip(void)
     check_attr_str(fid, "observer", "histogram");
     check_attr_i64(fid, "reduce_range", 1);
     check_attr_str(fid, "isa", "avx512_core_vnni");
+    check_attr_str(fid, "max_isa", "avx512_core_vnni");
     check_attr_str(fid, "onednn_version", "2.6.3");
     check_attr_str(fid, "mpi_version", "Open MPI v4.1.4");
     check_attr_str(fid, "hwloc_version", "2.9.0");
@@ -414,7 +416,7 @@ static void test_describe(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "0.123 MB per rank in 40 calls"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "top-1 agreement 98.40%"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "oneDNN 2.6.3"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(text, "isa avx512_core_vnni"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "isa avx512_core_vnni (cap avx512_core_vnni)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "2024-05-01T10:00:00Z"));
     distq_free(text);
     text = NULL;
