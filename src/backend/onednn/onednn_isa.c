@@ -6,7 +6,7 @@
  * dnnl_set_max_cpu_isa(), which only works before oneDNN creates its first
  * kernel or reports its ISA. The cap is how one machine runs the lower ISA
  * levels (tests, `distq bench --max-isa`), and whether VNNI is among the
- * dispatched instructions decides distq's int8 activation grid (spec §5.9).
+ * dispatched instructions decides distq's int8 activation grid (docs/isa.md).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -62,6 +62,14 @@ static void lower_copy(char *dst, size_t len, const char *src)
     dst[i] = '\0';
 }
 
+/* Index of a level name (lower case) in levels, or -1. */
+static int level_index(const char *name)
+{
+    for (int i = 0; i < N_LEVELS; i++)
+        if (strcmp(levels[i].name, name) == 0) return i;
+    return -1;
+}
+
 const char *distq_onednn_max_isa(void)
 {
     static char from_env[32];
@@ -71,16 +79,15 @@ const char *distq_onednn_max_isa(void)
     if (!env || !env[0]) env = getenv("DNNL_MAX_CPU_ISA");
     if (!env || !env[0]) return "";
     lower_copy(from_env, sizeof from_env, env);
-    return from_env;
+    /* oneDNN ignores a value it does not know: then there is no cap */
+    return level_index(from_env) >= 0 ? from_env : "";
 }
 
 distq_status distq_onednn_set_max_isa(const char *name)
 {
     char want[32];
     lower_copy(want, sizeof want, name);
-    int found = -1;
-    for (int i = 0; i < N_LEVELS; i++)
-        if (strcmp(levels[i].name, want) == 0) found = i;
+    int found = level_index(want);
     if (found < 0 || strstr(want, "mic"))
         return distq_error_set(DISTQ_ERR_INVALID_ARG,
                                "'%s' is not an ISA level (avx2, avx2_vnni, avx512_core, avx512_core_vnni, "
