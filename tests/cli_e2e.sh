@@ -39,6 +39,24 @@ check "bench --max-isa: perf line names avx2" "grep -q '^perf,.*,avx2,\"distq be
 expect "bench --max-isa unknown level" 2 "option --max-isa: 'avx9' is not an ISA level" -- \
   "$DISTQ" bench --model "$T/lin.h5" --max-isa avx9
 
+# An output never replaces an input, nor another output (same file by device and inode).
+sum_before=$(cat "$T/lin.h5" "$T/d.h5" | md5sum)
+expect "infer -o ./model refused" 1 "is the same file as --model" -- \
+  "$DISTQ" infer --model "$T/lin.h5" --data "$T/d.h5" -o "$T/./lin.h5"
+ln -s d.h5 "$T/d_link.h5"
+expect "infer -o symlink-to-data refused" 1 "is the same file as --data" -- \
+  "$DISTQ" infer --model "$T/lin.h5" --data "$T/d.h5" -o "$T/d_link.h5"
+expect "calibrate -o data refused" 1 "is the same file as the calibration data" -- \
+  "$DISTQ" calibrate --model "$T/lin.h5" --data "$T/d.h5" --batches 1 --batch-size 5 -o "$T/d.h5"
+printf '[model]\npath = %s\n[calibration]\ndata = %s\n[output]\nquantized = %s\nresults = %s\n' \
+  "$T/lin.h5" "$T/d.h5" "$T/q.h5" "$T/./q.h5" >"$T/same.ini"
+expect "run: results = quantized refused" 1 "[output] results = $T/./q.h5 is the same file as [output] quantized" -- \
+  "$DISTQ" run "$T/same.ini"
+sed -i "s|^quantized = .*|quantized = $T/lin.h5|" "$T/same.ini"
+expect "run: quantized = model refused" 1 "[output] quantized = $T/lin.h5 is the same file as [model] path" -- \
+  "$DISTQ" run "$T/same.ini"
+check "refused runs left the inputs byte for byte" "[ \"\$(cat $T/lin.h5 $T/d.h5 | md5sum)\" = \"$sum_before\" ] && [ ! -e $T/q.h5 ]"
+
 # Errors: one line naming the culprit, non-zero exit.
 expect "missing model file" 1 "$T/none.h5" -- "$DISTQ" infer --model "$T/none.h5" --data "$T/d.h5" -o "$T/y.h5"
 echo "not hdf5" > "$T/text.h5"

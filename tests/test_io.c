@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "distq/io.h"
 #include "test_util.h"
@@ -691,9 +692,52 @@ static void test_output_and_describe(void)
     CU_ASSERT_PTR_NULL(text);
 }
 
+/* link(2) under a name that does not shadow anything */
+static int link_file(const char *from, const char *to) { return link(from, to); }
+
+/* An output is refused when it is an input or another output, however spelled:
+ * "./x" vs "x", a symlink, a hard link, and two not-yet-written outputs. */
+static void test_check_outputs(void)
+{
+    char in[512], in_dot[600], link[512], hard[512], out[512], out_dot[600], other[512];
+    test_tmp_path(in, sizeof in, "roles_in.h5");
+    snprintf(in_dot, sizeof in_dot, "%s/./roles_in.h5", test_tmpdir());
+    test_tmp_path(link, sizeof link, "roles_link.h5");
+    test_tmp_path(hard, sizeof hard, "roles_hard.h5");
+    test_tmp_path(out, sizeof out, "roles_out.h5");
+    snprintf(out_dot, sizeof out_dot, "%s/./roles_out.h5", test_tmpdir());
+    test_tmp_path(other, sizeof other, "roles_other.h5");
+    FILE *f = fopen(in, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("input", f);
+    fclose(f);
+    unlink(link);
+    unlink(hard);
+    CU_ASSERT_FATAL(symlink("roles_in.h5", link) == 0);
+    CU_ASSERT_FATAL(link_file(in, hard) == 0);
+    distq_file_role ins[2] = {{in, "--model"}, {NULL, "--data"}};
+    distq_file_role outs[2] = {{out, "-o"}, {other, "--results"}};
+    TEST_OK(distq_check_outputs(ins, 2, outs, 2));
+    const char *same_as_input[3] = {in_dot, link, hard};
+    for (int k = 0; k < 3; k++) {
+        outs[0].path = same_as_input[k];
+        TEST_ERR(distq_check_outputs(ins, 2, outs, 2), DISTQ_ERR_INVALID_ARG, "is the same file as --model");
+        CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), same_as_input[k]));
+    }
+    outs[0].path = out;
+    outs[1].path = out_dot; /* neither exists yet */
+    TEST_ERR(distq_check_outputs(ins, 2, outs, 2), DISTQ_ERR_INVALID_ARG, "one would overwrite the other");
+    outs[1].path = "";
+    TEST_OK(distq_check_outputs(ins, 2, outs, 2));
+    unlink(link);
+    unlink(hard);
+    unlink(in);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
+        {"outputs never replace inputs (device, inode)", test_check_outputs},
         {"model round trip: resnet18", test_model_roundtrip_resnet18},
         {"model round trip: linear", test_model_roundtrip_linear},
         {"model round trip: every op attribute", test_model_roundtrip_tiny},

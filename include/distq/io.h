@@ -89,6 +89,20 @@ void distq_data_close(distq_data_file *f); /* NULL is a no-op */
 distq_status distq_data_read(const char *path, int64_t start, int64_t count, float *images,
                              int64_t *labels);
 
+/* A file a command reads or writes, and what named it ("option --model",
+ * "[output] results"), for the error. */
+typedef struct {
+    const char *path; /* NULL or "" = not used in this run */
+    const char *what;
+} distq_file_role;
+
+/* Refuses, before any work, an output that is the same file as an input or
+ * as another output. Same file means same device and inode (or, for a file
+ * not there yet, same directory and name), so symlinks, hard links and
+ * "./x.h5" vs "x.h5" are caught. The error names both roles and paths. */
+distq_status distq_check_outputs(const distq_file_role *inputs, int n_in, const distq_file_role *outputs,
+                                 int n_out);
+
 /* Output file: /logits f32 (N, K) with attributes naming model and data. */
 distq_status distq_output_write(const char *path, const float *logits, int64_t n, int64_t k,
                                 const char *model_path, const char *data_path);

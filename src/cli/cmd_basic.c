@@ -119,6 +119,10 @@ int cmd_data(const cli_ctx *ctx, int argc, char **argv)
                                    "--shape and --classes do not apply to --from-idx (the IDX "
                                    "header gives the shape, --labels the classes)");
         if (!out) return cli_usage_error("data", data_usage, "--from-idx needs -o");
+        const distq_file_role ins[] = {{idx_images, "--from-idx"}, {idx_labels, "--labels"},
+                                       {idx_norm, "--normalize-from"}},
+                              outs[] = {{out, "-o"}};
+        if ((st = distq_check_outputs(ins, 3, outs, 1))) return cli_fail(ctx, "data", st);
         return data_from_idx(ctx, idx_images, idx_labels, idx_norm, n, out);
     }
     if (idx_labels || idx_norm)
@@ -240,6 +244,8 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
     }
     if (!model || !data || !out)
         return cli_usage_error("infer", infer_usage, "--model, --data and -o are required");
+    const distq_file_role ins[] = {{model, "--model"}, {data, "--data"}}, outs[] = {{out, "-o"}};
+    if ((st = distq_check_outputs(ins, 2, outs, 1))) return cli_fail(ctx, "infer", st);
     distq_graph *g = NULL;
     distq_qgraph *q = NULL;
     float *logits = NULL;

@@ -41,10 +41,12 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     /* The config file first, so that options given on the command line win. */
+    const char *config_path = NULL;
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--config") == 0) {
             distq_status st = distq_config_load(argv[i + 1], &cfg);
             if (st) return cli_fail(ctx, "calibrate", st);
+            config_path = argv[i + 1];
         }
     int c, rc = CLI_OK;
     distq_status st = DISTQ_OK;
@@ -69,6 +71,14 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
     if (!cfg.model[0] || !cfg.calib_data[0] || !cfg.quantized[0]) {
         rc = cli_usage_error("calibrate", calibrate_usage, "a model, calibration data and -o are required "
                                                            "(options or config keys)");
+        goto done;
+    }
+    const distq_file_role ins[] = {{config_path, "--config"},
+                                   {cfg.model, "the model (--model, [model] path)"},
+                                   {cfg.calib_data, "the calibration data (--data, [calibration] data)"}},
+                          outs[] = {{cfg.quantized, "the output (-o, [output] quantized)"}};
+    if ((st = distq_check_outputs(ins, 3, outs, 1))) {
+        rc = cli_fail(ctx, "calibrate", st);
         goto done;
     }
     distq_job_ctx job = {.comm = MPI_COMM_NULL, .rank = ctx->rank, .nranks = 1, .progress = print_progress, .progress_user = (void *)ctx};

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "distq/io.h"
 #include "distq/results.h"
 
 static const char run_usage[] =
@@ -99,6 +100,15 @@ int cmd_run(const cli_ctx *ctx, int argc, char **argv)
         st = distq_error_set(st, "option --max-isa: %s", distq_error_message());
     if (st) {
         rc = cli_usage_error("run", run_usage, "%s", distq_error_message());
+        goto done;
+    }
+    const distq_file_role ins[] = {{path, "the config"},
+                                   {cfg.model, "[model] path ="},
+                                   {cfg.calib_data, "[calibration] data ="},
+                                   {cfg.eval_data, "[eval] data ="}},
+                          outs[] = {{cfg.quantized, "[output] quantized ="}, {cfg.results, "[output] results ="}};
+    if ((st = distq_check_outputs(ins, 4, outs, 2))) {
+        rc = cli_fail(ctx, "run", st);
         goto done;
     }
     distq_dist d;

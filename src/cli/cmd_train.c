@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "distq/io.h"
 #include "distq/jobs.h"
 
 static const char train_usage[] = "CONFIG.ini [--resume] [--epochs N] [--max-steps K]";
@@ -45,6 +46,14 @@ static int run_training(const cli_ctx *ctx, const char *cmd, int qat, int argc, 
     distq_status st = distq_config_load(argv[optind], &cfg);
     if (!st && epochs) st = distq_parse_i64("option --epochs", epochs, 1, 100000, &cfg.epochs);
     if (!st && max_steps) st = distq_parse_i64("option --max-steps", max_steps, 0, INT64_MAX, &cfg.max_steps);
+    const distq_file_role ins[] = {{argv[optind], "the config"},
+                                   {cfg.model, "[model] path ="},
+                                   {cfg.train_data, "[train] data ="},
+                                   {cfg.test_data, "[train] test ="}},
+                          outs[] = {{cfg.checkpoint, "[train] checkpoint ="},
+                                    {cfg.trained, "[train] output ="},
+                                    {qat ? cfg.quantized : NULL, "[output] quantized ="}};
+    if (!st) st = distq_check_outputs(ins, 4, outs, 3);
     if (st) {
         distq_config_free(&cfg);
         return cli_fail(ctx, cmd, st);
