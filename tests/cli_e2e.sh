@@ -61,8 +61,21 @@ check "refused runs left the inputs byte for byte" "[ \"\$(cat $T/lin.h5 $T/d.h5
 expect "missing model file" 1 "$T/none.h5" -- "$DISTQ" infer --model "$T/none.h5" --data "$T/d.h5" -o "$T/y.h5"
 echo "not hdf5" > "$T/text.h5"
 expect "non-HDF5 model file" 1 "$T/text.h5" -- "$DISTQ" bench --model "$T/text.h5"
-expect "data shape mismatch" 1 "the model expects" -- "$DISTQ" infer --model "$T/r18.h5" --data "$T/d.h5" -o "$T/y.h5"
+expect "data shape mismatch" 1 "holds images of shape (1024); model $T/r18.h5 takes (3, 224, 224)" -- "$DISTQ" infer --model "$T/r18.h5" --data "$T/d.h5" -o "$T/y.h5"
 [ ! -e "$T/y.h5" ] && ok "no output left after a failed infer" || fail "no output left after a failed infer"
+# Data of the right element count but another shape, labels out of range, numbers out of range.
+"$DISTQ" data --shape 150528 -n 2 -o "$T/flat.h5" >/dev/null
+expect "flat images for a 3x224x224 model refused" 1 "holds images of shape (150528); model $T/r18.h5 takes (3, 224, 224)" -- \
+  "$DISTQ" calibrate --model "$T/r18.h5" --data "$T/flat.h5" --batches 1 --batch-size 2 -o "$T/qf.h5"
+"$DISTQ" calibrate --model "$T/lin.h5" --data "$T/d.h5" --batches 1 --batch-size 5 -o "$T/lin_q.h5" >/dev/null
+"$DISTQ" data --shape 1024 -n 3 --classes 5000 --seed 9 -o "$T/badlab.h5" >/dev/null
+expect "eval: label outside the model's classes refused" 1 "is outside [0, 1000), the model's classes" -- \
+  "$DISTQ" eval --model "$T/lin_q.h5" --data "$T/badlab.h5"
+expect "data: a shape whose size overflows refused" 2 "too many float32 values" -- \
+  "$DISTQ" data --shape 1073741824,1073741824,16 -n 1 -o "$T/big.h5"
+[ ! -e "$T/big.h5" ] && ok "no overflowed data file written" || fail "no overflowed data file written"
+expect "bench --min-time inf refused" 2 "option --min-time: 'inf' is not a finite number" -- \
+  "$DISTQ" bench --model "$T/lin.h5" --min-time inf
 expect "unknown arch" 1 "unknown --arch 'vgg'" -- "$DISTQ" model --arch vgg -o "$T/v.h5"
 expect "bad integer option" 2 "option --seed" -- "$DISTQ" model --arch linear --seed x -o "$T/v.h5"
 expect "bad batch list" 2 "option --batch" -- "$DISTQ" bench --model "$T/lin.h5" --batch 1,,0

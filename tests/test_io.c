@@ -692,6 +692,16 @@ static void test_output_and_describe(void)
     CU_ASSERT_PTR_NULL(text);
 }
 
+/* (1, 5120, 3602879701896397) wraps int64 to 0 when multiplied unchecked. */
+static void test_dims_overflow(void)
+{
+    const int64_t wraps[3] = {1, 5120, 3602879701896397LL}, fine[3] = {2, 3, 4}, negative[2] = {3, -1};
+    CU_ASSERT_EQUAL(distq_dims_numel(3, wraps), -1);
+    CU_ASSERT_EQUAL(distq_dims_numel(3, fine), 24);
+    CU_ASSERT_EQUAL(distq_dims_numel(2, negative), -1);
+    CU_ASSERT_EQUAL(distq_dims_numel(0, fine), 1);
+}
+
 /* link(2) under a name that does not shadow anything */
 static int link_file(const char *from, const char *to) { return link(from, to); }
 
@@ -738,6 +748,7 @@ int main(void)
 {
     static const test_case cases[] = {
         {"outputs never replace inputs (device, inode)", test_check_outputs},
+        {"dims products are overflow-checked", test_dims_overflow},
         {"model round trip: resnet18", test_model_roundtrip_resnet18},
         {"model round trip: linear", test_model_roundtrip_linear},
         {"model round trip: every op attribute", test_model_roundtrip_tiny},

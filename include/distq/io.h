@@ -74,6 +74,11 @@ typedef struct {
 distq_status distq_data_write(const char *path, const float *images, int ndim,
                               const int64_t *dims, const int64_t *labels);
 distq_status distq_data_info_read(const char *path, distq_data_info *info);
+/* The images of info (read from data_path) are what `input` (a model's input
+ * value, of model_path) takes, dim by dim, not only in element count: a
+ * (N, 3072) or (N, 3, 16, 64) file is refused for a 3x32x32 model. */
+distq_status distq_data_check_input(const char *data_path, const distq_data_info *info, const distq_value *input,
+                                    const char *model_path);
 /* A data file opened once for many reads. With comm != MPI_COMM_NULL it is
  * opened through MPI-IO (parallel HDF5): every rank of comm opens and closes
  * it together, and each rank then reads only its own rows. */

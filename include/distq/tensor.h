@@ -48,6 +48,7 @@ typedef struct distq_tensor {
     void *data; /* owned by whoever owns the tensor; row-major */
 } distq_tensor;
 
+/* The product of dims; -1 if a dim is negative or the product overflows int64. */
 int64_t distq_dims_numel(int ndim, const int64_t *dims);
 int64_t distq_tensor_numel(const distq_tensor *t);
 size_t distq_tensor_nbytes(const distq_tensor *t);

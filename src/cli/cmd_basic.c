@@ -131,7 +131,13 @@ int cmd_data(const cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error("data", data_usage, "--shape, -n and -o are required");
     int64_t dims[DISTQ_MAX_DIMS] = {n};
     memcpy(dims + 1, shape, (size_t)ndim * sizeof *shape);
-    int64_t per = distq_dims_numel(ndim, shape);
+    int64_t per = distq_dims_numel(ndim, shape), all = distq_dims_numel(ndim + 1, dims);
+    if (all < 0 || all > INT64_MAX / (int64_t)sizeof(float) / 2) {
+        char text[128];
+        distq_dims_format(ndim + 1, dims, text, sizeof text);
+        return cli_usage_error("data", data_usage, "options --shape and -n: %s images are too many float32 values "
+                               "to hold", text);
+    }
     float *images = distq_malloc((size_t)(n * per) * sizeof *images);
     int64_t *labels = classes ? distq_malloc((size_t)n * sizeof *labels) : NULL;
     if (!images || (classes && !labels)) {
@@ -167,10 +173,10 @@ distq_status cli_parse_backend(const char *text, distq_backend *out)
                            text);
 }
 
-/* Runs g (or, if q != NULL, the int8 graph q) over all images of data_path in
- * batches; *logits (n x k) is distq_malloc'd. */
+/* Runs g (or, if q != NULL, the int8 graph q) of model_path over all images
+ * of data_path in batches; *logits (n x k) is distq_malloc'd. */
 static distq_status infer_all(const distq_graph *g, const distq_qgraph *q, distq_backend backend,
-                              const char *data_path, int64_t batch, float **logits, int64_t *n_out,
+                              const char *model_path, const char *data_path, int64_t batch, float **logits, int64_t *n_out,
                               int64_t *k_out)
 {
     distq_data_info info;
@@ -181,13 +187,7 @@ static distq_status infer_all(const distq_graph *g, const distq_qgraph *q, distq
     if (st) return st;
     const distq_value *in = &g->values[g->input_value];
     int64_t per = distq_value_numel(in, 1), k = distq_value_numel(&g->values[g->output_value], 1);
-    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per) {
-        char want[64], got[64];
-        distq_dims_format(in->ndim - 1, in->dims + 1, want, sizeof want);
-        distq_dims_format(info.ndim - 1, info.dims + 1, got, sizeof got);
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images are %s, the model expects %s",
-                               data_path, got, want);
-    }
+    if ((st = distq_data_check_input(data_path, &info, in, model_path))) return st;
     images = distq_malloc((size_t)(batch * per) * sizeof *images);
     *logits = distq_malloc((size_t)(info.n * k) * sizeof **logits);
     if (!images || !*logits) {
@@ -253,7 +253,7 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
     int quantized = 0;
     st = distq_model_is_quantized(model, &quantized);
     if (!st) st = quantized ? distq_qmodel_load(model, &q, &g) : distq_model_load(model, &g);
-    if (!st) st = infer_all(g, q, backend, data, batch, &logits, &n, &k);
+    if (!st) st = infer_all(g, q, backend, model, data, batch, &logits, &n, &k);
     if (!st && ctx->rank == 0) st = distq_output_write(out, logits, n, k, model, data);
     distq_free(logits);
     distq_qgraph_destroy(q);

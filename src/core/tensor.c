@@ -1,4 +1,5 @@
 /* dtypes, aligned allocation, dims helpers and the deterministic RNG. */
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +56,11 @@ void distq_free(void *p) { free(p); }
 int64_t distq_dims_numel(int ndim, const int64_t *dims)
 {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= dims[i];
+    for (int i = 0; i < ndim; i++) {
+        /* checked: a file's dims must not wrap around to a plausible count */
+        if (dims[i] < 0 || (dims[i] > 0 && n > INT64_MAX / dims[i])) return -1;
+        n *= dims[i];
+    }
     return n;
 }
 

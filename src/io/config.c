@@ -1,5 +1,6 @@
 /* INI job configuration via libinih, plus the value parsers the CLI shares. */
 #include <errno.h>
+#include <math.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +26,9 @@ distq_status distq_parse_double(const char *what, const char *text, double lo, d
     char *end = NULL;
     errno = 0;
     double v = strtod(text, &end);
-    if (errno || end == text || *end || !(v >= lo))
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: '%s' is not a number >= %g", what, text, lo);
+    /* finite only: an infinite time or rate would never end a loop */
+    if (errno || end == text || *end || !(v >= lo) || !isfinite(v))
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: '%s' is not a finite number >= %g", what, text, lo);
     *out = v;
     return DISTQ_OK;
 }

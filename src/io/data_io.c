@@ -117,6 +117,15 @@ static distq_status data_open(const char *path, hid_t fapl, hid_t *fid, hid_t *i
         goto cleanup;
     }
     info->n = info->dims[0];
+    /* every buffer of images is sized from these: refuse a shape whose bytes
+     * would not fit (a product that wraps around would look small) */
+    int64_t all = distq_dims_numel(info->ndim, info->dims);
+    if (all < 0 || all > INT64_MAX / (int64_t)sizeof(float) || info->n < 1) {
+        distq_dims_format(info->ndim, info->dims, shape, sizeof shape);
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: has shape %s: %s", where, shape,
+                             info->n < 1 ? "no images" : "too many elements to address");
+        goto cleanup;
+    }
 
     snprintf(where, sizeof where, "%s: dataset /labels", path);
     DISTQ_H5_CHECK(has = H5Lexists(*fid, "labels", H5P_DEFAULT), DISTQ_ERR_FORMAT,
@@ -304,4 +313,17 @@ cleanup:
     distq_h5_close(&space);
     if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
     return st;
+}
+
+distq_status distq_data_check_input(const char *data_path, const distq_data_info *info, const distq_value *input,
+                                    const char *model_path)
+{
+    int same = info->ndim == input->ndim;
+    for (int i = 1; same && i < info->ndim; i++) same = info->dims[i] == input->dims[i];
+    if (same) return DISTQ_OK;
+    char got[96], want[96];
+    distq_dims_format(info->ndim - 1, info->dims + 1, got, sizeof got);
+    distq_dims_format(input->ndim - 1, input->dims + 1, want, sizeof want);
+    return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: dataset /images holds images of shape %s; model %s takes %s",
+                           data_path, got, model_path, want);
 }

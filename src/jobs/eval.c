@@ -36,10 +36,8 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, dist
     distq_data_info info = *distq_data_file_info(data);
     int64_t per = distq_value_numel(&fp32->values[fp32->input_value], 1);
     int64_t k = distq_value_numel(&fp32->values[fp32->output_value], 1);
-    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per) {
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images do not match the model's input", data_path);
+    if ((st = distq_data_check_input(data_path, &info, &fp32->values[fp32->input_value], "(the quantized model)")))
         goto cleanup;
-    }
     int64_t local_max = (batch_size + ctx->nranks - 1) / ctx->nranks;
     x = distq_malloc((size_t)(local_max * per) * sizeof *x);
     y32 = distq_malloc((size_t)(local_max * k) * sizeof *y32);
@@ -54,6 +52,12 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, dist
         distq_shard_rows(start, size, ctx->rank, ctx->nranks, &first, &n);
         if (n == 0) continue;
         if ((st = distq_data_file_read(data, first, n, x, info.has_labels ? labels : NULL))) goto cleanup;
+        for (int64_t i = 0; info.has_labels && i < n; i++)
+            if (labels[i] < 0 || labels[i] >= k) {
+                st = distq_error_set(DISTQ_ERR_FORMAT, "%s: /labels[%lld] = %lld is outside [0, %lld), the model's "
+                                     "classes", data_path, (long long)(first + i), (long long)labels[i], (long long)k);
+                goto cleanup;
+            }
         if ((st = ensure(&e32, n, fp32, NULL, b)) || (st = ensure(&e8, n, NULL, q, b))) goto cleanup;
         if ((st = distq_exec_run(e32, x, y32)) || (st = distq_exec_run(e8, x, y8))) goto cleanup;
         for (int64_t i = 0; i < n; i++) {

@@ -42,19 +42,18 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     if (!st) info = *distq_data_file_info(data);
     if ((st = sync(ctx, st))) goto cleanup;
     int64_t per = distq_value_numel(&g->values[g->input_value], 1);
-    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per) {
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images have %lld values each, model '%s' expects %lld",
-                             cfg->calib_data, (long long)distq_dims_numel(info.ndim - 1, info.dims + 1),
-                             cfg->model, (long long)per);
-        goto cleanup;
-    }
     int64_t B = cfg->calib_batch_size;
     int64_t total = cfg->calib_batches ? cfg->calib_batches * B : info.n;
-    if (total > info.n) {
+    st = distq_data_check_input(cfg->calib_data, &info, &g->values[g->input_value], cfg->model);
+    if (!st && (B < 1 || total < 1))
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "calibration of %s on %s: no images to calibrate on "
+                             "(%lld batches of %lld)", cfg->model, cfg->calib_data,
+                             (long long)cfg->calib_batches, (long long)B);
+    if (!st && total > info.n)
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s holds %lld images; calibration asks for %lld batches of %lld",
                              cfg->calib_data, (long long)info.n, (long long)cfg->calib_batches, (long long)B);
-        goto cleanup;
-    }
+    /* every rank takes the same branch, even where ranks see different files */
+    if ((st = sync(ctx, st))) goto cleanup;
     rep->load_s = distq_now_s() - t0;
 
     t0 = distq_now_s();

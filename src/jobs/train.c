@@ -64,14 +64,15 @@ static void shuffle(int64_t *perm, int64_t n, uint64_t seed)
 /* Whole dataset in memory (Fashion-MNIST: 188 MB of f32). Labels are checked
  * here, on every rank alike: a bad one found inside a step would stop one
  * rank while the others wait in the step's collectives. */
-static distq_status load_all(const char *path, int64_t per, int64_t classes, float **x, int64_t **y, int64_t *n)
+static distq_status load_all(const char *path, const distq_value *input, const char *model_path, int64_t classes,
+                             float **x, int64_t **y, int64_t *n)
 {
     distq_data_info info;
     distq_status st = distq_data_info_read(path, &info);
     if (st) return st;
     if (!info.has_labels) return distq_error_set(DISTQ_ERR_FORMAT, "%s: training needs /labels", path);
-    if (distq_dims_numel(info.ndim - 1, info.dims + 1) != per)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: images do not match the model's input", path);
+    if ((st = distq_data_check_input(path, &info, input, model_path))) return st;
+    int64_t per = distq_value_numel(input, 1);
     *x = distq_malloc((size_t)(info.n * per) * sizeof **x);
     *y = distq_malloc((size_t)info.n * sizeof **y);
     if (!*x || !*y) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory loading %s", path);
@@ -220,9 +221,9 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     if (!st) {
         per = distq_value_numel(&g->values[g->input_value], 1);
         k = distq_value_numel(&g->values[g->output_value], 1);
-        st = load_all(cfg->train_data, per, k, &x, &y, &n);
+        st = load_all(cfg->train_data, &g->values[g->input_value], cfg->model, k, &x, &y, &n);
     }
-    if (!st && cfg->test_data[0]) st = load_all(cfg->test_data, per, k, &xt, &yt, &nt);
+    if (!st && cfg->test_data[0]) st = load_all(cfg->test_data, &g->values[g->input_value], cfg->model, k, &xt, &yt, &nt);
     if (!st) {
         distq_train_opts opts = {.max_batch = local_max, .loss = DISTQ_LOSS_CROSS_ENTROPY, .hooks = &hooks};
         st = distq_trainer_create(g, &opts, &t);
