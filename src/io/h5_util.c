@@ -108,6 +108,12 @@ cleanup:
 distq_status distq_h5_create_tmp(const char *path, const char *format, int64_t version,
                                  char *tmp, hid_t *out)
 {
+    return distq_h5_create_tmp_fcpl(path, format, version, H5P_DEFAULT, tmp, out);
+}
+
+distq_status distq_h5_create_tmp_fcpl(const char *path, const char *format, int64_t version, hid_t fcpl,
+                                      char *tmp, hid_t *out)
+{
     distq_status st = DISTQ_OK;
     hid_t fapl = H5I_INVALID_HID, fid = H5I_INVALID_HID;
     *out = H5I_INVALID_HID;
@@ -126,8 +132,11 @@ distq_status distq_h5_create_tmp(const char *path, const char *format, int64_t v
     /* Closing the file closes anything left open on the error path. */
     DISTQ_H5_CHECK(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), DISTQ_ERR_IO,
                    "%s: H5Pset_fclose_degree", path);
-    DISTQ_H5_CHECK(fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), DISTQ_ERR_IO,
-                   "%s: cannot create temporary file %s", path, tmp);
+    /* in memory; commit writes it (h5_image.c) */
+    DISTQ_CHECK(distq_h5_image_fapl(fapl, path));
+    fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    distq_h5_image_bind(fid);
+    DISTQ_H5_CHECK(fid, DISTQ_ERR_IO, "%s: cannot create the in-memory file for %s", path, tmp);
     DISTQ_CHECK(distq_h5_attr_write_str(fid, "format", format, tmp));
     DISTQ_CHECK(distq_h5_attr_write_i64(fid, "version", 0, &version, tmp));
     *out = fid;
@@ -140,10 +149,8 @@ cleanup:
 
 distq_status distq_h5_commit(hid_t *fid, const char *tmp, const char *path)
 {
-    distq_status st = DISTQ_OK;
-    herr_t rc = H5Fclose(*fid);
-    *fid = H5I_INVALID_HID;
-    DISTQ_H5_CHECK(rc, DISTQ_ERR_IO, "%s: closing %s failed", path, tmp);
+    distq_status st = distq_h5_image_close_write(fid, tmp, path);
+    if (st) goto cleanup;
     if (rename(tmp, path) != 0) {
         st = distq_error_set(DISTQ_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
                              strerror(errno));
@@ -157,7 +164,7 @@ cleanup:
 
 void distq_h5_discard(hid_t *fid, const char *tmp)
 {
-    distq_h5_close(fid);
+    distq_h5_image_close_drop(fid);
     if (tmp[0]) remove(tmp);
 }
 

@@ -64,11 +64,32 @@ void distq_h5_close(hid_t *id);
  * DISTQ_ERR_FORMAT ("<path>: not an HDF5 file or truncated") otherwise. */
 distq_status distq_h5_open_read(const char *path, hid_t fapl, hid_t *out);
 
-/* Creates "<path>.tmp.<pid>" (name returned in tmp[DISTQ_H5_WHERE_MAX]) and
- * writes the root attributes format and version. On failure nothing is left. */
+/* Starts a file for path, built in memory (HDF5's core driver, no backing
+ * store), with the root attributes format and version; tmp
+ * [DISTQ_H5_WHERE_MAX] gets the name "<path>.tmp.<pid>" commit will write.
+ * Nothing touches the disk until commit. On failure nothing is left.
+ *
+ * Why in memory: HDF5 1.10.8 (Debian 12) cannot survive a failed H5Fclose
+ * (a full disk at the final flush): it keeps a file ID whose internals are
+ * freed and crashes closing it again at library shutdown (HDFFV-11052, fixed
+ * in 1.14.1). An in-memory file's close cannot fail on the disk; commit
+ * writes its image with write(2)/fsync(2), so ENOSPC is an ordinary error.
+ * The cost: the file's size in memory while it is written. */
 distq_status distq_h5_create_tmp(const char *path, const char *format, int64_t version,
                                  char *tmp, hid_t *out);
-/* Closes *fid and renames tmp over path; on failure removes tmp. */
+/* The same with a file creation property list (H5P_DEFAULT = create_tmp). */
+distq_status distq_h5_create_tmp_fcpl(const char *path, const char *format, int64_t version, hid_t fcpl,
+                                      char *tmp, hid_t *out);
+/* The in-memory files behind create_tmp / commit (h5_image.c): set fapl up
+ * for the next H5Fcreate, bind the file it created (or H5I_INVALID_HID),
+ * then close it and write it whole to tmp, or close it and drop it. */
+distq_status distq_h5_image_fapl(hid_t fapl, const char *path);
+void distq_h5_image_bind(hid_t fid);
+distq_status distq_h5_image_close_write(hid_t *fid, const char *tmp, const char *path);
+void distq_h5_image_close_drop(hid_t *fid);
+
+/* Closes *fid, writes its image to tmp, fsyncs it and renames tmp over path;
+ * on failure removes tmp and leaves path as it was. */
 distq_status distq_h5_commit(hid_t *fid, const char *tmp, const char *path);
 /* Closes *fid (if open) and removes tmp, after a failed write. Keeps the message. */
 void distq_h5_discard(hid_t *fid, const char *tmp);

@@ -115,34 +115,16 @@ static distq_status attr_i64(hid_t loc, const char *name, int64_t v, const char 
 static distq_status create_tmp_compact_root(const char *path, char *tmp, hid_t *out)
 {
     distq_status st = DISTQ_OK;
-    hid_t fcpl = H5I_INVALID_HID, fapl = H5I_INVALID_HID, fid = H5I_INVALID_HID;
-    int64_t version = DISTQ_RESULTS_VERSION;
+    hid_t fcpl = H5I_INVALID_HID;
     *out = H5I_INVALID_HID;
     tmp[0] = '\0';
-    distq_h5_quiet();
-    int len = snprintf(tmp, DISTQ_H5_WHERE_MAX, "%s.tmp.%ld", path, (long)getpid());
-    if (len < 0 || len >= DISTQ_H5_WHERE_MAX) {
-        tmp[0] = '\0';
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: path too long", path);
-    }
     DISTQ_H5_CHECK(fcpl = H5Pcreate(H5P_FILE_CREATE), DISTQ_ERR_IO, "%s: H5Pcreate", path);
     DISTQ_H5_CHECK(H5Pset_attr_phase_change(fcpl, 32, 24), DISTQ_ERR_IO,
                    "%s: H5Pset_attr_phase_change", path);
-    DISTQ_H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS), DISTQ_ERR_IO, "%s: H5Pcreate", path);
-    DISTQ_H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18), DISTQ_ERR_IO,
-                   "%s: H5Pset_libver_bounds", path);
-    DISTQ_H5_CHECK(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), DISTQ_ERR_IO,
-                   "%s: H5Pset_fclose_degree", path);
-    DISTQ_H5_CHECK(fid = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl), DISTQ_ERR_IO,
-                   "%s: cannot create temporary file %s", path, tmp);
-    DISTQ_CHECK(distq_h5_attr_write_str(fid, "format", DISTQ_RESULTS_FORMAT, tmp));
-    DISTQ_CHECK(distq_h5_attr_write_i64(fid, "version", 0, &version, tmp));
-    *out = fid;
-    fid = H5I_INVALID_HID;
+    /* compact root: its many provenance attributes stay in the object header */
+    DISTQ_CHECK(distq_h5_create_tmp_fcpl(path, DISTQ_RESULTS_FORMAT, DISTQ_RESULTS_VERSION, fcpl, tmp, out));
 cleanup:
-    distq_h5_close(&fapl);
     distq_h5_close(&fcpl);
-    if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
     return st;
 }
 

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Faults the real CLI must survive, under the real mpirun: a full filesystem
+# while writing a model, a quantized model and a results file.
+# usage: fault_e2e.sh PATH/TO/distq
+#
+# The full filesystem is a 2 MiB tmpfs where this machine lets us mount one
+# (root with CAP_SYS_ADMIN, as CI has); elsewhere a 2 MiB file-size limit
+# (ulimit -f, SIGXFSZ ignored), where write(2) fails with EFBIG instead
+# (DISTQ_FAULT_NO_MOUNT=1 picks it anyway).
+set -u
+DISTQ=$1
+source "$(dirname "$0")/e2e_lib.sh" fault
+
+FULL="$T/full"
+mkdir -p "$FULL"
+if [ -z "${DISTQ_FAULT_NO_MOUNT:-}" ] && mount -t tmpfs -o size=2m tmpfs "$FULL" 2>/dev/null; then
+  trap 'umount "$FULL" 2>/dev/null; rm -rf "$T"' EXIT
+  limited() { "$@"; }
+  limited_ranks() { "$MPIEXEC" "$@"; }
+  nospace="No space left on device"
+  echo "fault_e2e: full filesystem = a 2 MiB tmpfs"
+else
+  # the limit on the ranks only: mpirun (and a singleton's own runtime) must
+  # stay free to write its session files
+  limited() { limited_ranks -np 1 "$@"; }
+  limited_ranks() {
+    local np=$2; shift 2
+    "$MPIEXEC" -np "$np" bash -c 'trap "" XFSZ; ulimit -f 2048; exec "$@"' rank "$@"
+  }
+  nospace="File too large"
+  echo "fault_e2e: full filesystem = ulimit -f 2048 (mount refused)"
+fi
+
+"$DISTQ" model --arch linear --seed 1 -o "$T/lin.h5" >"$T/out" 2>&1 &&
+  "$DISTQ" data --shape 1024 -n 32 --seed 2 -o "$T/cal.h5" >>"$T/out" 2>&1
+check "setup" "[ $? -eq 0 ]"
+
+# An earlier, small file at the output path must survive the failed write.
+"$DISTQ" data --shape 4 -n 2 -o "$FULL/model.h5" >"$T/out" 2>&1
+sum=$(md5sum <"$FULL/model.h5")
+limited "$DISTQ" model --arch resnet18 -o "$FULL/model.h5" >"$T/out" 2>&1
+rc=$?
+check "model on a full disk: exit 1 naming the file and the cause" \
+  "[ $rc -eq 1 ] && grep -q '$FULL/model.h5' $T/out && grep -q '$nospace' $T/out && [ \$(grep -c '^distq model:' $T/out) -eq 1 ]"
+check "model on a full disk: the earlier file is byte for byte as it was" "[ \"\$(md5sum <$FULL/model.h5)\" = '$sum' ]"
+check "model on a full disk: no temporary left" "! ls $FULL | grep -q tmp"
+
+# distq run on 2 ranks: the quantized model (4 MB) does not fit; every rank exits non-zero.
+cat >"$T/run.ini" <<INI
+[model]
+path = $T/lin.h5
+[calibration]
+data = $T/cal.h5
+batches = 2
+batch_size = 16
+[output]
+quantized = $FULL/lin_int8.h5
+results = $FULL/run.h5
+[bench]
+batch = 2
+min_time = 0
+min_iters = 2
+INI
+limited_ranks -np 2 "$DISTQ" run "$T/run.ini" >"$T/out" 2>&1
+rc=$?
+check "run on a full disk: non-zero, the quantized model named with the cause" \
+  "[ $rc -ne 0 ] && grep -q 'error: rank 0: $FULL/lin_int8.h5: writing .* failed: $nospace' $T/out"
+check "run on a full disk: nothing written, no temporary left" "[ -z \"\$(ls $FULL | grep -v model.h5)\" ]"
+
+# The results file alone does not fit (tmpfs only: a file-size limit would
+# stop the quantized model first): the disk filled to the last block.
+if [ "$nospace" = "No space left on device" ]; then
+  sed -i "s|^quantized = .*|quantized = $T/lin_int8.h5|" "$T/run.ini"
+  dd if=/dev/zero of="$FULL/filler" bs=4k >/dev/null 2>&1
+  "$MPIEXEC" -np 2 "$DISTQ" run "$T/run.ini" >"$T/out" 2>&1
+  rc=$?
+  check "results on a full disk: non-zero, the results file named" \
+    "[ $rc -ne 0 ] && grep -q '$FULL/run.h5: writing .* failed: $nospace' $T/out"
+  check "results on a full disk: no results file, no temporary left" "! ls $FULL | grep -q 'run.h5'"
+  check "results on a full disk: the quantized model written before is whole" \
+    "\"$DISTQ\" inspect $T/lin_int8.h5 >/dev/null 2>&1"
+fi
+
+finish
