@@ -76,6 +76,22 @@ expect "data: a shape whose size overflows refused" 2 "too many float32 values" 
 [ ! -e "$T/big.h5" ] && ok "no overflowed data file written" || fail "no overflowed data file written"
 expect "bench --min-time inf refused" 2 "option --min-time: 'inf' is not a finite number" -- \
   "$DISTQ" bench --model "$T/lin.h5" --min-time inf
+# Config text libinih would misread, and stray arguments.
+{ echo "[model]"; echo "path = $T/lin.h5"; printf '; %0250d observer = minmax\n' 0; } >"$T/long.ini"
+expect "config: over-long line refused with its number" 1 "long.ini: line 3 has 270 characters" -- \
+  "$DISTQ" calibrate --config "$T/long.ini" --data "$T/d.h5" -o "$T/qx.h5"
+printf '[model]\npath = %s\n[bogus]\n' "$T/lin.h5" >"$T/sec.ini"
+expect "config: unknown section without keys refused" 1 "line 3: unknown section [bogus]" -- \
+  "$DISTQ" calibrate --config "$T/sec.ini" --data "$T/d.h5" -o "$T/qx.h5"
+printf '[model]\npath = %s\n\0[calibration]\n' "$T/lin.h5" >"$T/nul.ini"
+expect "config: NUL byte refused" 1 "line 3 holds a NUL byte" -- \
+  "$DISTQ" calibrate --config "$T/nul.ini" --data "$T/d.h5" -o "$T/qx.h5"
+mkdir -p "$T/dir.ini"
+expect "config: a directory refused" 1 "dir.ini: is a directory, not a config file" -- "$DISTQ" run "$T/dir.ini"
+expect "infer: stray argument refused" 2 "unexpected argument '$T/extra.h5'" -- \
+  "$DISTQ" infer --model "$T/lin.h5" --data "$T/d.h5" -o "$T/y9.h5" "$T/extra.h5"
+[ ! -e "$T/qx.h5" ] && [ ! -e "$T/y9.h5" ] && ok "refused configs wrote nothing" || fail "refused configs wrote nothing"
+
 expect "unknown arch" 1 "unknown --arch 'vgg'" -- "$DISTQ" model --arch vgg -o "$T/v.h5"
 expect "bad integer option" 2 "option --seed" -- "$DISTQ" model --arch linear --seed x -o "$T/v.h5"
 expect "bad batch list" 2 "option --batch" -- "$DISTQ" bench --model "$T/lin.h5" --batch 1,,0

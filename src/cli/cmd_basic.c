@@ -37,6 +37,7 @@ int cmd_model(const cli_ctx *ctx, int argc, char **argv)
         }
         if (st) return cli_usage_error("model", model_usage, "%s", distq_error_message());
     }
+    if (optind < argc) return cli_usage_error("model", model_usage, "unexpected argument '%s'", argv[optind]);
     if (!arch || !out) return cli_usage_error("model", model_usage, "--arch and -o are required");
     distq_graph *g = NULL;
     st = distq_build_model(arch, (uint64_t)seed, &g);
@@ -113,6 +114,7 @@ int cmd_data(const cli_ctx *ctx, int argc, char **argv)
         }
         if (st) return cli_usage_error("data", data_usage, "%s", distq_error_message());
     }
+    if (optind < argc) return cli_usage_error("data", data_usage, "unexpected argument '%s'", argv[optind]);
     if (idx_images) {
         if (ndim || classes)
             return cli_usage_error("data", data_usage,
@@ -242,6 +244,7 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
         }
         if (st) return cli_usage_error("infer", infer_usage, "%s", distq_error_message());
     }
+    if (optind < argc) return cli_usage_error("infer", infer_usage, "unexpected argument '%s'", argv[optind]);
     if (!model || !data || !out)
         return cli_usage_error("infer", infer_usage, "--model, --data and -o are required");
     const distq_file_role ins[] = {{model, "--model"}, {data, "--data"}}, outs[] = {{out, "-o"}};

@@ -96,6 +96,7 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
         }
         if (st) return cli_usage_error("bench", bench_usage, "%s", distq_error_message());
     }
+    if (optind < argc) return cli_usage_error("bench", bench_usage, "unexpected argument '%s'", argv[optind]);
     if (!a->model) return cli_usage_error("bench", bench_usage, "--model is required");
     return CLI_OK;
 }

@@ -68,6 +68,10 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
             goto done;
         }
     }
+    if (optind < argc) {
+        rc = cli_usage_error("calibrate", calibrate_usage, "unexpected argument '%s'", argv[optind]);
+        goto done;
+    }
     if (!cfg.model[0] || !cfg.calib_data[0] || !cfg.quantized[0]) {
         rc = cli_usage_error("calibrate", calibrate_usage, "a model, calibration data and -o are required "
                                                            "(options or config keys)");
@@ -157,6 +161,7 @@ int cmd_eval(const cli_ctx *ctx, int argc, char **argv)
         }
         if (st) return cli_usage_error("eval", eval_usage, "%s", distq_error_message());
     }
+    if (optind < argc) return cli_usage_error("eval", eval_usage, "unexpected argument '%s'", argv[optind]);
     if (!model || !data) return cli_usage_error("eval", eval_usage, "--model and --data are required");
     distq_graph *g = NULL;
     distq_qgraph *q = NULL;

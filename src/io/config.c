@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "distq/config.h"
 #include "distq/tensor.h"
@@ -196,9 +197,14 @@ static int on_key(void *user, const char *section, const char *name, const char 
     return st == DISTQ_OK;
 }
 
-/* Reads the whole file for provenance (the results file records it). */
-static distq_status slurp(const char *path, char **text)
+/* Reads the whole file for provenance (the results file records it); *n
+ * gets its length (a NUL inside makes strlen shorter). */
+static distq_status slurp(const char *path, char **text, size_t *n_out)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return distq_error_set(DISTQ_ERR_IO, "%s: is %s, not a config file", path,
+                               S_ISDIR(sb.st_mode) ? "a directory" : "not a regular file");
     FILE *f = fopen(path, "rb");
     if (!f) return distq_error_set(DISTQ_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
     distq_status st = DISTQ_OK;
@@ -214,6 +220,7 @@ static distq_status slurp(const char *path, char **text)
     if (fread(buf, 1, (size_t)n, f) != (size_t)n) goto io;
     buf[n] = '\0';
     *text = buf;
+    *n_out = (size_t)n;
     buf = NULL;
     goto done;
 io:
@@ -224,11 +231,54 @@ done:
     return st;
 }
 
+/* What libinih (Debian's build: INI_MAX_LINE 200, no handler call for a
+ * section without keys) would misread silently: a NUL byte ends its input, a
+ * longer line is split and its tail parsed as a line of its own (a comment's
+ * tail becomes a key), and a section header alone is never seen. */
+static distq_status check_text(const char *path, const char *text, size_t n)
+{
+    static const char *const sections[] = {"model", "calibration", "output", "bench", "eval", "run", "train", "qat"};
+    enum { MAX_CHARS = INI_MAX_LINE - 2 };
+    int line = 1;
+    for (size_t start = 0; start < n; line++) {
+        size_t end = start;
+        while (end < n && text[end] != '\n') end++;
+        size_t len = end - start;
+        if (len && text[end - 1] == '\r') len--;
+        if (memchr(text + start, '\0', len))
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: line %d holds a NUL byte: not a text file", path, line);
+        if (len > MAX_CHARS)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                                   "%s: line %d has %zu characters; the INI parser (libinih) reads at most %d "
+                                   "per line",
+                                   path, line, len, MAX_CHARS);
+        const char *s = text + start, *e = text + start + len;
+        while (s < e && (*s == ' ' || *s == '\t')) s++;
+        if (s < e && *s == '[') {
+            const char *close = memchr(s, ']', (size_t)(e - s));
+            int known = 0;
+            for (size_t k = 0; close && k < sizeof sections / sizeof sections[0]; k++)
+                known |= (size_t)(close - s - 1) == strlen(sections[k]) && !strncmp(s + 1, sections[k], strlen(sections[k]));
+            if (!known)
+                return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: line %d: unknown section %.*s (model, calibration, "
+                                       "output, bench, eval, run, train, qat)",
+                                       path, line, (int)(close ? close - s + 1 : e - s), s);
+        }
+        start = end + 1;
+    }
+    return DISTQ_OK;
+}
+
 distq_status distq_config_load(const char *path, distq_config *c)
 {
     char *text = NULL;
-    distq_status st = slurp(path, &text);
-    if (st) return st;
+    size_t n = 0;
+    distq_status st = slurp(path, &text, &n);
+    if (!st) st = check_text(path, text, n);
+    if (st) {
+        distq_free(text);
+        return st;
+    }
     parse_ctx p = {.c = c, .path = path};
     int line = ini_parse_string(text, on_key, &p);
     if (line != 0) {
