@@ -81,4 +81,35 @@ if [ "$nospace" = "No space left on device" ]; then
     "\"$DISTQ\" inspect $T/lin_int8.h5 >/dev/null 2>&1"
 fi
 
+# A rank that cannot see its file (MPMD: rank 1 runs a config naming another
+# file): one error naming rank 1 and the file, every rank out within seconds.
+cat >"$T/a.ini" <<INI
+[model]
+path = $T/lin.h5
+[calibration]
+data = $T/cal.h5
+batches = 2
+batch_size = 16
+[output]
+quantized = $T/mpmd_int8.h5
+[bench]
+batch = 2
+min_time = 0
+min_iters = 2
+INI
+"$DISTQ" data --shape 1024 -n 20 --seed 2 -o "$T/cal_short.h5" >/dev/null
+ln -s "$T/nowhere.h5" "$T/dangling.h5"
+for case in "missing:$T/missing.h5:cannot open" "dangling symlink:$T/dangling.h5:cannot open" \
+            "fewer images:$T/cal_short.h5:another rank"; do
+  IFS=: read -r what file text <<<"$case"
+  sed "s|^data = .*|data = $file|" "$T/a.ini" >"$T/b.ini"
+  start=$(date +%s)
+  timeout 60 "$MPIEXEC" -np 1 "$DISTQ" run "$T/a.ini" : -np 1 "$DISTQ" run "$T/b.ini" >"$T/out" 2>&1
+  rc=$? took=$(($(date +%s) - start))
+  echo "fault_e2e: rank 1's calibration file $what: exit $rc after $took s"
+  check "rank 1's calibration file $what: non-zero within 10 s (not a hang), the rank and the cause named" \
+    "[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 10 ] && grep -q 'error: rank .*$text' $T/out"
+done
+check "no quantized model from the failed runs" "[ ! -e $T/mpmd_int8.h5 ]"
+
 finish

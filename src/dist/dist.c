@@ -63,6 +63,8 @@ distq_status distq_dist_agree(distq_dist *d, distq_status local)
         snprintf(msg.text, sizeof msg.text, "%s", distq_error_message());
     }
     MPI_CHECK(MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, root, d->comm), "MPI_Bcast (agree)");
+    /* an error agreed on earlier (a collective open) already names its rank */
+    if (strncmp(msg.text, "rank ", 5) == 0) return distq_error_set((distq_status)msg.status, "%s", msg.text);
     return distq_error_set((distq_status)msg.status, "rank %d: %s", root, msg.text);
 }
 

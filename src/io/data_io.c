@@ -200,6 +200,72 @@ struct distq_data_file {
     distq_data_info info;
 };
 
+/* Collective over comm: every rank learns whether any rank failed, and the
+ * lowest failing rank's message ("rank R: ..."). HDF5's parallel open and
+ * close are collective, so no rank may leave for its own error while the
+ * others wait in them. */
+static distq_status agree_on(MPI_Comm comm, distq_status local)
+{
+    struct {
+        int failed, rank;
+    } mine = {local != DISTQ_OK, 0}, worst;
+    int me = 0;
+    if (MPI_Comm_rank(comm, &me) != MPI_SUCCESS) return distq_error_set(DISTQ_ERR_MPI, "MPI_Comm_rank failed");
+    mine.rank = -me;
+    if (MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce (data file agreement) failed");
+    if (!worst.failed) return DISTQ_OK;
+    struct {
+        int status;
+        char text[1000];
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    if (me == -worst.rank) {
+        msg.status = (int)local;
+        snprintf(msg.text, sizeof msg.text, "%s", distq_error_message());
+    }
+    if (MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, -worst.rank, comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "MPI_Bcast (data file agreement) failed");
+    return distq_error_set((distq_status)msg.status, "rank %d: %s", -worst.rank, msg.text);
+}
+
+/* Every rank names the same file, and each can read it, before the
+ * collective open (a node-local path missing on one node, a dangling symlink,
+ * an MPMD launch with different configs). */
+static distq_status precheck_collective(const char *path, MPI_Comm comm)
+{
+    distq_status st = distq_h5_check_readable(path);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the path */
+    for (const char *c = path; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    uint64_t lo = h, hi = h;
+    if (MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, comm) != MPI_SUCCESS ||
+        MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "%s: MPI_Allreduce of the path failed", path);
+    if (!st && lo != hi)
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "this rank reads %s, another rank a different file: every rank "
+                             "must read the same data file", path);
+    return agree_on(comm, st);
+}
+
+/* After the open: every rank found the same shape (a node-local copy with
+ * fewer images or another shape would shard the data wrongly). */
+static distq_status agree_on_shape(const char *path, MPI_Comm comm, distq_status st, const distq_data_info *info)
+{
+    int64_t v[2 + DISTQ_MAX_DIMS] = {info->ndim, info->has_labels}, lo[2 + DISTQ_MAX_DIMS], hi[2 + DISTQ_MAX_DIMS];
+    for (int i = 0; i < DISTQ_MAX_DIMS; i++) v[2 + i] = i < info->ndim ? info->dims[i] : 0;
+    if (st) v[0] = -1; /* a failed rank's shape is left out of the comparison */
+    if (MPI_Allreduce(v, lo, 2 + DISTQ_MAX_DIMS, MPI_INT64_T, MPI_MIN, comm) != MPI_SUCCESS ||
+        MPI_Allreduce(v, hi, 2 + DISTQ_MAX_DIMS, MPI_INT64_T, MPI_MAX, comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "%s: MPI_Allreduce of the shape failed", path);
+    if (!st && lo[0] >= 0 && memcmp(lo, hi, sizeof lo) != 0) {
+        char shape[96];
+        distq_dims_format(info->ndim, info->dims, shape, sizeof shape);
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: this rank sees /images %s%s, another rank something else: "
+                             "every rank must read the same file", path, shape, info->has_labels ? " with labels" : "");
+    }
+    return agree_on(comm, st);
+}
+
 distq_status distq_data_open(const char *path, MPI_Comm comm, distq_data_file **out)
 {
     distq_status st = DISTQ_OK;
@@ -216,12 +282,14 @@ distq_status distq_data_open(const char *path, MPI_Comm comm, distq_data_file **
     if (comm != MPI_COMM_NULL) {
         /* MPI-IO: one collective open, then each rank reads its own hyperslab
          * independently (no rank waits on another's read). */
+        DISTQ_CHECK(precheck_collective(path, comm));
         DISTQ_H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS), DISTQ_ERR_IO, "%s: H5Pcreate", path);
         DISTQ_H5_CHECK(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), DISTQ_ERR_IO,
                        "%s: H5Pset_fapl_mpio", path);
     }
-    DISTQ_CHECK(data_open(path, fapl == H5I_INVALID_HID ? H5P_DEFAULT : fapl, &f->fid, &f->images,
-                          &f->labels, &f->info));
+    st = data_open(path, fapl == H5I_INVALID_HID ? H5P_DEFAULT : fapl, &f->fid, &f->images, &f->labels, &f->info);
+    if (comm != MPI_COMM_NULL) st = agree_on_shape(path, comm, st, &f->info);
+    if (st) goto cleanup;
     *out = f;
     f = NULL;
 cleanup:

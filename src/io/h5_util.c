@@ -85,12 +85,9 @@ void distq_h5_close(hid_t *id)
 
 // --- files ------------------------------------------------------------------
 
-distq_status distq_h5_open_read(const char *path, hid_t fapl, hid_t *out)
+distq_status distq_h5_check_readable(const char *path)
 {
-    distq_status st = DISTQ_OK;
     struct stat sb;
-    *out = H5I_INVALID_HID;
-    distq_h5_quiet();
     if (stat(path, &sb) != 0)
         return distq_error_set(DISTQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode))
@@ -98,6 +95,15 @@ distq_status distq_h5_open_read(const char *path, hid_t fapl, hid_t *out)
     FILE *f = fopen(path, "rb");
     if (!f) return distq_error_set(DISTQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     fclose(f);
+    return DISTQ_OK;
+}
+
+distq_status distq_h5_open_read(const char *path, hid_t fapl, hid_t *out)
+{
+    distq_status st = DISTQ_OK;
+    *out = H5I_INVALID_HID;
+    distq_h5_quiet();
+    DISTQ_CHECK(distq_h5_check_readable(path));
     hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     DISTQ_H5_CHECK(fid, DISTQ_ERR_FORMAT, "%s: not an HDF5 file or truncated", path);
     *out = fid;

@@ -60,6 +60,10 @@ void distq_h5_close(hid_t *id);
 
 /* --- files ------------------------------------------------------------------ */
 
+/* path exists, is not a directory and can be opened for reading: the
+ * checks before a (collective) H5Fopen, each a one-line DISTQ_ERR_IO. */
+distq_status distq_h5_check_readable(const char *path);
+
 /* Opens path read-only. DISTQ_ERR_IO if it is missing or unreadable,
  * DISTQ_ERR_FORMAT ("<path>: not an HDF5 file or truncated") otherwise. */
 distq_status distq_h5_open_read(const char *path, hid_t fapl, hid_t *out);
