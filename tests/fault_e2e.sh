@@ -81,6 +81,17 @@ if [ "$nospace" = "No space left on device" ]; then
     "\"$DISTQ\" inspect $T/lin_int8.h5 >/dev/null 2>&1"
 fi
 
+# Temporaries a killed writer left (pid gone) are removed by the next write to
+# that path; a live process's (this shell's) is not.
+sh -c 'exit 0' &
+dead=$!
+wait $dead
+host=$(hostname)
+touch "$T/again.h5.tmp.$host.$dead" "$T/again.h5.tmp.$host.$$"
+"$DISTQ" model --arch linear -o "$T/again.h5" >"$T/out" 2>&1
+check "a dead writer's temporary is removed, a live one's kept" \
+  "[ ! -e $T/again.h5.tmp.$host.$dead ] && [ -e $T/again.h5.tmp.$host.$$ ] && [ -s $T/again.h5 ]"
+
 # A rank that cannot see its file (MPMD: rank 1 runs a config naming another
 # file): one error naming rank 1 and the file, every rank out within seconds.
 cat >"$T/a.ini" <<INI

@@ -7,8 +7,8 @@
  * The layouts are documented in docs/file-formats.md; every file carries
  * "format" and "version" attributes on its root group.
  *
- * Writers create "<path>.tmp.<pid>" and rename it over path only when the
- * file is complete, so an earlier file is never left half-written.
+ * Writers create "<path>.tmp.<host>.<pid>" and rename it over path only when
+ * the file is complete, so an earlier file is never left half-written.
  */
 #include <mpi.h>
 #include <stdint.h>
@@ -93,6 +93,10 @@ void distq_data_close(distq_data_file *f); /* NULL is a no-op */
 /* Reads images [start, start + count) (and their labels if labels != NULL). */
 distq_status distq_data_read(const char *path, int64_t start, int64_t count, float *images,
                              int64_t *labels);
+
+/* Removes the temporary file a writer has on disk at this moment, if any.
+ * Async-signal-safe: for a SIGINT / SIGTERM handler (the CLI installs one). */
+void distq_io_unlink_partial(void);
 
 /* A file a command reads or writes, and what named it ("option --model",
  * "[output] results"), for the error. */

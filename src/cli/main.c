@@ -1,9 +1,11 @@
 /* distq: parse the subcommand, bring MPI up and down, dispatch. */
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "distq/io.h"
 
 static const struct {
     const char *name;
@@ -27,6 +29,26 @@ static void usage(FILE *f)
     fprintf(f, "usage: distq <command> [options]   (distq <command> --help; distq --version)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+/* SIGINT / SIGTERM (Ctrl-C, mpirun passing on a kill, a batch system's
+ * time limit): remove the temporary file being written, then die of the
+ * signal as before. */
+static void on_terminate(int sig)
+{
+    distq_io_unlink_partial();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_terminate;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* distq --version: what a bug report or a benchmark note needs to say. */
@@ -73,6 +95,7 @@ int main(int argc, char **argv)
         ctx.local_size = 1;
     }
 
+    install_signal_handlers(); /* after MPI_Init, which may install its own */
     int rc = commands[found].fn(&ctx, argc - 1, argv + 1);
 
     /* A failed rank must not leave the others waiting: agree on the worst exit code. */

@@ -13,8 +13,11 @@
  * file's length is the end-of-file address in its superblock (version 2, the
  * only one written here: libver bounds v1.8).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,9 +145,54 @@ static int64_t image_length(const unsigned char *b, size_t size)
     return (int64_t)eof;
 }
 
+/* The temporary file on disk right now, for a signal handler to remove. */
+static char partial[DISTQ_H5_WHERE_MAX];
+static volatile sig_atomic_t partial_set;
+
+void distq_io_unlink_partial(void)
+{
+    if (partial_set) unlink(partial); /* async-signal-safe */
+}
+
+void distq_h5_image_written(void) { partial_set = 0; }
+
+/* Removes "<name>.tmp.<host>.<pid>" siblings of tmp whose process is gone (a
+ * SIGKILL'd writer of this host): tmp's own prefix, any pid that no longer
+ * runs. Best effort: a failure only leaves the stale file. */
+static void remove_stale(const char *tmp)
+{
+    char dir_copy[DISTQ_H5_WHERE_MAX], base_copy[DISTQ_H5_WHERE_MAX], prefix[DISTQ_H5_WHERE_MAX];
+    snprintf(dir_copy, sizeof dir_copy, "%s", tmp);
+    snprintf(base_copy, sizeof base_copy, "%s", tmp);
+    const char *dir = dirname(dir_copy), *base = basename(base_copy);
+    const char *dot = strrchr(base, '.'); /* "<name>.tmp.<host>." up to the pid */
+    if (!dot) return;
+    size_t plen = (size_t)(dot - base + 1);
+    if (plen >= sizeof prefix) return;
+    memcpy(prefix, base, plen);
+    prefix[plen] = '\0';
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, plen) != 0) continue;
+        char *end = NULL;
+        long pid = strtol(e->d_name + plen, &end, 10);
+        if (pid <= 0 || *end || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        char stale[DISTQ_H5_WHERE_MAX * 2];
+        snprintf(stale, sizeof stale, "%s/%s", dir, e->d_name);
+        unlink(stale);
+    }
+    closedir(d);
+}
+
 /* Writes n bytes to a new file tmp and fsyncs it: every error is errno's. */
 static distq_status write_all(const char *tmp, const char *path, const unsigned char *p, size_t n)
 {
+    remove_stale(tmp);
+    snprintf(partial, sizeof partial, "%s", tmp);
+    partial_set = 1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return distq_error_set(DISTQ_ERR_IO, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
     while (n > 0) {

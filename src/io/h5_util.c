@@ -125,7 +125,10 @@ distq_status distq_h5_create_tmp_fcpl(const char *path, const char *format, int6
     *out = H5I_INVALID_HID;
     tmp[0] = '\0';
     distq_h5_quiet();
-    int len = snprintf(tmp, DISTQ_H5_WHERE_MAX, "%s.tmp.%ld", path, (long)getpid());
+    char host[64] = "host";
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "host");
+    host[sizeof host - 1] = '\0';
+    int len = snprintf(tmp, DISTQ_H5_WHERE_MAX, "%s.tmp.%s.%ld", path, host, (long)getpid());
     if (len < 0 || len >= DISTQ_H5_WHERE_MAX) {
         tmp[0] = '\0';
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: path too long", path);
@@ -162,9 +165,11 @@ distq_status distq_h5_commit(hid_t *fid, const char *tmp, const char *path)
                              strerror(errno));
         goto cleanup;
     }
+    distq_h5_image_written();
     return DISTQ_OK;
 cleanup:
     remove(tmp);
+    distq_h5_image_written();
     return st;
 }
 

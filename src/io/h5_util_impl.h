@@ -70,7 +70,8 @@ distq_status distq_h5_open_read(const char *path, hid_t fapl, hid_t *out);
 
 /* Starts a file for path, built in memory (HDF5's core driver, no backing
  * store), with the root attributes format and version; tmp
- * [DISTQ_H5_WHERE_MAX] gets the name "<path>.tmp.<pid>" commit will write.
+ * [DISTQ_H5_WHERE_MAX] gets the name "<path>.tmp.<host>.<pid>" commit will
+ * write (the host: pids of other nodes sharing the directory are not ours).
  * Nothing touches the disk until commit. On failure nothing is left.
  *
  * Why in memory: HDF5 1.10.8 (Debian 12) cannot survive a failed H5Fclose
@@ -91,6 +92,8 @@ distq_status distq_h5_image_fapl(hid_t fapl, const char *path);
 void distq_h5_image_bind(hid_t fid);
 distq_status distq_h5_image_close_write(hid_t *fid, const char *tmp, const char *path);
 void distq_h5_image_close_drop(hid_t *fid);
+/* The temporary file is gone (renamed or removed): a signal no longer needs to remove it. */
+void distq_h5_image_written(void);
 
 /* Closes *fid, writes its image to tmp, fsyncs it and renames tmp over path;
  * on failure removes tmp and leaves path as it was. */
