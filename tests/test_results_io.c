@@ -576,10 +576,50 @@ static void test_free(void)
     distq_results_free(NULL);
 }
 
+/* The results writer and its reader (describe) with every distq allocation
+ * failing in turn (test_alloc_sweep); a failed write leaves no file. */
+typedef struct {
+    run_fixture *f;
+    char path[512];
+    char *text;
+} results_ctx;
+
+static distq_status write_results(void *ctx)
+{
+    results_ctx *c = ctx;
+    return distq_results_write(c->path, &c->f->r);
+}
+
+static distq_status describe_results_file(void *ctx)
+{
+    results_ctx *c = ctx;
+    return distq_h5_describe(c->path, &c->text);
+}
+
+static void drop_results(void *ctx)
+{
+    results_ctx *c = ctx;
+    distq_free(c->text);
+    c->text = NULL;
+}
+
+static void test_alloc_sweeps(void)
+{
+    static run_fixture f;
+    build_run(&f);
+    results_ctx c = {.f = &f};
+    test_tmp_path(c.path, sizeof c.path, "alloc_run.h5");
+    remove(c.path);
+    test_alloc_sweep("results writer", write_results, drop_results, &c);
+    test_alloc_sweep("results describe", describe_results_file, drop_results, &c);
+    test_assert_no_open_hdf5();
+}
+
 int main(void)
 {
     static const test_case cases[] = {
         {"write, read back with HDF5, units everywhere", test_round_trip},
+        {"every allocation of write and describe fails in turn", test_alloc_sweeps},
         {"a run without points or evaluation", test_empty_run},
         {"describe prints the table", test_describe},
         {"failed writes name the path, keep the old file, leave no tmp", test_write_failures},

@@ -96,3 +96,33 @@ void test_assert_no_open_hdf5(void)
     if (open_ids != 0) fprintf(stderr, "\n  %zd HDF5 objects still open\n", open_ids);
     CU_ASSERT_EQUAL(open_ids, 0);
 }
+
+int64_t test_alloc_sweep(const char *what, distq_status (*op)(void *ctx), void (*cleanup)(void *ctx), void *ctx)
+{
+    int64_t failed = 0, leaked_runs = 0, silent = 0;
+    for (int64_t k = 1;; k++) {
+        int64_t live = distq_alloc_live();
+        distq_error_clear();
+        distq_alloc_fail_nth(k);
+        distq_status st = op(ctx);
+        int hit = distq_alloc_failed();
+        distq_alloc_fail_nth(0);
+        cleanup(ctx);
+        if (!hit) {
+            CU_ASSERT_EQUAL(st, DISTQ_OK);
+            break;
+        }
+        failed++;
+        if (st == DISTQ_OK || !distq_error_message()[0]) silent++;
+        if (distq_alloc_live() != live) leaked_runs++;
+        if (st == DISTQ_OK || distq_alloc_live() != live)
+            fprintf(stderr, "\n  %s: allocation %lld failed: status %s, %lld allocation(s) left behind", what,
+                    (long long)k, distq_status_str(st), (long long)(distq_alloc_live() - live));
+    }
+    printf("\n    %s: %lld allocations failed in turn, %lld not reported as errors, %lld leaked", what,
+           (long long)failed, (long long)silent, (long long)leaked_runs);
+    CU_ASSERT(failed > 0);
+    CU_ASSERT_EQUAL(silent, 0);
+    CU_ASSERT_EQUAL(leaked_runs, 0);
+    return failed;
+}

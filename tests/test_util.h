@@ -63,6 +63,15 @@ void test_tmp_path(char *buf, size_t len, const char *name);
  * before it closed its handles). */
 void test_assert_no_open_hdf5(void);
 
+/* The allocation sweep (SQLite's pattern): runs op(ctx) with its k-th
+ * distq_malloc failing, k = 1, 2, ... until a run completes without reaching
+ * the fault (then cleanup(ctx) frees what it made and its status must be OK).
+ * Every run that hit the fault must fail with an error message, crash-free,
+ * and hold no allocation afterwards (cleanup is called for it too: it frees
+ * what a failed op left in ctx, if anything). Prints and returns how many
+ * allocations were failed. */
+int64_t test_alloc_sweep(const char *what, distq_status (*op)(void *ctx), void (*cleanup)(void *ctx), void *ctx);
+
 /* --- tiny graph builders (test_graphs.c) --- */
 distq_graph *test_new_graph(int ndim, const int64_t *dims); /* input "x" */
 /* An f32 parameter filled with U(lo, hi) from seed. */

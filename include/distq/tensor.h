@@ -39,6 +39,13 @@ distq_status distq_dtype_from_name(const char *name, distq_dtype *out);
 void *distq_malloc(size_t nbytes);
 void *distq_calloc(size_t nbytes);
 void distq_free(void *p);
+/* Allocation fault injection for tests (SQLite's pattern): the n-th
+ * distq_malloc / distq_calloc from now returns NULL, once (0 disarms);
+ * distq_alloc_failed says whether it has happened since; distq_alloc_live
+ * counts allocations not yet freed (a leak check). */
+void distq_alloc_fail_nth(int64_t n);
+int distq_alloc_failed(void);
+int64_t distq_alloc_live(void);
 
 typedef struct distq_tensor {
     char name[DISTQ_NAME_MAX];

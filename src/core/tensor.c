@@ -37,11 +37,33 @@ distq_status distq_dtype_from_name(const char *name, distq_dtype *out)
     return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown dtype '%s'", name);
 }
 
+/* Fault injection (tests): the n-th allocation from now fails, once. */
+static _Atomic int64_t fail_countdown, live_allocations;
+static _Atomic int failed_since_armed;
+
+void distq_alloc_fail_nth(int64_t n)
+{
+    fail_countdown = n > 0 ? n : 0;
+    failed_since_armed = 0;
+}
+
+int distq_alloc_failed(void) { return failed_since_armed; }
+
+int64_t distq_alloc_live(void) { return live_allocations; }
+
 void *distq_malloc(size_t nbytes)
 {
-    /* 64-byte alignment suits AVX-512 loads and oneDNN user memory. */
+    if (fail_countdown > 0 && --fail_countdown == 0) {
+        failed_since_armed = 1;
+        return NULL;
+    }
+    /* 64-byte alignment suits AVX-512 loads and oneDNN user memory; a size
+     * that would wrap when rounded up cannot be allocated */
+    if (nbytes > SIZE_MAX - 63) return NULL;
     size_t rounded = (nbytes + 63) / 64 * 64;
-    return aligned_alloc(64, rounded ? rounded : 64);
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (p) live_allocations++;
+    return p;
 }
 
 void *distq_calloc(size_t nbytes)
@@ -51,7 +73,11 @@ void *distq_calloc(size_t nbytes)
     return p;
 }
 
-void distq_free(void *p) { free(p); }
+void distq_free(void *p)
+{
+    if (p) live_allocations--;
+    free(p);
+}
 
 int64_t distq_dims_numel(int ndim, const int64_t *dims)
 {
