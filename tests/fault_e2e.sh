@@ -123,4 +123,49 @@ for case in "missing:$T/missing.h5:cannot open" "dangling symlink:$T/dangling.h5
 done
 check "no quantized model from the failed runs" "[ ! -e $T/mpmd_int8.h5 ]"
 
+# A rank SIGKILL'd mid-calibration and mid-benchmark: the job ends non-zero
+# within 10 s, nothing partial is written, earlier outputs stay byte for byte.
+"$DISTQ" model --arch resnet18 --seed 1 -o "$T/r18.h5" >/dev/null &&
+  "$DISTQ" data --shape 3,224,224 -n 96 --seed 4 -o "$T/cal224.h5" >/dev/null
+cat >"$T/kill.ini" <<INI
+[model]
+path = $T/r18.h5
+[calibration]
+data = $T/cal224.h5
+batches = 12
+batch_size = 8
+[output]
+quantized = $T/kill_int8.h5
+results = $T/kill_run.h5
+[bench]
+batch = 1
+min_time = 60
+INI
+cp "$T/lin.h5" "$T/kill_int8.h5" # an earlier file at each output path
+cp "$T/cal.h5" "$T/kill_run.h5"
+sums=$(cat "$T/kill_int8.h5" "$T/kill_run.h5" | md5sum)
+# kill_during PHASE CONDITION: starts the run, waits until the shell
+# CONDITION holds, SIGKILLs one rank; sets rc and took (seconds from the kill
+# to the end of the job)
+kill_during() {
+  "$MPIEXEC" -np 2 "$DISTQ" run "$T/kill.ini" >"$T/out" 2>&1 &
+  local job=$! i pid
+  for i in $(seq 600); do eval "$2" && break; sleep 0.1; done
+  pid=$(pgrep -f "^$DISTQ run $T/kill.ini" | tail -n 1) # a rank, not mpirun
+  local killed=$(date +%s)
+  [ -n "$pid" ] && kill -KILL "$pid"
+  wait "$job"
+  rc=$? took=$(($(date +%s) - killed))
+  echo "fault_e2e: rank SIGKILL'd during $1 (pid ${pid:-none}): exit $rc, $took s after the kill"
+}
+kill_during calibration "grep -q 'calibrate: batch 2/' $T/out"
+check "rank killed mid-calibration: non-zero within 10 s" "[ $rc -ne 0 ] && [ $took -le 10 ]"
+check "rank killed mid-calibration: earlier outputs byte for byte, no temporary" \
+  "[ \"\$(cat $T/kill_int8.h5 $T/kill_run.h5 | md5sum)\" = '$sums' ] && ! ls $T | grep -q 'kill.*tmp'"
+# the benchmark runs for 60 s once the quantized model has replaced the earlier file
+kill_during benchmark "! cmp -s $T/kill_int8.h5 $T/lin.h5 && sleep 2"
+check "rank killed mid-benchmark: non-zero within 10 s" "[ $rc -ne 0 ] && [ $took -le 10 ]"
+check "rank killed mid-benchmark: the quantized model written before is whole, the results file untouched" \
+  "\"$DISTQ\" inspect $T/kill_int8.h5 >/dev/null 2>&1 && cmp -s $T/kill_run.h5 $T/cal.h5 && ! ls $T | grep -q 'kill.*tmp'"
+
 finish

@@ -193,7 +193,8 @@ static distq_status infer_all(const distq_graph *g, const distq_qgraph *q, distq
     images = distq_malloc((size_t)(batch * per) * sizeof *images);
     *logits = distq_malloc((size_t)(info.n * k) * sizeof **logits);
     if (!images || !*logits) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for inference");
+        st = distq_error_set(DISTQ_ERR_NOMEM, "option --batch %lld: out of memory for inference on %lld images",
+                             (long long)batch, (long long)info.n);
         goto cleanup;
     }
     for (int64_t start = 0; start < info.n; start += batch) {
@@ -201,7 +202,10 @@ static distq_status infer_all(const distq_graph *g, const distq_qgraph *q, distq
         if (!e || distq_exec_batch(e) != count) {
             distq_exec_destroy(e);
             st = q ? distq_exec_create_int8(backend, q, count, &e) : distq_exec_create(backend, g, count, &e);
-            if (st) goto cleanup;
+            if (st) {
+                st = distq_error_set(st, "option --batch %lld: %s", (long long)batch, distq_error_message());
+                goto cleanup;
+            }
         }
         if ((st = distq_data_read(data_path, start, count, images, NULL))) goto cleanup;
         if ((st = distq_exec_run(e, images, *logits + start * k))) goto cleanup;

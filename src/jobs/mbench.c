@@ -19,13 +19,16 @@ static distq_status bench_local(const distq_graph *g, const distq_qgraph *q, dis
     float *in = NULL, *out = NULL;
     double t0 = distq_now_s();
     distq_status st = q ? distq_exec_create_int8(b, q, batch, &e) : distq_exec_create(b, g, batch, &e);
-    if (st) return st;
+    if (st) /* name the setting that asked for it */
+        return distq_error_set(st, "batch size %lld (--batch, [bench] batch): %s", (long long)batch,
+                               distq_error_message());
     fig[0] = distq_now_s() - t0;
     int64_t in_n = batch * distq_exec_input_numel(e), out_n = batch * distq_exec_output_numel(e);
     in = distq_malloc((size_t)in_n * sizeof *in);
     out = distq_malloc((size_t)out_n * sizeof *out);
     if (!in || !out) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for batch %lld", (long long)batch);
+        st = distq_error_set(DISTQ_ERR_NOMEM, "batch size %lld (--batch, [bench] batch): out of memory for its "
+                             "input and output", (long long)batch);
         goto cleanup;
     }
     distq_rng r;
