@@ -121,6 +121,10 @@ for case in "missing:$T/missing.h5:cannot open" "dangling symlink:$T/dangling.h5
   check "rank 1's calibration file $what: non-zero within 10 s (not a hang), the rank and the cause named" \
     "[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 10 ] && grep -q 'error: rank .*$text' $T/out"
 done
+sed "s|^batch = 2|batch = 2,4|" "$T/a.ini" >"$T/b.ini"
+timeout 60 "$MPIEXEC" -np 1 "$DISTQ" run "$T/a.ini" : -np 1 "$DISTQ" run "$T/b.ini" >"$T/out" 2>&1
+check "ranks with different [bench] settings: refused, naming the rank and the setting (not a hang)" \
+  "[ $? -eq 1 ] && grep -q 'error: rank 1: the number of \[bench\] batch sizes is 2 here, 1 on rank 0' $T/out"
 check "no quantized model from the failed runs" "[ ! -e $T/mpmd_int8.h5 ]"
 
 # A rank SIGKILL'd mid-calibration and mid-benchmark: the job ends non-zero

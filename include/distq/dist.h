@@ -36,6 +36,11 @@ void distq_dist_free(distq_dist *d);
  * "rank R: <its message>". Call it at every point where a rank may have
  * failed, so that no rank waits in a later collective for a failed one. */
 distq_status distq_dist_agree(distq_dist *d, distq_status local);
+/* Collective: every rank holds the same n settings v (names[i] names v[i] in
+ * the error). A rank whose v differs from rank 0's fails, named, on every
+ * rank: ranks running different configs would otherwise meet in mismatched
+ * collectives and hang. n must be the same on every rank. */
+distq_status distq_dist_agree_settings(distq_dist *d, const int64_t *v, const char *const *names, int n);
 
 /* An exact reducer for the calibrator: MIN/MAX of floats, SUM of int64 counts,
  * and agree(). Counts bytes and calls in d. */

@@ -68,6 +68,23 @@ distq_status distq_dist_agree(distq_dist *d, distq_status local)
     return distq_error_set((distq_status)msg.status, "rank %d: %s", root, msg.text);
 }
 
+distq_status distq_dist_agree_settings(distq_dist *d, const int64_t *v, const char *const *names, int n)
+{
+    enum { MAX_SETTINGS = 64 };
+    if (n < 1 || n > MAX_SETTINGS)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_dist_agree_settings: %d settings", n);
+    int64_t root[MAX_SETTINGS];
+    memcpy(root, v, (size_t)n * sizeof *v);
+    MPI_CHECK(MPI_Bcast(root, n, MPI_INT64_T, 0, d->comm), "MPI_Bcast (settings)");
+    distq_status st = DISTQ_OK;
+    for (int i = 0; i < n && !st; i++)
+        if (root[i] != v[i])
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG,
+                                 "%s is %lld here, %lld on rank 0: every rank must run the same config", names[i],
+                                 (long long)v[i], (long long)root[i]);
+    return distq_dist_agree(d, st);
+}
+
 static distq_status agree_cb(void *ctx, distq_status local) { return distq_dist_agree(ctx, local); }
 
 static distq_status min_max_cb(void *ctx, float *lo, float *hi, int n)

@@ -35,6 +35,24 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
         if (!res->placement || !res->points) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (results)");
     }
     if ((st = distq_dist_agree(d, st))) goto cleanup;
+    /* what every rank's collectives depend on: the same on every rank */
+    enum { N_SETTINGS = 14 + DISTQ_MAX_BENCH_BATCHES };
+    static const char *const names[N_SETTINGS] = {
+        "[calibration] batches", "[calibration] batch_size", "[calibration] observer",
+        "[calibration] reduce_range", "the number of [bench] batch sizes", "[bench] min_iters", "[bench] warmup",
+        "[bench] precision (fp32)", "[bench] precision (int8)", "[run] concurrency", "[eval] batch_size",
+        "[eval] data (given or not)", "[output] results (given or not)", "[bench] min_time (bits)",
+        "[bench] batch (1st)", "[bench] batch (2nd)", "[bench] batch (3rd)", "[bench] batch (4th)",
+        "[bench] batch (5th)", "[bench] batch (6th)", "[bench] batch (7th)", "[bench] batch (8th)",
+        "[bench] batch (9th)", "[bench] batch (10th)", "[bench] batch (11th)", "[bench] batch (12th)",
+        "[bench] batch (13th)", "[bench] batch (14th)", "[bench] batch (15th)", "[bench] batch (16th)"};
+    int64_t settings[N_SETTINGS] = {cfg->calib_batches, cfg->calib_batch_size, cfg->observer, cfg->reduce_range,
+                                    cfg->n_bench_batch, cfg->bench_min_iters, cfg->bench_warmup, cfg->bench_fp32,
+                                    cfg->bench_int8, cfg->bench_serial, cfg->eval_batch_size, cfg->eval_data[0] != 0,
+                                    cfg->results[0] != 0};
+    memcpy(&settings[13], &cfg->bench_min_time_s, sizeof(double));
+    for (int i = 0; i < cfg->n_bench_batch; i++) settings[14 + i] = cfg->bench_batch[i];
+    if ((st = distq_dist_agree_settings(d, settings, names, N_SETTINGS))) goto cleanup;
     if (MPI_Gather(&pl, (int)sizeof pl, MPI_BYTE, res->placement, (int)sizeof pl, MPI_BYTE, 0, d->comm) !=
         MPI_SUCCESS) {
         st = distq_error_set(DISTQ_ERR_MPI, "MPI_Gather of placements failed");
