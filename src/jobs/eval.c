@@ -44,7 +44,8 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, dist
     y8 = distq_malloc((size_t)(local_max * k) * sizeof *y8);
     labels = distq_malloc((size_t)local_max * sizeof *labels);
     if (!x || !y32 || !y8 || !labels) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (eval)");
+        st = distq_error_set(DISTQ_ERR_NOMEM, "batch size %lld (--batch-size, [eval] batch_size): out of memory",
+                             (long long)batch_size);
         goto cleanup;
     }
     for (int64_t start = 0; start < info.n; start += batch_size) {

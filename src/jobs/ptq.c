@@ -64,7 +64,9 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     if (!st) {
         rep->n_observers = p->n_observers;
         images = distq_malloc((size_t)(local_max * per) * sizeof *images);
-        if (!images) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for a calibration batch");
+        if (!images)
+            st = distq_error_set(DISTQ_ERR_NOMEM, "batch size %lld (--batch-size, [calibration] batch_size): out of "
+                                 "memory for a calibration batch", (long long)B);
     }
     if (!st) st = distq_calibrator_create(p, local_max, ctx->reducer, &cal);
     if ((st = sync(ctx, st))) goto cleanup;

@@ -244,7 +244,8 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
         perm = distq_malloc((size_t)(n + 1) * sizeof *perm);
         if (q) qstate_buf = distq_malloc((size_t)distq_qat_state_count(q) * sizeof *qstate_buf);
         if (!batch || !labels || !logits || !perm || (q && !qstate_buf))
-            st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (training)");
+            st = distq_error_set(DISTQ_ERR_NOMEM, "[train] batch_size %lld: out of memory for a training batch",
+                                 (long long)B);
     }
     if ((st = distq_dist_agree(d, st))) goto cleanup;
 
