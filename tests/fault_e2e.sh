@@ -8,7 +8,7 @@
 # (ulimit -f, SIGXFSZ ignored), where write(2) fails with EFBIG instead
 # (DISTQ_FAULT_NO_MOUNT=1 picks it anyway).
 set -u
-DISTQ=$1
+DISTQ=$(realpath "$1") # absolute: ranks start in their own directories (-wdir)
 source "$(dirname "$0")/e2e_lib.sh" fault
 
 FULL="$T/full"
@@ -92,13 +92,15 @@ touch "$T/again.h5.tmp.$host.$dead" "$T/again.h5.tmp.$host.$$"
 check "a dead writer's temporary is removed, a live one's kept" \
   "[ ! -e $T/again.h5.tmp.$host.$dead ] && [ -e $T/again.h5.tmp.$host.$$ ] && [ -s $T/again.h5 ]"
 
-# A rank that cannot see its file (MPMD: rank 1 runs a config naming another
-# file): one error naming rank 1 and the file, every rank out within seconds.
+# A rank that cannot see its file: one config naming a relative path, each
+# rank in its own directory (-wdir), as on nodes with node-local copies; in
+# rank 1's the file is missing, a dangling symlink, or a shorter copy. One
+# error naming rank 1 and the cause, every rank out within seconds.
 cat >"$T/a.ini" <<INI
 [model]
 path = $T/lin.h5
 [calibration]
-data = $T/cal.h5
+data = cal_local.h5
 batches = 2
 batch_size = 16
 [output]
@@ -108,19 +110,28 @@ batch = 2
 min_time = 0
 min_iters = 2
 INI
+mkdir -p "$T/w0" "$T/w1"
+cp "$T/cal.h5" "$T/w0/cal_local.h5"
 "$DISTQ" data --shape 1024 -n 20 --seed 2 -o "$T/cal_short.h5" >/dev/null
-ln -s "$T/nowhere.h5" "$T/dangling.h5"
-for case in "missing:$T/missing.h5:cannot open" "dangling symlink:$T/dangling.h5:cannot open" \
-            "fewer images:$T/cal_short.h5:another rank"; do
-  IFS=: read -r what file text <<<"$case"
-  sed "s|^data = .*|data = $file|" "$T/a.ini" >"$T/b.ini"
+for case in "missing:none:cal_local.h5: cannot open" "dangling symlink:dangling:cal_local.h5: cannot open" \
+            "shorter:short:cal_local.h5: this rank sees /images (20, 1024), rank 0 (32, 1024)"; do
+  IFS=: read -r what how text <<<"$case"
+  rm -f "$T/w1/cal_local.h5"
+  [ "$how" = dangling ] && ln -s "$T/nowhere.h5" "$T/w1/cal_local.h5"
+  [ "$how" = short ] && cp "$T/cal_short.h5" "$T/w1/cal_local.h5"
   start=$(date +%s)
-  timeout 60 "$MPIEXEC" -np 1 "$DISTQ" run "$T/a.ini" : -np 1 "$DISTQ" run "$T/b.ini" >"$T/out" 2>&1
+  timeout 60 "$MPIEXEC" -np 1 -wdir "$T/w0" "$DISTQ" run "$T/a.ini" : -np 1 -wdir "$T/w1" "$DISTQ" run "$T/a.ini" \
+    >"$T/out" 2>&1
   rc=$? took=$(($(date +%s) - start))
   echo "fault_e2e: rank 1's calibration file $what: exit $rc after $took s"
-  check "rank 1's calibration file $what: non-zero within 10 s (not a hang), the rank and the cause named" \
-    "[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 10 ] && grep -q 'error: rank .*$text' $T/out"
+  check "rank 1's calibration file $what: non-zero within 10 s (not a hang), rank 1 and the cause named" \
+    "[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 10 ] && grep -qF 'error: rank 1: $text' $T/out"
 done
+sed -i "s|^data = .*|data = $T/cal.h5|" "$T/a.ini"
+printf '[model]\npath = %s\n[bogus]\n' "$T/lin.h5" >"$T/broken.ini"
+timeout 60 "$MPIEXEC" -np 1 "$DISTQ" run "$T/a.ini" : -np 1 "$DISTQ" run "$T/broken.ini" >"$T/out" 2>&1
+check "rank 1's config broken: refused, naming rank 1 and the line (not a hang)" \
+  "[ $? -eq 1 ] && grep -q 'error: rank 1: $T/broken.ini: line 3: unknown section' $T/out"
 sed "s|^batch = 2|batch = 2,4|" "$T/a.ini" >"$T/b.ini"
 timeout 60 "$MPIEXEC" -np 1 "$DISTQ" run "$T/a.ini" : -np 1 "$DISTQ" run "$T/b.ini" >"$T/out" 2>&1
 check "ranks with different [bench] settings: refused, naming the rank and the setting (not a hang)" \
@@ -154,7 +165,8 @@ sums=$(cat "$T/kill_int8.h5" "$T/kill_run.h5" | md5sum)
 kill_during() {
   "$MPIEXEC" -np 2 "$DISTQ" run "$T/kill.ini" >"$T/out" 2>&1 &
   local job=$! i pid
-  for i in $(seq 600); do eval "$2" && break; sleep 0.1; done
+  triggered=0
+  for i in $(seq 600); do eval "$2" && triggered=1 && break; sleep 0.1; done
   pid=$(pgrep -f "^$DISTQ run $T/kill.ini" | tail -n 1) # a rank, not mpirun
   local killed=$(date +%s)
   [ -n "$pid" ] && kill -KILL "$pid"
@@ -163,12 +175,12 @@ kill_during() {
   echo "fault_e2e: rank SIGKILL'd during $1 (pid ${pid:-none}): exit $rc, $took s after the kill"
 }
 kill_during calibration "grep -q 'calibrate: batch 2/' $T/out"
-check "rank killed mid-calibration: non-zero within 10 s" "[ $rc -ne 0 ] && [ $took -le 10 ]"
+check "rank killed mid-calibration: non-zero within 10 s" "[ $triggered -eq 1 ] && [ $rc -ne 0 ] && [ $took -le 10 ]"
 check "rank killed mid-calibration: earlier outputs byte for byte, no temporary" \
   "[ \"\$(cat $T/kill_int8.h5 $T/kill_run.h5 | md5sum)\" = '$sums' ] && ! ls $T | grep -q 'kill.*tmp'"
 # the benchmark runs for 60 s once the quantized model has replaced the earlier file
 kill_during benchmark "! cmp -s $T/kill_int8.h5 $T/lin.h5 && sleep 2"
-check "rank killed mid-benchmark: non-zero within 10 s" "[ $rc -ne 0 ] && [ $took -le 10 ]"
+check "rank killed mid-benchmark: non-zero within 10 s" "[ $triggered -eq 1 ] && [ $rc -ne 0 ] && [ $took -le 10 ]"
 check "rank killed mid-benchmark: the quantized model written before is whole, the results file untouched" \
   "\"$DISTQ\" inspect $T/kill_int8.h5 >/dev/null 2>&1 && cmp -s $T/kill_run.h5 $T/cal.h5 && ! ls $T | grep -q 'kill.*tmp'"
 

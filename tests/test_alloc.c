@@ -2,6 +2,7 @@
  * quantized-model, data and config readers, the describe (inspect) path, and
  * one prepare + calibrate + convert + save, each failing cleanly with an error
  * and nothing leaked. The results writer and reader: test_results_io. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +139,13 @@ static void test_sweep(void)
     total += test_alloc_sweep("describe data", describe_data, cleanup, &m);
     total += test_alloc_sweep("prepare + calibrate + convert + save", ptq, cleanup, &m);
     printf("\n    all: %lld allocations failed, each handled", (long long)total);
-    /* no failed save left a file or a temporary behind, and the last (whole) one is valid */
+    /* no failed save left a temporary behind, and the last (whole) one is valid */
+    DIR *dir = opendir(test_tmpdir());
+    CU_ASSERT_FATAL(dir != NULL);
+    int temporaries = 0;
+    for (struct dirent *e; (e = readdir(dir));) temporaries += strstr(e->d_name, ".tmp.") != NULL;
+    closedir(dir);
+    CU_ASSERT_EQUAL(temporaries, 0);
     TEST_OK(distq_qmodel_load(out_path, &m.q, NULL));
     cleanup(&m);
     distq_graph_destroy(m.g);

@@ -24,8 +24,9 @@
  *    differ) puts the first flip and on how strongly the network amplifies a
  *    perturbation, not on any bug: a random-init resnet18 is close to chaotic
  *    (one flipped code in 12,288 at layer2 grew to 8% of layer4's codes). What
- *    holds whatever the ISA is the comparison with the quantization error of
- *    the same input, which is the same kind of perturbation, only larger:
+ *    should hold whatever the ISA is the comparison with the quantization error
+ *    of the same input, which is the same kind of perturbation, only larger
+ *    (an argument and the measurements below, not a proof):
  *
  *        || y_impl - y_ref ||_2  <=  TEST_IMPL_VS_QUANT * || y_ref - y_fp32 ||_2
  *
@@ -42,10 +43,11 @@
  *    is 4-5x the quantization error in these tests (asserted at least 2x), so
  *    such a bug gives a ratio of 2 or more. Subtle bugs (a code off by one
  *    everywhere) are the forced check's job.
- *    Argmax: per image, where the reference's top-1 margin over its runner-up
- *    exceeds 2 * TEST_IMPL_VS_QUANT * max |y_ref - y_fp32| (what a difference
- *    within the bound could move), the implementation's argmax must be the
- *    reference's.
+ *    Argmax: the same reasoning per image (an image's implementation
+ *    difference stays within its own quantization error, L2): where the
+ *    reference's top-1 margin over its runner-up exceeds 2 * TEST_IMPL_VS_QUANT
+ *    * || y_ref - y_fp32 ||_2 of that image (what such a difference could move
+ *    two logits by), the implementation's argmax must be the reference's.
  */
 #include <stdint.h>
 

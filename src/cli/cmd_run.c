@@ -85,8 +85,8 @@ int cmd_run(const cli_ctx *ctx, int argc, char **argv)
     const char *path = argv[optind];
     distq_status st = distq_config_load(path, &cfg);
     if (st) {
-        distq_config_free(&cfg);
-        return cli_fail(ctx, "run", st);
+        rc = cli_agree_start(ctx, "run", st);
+        goto done;
     }
     if (bind && (st = distq_bind_from_name(bind, &cfg.bind)))
         st = distq_error_set(st, "option --bind: %s", distq_error_message());
@@ -107,10 +107,8 @@ int cmd_run(const cli_ctx *ctx, int argc, char **argv)
                                    {cfg.calib_data, "[calibration] data ="},
                                    {cfg.eval_data, "[eval] data ="}},
                           outs[] = {{cfg.quantized, "[output] quantized ="}, {cfg.results, "[output] results ="}};
-    if ((st = distq_check_outputs(ins, 4, outs, 2))) {
-        rc = cli_fail(ctx, "run", st);
-        goto done;
-    }
+    st = distq_check_outputs(ins, 4, outs, 2);
+    if ((rc = cli_agree_start(ctx, "run", st))) goto done;
     distq_dist d;
     distq_results res;
     char warn[256] = "";

@@ -54,9 +54,9 @@ static int run_training(const cli_ctx *ctx, const char *cmd, int qat, int argc, 
                                     {cfg.trained, "[train] output ="},
                                     {qat ? cfg.quantized : NULL, "[output] quantized ="}};
     if (!st) st = distq_check_outputs(ins, 4, outs, 3);
-    if (st) {
+    if (cli_agree_start(ctx, cmd, st)) {
         distq_config_free(&cfg);
-        return cli_fail(ctx, cmd, st);
+        return CLI_FAIL;
     }
     distq_dist d;
     distq_train_report rep;

@@ -46,13 +46,14 @@ void distq_dist_free(distq_dist *d)
 
 distq_status distq_dist_agree(distq_dist *d, distq_status local)
 {
-    /* MAXLOC over (failed, -rank) finds the lowest failing rank. */
+    /* MAXLOC over (failed, rank) finds the lowest failing rank: among equal
+     * values MPI_MAXLOC keeps the smallest index. */
     struct {
         int failed, rank;
-    } mine = {local != DISTQ_OK, -d->rank}, worst;
+    } mine = {local != DISTQ_OK, d->rank}, worst;
     MPI_CHECK(MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, d->comm), "MPI_Allreduce (agree)");
     if (!worst.failed) return DISTQ_OK;
-    int root = -worst.rank;
+    int root = worst.rank;
     struct {
         int status;
         char text[1000];

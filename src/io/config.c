@@ -238,7 +238,7 @@ done:
 static distq_status check_text(const char *path, const char *text, size_t n)
 {
     static const char *const sections[] = {"model", "calibration", "output", "bench", "eval", "run", "train", "qat"};
-    enum { MAX_CHARS = INI_MAX_LINE - 2 };
+    enum { MAX_CHARS = INI_MAX_LINE - 1 }; /* its reader keeps INI_MAX_LINE - 1 characters and the NUL */
     int line = 1;
     for (size_t start = 0; start < n; line++) {
         size_t end = start;

@@ -206,12 +206,13 @@ struct distq_data_file {
  * others wait in them. */
 static distq_status agree_on(MPI_Comm comm, distq_status local)
 {
+    /* MAXLOC over (failed, rank): the lowest failing rank (smallest index among equals) */
     struct {
         int failed, rank;
     } mine = {local != DISTQ_OK, 0}, worst;
     int me = 0;
     if (MPI_Comm_rank(comm, &me) != MPI_SUCCESS) return distq_error_set(DISTQ_ERR_MPI, "MPI_Comm_rank failed");
-    mine.rank = -me;
+    mine.rank = me;
     if (MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, comm) != MPI_SUCCESS)
         return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce (data file agreement) failed");
     if (!worst.failed) return DISTQ_OK;
@@ -220,13 +221,13 @@ static distq_status agree_on(MPI_Comm comm, distq_status local)
         char text[1000];
     } msg;
     memset(&msg, 0, sizeof msg);
-    if (me == -worst.rank) {
+    if (me == worst.rank) {
         msg.status = (int)local;
         snprintf(msg.text, sizeof msg.text, "%s", distq_error_message());
     }
-    if (MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, -worst.rank, comm) != MPI_SUCCESS)
+    if (MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, worst.rank, comm) != MPI_SUCCESS)
         return distq_error_set(DISTQ_ERR_MPI, "MPI_Bcast (data file agreement) failed");
-    return distq_error_set((distq_status)msg.status, "rank %d: %s", -worst.rank, msg.text);
+    return distq_error_set((distq_status)msg.status, "rank %d: %s", worst.rank, msg.text);
 }
 
 /* Every rank names the same file, and each can read it, before the
@@ -237,13 +238,12 @@ static distq_status precheck_collective(const char *path, MPI_Comm comm)
     distq_status st = distq_h5_check_readable(path);
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the path */
     for (const char *c = path; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
-    uint64_t lo = h, hi = h;
-    if (MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, comm) != MPI_SUCCESS ||
-        MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "%s: MPI_Allreduce of the path failed", path);
-    if (!st && lo != hi)
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "this rank reads %s, another rank a different file: every rank "
-                             "must read the same data file", path);
+    uint64_t root = h; /* rank 0's is the reference: only a rank that differs fails */
+    if (MPI_Bcast(&root, 1, MPI_UINT64_T, 0, comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "%s: MPI_Bcast of the path failed", path);
+    if (!st && root != h)
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "this rank reads %s, rank 0 a different file: every rank must "
+                             "read the same data file", path);
     return agree_on(comm, st);
 }
 
@@ -251,17 +251,21 @@ static distq_status precheck_collective(const char *path, MPI_Comm comm)
  * fewer images or another shape would shard the data wrongly). */
 static distq_status agree_on_shape(const char *path, MPI_Comm comm, distq_status st, const distq_data_info *info)
 {
-    int64_t v[2 + DISTQ_MAX_DIMS] = {info->ndim, info->has_labels}, lo[2 + DISTQ_MAX_DIMS], hi[2 + DISTQ_MAX_DIMS];
+    int64_t v[2 + DISTQ_MAX_DIMS] = {info->ndim, info->has_labels}, root[2 + DISTQ_MAX_DIMS];
     for (int i = 0; i < DISTQ_MAX_DIMS; i++) v[2 + i] = i < info->ndim ? info->dims[i] : 0;
-    if (st) v[0] = -1; /* a failed rank's shape is left out of the comparison */
-    if (MPI_Allreduce(v, lo, 2 + DISTQ_MAX_DIMS, MPI_INT64_T, MPI_MIN, comm) != MPI_SUCCESS ||
-        MPI_Allreduce(v, hi, 2 + DISTQ_MAX_DIMS, MPI_INT64_T, MPI_MAX, comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "%s: MPI_Allreduce of the shape failed", path);
-    if (!st && lo[0] >= 0 && memcmp(lo, hi, sizeof lo) != 0) {
-        char shape[96];
+    if (st) v[0] = -1; /* a failed rank 0 compares with nobody */
+    memcpy(root, v, sizeof v); /* rank 0's is the reference: only a rank that differs fails */
+    if (MPI_Bcast(root, 2 + DISTQ_MAX_DIMS, MPI_INT64_T, 0, comm) != MPI_SUCCESS)
+        return distq_error_set(DISTQ_ERR_MPI, "%s: MPI_Bcast of the shape failed", path);
+    if (!st && root[0] >= 0 && memcmp(root, v, sizeof v) != 0) {
+        char shape[96], shape0[96];
+        int64_t dims0[DISTQ_MAX_DIMS];
+        for (int i = 0; i < DISTQ_MAX_DIMS; i++) dims0[i] = root[2 + i];
         distq_dims_format(info->ndim, info->dims, shape, sizeof shape);
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: this rank sees /images %s%s, another rank something else: "
-                             "every rank must read the same file", path, shape, info->has_labels ? " with labels" : "");
+        distq_dims_format((int)root[0], dims0, shape0, sizeof shape0);
+        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: this rank sees /images %s%s, rank 0 %s%s: every rank must "
+                             "read the same file", path, shape, info->has_labels ? " with labels" : "", shape0,
+                             root[1] ? " with labels" : "");
     }
     return agree_on(comm, st);
 }

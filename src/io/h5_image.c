@@ -32,6 +32,7 @@ typedef struct {
     void *buf;   /* the core driver's buffer: live, then kept at close */
     size_t size; /* its allocated size */
     int kept;    /* the driver closed the file and left buf to us */
+    int orphan;  /* H5Fclose failed: HDF5 may still use buf; never freed, never reused */
 } image_slot;
 
 enum { N_SLOTS = 16 };
@@ -118,7 +119,7 @@ void distq_h5_image_bind(hid_t fid)
 static image_slot *slot_of(hid_t fid)
 {
     for (int i = 0; i < N_SLOTS; i++)
-        if (slots[i].in_use && slots[i].fid == fid) return &slots[i];
+        if (slots[i].in_use && !slots[i].orphan && slots[i].fid == fid) return &slots[i];
     return NULL;
 }
 
@@ -231,13 +232,22 @@ distq_status distq_h5_image_close_write(hid_t *fid, const char *tmp, const char 
                              "from", path);
     else
         st = write_all(tmp, path, s->buf, (size_t)len);
-    slot_release(s);
+    if (rc < 0 && !s->kept)
+        s->orphan = 1; /* the driver still owns buf (HDF5 may close the file again at exit): leave it */
+    else
+        slot_release(s);
     return st;
 }
 
 void distq_h5_image_close_drop(hid_t *fid)
 {
     image_slot *s = slot_of(*fid);
-    distq_h5_close(fid);
-    if (s) slot_release(s);
+    herr_t rc = 0;
+    if (*fid >= 0) {
+        H5E_BEGIN_TRY { rc = H5Fclose(*fid); }
+        H5E_END_TRY;
+    }
+    *fid = H5I_INVALID_HID;
+    if (s && rc < 0 && !s->kept) s->orphan = 1; /* as in close_write */
+    else if (s) slot_release(s);
 }

@@ -6,13 +6,23 @@
  * everything to rank 0 and write the results file. Any rank's failure stops
  * every rank at the next agreement point with that rank named.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "distq/exec.h"
 #include "distq/io.h"
 #include "distq/jobs.h"
 #include "distq/results.h"
+
+/* FNV-1a: a path (or any text) as one comparable setting */
+static int64_t text_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (int64_t)(h >> 1);
+}
 
 distq_status distq_run_job(const distq_config *cfg, const char *config_path, distq_dist *d,
                            distq_progress_fn progress, void *progress_user, distq_results *res,
@@ -36,7 +46,7 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
     }
     if ((st = distq_dist_agree(d, st))) goto cleanup;
     /* what every rank's collectives depend on: the same on every rank */
-    enum { N_SETTINGS = 14 + DISTQ_MAX_BENCH_BATCHES };
+    enum { N_SETTINGS = 20 + DISTQ_MAX_BENCH_BATCHES };
     static const char *const names[N_SETTINGS] = {
         "[calibration] batches", "[calibration] batch_size", "[calibration] observer",
         "[calibration] reduce_range", "the number of [bench] batch sizes", "[bench] min_iters", "[bench] warmup",
@@ -45,13 +55,18 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
         "[bench] batch (1st)", "[bench] batch (2nd)", "[bench] batch (3rd)", "[bench] batch (4th)",
         "[bench] batch (5th)", "[bench] batch (6th)", "[bench] batch (7th)", "[bench] batch (8th)",
         "[bench] batch (9th)", "[bench] batch (10th)", "[bench] batch (11th)", "[bench] batch (12th)",
-        "[bench] batch (13th)", "[bench] batch (14th)", "[bench] batch (15th)", "[bench] batch (16th)"};
+        "[bench] batch (13th)", "[bench] batch (14th)", "[bench] batch (15th)", "[bench] batch (16th)",
+        "the hash of [model] path", "the hash of [calibration] data", "the hash of [eval] data",
+        "the hash of [output] quantized", "the hash of [output] results", "the hash of the ISA cap"};
     int64_t settings[N_SETTINGS] = {cfg->calib_batches, cfg->calib_batch_size, cfg->observer, cfg->reduce_range,
                                     cfg->n_bench_batch, cfg->bench_min_iters, cfg->bench_warmup, cfg->bench_fp32,
                                     cfg->bench_int8, cfg->bench_serial, cfg->eval_batch_size, cfg->eval_data[0] != 0,
                                     cfg->results[0] != 0};
     memcpy(&settings[13], &cfg->bench_min_time_s, sizeof(double));
     for (int i = 0; i < cfg->n_bench_batch; i++) settings[14 + i] = cfg->bench_batch[i];
+    const char *texts[6] = {cfg->model, cfg->calib_data, cfg->eval_data, cfg->quantized, cfg->results,
+                            distq_onednn_max_isa()};
+    for (int i = 0; i < 6; i++) settings[14 + DISTQ_MAX_BENCH_BATCHES + i] = text_hash(texts[i]);
     if ((st = distq_dist_agree_settings(d, settings, names, N_SETTINGS))) goto cleanup;
     if (MPI_Gather(&pl, (int)sizeof pl, MPI_BYTE, res->placement, (int)sizeof pl, MPI_BYTE, 0, d->comm) !=
         MPI_SUCCESS) {

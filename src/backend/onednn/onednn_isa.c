@@ -49,8 +49,8 @@ const char *distq_onednn_isa(void)
 
 int distq_onednn_has_vnni(void)
 {
-    /* dnnl_cpu_isa_t is a bit set: 0x40 = avx512_core_vnni, 0x400 = avx2_vnni
-     * (AMX includes both). The effective ISA already obeys the cap. */
+    /* dnnl_cpu_isa_t is a bit set: 0x40 = avx512_core_vnni (which bf16 and AMX
+     * include), 0x400 = avx2_vnni. The effective ISA already obeys the cap. */
     unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
     return (isa & 0x40u) != 0 || (isa & 0x400u) != 0;
 }
