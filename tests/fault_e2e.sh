@@ -92,6 +92,23 @@ touch "$T/again.h5.tmp.$host.$dead" "$T/again.h5.tmp.$host.$$"
 check "a dead writer's temporary is removed, a live one's kept" \
   "[ ! -e $T/again.h5.tmp.$host.$dead ] && [ -e $T/again.h5.tmp.$host.$$ ] && [ -s $T/again.h5 ]"
 
+# SIGTERM while the temporary file is on disk (a 600 MB data file: its write
+# takes long enough to be caught): the temporary is removed, the process dies
+# of the signal, an earlier file at the path is untouched.
+cp "$T/cal.h5" "$T/big.h5"
+"$DISTQ" data --shape 3,224,224 -n 1000 --seed 5 -o "$T/big.h5" >"$T/out" 2>&1 &
+writer=$!
+seen=0
+for i in $(seq 2000); do
+  if ls "$T" | grep -q '^big\.h5\.tmp\.'; then seen=1; kill -TERM "$writer"; break; fi
+  sleep 0.01
+done
+wait "$writer"
+rc=$?
+check "SIGTERM mid-write: the temporary removed, exit by the signal, the earlier file untouched" \
+  "[ $seen -eq 1 ] && [ $rc -eq 143 ] && ! ls $T | grep -q '^big\.h5\.tmp\.' && cmp -s $T/big.h5 $T/cal.h5"
+rm -f "$T/big.h5"
+
 # A rank that cannot see its file: one config naming a relative path, each
 # rank in its own directory (-wdir), as on nodes with node-local copies; in
 # rank 1's the file is missing, a dangling symlink, or a shorter copy. One
