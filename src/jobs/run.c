@@ -6,6 +6,7 @@
  * everything to rank 0 and write the results file. Any rank's failure stops
  * every rank at the next agreement point with that rank named.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,7 +52,7 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
         "[calibration] batches", "[calibration] batch_size", "[calibration] observer",
         "[calibration] reduce_range", "the number of [bench] batch sizes", "[bench] min_iters", "[bench] warmup",
         "[bench] precision (fp32)", "[bench] precision (int8)", "[run] concurrency", "[eval] batch_size",
-        "[eval] data (given or not)", "[output] results (given or not)", "[bench] min_time (bits)",
+        "[eval] data (given or not)", "[output] results (given or not)", "[bench] min_time (microseconds)",
         "[bench] batch (1st)", "[bench] batch (2nd)", "[bench] batch (3rd)", "[bench] batch (4th)",
         "[bench] batch (5th)", "[bench] batch (6th)", "[bench] batch (7th)", "[bench] batch (8th)",
         "[bench] batch (9th)", "[bench] batch (10th)", "[bench] batch (11th)", "[bench] batch (12th)",
@@ -62,7 +63,7 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
                                     cfg->n_bench_batch, cfg->bench_min_iters, cfg->bench_warmup, cfg->bench_fp32,
                                     cfg->bench_int8, cfg->bench_serial, cfg->eval_batch_size, cfg->eval_data[0] != 0,
                                     cfg->results[0] != 0};
-    memcpy(&settings[13], &cfg->bench_min_time_s, sizeof(double));
+    settings[13] = (int64_t)llround(fmin(cfg->bench_min_time_s, 1e12) * 1e6); /* finite: parsed so */
     for (int i = 0; i < cfg->n_bench_batch; i++) settings[14 + i] = cfg->bench_batch[i];
     const char *texts[6] = {cfg->model, cfg->calib_data, cfg->eval_data, cfg->quantized, cfg->results,
                             distq_onednn_max_isa()};
