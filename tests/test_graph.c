@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "distq/exec.h"
+#include "graph/graph_impl.h"
 #include "distq/passes.h"
 #include "test_util.h"
 
@@ -48,6 +49,24 @@ static void test_valid_small_graph(void)
     CU_ASSERT_EQUAL(r->dims[1], 8);
     CU_ASSERT_EQUAL(r->dims[2], 6);
     CU_ASSERT_EQUAL(r->dims[3], 6);
+    distq_graph_destroy(g);
+}
+
+/* An op value outside the table (a corrupt file, a hand-built node) is an
+ * error naming the node, not a call through a NULL entry. */
+static void test_op_without_shape_rule(void)
+{
+    distq_graph *g = small_graph();
+    add_conv(g, "c", "x", "c.weight");
+    distq_graph_set_output(g, "c");
+    TEST_OK(distq_graph_finalize(g));
+    distq_node *n = &g->nodes[0];
+    distq_op was = n->op;
+    n->op = DISTQ_OP_COUNT;
+    TEST_ERR(distq_node_infer(g, n), DISTQ_ERR_INVALID_ARG, "which has no shape rule");
+    CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), n->name));
+    n->op = was;
+    TEST_OK(distq_node_infer(g, n));
     distq_graph_destroy(g);
 }
 
@@ -228,6 +247,7 @@ int main(void)
     static const test_case cases[] = {
         {"valid graph is sorted and shaped", test_valid_small_graph},
         {"unknown input named", test_unknown_input},
+        {"op without a shape rule named, not called", test_op_without_shape_rule},
         {"missing weight named", test_missing_weight},
         {"weight shape mismatch named", test_weight_shape_mismatch},
         {"add shape mismatch named", test_add_shape_mismatch},

@@ -207,9 +207,13 @@ static const infer_fn infer_table[DISTQ_OP_COUNT] = {
     [DISTQ_OP_FLATTEN] = infer_flatten,
     [DISTQ_OP_LINEAR] = infer_linear,
 };
+_Static_assert(DISTQ_OP_COUNT == 8, "a new op needs its shape rule in infer_table");
 
 distq_status distq_node_infer(distq_graph *g, distq_node *n)
 {
+    /* an op read from a file or built by hand may be outside the table */
+    if ((int)n->op < 0 || n->op >= DISTQ_OP_COUNT || !infer_table[n->op])
+        return NODE_ERR(n, "has op %d, which has no shape rule", (int)n->op);
     int want_inputs = n->op == DISTQ_OP_ADD ? 2 : 1;
     if (n->n_inputs != want_inputs)
         return NODE_ERR(n, "has %d inputs, expected %d", n->n_inputs, want_inputs);
