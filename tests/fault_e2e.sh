@@ -31,6 +31,26 @@ else
   echo "fault_e2e: full filesystem = ulimit -f 2048 (mount refused)"
 fi
 
+# run_config FILE MODEL DATA BATCHES BATCH_SIZE QUANTIZED RESULTS BENCH_BATCH MIN_TIME:
+# a distq run config (RESULTS "" for none; 2 bench iterations at least)
+run_config() {
+  cat >"$1" <<INI
+[model]
+path = $2
+[calibration]
+data = $3
+batches = $4
+batch_size = $5
+[output]
+quantized = $6
+${7:+results = $7}
+[bench]
+batch = $8
+min_time = $9
+min_iters = 2
+INI
+}
+
 "$DISTQ" model --arch linear --seed 1 -o "$T/lin.h5" >"$T/out" 2>&1 &&
   "$DISTQ" data --shape 1024 -n 32 --seed 2 -o "$T/cal.h5" >>"$T/out" 2>&1
 check "setup" "[ $? -eq 0 ]"
@@ -46,21 +66,7 @@ check "model on a full disk: the earlier file is byte for byte as it was" "[ \"\
 check "model on a full disk: no temporary left" "! ls $FULL | grep -q tmp"
 
 # distq run on 2 ranks: the quantized model (4 MB) does not fit; every rank exits non-zero.
-cat >"$T/run.ini" <<INI
-[model]
-path = $T/lin.h5
-[calibration]
-data = $T/cal.h5
-batches = 2
-batch_size = 16
-[output]
-quantized = $FULL/lin_int8.h5
-results = $FULL/run.h5
-[bench]
-batch = 2
-min_time = 0
-min_iters = 2
-INI
+run_config "$T/run.ini" "$T/lin.h5" "$T/cal.h5" 2 16 "$FULL/lin_int8.h5" "$FULL/run.h5" 2 0
 limited_ranks -np 2 "$DISTQ" run "$T/run.ini" >"$T/out" 2>&1
 rc=$?
 check "run on a full disk: non-zero, the quantized model named with the cause" \
@@ -113,20 +119,7 @@ rm -f "$T/big.h5"
 # rank in its own directory (-wdir), as on nodes with node-local copies; in
 # rank 1's the file is missing, a dangling symlink, or a shorter copy. One
 # error naming rank 1 and the cause, every rank out within seconds.
-cat >"$T/a.ini" <<INI
-[model]
-path = $T/lin.h5
-[calibration]
-data = cal_local.h5
-batches = 2
-batch_size = 16
-[output]
-quantized = $T/mpmd_int8.h5
-[bench]
-batch = 2
-min_time = 0
-min_iters = 2
-INI
+run_config "$T/a.ini" "$T/lin.h5" cal_local.h5 2 16 "$T/mpmd_int8.h5" "" 2 0
 mkdir -p "$T/w0" "$T/w1"
 cp "$T/cal.h5" "$T/w0/cal_local.h5"
 "$DISTQ" data --shape 1024 -n 20 --seed 2 -o "$T/cal_short.h5" >/dev/null
@@ -159,20 +152,7 @@ check "no quantized model from the failed runs" "[ ! -e $T/mpmd_int8.h5 ]"
 # within 10 s, nothing partial is written, earlier outputs stay byte for byte.
 "$DISTQ" model --arch resnet18 --seed 1 -o "$T/r18.h5" >/dev/null &&
   "$DISTQ" data --shape 3,224,224 -n 96 --seed 4 -o "$T/cal224.h5" >/dev/null
-cat >"$T/kill.ini" <<INI
-[model]
-path = $T/r18.h5
-[calibration]
-data = $T/cal224.h5
-batches = 12
-batch_size = 8
-[output]
-quantized = $T/kill_int8.h5
-results = $T/kill_run.h5
-[bench]
-batch = 1
-min_time = 60
-INI
+run_config "$T/kill.ini" "$T/r18.h5" "$T/cal224.h5" 12 8 "$T/kill_int8.h5" "$T/kill_run.h5" 1 60
 cp "$T/lin.h5" "$T/kill_int8.h5" # an earlier file at each output path
 cp "$T/cal.h5" "$T/kill_run.h5"
 sums=$(cat "$T/kill_int8.h5" "$T/kill_run.h5" | md5sum)

@@ -26,6 +26,23 @@ void test_codes_compare(const uint8_t *want, const uint8_t *got, int64_t n, int 
     }
 }
 
+void test_codes_print(const char *what, const char *name, const test_code_diff *d)
+{
+    double n = (double)d->n;
+    printf("\n    %s: %-24s u8  exact %.5f  off-by-1 %.5f  worse %lld (max %d)  at qmax %.3f", what, name,
+           (double)d->exact / n, (double)d->off1 / n, (long long)d->worse, d->maxd, (double)d->at_qmax / n);
+}
+
+double test_f32_max_rel_diff(const float *want, const float *got, int64_t n)
+{
+    double maxref = 0, maxdiff = 0;
+    for (int64_t i = 0; i < n; i++) {
+        maxref = fmax(maxref, fabs(want[i]));
+        maxdiff = fmax(maxdiff, fabs((double)want[i] - got[i]));
+    }
+    return maxdiff / fmax(maxref, 1e-30);
+}
+
 int test_want_from_exec(void *exec, const distq_qvalue *val, int64_t batch, void *want)
 {
     (void)batch;
@@ -72,20 +89,11 @@ static distq_status force_value(void *ctx, const char *name)
         f->sum->worse += d.worse;
         f->sum->u8_elems += n;
         f->sum->at_qmax += d.at_qmax;
-        if (f->verbose || d.exact != n)
-            printf("\n    %s: %-24s u8  exact %.5f  off-by-1 %.5f  worse %lld (max %d)  at qmax %.3f", f->what,
-                   name, (double)d.exact / (double)n, (double)d.off1 / (double)n, (long long)d.worse, d.maxd,
-                   (double)d.at_qmax / (double)n);
+        if (f->verbose || d.exact != n) test_codes_print(f->what, name, &d);
         CU_ASSERT_EQUAL(d.worse, 0);
         CU_ASSERT((double)d.off1 <= TEST_MAX_OFF1 * (double)n);
     } else {
-        const float *w = want, *g = got;
-        double maxref = 0, maxdiff = 0;
-        for (int64_t i = 0; i < n; i++) {
-            maxref = fmax(maxref, fabs(w[i]));
-            maxdiff = fmax(maxdiff, fabs((double)w[i] - g[i]));
-        }
-        double rel = maxdiff / fmax(maxref, 1e-30);
+        double rel = test_f32_max_rel_diff(want, got, n);
         f->sum->n_f32++;
         f->sum->worst_f32 = fmax(f->sum->worst_f32, rel);
         if (f->verbose || !(rel <= TEST_F32_EXACT_TOL))

@@ -65,6 +65,10 @@ typedef struct {
 } test_code_diff;
 
 void test_codes_compare(const uint8_t *want, const uint8_t *got, int64_t n, int quant_max, test_code_diff *d);
+/* "    what: name  u8  exact ...  off-by-1 ...  worse ... (max ...)  at qmax ..." */
+void test_codes_print(const char *what, const char *name, const test_code_diff *d);
+/* max |got - want| / max |want|: f32 values against the reference's */
+double test_f32_max_rel_diff(const float *want, const float *got, int64_t n);
 
 /* Fills want with the reference's copy of value `val` at batch N (codes for
  * u8, floats for f32). Returns 0 if the reference has no copy (the value is

@@ -80,23 +80,14 @@ static void compare_one(distq_exec *ref, distq_exec *dnn, const distq_qvalue *va
         sum->n_u8++;
         sum->off1 += d.off1;
         sum->at_qmax += d.at_qmax;
-        if (verbose || d.exact != n)
-            printf("\n    %s: %-24s u8  exact %.5f  off-by-1 %.5f  worse %lld (max %d)  at qmax %.3f", what,
-                   val->name, (double)d.exact / (double)n, (double)d.off1 / (double)n, (long long)d.worse, d.maxd,
-                   (double)d.at_qmax / (double)n);
+        if (verbose || d.exact != n) test_codes_print(what, val->name, &d);
         if (exact_inputs) {
             CU_ASSERT_EQUAL(d.worse, 0);
             CU_ASSERT((double)d.off1 <= TEST_MAX_OFF1 * (double)n);
         }
         sum->all_exact &= d.exact == n;
     } else {
-        const float *w = a, *g = b;
-        double maxref = 0, maxdiff = 0;
-        for (int64_t i = 0; i < n; i++) {
-            maxref = fmax(maxref, fabs(w[i]));
-            maxdiff = fmax(maxdiff, fabs((double)w[i] - g[i]));
-        }
-        double rel = maxdiff / fmax(maxref, 1e-30);
+        double rel = test_f32_max_rel_diff(a, b, n);
         sum->worst_f32 = fmax(sum->worst_f32, rel);
         if (verbose || (exact_inputs && !(rel <= TEST_F32_EXACT_TOL)))
             printf("\n    %s: %-24s f32 max rel diff %.3g", what, val->name, rel);

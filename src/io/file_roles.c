@@ -49,6 +49,18 @@ static int same_file(const file_id *a, const file_id *b)
 
 static int given(const distq_file_role *r) { return r->path && r->path[0]; }
 
+/* The first of roles[0, n) that is the same file as out, or -1. */
+static int same_as_any(const file_id *out, const distq_file_role *roles, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!given(&roles[i])) continue;
+        file_id other;
+        identify(roles[i].path, &other);
+        if (same_file(out, &other)) return i;
+    }
+    return -1;
+}
+
 distq_status distq_check_outputs(const distq_file_role *inputs, int n_in, const distq_file_role *outputs,
                                  int n_out)
 {
@@ -56,25 +68,16 @@ distq_status distq_check_outputs(const distq_file_role *inputs, int n_in, const 
         if (!given(&outputs[o])) continue;
         file_id out;
         identify(outputs[o].path, &out);
-        for (int i = 0; i < n_in; i++) {
-            if (!given(&inputs[i])) continue;
-            file_id in;
-            identify(inputs[i].path, &in);
-            if (same_file(&out, &in))
-                return distq_error_set(DISTQ_ERR_INVALID_ARG,
-                                       "%s %s is the same file as %s %s: an output never replaces an input "
-                                       "(write it elsewhere)",
-                                       outputs[o].what, outputs[o].path, inputs[i].what, inputs[i].path);
-        }
-        for (int p = 0; p < o; p++) {
-            if (!given(&outputs[p])) continue;
-            file_id other;
-            identify(outputs[p].path, &other);
-            if (same_file(&out, &other))
-                return distq_error_set(DISTQ_ERR_INVALID_ARG,
-                                       "%s %s is the same file as %s %s: one would overwrite the other",
-                                       outputs[o].what, outputs[o].path, outputs[p].what, outputs[p].path);
-        }
+        int i = same_as_any(&out, inputs, n_in), p = same_as_any(&out, outputs, o);
+        if (i >= 0)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                                   "%s %s is the same file as %s %s: an output never replaces an input "
+                                   "(write it elsewhere)",
+                                   outputs[o].what, outputs[o].path, inputs[i].what, inputs[i].path);
+        if (p >= 0)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG,
+                                   "%s %s is the same file as %s %s: one would overwrite the other",
+                                   outputs[o].what, outputs[o].path, outputs[p].what, outputs[p].path);
     }
     return DISTQ_OK;
 }
