@@ -34,12 +34,6 @@ void cli_print_point(const distq_bench_point *pt, const char *model, const char 
 /* For errors every rank agreed on (distq_dist_agree: the message already names
  * the failing rank): rank 0 prints it once. Returns CLI_FAIL. */
 int cli_fail_agreed(const cli_ctx *ctx, const char *cmd);
-/* Collective over MPI_COMM_WORLD, before a job's first collective: every rank
- * learns whether any rank failed its own setup (its config, its files), so
- * none waits in a collective that the failed one never enters (an MPMD launch
- * with a config per rank). Rank 0 prints the lowest failing rank's error.
- * Returns CLI_OK or CLI_FAIL. */
-int cli_agree_start(const cli_ctx *ctx, const char *cmd, distq_status local);
 /* "avx512_core_bf16", or "avx2 (capped at avx2)" when an ISA cap is set. */
 const char *cli_isa_text(char *buf, size_t len);
 /* "onednn" | "ref" -> backend. */

@@ -1,5 +1,4 @@
 /* Option value parsing and the CLI's error lines. */
-#include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,29 +62,4 @@ const char *cli_isa_text(char *buf, size_t len)
     else
         snprintf(buf, len, "%s (capped at %s)", distq_onednn_isa(), cap);
     return buf;
-}
-
-int cli_agree_start(const cli_ctx *ctx, const char *cmd, distq_status local)
-{
-    /* MAXLOC over (failed, rank): the lowest failing rank */
-    struct {
-        int failed, rank;
-    } mine = {local != DISTQ_OK, ctx->rank}, worst = {1, 0};
-    struct {
-        char text[1000];
-    } msg = {{0}};
-    if (MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD) != MPI_SUCCESS) {
-        fprintf(stderr, "distq %s: error: MPI_Allreduce (start agreement) failed\n", cmd);
-        return CLI_FAIL;
-    }
-    if (!worst.failed) return CLI_OK;
-    if (ctx->rank == worst.rank) snprintf(msg.text, sizeof msg.text, "%s", distq_error_message());
-    if (MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, worst.rank, MPI_COMM_WORLD) != MPI_SUCCESS)
-        snprintf(msg.text, sizeof msg.text, "(the message could not be broadcast)");
-    if (ctx->rank == 0) {
-        cli_progress_done();
-        if (ctx->size > 1) fprintf(stderr, "distq %s: error: rank %d: %s\n", cmd, worst.rank, msg.text);
-        else fprintf(stderr, "distq %s: error: %s\n", cmd, msg.text);
-    }
-    return CLI_FAIL;
 }

@@ -83,44 +83,48 @@ int cmd_run(const cli_ctx *ctx, int argc, char **argv)
     }
     if (optind != argc - 1) return cli_usage_error("run", run_usage, "expected one config file");
     const char *path = argv[optind];
-    distq_status st = distq_config_load(path, &cfg);
+    /* MPI first: a rank whose own config or output paths are refused is then
+     * agreed on with every other rank instead of leaving them in a collective */
+    distq_dist d;
+    distq_results res = {0};
+    char warn[256] = "";
+    distq_status st = distq_dist_init(MPI_COMM_WORLD, &d);
     if (st) {
-        rc = cli_agree_start(ctx, "run", st);
+        rc = cli_fail(ctx, "run", st);
         goto done;
     }
-    if (bind && (st = distq_bind_from_name(bind, &cfg.bind)))
-        st = distq_error_set(st, "option --bind: %s", distq_error_message());
-    if (!st && conc) {
+    distq_status opt_st = DISTQ_OK;
+    st = distq_config_load(path, &cfg);
+    if (!st && bind && (opt_st = distq_bind_from_name(bind, &cfg.bind)))
+        opt_st = distq_error_set(opt_st, "option --bind: %s", distq_error_message());
+    if (!st && !opt_st && conc) {
         if (strcmp(conc, "all") && strcmp(conc, "serial"))
-            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "option --concurrency: '%s' (all, serial)", conc);
+            opt_st = distq_error_set(DISTQ_ERR_INVALID_ARG, "option --concurrency: '%s' (all, serial)", conc);
         cfg.bench_serial = strcmp(conc, "serial") == 0;
     }
-    if (!st && threads) st = distq_parse_i64("option --threads", threads, 1, 4096, &cfg.bench_threads);
-    if (!st && max_isa && (st = distq_onednn_set_max_isa(max_isa)))
-        st = distq_error_set(st, "option --max-isa: %s", distq_error_message());
-    if (st) {
+    if (!st && !opt_st && threads) opt_st = distq_parse_i64("option --threads", threads, 1, 4096, &cfg.bench_threads);
+    if (!st && !opt_st && max_isa && (opt_st = distq_onednn_set_max_isa(max_isa)))
+        opt_st = distq_error_set(opt_st, "option --max-isa: %s", distq_error_message());
+    if (opt_st) { /* the same command line on every rank: a usage error everywhere */
         rc = cli_usage_error("run", run_usage, "%s", distq_error_message());
-        goto done;
+        goto stop;
     }
     const distq_file_role ins[] = {{path, "the config"},
                                    {cfg.model, "[model] path ="},
                                    {cfg.calib_data, "[calibration] data ="},
                                    {cfg.eval_data, "[eval] data ="}},
                           outs[] = {{cfg.quantized, "[output] quantized ="}, {cfg.results, "[output] results ="}};
-    st = distq_check_outputs(ins, 4, outs, 2);
-    if ((rc = cli_agree_start(ctx, "run", st))) goto done;
-    distq_dist d;
-    distq_results res;
-    char warn[256] = "";
-    if ((st = distq_dist_init(MPI_COMM_WORLD, &d))) {
-        rc = cli_fail(ctx, "run", st);
-        goto done;
+    if (!st) st = distq_check_outputs(ins, 4, outs, 2);
+    if ((st = distq_dist_agree(&d, st))) {
+        rc = cli_fail_agreed(ctx, "run");
+        goto stop;
     }
     st = distq_run_job(&cfg, path, &d, run_progress, (void *)ctx, &res, warn, sizeof warn);
     if (warn[0]) fprintf(stderr, "distq run: warning (rank %d): %s\n", ctx->rank, warn);
     if (st) rc = cli_fail_agreed(ctx, "run");
     else if (ctx->rank == 0) print_summary(&cfg, &res);
     distq_results_free(&res);
+stop:
     distq_dist_free(&d);
 done:
     distq_config_free(&cfg);

@@ -43,7 +43,17 @@ static int run_training(const cli_ctx *ctx, const char *cmd, int qat, int argc, 
     if (optind != argc - 1) return cli_usage_error(cmd, train_usage, "expected one config file");
     distq_config cfg;
     distq_config_defaults(&cfg);
-    distq_status st = distq_config_load(argv[optind], &cfg);
+    distq_dist d;
+    distq_train_report rep;
+    int rc = CLI_OK;
+    /* MPI first: a rank whose own config or output paths are refused is then
+     * agreed on with every other rank instead of leaving them in a collective */
+    distq_status st = distq_dist_init(MPI_COMM_WORLD, &d);
+    if (st) {
+        distq_config_free(&cfg);
+        return cli_fail(ctx, cmd, st);
+    }
+    st = distq_config_load(argv[optind], &cfg);
     if (!st && epochs) st = distq_parse_i64("option --epochs", epochs, 1, 100000, &cfg.epochs);
     if (!st && max_steps) st = distq_parse_i64("option --max-steps", max_steps, 0, INT64_MAX, &cfg.max_steps);
     const distq_file_role ins[] = {{argv[optind], "the config"},
@@ -54,15 +64,8 @@ static int run_training(const cli_ctx *ctx, const char *cmd, int qat, int argc, 
                                     {cfg.trained, "[train] output ="},
                                     {qat ? cfg.quantized : NULL, "[output] quantized ="}};
     if (!st) st = distq_check_outputs(ins, 4, outs, 3);
-    if (cli_agree_start(ctx, cmd, st)) {
-        distq_config_free(&cfg);
-        return CLI_FAIL;
-    }
-    distq_dist d;
-    distq_train_report rep;
-    int rc = CLI_OK;
-    if ((st = distq_dist_init(MPI_COMM_WORLD, &d))) {
-        rc = cli_fail(ctx, cmd, st);
+    if ((st = distq_dist_agree(&d, st))) {
+        rc = cli_fail_agreed(ctx, cmd);
     } else {
         st = distq_train_job(&cfg, &d, qat, resume, print_epoch, (void *)ctx, &rep);
         if (st) rc = cli_fail_agreed(ctx, cmd);
@@ -76,8 +79,8 @@ static int run_training(const cli_ctx *ctx, const char *cmd, int qat, int argc, 
             if (cfg.trained[0]) printf("wrote %s\n", cfg.trained);
             if (qat && cfg.quantized[0]) printf("wrote %s\n", cfg.quantized);
         }
-        distq_dist_free(&d);
     }
+    distq_dist_free(&d);
     distq_config_free(&cfg);
     return rc;
 }
