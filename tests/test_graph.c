@@ -34,6 +34,103 @@ static void add_unary(distq_graph *g, distq_op op, const char *name, const char 
     CU_ASSERT_EQUAL(distq_graph_add_node(g, name, op, NULL, 1, ins, NULL, name), DISTQ_OK);
 }
 
+/* Every op of the enum has a complete registry row, names round-trip, and
+ * no schema lists an attribute twice (the file format keys on the name). */
+static void test_registry_complete(void)
+{
+    for (int i = 0; i < DISTQ_OP_COUNT; i++) {
+        const distq_op_info *info = distq_op_info_of((distq_op)i);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(info);
+        CU_ASSERT_PTR_NOT_NULL(info->infer);
+        CU_ASSERT(info->min_inputs >= 1);
+        CU_ASSERT(info->max_inputs == DISTQ_VARIADIC || info->max_inputs >= info->min_inputs);
+        CU_ASSERT_EQUAL(info->params_required & ~info->params, 0u);
+        CU_ASSERT_EQUAL(info->params_trained & ~info->params, 0u);
+        distq_op back = DISTQ_OP_COUNT;
+        CU_ASSERT_EQUAL(distq_op_from_name(info->name, &back), DISTQ_OK);
+        CU_ASSERT_EQUAL(back, (distq_op)i);
+        for (int a = 0; a < info->n_attrs; a++)
+            for (int b = a + 1; b < info->n_attrs; b++)
+                CU_ASSERT(strcmp(info->attrs[a].name, info->attrs[b].name) != 0);
+    }
+    CU_ASSERT_PTR_NULL(distq_op_info_of(DISTQ_OP_COUNT));
+    CU_ASSERT_PTR_NULL(distq_op_info_of((distq_op)-1));
+    CU_ASSERT_EQUAL(distq_op_info_of(DISTQ_OP_CONCAT)->max_inputs, DISTQ_VARIADIC);
+    CU_ASSERT_EQUAL(distq_op_info_of(DISTQ_OP_CONV2D)->qrole, DISTQ_QROLE_HEAD);
+}
+
+/* x (1,4,6,6) -> conv c (1,8,6,6); gap (1,8,1,1); mul c * gap; concat of
+ * x, c, mul and x again along channels: (1, 4+8+8+4, 6, 6). */
+static void test_concat_and_broadcast_shapes(void)
+{
+    distq_graph *g = small_graph();
+    add_conv(g, "c", "x", "c.weight");
+    add_unary(g, DISTQ_OP_ADAPTIVE_AVG_POOL2D, "gap", "c");
+    const char *m_ins[] = {"gap", "c"}; /* the broadcasting operand first */
+    TEST_OK(distq_graph_add_node(g, "m", DISTQ_OP_MUL, NULL, 2, m_ins, NULL, "m"));
+    const char *cat_ins[] = {"x", "c", "m", "x"};
+    TEST_OK(distq_graph_add_node(g, "cat", DISTQ_OP_CONCAT, NULL, 4, cat_ins, NULL, "cat"));
+    distq_graph_set_output(g, "cat");
+    TEST_OK(distq_graph_finalize(g));
+    const distq_value *m = &g->values[distq_graph_find_value(g, "m")];
+    CU_ASSERT_EQUAL(m->dims[1], 8);
+    CU_ASSERT_EQUAL(m->dims[2], 6);
+    const distq_value *cat = &g->values[g->output_value];
+    CU_ASSERT_EQUAL(cat->dims[1], 24);
+    CU_ASSERT_EQUAL(cat->dims[3], 6);
+    /* a clone deep-copies the variadic inputs */
+    distq_graph *c = NULL;
+    TEST_OK(distq_graph_clone(g, &c));
+    int k = distq_graph_find_node(c, "cat");
+    CU_ASSERT_EQUAL_FATAL(c->nodes[k].n_inputs, 4);
+    CU_ASSERT_STRING_EQUAL(c->nodes[k].input_names[3], "x");
+    CU_ASSERT(c->nodes[k].input_names != g->nodes[k].input_names);
+    distq_graph_destroy(c);
+    /* axis 2 joins heights, which must then match off the axis: 4 != 8 channels */
+    g->nodes[distq_graph_find_node(g, "cat")].attr.axis = 2;
+    TEST_ERR(distq_graph_finalize(g), DISTQ_ERR_INVALID_ARG, "node 'cat' (concat): shape mismatch");
+    g->nodes[distq_graph_find_node(g, "cat")].attr.axis = 0;
+    TEST_ERR(distq_graph_finalize(g), DISTQ_ERR_INVALID_ARG, "batch axis 0 cannot be joined");
+    distq_graph_destroy(g);
+}
+
+static void test_new_op_errors(void)
+{
+    distq_graph *g = small_graph();
+    add_conv(g, "c", "x", "c.weight");
+    const char *ins[] = {"c", "x"};
+    TEST_OK(distq_graph_add_node(g, "m", DISTQ_OP_MUL, NULL, 2, ins, NULL, "m"));
+    distq_graph_set_output(g, "m");
+    TEST_ERR(distq_graph_finalize(g), DISTQ_ERR_INVALID_ARG,
+             "node 'm' (mul): shape mismatch: 'c' (1, 8, 6, 6) vs 'x' (1, 4, 6, 6) (not broadcastable)");
+    distq_graph_destroy(g);
+
+    g = small_graph();
+    const char *three[] = {"x", "x", "x"};
+    TEST_OK(distq_graph_add_node(g, "a", DISTQ_OP_ADD, NULL, 3, three, NULL, "a"));
+    distq_graph_set_output(g, "a");
+    TEST_ERR(distq_graph_finalize(g), DISTQ_ERR_INVALID_ARG, "node 'a' (add): has 3 inputs, expected 2");
+    distq_graph_destroy(g);
+
+    g = small_graph();
+    distq_attrs a = distq_attrs_default(DISTQ_OP_CLIP);
+    a.min = 6.0f;
+    a.max = 0.0f;
+    const char *one[] = {"x"};
+    TEST_OK(distq_graph_add_node(g, "clip", DISTQ_OP_CLIP, &a, 1, one, NULL, "clip"));
+    distq_graph_set_output(g, "clip");
+    TEST_ERR(distq_graph_finalize(g), DISTQ_ERR_INVALID_ARG, "node 'clip' (clip): min 6 is not <= max 0");
+    distq_graph_destroy(g);
+
+    /* a weight in a slot the op does not take */
+    g = small_graph();
+    const char *params[DISTQ_MAX_PARAMS] = {"c.weight"};
+    TEST_OK(distq_graph_add_node(g, "r", DISTQ_OP_RELU, NULL, 1, one, params, "r"));
+    distq_graph_set_output(g, "r");
+    TEST_ERR(distq_graph_finalize(g), DISTQ_ERR_INVALID_ARG, "which relu does not take");
+    distq_graph_destroy(g);
+}
+
 static void test_valid_small_graph(void)
 {
     distq_graph *g = small_graph();
@@ -63,7 +160,7 @@ static void test_op_without_shape_rule(void)
     distq_node *n = &g->nodes[0];
     distq_op was = n->op;
     n->op = DISTQ_OP_COUNT;
-    TEST_ERR(distq_node_infer(g, n), DISTQ_ERR_INVALID_ARG, "which has no shape rule");
+    TEST_ERR(distq_node_infer(g, n), DISTQ_ERR_INVALID_ARG, "which is not in the op registry");
     CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), n->name));
     n->op = was;
     TEST_OK(distq_node_infer(g, n));
@@ -245,6 +342,9 @@ static void test_fold_bn_resnet18(void)
 int main(void)
 {
     static const test_case cases[] = {
+        {"op registry complete", test_registry_complete},
+        {"concat (variadic) and broadcast mul shapes", test_concat_and_broadcast_shapes},
+        {"new ops' errors named", test_new_op_errors},
         {"valid graph is sorted and shaped", test_valid_small_graph},
         {"unknown input named", test_unknown_input},
         {"op without a shape rule named, not called", test_op_without_shape_rule},

@@ -318,6 +318,40 @@ static void test_model_roundtrip_tiny(void)
     distq_graph_destroy(g);
 }
 
+/* The ops added with the registry, with non-default attributes, and a
+ * concat of 4 inputs (a variadic "inputs" attribute). */
+static void test_model_roundtrip_new_ops(void)
+{
+    int64_t in[4] = {1, 2, 4, 4};
+    distq_graph *g = NULL, *back = NULL;
+    TEST_OK(distq_graph_create(&g));
+    TEST_OK(distq_graph_set_input(g, "x", 4, in));
+    distq_attrs hs = distq_attrs_default(DISTQ_OP_HARDSIGMOID), clip = distq_attrs_default(DISTQ_OP_CLIP);
+    distq_attrs cat = distq_attrs_default(DISTQ_OP_CONCAT);
+    hs.alpha = 0.2f, hs.beta = 0.4f, clip.min = -1.0f, clip.max = 2.0f, cat.axis = -3;
+    const char *x[] = {"x"}, *a[] = {"hswish"}, *b[] = {"hsig"}, *c[] = {"clip"}, *m[] = {"sig", "gap"};
+    const char *cat_in[] = {"x", "hswish", "mul", "clip"};
+    TEST_OK(distq_graph_add_node(g, "hswish", DISTQ_OP_HARDSWISH, NULL, 1, x, NULL, "hswish"));
+    TEST_OK(distq_graph_add_node(g, "hsig", DISTQ_OP_HARDSIGMOID, &hs, 1, a, NULL, "hsig"));
+    TEST_OK(distq_graph_add_node(g, "clip", DISTQ_OP_CLIP, &clip, 1, b, NULL, "clip"));
+    TEST_OK(distq_graph_add_node(g, "sig", DISTQ_OP_SIGMOID, NULL, 1, c, NULL, "sig"));
+    TEST_OK(distq_graph_add_node(g, "gap", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, 1, x, NULL, "gap"));
+    TEST_OK(distq_graph_add_node(g, "mul", DISTQ_OP_MUL, NULL, 2, m, NULL, "mul"));
+    TEST_OK(distq_graph_add_node(g, "cat", DISTQ_OP_CONCAT, &cat, 4, cat_in, NULL, "cat"));
+    TEST_OK(distq_graph_set_output(g, "cat"));
+    TEST_OK(distq_graph_finalize(g));
+    char path[512];
+    roundtrip(g, "new_ops_rt.h5", path, sizeof path);
+    TEST_OK(distq_model_load(path, &back));
+    assert_graphs_equal(g, back);
+    int k = distq_graph_find_node(back, "cat");
+    CU_ASSERT_EQUAL(back->nodes[k].attr.axis, -3);
+    CU_ASSERT_EQUAL(back->values[back->output_value].dims[1], 8);
+    CU_ASSERT_EQUAL(back->nodes[distq_graph_find_node(back, "clip")].attr.min, -1.0f);
+    distq_graph_destroy(back);
+    distq_graph_destroy(g);
+}
+
 /* /graph must survive H5Ocopy (h5copy, h5py's Group.copy, torch2h5.py): HDF5
  * before 1.14.4 segfaults copying dense variable-length string attributes
  * (HDFGroup/hdf5#2414), so the writer keeps them compact. */
@@ -752,6 +786,7 @@ int main(void)
         {"model round trip: resnet18", test_model_roundtrip_resnet18},
         {"model round trip: linear", test_model_roundtrip_linear},
         {"model round trip: every op attribute", test_model_roundtrip_tiny},
+        {"model round trip: hardswish..concat (variadic)", test_model_roundtrip_new_ops},
         {"model without node_order", test_model_without_node_order},
         {"model /graph survives H5Ocopy", test_model_graph_copies},
         {"malformed model files", test_model_malformed},

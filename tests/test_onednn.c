@@ -140,6 +140,114 @@ static void test_bn_unfolded(void)
     }
 }
 
+// --- the ops of mobilenet/efficientnet-style blocks ---------------------------------
+
+static const distq_op eltwise_ops[] = {DISTQ_OP_HARDSWISH, DISTQ_OP_HARDSIGMOID, DISTQ_OP_CLIP,
+                                       DISTQ_OP_SIGMOID, DISTQ_OP_RELU};
+
+/* Each eltwise op fused into a conv (as a post-op), after a linear, and
+ * standalone after a max_pool (nothing to fuse into); clip with a range
+ * other than relu6's. */
+static void test_eltwise_fused_and_standalone(void)
+{
+    for (size_t k = 0; k < sizeof eltwise_ops / sizeof eltwise_ops[0]; k++) {
+        distq_op op = eltwise_ops[k];
+        distq_attrs a = distq_attrs_default(op);
+        if (op == DISTQ_OP_CLIP && k % 2 == 0) a.min = -0.25f, a.max = 0.5f;
+        for (int64_t batch = 1; batch <= 3; batch += 2) {
+            int64_t in[4] = {1, 6, 9, 9};
+            distq_graph *g = test_new_graph(4, in);
+            test_add_conv(g, "conv", "x", 6, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 3);
+            test_add_op(g, "act", op, &a, "conv", NULL, NULL);
+            distq_attrs p = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
+            p.kernel[0] = p.kernel[1] = p.stride[0] = p.stride[1] = 2;
+            test_add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &p, "act", NULL, NULL);
+            test_add_op(g, "act2", op, &a, "pool", NULL, NULL);
+            test_add_op(g, "flat", DISTQ_OP_FLATTEN, NULL, "act2", NULL, NULL);
+            test_add_linear(g, "fc", "flat", 16 * 4 * 4, 10, 1, 4);
+            test_add_op(g, "act3", op, &a, "fc", NULL, NULL);
+            test_finish(g, "act3");
+            char what[64];
+            snprintf(what, sizeof what, "conv+%s, pool, %s, fc+%s", distq_op_name(op),
+                     distq_op_name(op), distq_op_name(op));
+            /* the conv's own output exists only inside the fused primitive */
+            distq_exec *e = NULL;
+            TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, batch, &e));
+            float *conv_out = malloc(sizeof(float) * (size_t)(batch * 16 * 9 * 9));
+            TEST_ERR(distq_exec_get_value(e, "conv", conv_out), DISTQ_ERR_UNSUPPORTED,
+                     "fused into node 'conv'");
+            free(conv_out);
+            distq_exec_destroy(e);
+            check_backends(g, batch, 21 + (uint64_t)k, what);
+        }
+    }
+}
+
+/* The squeeze-excitation block: s = hardsigmoid(conv(relu(conv(gap(y))))),
+ * out = y * s, with s broadcast over H, W; once with s as mul's first
+ * input (oneDNN swaps them) and once second; then a standalone BN (after a
+ * mul, not a conv) with a fused relu. */
+static void test_squeeze_excitation(void)
+{
+    for (int s_first = 0; s_first <= 1; s_first++)
+        for (int64_t batch = 1; batch <= 2; batch++) {
+            int64_t in[4] = {1, 8, 7, 7};
+            distq_graph *g = test_new_graph(4, in);
+            test_add_conv(g, "y", "x", 8, (test_conv_spec){16, 3, 1, 1, 1, 1, 1}, 7);
+            test_add_op(g, "gap", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "y", NULL, NULL);
+            test_add_conv(g, "fc1", "gap", 16, (test_conv_spec){4, 1, 1, 0, 1, 1, 1}, 8);
+            test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "fc1", NULL, NULL);
+            test_add_conv(g, "fc2", "relu", 4, (test_conv_spec){16, 1, 1, 0, 1, 1, 1}, 9);
+            test_add_op(g, "s", DISTQ_OP_HARDSIGMOID, NULL, "fc2", NULL, NULL);
+            test_add_op(g, "m", DISTQ_OP_MUL, NULL, s_first ? "s" : "y", s_first ? "y" : "s", NULL);
+            test_add_bn(g, "bn", "m", 16, 10);
+            test_add_op(g, "out", DISTQ_OP_RELU, NULL, "bn", NULL, NULL);
+            test_finish(g, "out");
+            check_backends(g, batch, 31, s_first ? "SE block, s first" : "SE block, s second");
+        }
+}
+
+/* concat of 2 and of 11 inputs (more than one concat primitive takes: joined
+ * in rounds), inputs in different layouts (the graph input is plain, conv
+ * outputs blocked), along channels and along width; a standalone BN after. */
+static void test_concat(void)
+{
+    for (int n_in = 2; n_in <= 11; n_in += 9)
+        for (int axis = 1; axis <= 3; axis += 2) {
+            int64_t in[4] = {1, 3, 6, 6};
+            distq_graph *g = test_new_graph(4, in);
+            const char *names[11];
+            char buf[11][16];
+            int64_t C = 0;
+            for (int k = 0; k < n_in; k++) {
+                if (k == 1) {
+                    names[k] = "x";
+                } else {
+                    snprintf(buf[k], sizeof buf[k], "conv%d", k);
+                    int64_t oc = axis == 1 ? 2 + k : 5;
+                    test_add_conv(g, buf[k], "x", 3, (test_conv_spec){oc, 3, 1, 1, 1, 1, 1}, 40 + (uint64_t)k);
+                    names[k] = buf[k];
+                }
+            }
+            if (axis == 3) names[1] = "conv0"; /* x has 3 channels, the convs 5 */
+            for (int k = 0; k < n_in; k++) C += axis == 1 ? (k == 1 ? 3 : 2 + k) : 5;
+            distq_attrs a = distq_attrs_default(DISTQ_OP_CONCAT);
+            a.axis = axis;
+            TEST_OK(distq_graph_add_node(g, "cat", DISTQ_OP_CONCAT, &a, n_in, names, NULL, "cat"));
+            int64_t bn_c = axis == 1 ? C : 5;
+            test_add_bn(g, "bn", "cat", bn_c, 50);
+            test_finish(g, "bn");
+            char what[64];
+            snprintf(what, sizeof what, "concat of %d along axis %d, bn", n_in, axis);
+            for (int64_t batch = 1; batch <= 2; batch++) {
+                distq_graph *c = NULL;
+                TEST_OK(distq_graph_clone(g, &c));
+                check_backends(c, batch, 60, what);
+            }
+            distq_graph_destroy(g);
+        }
+}
+
 // --- conv + add (sum post-op) ----------------------------------------------------
 
 /* a = conv0(x); out = relu(conv1(a) + a) [+ a]. With keep_other the add's
@@ -541,6 +649,9 @@ int main(void)
         {"relu, add", test_relu_add},
         {"get_value: resnet-like graph", test_get_value},
         {"get_value: flatten as output", test_get_value_flatten_output},
+        {"hardswish/hardsigmoid/clip/sigmoid/relu: fused and standalone", test_eltwise_fused_and_standalone},
+        {"squeeze-excitation: broadcast mul, standalone bn", test_squeeze_excitation},
+        {"concat of 2 and 11 inputs, channels and width", test_concat},
         {"resnet18 batch 2", test_resnet18},
     };
     return test_run_suite("onednn", cases, (int)(sizeof cases / sizeof cases[0]));

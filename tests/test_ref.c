@@ -162,6 +162,68 @@ static void test_linear(void)
     expect(y, want, 2);
 }
 
+/* hardswish x*relu6(x+3)/6, hardsigmoid clamp(x/6 + 1/2, 0, 1), clip [0, 6]
+ * (relu6), sigmoid, by hand on (1, 1, 1, 8). */
+static void test_eltwise_ops(void)
+{
+    int64_t in[4] = {1, 1, 1, 8};
+    float x[8] = {-4, -3, -1, 0, 1, 3, 4, 7}, y[8];
+    float hswish[8] = {0, 0, -1.0f / 3, 0, 2.0f / 3, 3, 4, 7};
+    float hsig[8] = {0, 0, 1.0f / 3, 0.5f, 2.0f / 3, 1, 1, 1};
+    float relu6[8] = {0, 0, 0, 0, 1, 3, 4, 6};
+    run_one(DISTQ_OP_HARDSWISH, NULL, 4, in, x, NULL, 0, y, 8);
+    expect(y, hswish, 8);
+    run_one(DISTQ_OP_HARDSIGMOID, NULL, 4, in, x, NULL, 0, y, 8);
+    expect(y, hsig, 8);
+    run_one(DISTQ_OP_CLIP, NULL, 4, in, x, NULL, 0, y, 8);
+    expect(y, relu6, 8);
+    distq_attrs a = distq_attrs_default(DISTQ_OP_HARDSIGMOID);
+    a.alpha = 0.2f; /* ONNX's default */
+    float onnx_hsig[8] = {0, 0, 0.3f, 0.5f, 0.7f, 1, 1, 1};
+    run_one(DISTQ_OP_HARDSIGMOID, &a, 4, in, x, NULL, 0, y, 8);
+    expect(y, onnx_hsig, 8);
+    float xs[3] = {0, logf(3.0f), -logf(3.0f)}, ys[3], sig[3] = {0.5f, 0.75f, 0.25f};
+    int64_t in3[4] = {1, 1, 1, 3};
+    run_one(DISTQ_OP_SIGMOID, NULL, 4, in3, xs, NULL, 0, ys, 3);
+    expect(ys, sig, 3);
+}
+
+/* x (1, 2, 2, 2); gap = mean per channel (2.5, 25); m = x * gap broadcast
+ * over H, W (the SE block); cat = concat(x, m) along axis (1 or 3). Batch 2:
+ * the second image is the first times -1. */
+static void test_mul_broadcast_concat(void)
+{
+    float x[16] = {1, 2, 3, 4, 10, 20, 30, 40, -1, -2, -3, -4, -10, -20, -30, -40};
+    for (int axis = 1; axis <= 3; axis += 2) {
+        int64_t in[4] = {1, 2, 2, 2};
+        distq_graph *g = test_new_graph(4, in);
+        test_add_op(g, "gap", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "x", NULL, NULL);
+        test_add_op(g, "m", DISTQ_OP_MUL, NULL, "gap", "x", NULL);
+        distq_attrs a = distq_attrs_default(DISTQ_OP_CONCAT);
+        a.axis = axis == 3 ? -1 : 1;
+        const char *ins[] = {"x", "m"};
+        TEST_OK(distq_graph_add_node(g, "cat", DISTQ_OP_CONCAT, &a, 2, ins, NULL, "cat"));
+        test_finish(g, "cat");
+        distq_exec *e = NULL;
+        TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, 2, &e));
+        float y[32], m[16];
+        for (int i = 0; i < 16; i++) m[i] = x[i] * (i % 8 < 4 ? 2.5f : 25.0f) * (i < 8 ? 1 : -1);
+        TEST_OK(distq_exec_run(e, x, y));
+        /* want: per image, axis 1 puts x's 8 then m's 8; axis 3 alternates rows
+         * of 2 (W): x row, m row. */
+        for (int nb = 0; nb < 2; nb++)
+            for (int i = 0; i < 8; i++) {
+                int xi = nb * 8 + i;
+                int at_x = axis == 1 ? nb * 16 + i : nb * 16 + (i / 2) * 4 + i % 2;
+                int at_m = axis == 1 ? nb * 16 + 8 + i : at_x + 2;
+                CU_ASSERT_DOUBLE_EQUAL(y[at_x], x[xi], 1e-5);
+                CU_ASSERT_DOUBLE_EQUAL(y[at_m], m[xi], 1e-4);
+            }
+        distq_exec_destroy(e);
+        distq_graph_destroy(g);
+    }
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -174,6 +236,8 @@ int main(void)
         {"batch_norm", test_batch_norm},
         {"relu, add, avgpool, flatten", test_relu_add_avgpool_flatten},
         {"linear", test_linear},
+        {"hardswish, hardsigmoid, clip, sigmoid", test_eltwise_ops},
+        {"mul (broadcast) and concat (axis 1, -1), batch 2", test_mul_broadcast_concat},
     };
     return test_run_suite("ref", cases, sizeof cases / sizeof cases[0]);
 }

@@ -866,6 +866,16 @@ static void test_errors(void)
     TEST_ERR(distq_trainer_create(g1, &(distq_train_opts){.max_batch = 1, .loss = DISTQ_LOSS_CROSS_ENTROPY}, &t),
              DISTQ_ERR_INVALID_ARG, "cross-entropy needs (N, classes) logits, graph output 'lonely_bn'");
     distq_graph_destroy(g1);
+    /* An op the trainer has no kernel for is refused at create, named. */
+    distq_graph *g2 = new_graph(4, in);
+    const char *hs_in[] = {"x"};
+    TEST_OK(distq_graph_add_node(g2, "act", DISTQ_OP_HARDSWISH, NULL, 1, hs_in, NULL, "act"));
+    finish(g2, "act");
+    t = NULL;
+    TEST_ERR(distq_trainer_create(g2, &(distq_train_opts){.max_batch = 1, .loss = DISTQ_LOSS_MSE}, &t),
+             DISTQ_ERR_UNSUPPORTED, "trainer: node 'act': op hardswish has no training kernel");
+    CU_ASSERT_PTR_NULL(t);
+    distq_graph_destroy(g2);
     /* A failing hook is reported with the node. */
     distq_train_hooks h = {.sum_f64 = failing_hook};
     o = (distq_train_opts){.max_batch = 2, .loss = DISTQ_LOSS_CROSS_ENTROPY, .hooks = &h};

@@ -50,6 +50,10 @@ distq_status distq_exec_create_int8(distq_backend b, const struct distq_qgraph *
  * why; an unknown name is DISTQ_ERR_INVALID_ARG. */
 distq_status distq_exec_get_value(distq_exec *e, const char *name, void *out);
 
+/* 1 if backend b's fp32 executor has a kernel for op (the others are refused,
+ * naming the node, when an executor is created). */
+int distq_exec_has_kernel(distq_backend b, distq_op op);
+
 /* Elements per image of the executor's input and output. */
 int64_t distq_exec_input_numel(const distq_exec *e);
 int64_t distq_exec_output_numel(const distq_exec *e);

@@ -38,11 +38,16 @@ typedef enum {
     DISTQ_OP_ADAPTIVE_AVG_POOL2D,
     DISTQ_OP_FLATTEN,
     DISTQ_OP_LINEAR,
+    DISTQ_OP_HARDSWISH,   /* x * relu6(x + 3) / 6 */
+    DISTQ_OP_HARDSIGMOID, /* clamp(alpha * x + beta, 0, 1) */
+    DISTQ_OP_CLIP,        /* clamp(x, min, max): relu6 is clip(0, 6) */
+    DISTQ_OP_SIGMOID,
+    DISTQ_OP_MUL,         /* numpy broadcasting, e.g. (1,C,H,W) * (1,C,1,1) */
+    DISTQ_OP_CONCAT,      /* any number of inputs, along axis */
     DISTQ_OP_COUNT
 } distq_op;
 
-/* "conv2d", "batch_norm", "relu", "add", "max_pool2d", "adaptive_avg_pool2d",
- * "flatten", "linear". */
+/* The registry's name of op ("conv2d", "batch_norm", ...); "?" outside the enum. */
 const char *distq_op_name(distq_op op);
 distq_status distq_op_from_name(const char *name, distq_op *out);
 
@@ -58,10 +63,14 @@ typedef struct {
     int64_t start_dim;      /* flatten: only 1 supported (flatten(x, 1)) */
     float eps;              /* batch_norm */
     float momentum;         /* batch_norm (training only) */
+    float alpha, beta;      /* hardsigmoid (PyTorch's: 1/6, 1/2) */
+    float min, max;         /* clip */
+    int64_t axis;           /* concat (may be negative: counted from the end) */
 } distq_attrs;
 
 /* PyTorch's defaults for op: stride 1, padding 0, dilation 1, groups 1,
- * eps 1e-5, momentum 0.1, output_size (1,1), start_dim 1. */
+ * eps 1e-5, momentum 0.1, output_size (1,1), start_dim 1, hardsigmoid
+ * alpha 1/6 beta 1/2, clip [0, 6], concat axis 1. */
 distq_attrs distq_attrs_default(distq_op op);
 
 /* Parameter slots. conv2d: WEIGHT (OC, IC/groups, KH, KW), BIAS (OC) optional.
@@ -75,18 +84,17 @@ enum {
     DISTQ_PARAM_NUM_BATCHES_TRACKED = 4,
     DISTQ_MAX_PARAMS = 5
 };
-#define DISTQ_MAX_INPUTS 2
 
 typedef struct {
     char name[DISTQ_NAME_MAX];
     distq_op op;
     distq_attrs attr;
-    int n_inputs;
-    char input_names[DISTQ_MAX_INPUTS][DISTQ_NAME_MAX];
+    int n_inputs;                            /* any count the op's arity allows */
+    char (*input_names)[DISTQ_NAME_MAX];     /* n_inputs names, owned by the graph */
     char param_names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX]; /* "" = slot empty */
     char output_name[DISTQ_NAME_MAX];
     /* Resolved by distq_graph_finalize(): */
-    int inputs[DISTQ_MAX_INPUTS]; /* value index */
+    int *inputs;                  /* n_inputs value indices, owned by the graph */
     int params[DISTQ_MAX_PARAMS]; /* parameter index or -1 */
     int output;                   /* value index */
 } distq_node;
@@ -114,6 +122,50 @@ typedef struct distq_graph {
     int input_value, output_value; /* value indices after finalize */
     int finalized;
 } distq_graph;
+
+/* --- the op registry (src/graph/op_registry.c) ----------------------------
+ * One row per op. Everything that is true of an op whatever runs it lives
+ * here: the file format reads and writes a node's attributes from `attrs`,
+ * finalize checks arity and calls `infer`, describe prints `attr_text`,
+ * prepare reads `qrole`. Executors and the trainer hold their own kernel
+ * tables indexed by op (a missing kernel is an error when they are built). */
+typedef enum { DISTQ_ATTR_I64, DISTQ_ATTR_PAIR, DISTQ_ATTR_F32 } distq_attr_kind;
+typedef struct {
+    const char *name; /* HDF5 attribute name */
+    distq_attr_kind kind;
+    size_t offset; /* into distq_attrs */
+} distq_attr_spec;
+
+/* What the x86 recipe does with the op (X86InductorQuantizer's annotations). */
+typedef enum {
+    DISTQ_QROLE_FP32 = 0,      /* stays fp32: dequantize before, quantize after */
+    DISTQ_QROLE_HEAD,          /* int8 pattern head with weights (conv, linear) */
+    DISTQ_QROLE_POST_OP,       /* fusable into the head before it (relu, add as sum) */
+    DISTQ_QROLE_SHARES_INPUT,  /* int8 in and out with its input's qparams (pools) */
+} distq_qrole;
+
+#define DISTQ_VARIADIC (-1) /* max_inputs: any count >= min_inputs */
+#define DISTQ_PARAM_BIT(slot) (1u << (slot))
+
+struct distq_graph;
+typedef struct {
+    const char *name;
+    int min_inputs, max_inputs;
+    unsigned params;          /* DISTQ_PARAM_BIT of each slot the op may have */
+    unsigned params_required; /* ... must have */
+    unsigned params_trained;  /* ... the trainer updates by gradient */
+    const distq_attr_spec *attrs;
+    int n_attrs;
+    distq_qrole qrole;
+    /* Checks attributes, input shapes and params; fills out's dtype and dims.
+     * Errors name the node and the tensor or attribute at fault. */
+    distq_status (*infer)(struct distq_graph *g, distq_node *n, distq_value *out);
+    /* The op-specific part of a describe line ("k3x3 s1 p1"); NULL: none. */
+    void (*attr_text)(const struct distq_graph *g, const distq_node *n, char *buf, size_t len);
+} distq_op_info;
+
+/* The registry row of op, NULL outside the enum. */
+const distq_op_info *distq_op_info_of(distq_op op);
 
 /* Creates an empty graph. Free with distq_graph_destroy (NULL is a no-op). */
 distq_status distq_graph_create(distq_graph **out);
@@ -148,6 +200,9 @@ distq_status distq_graph_finalize(distq_graph *g);
 distq_tensor *distq_graph_find_param(const distq_graph *g, const char *name);
 int distq_graph_find_value(const distq_graph *g, const char *name);
 int distq_graph_find_node(const distq_graph *g, const char *name);
+
+/* Removes node i (freeing what it owns). Un-finalizes the graph. */
+void distq_graph_remove_node(distq_graph *g, int i);
 
 /* Drops parameters that no node references (e.g. a folded BN's). Un-finalizes
  * the graph: call distq_graph_finalize() after. *n_removed is optional. */

@@ -91,6 +91,10 @@ typedef struct distq_trainer distq_trainer;
  * Cross-entropy needs a rank-2 (N, classes) output. Free with
  * distq_trainer_destroy (NULL is a no-op). INVALID_ARG, NOMEM. */
 distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, distq_trainer **out);
+
+/* 1 if the trainer has forward and backward kernels for op (a graph with any
+ * other op is refused by distq_trainer_create, naming the node). */
+int distq_train_has_kernel(distq_op op);
 void distq_trainer_destroy(distq_trainer *t);
 
 /* Training step on n local images (N, ...) f32, 0 <= n <= max_batch.

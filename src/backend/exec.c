@@ -22,6 +22,12 @@ const char *distq_backend_name(distq_backend b)
     return ((int)b >= 0 && b < DISTQ_BACKEND_COUNT) ? backends[b]->name : "?";
 }
 
+int distq_exec_has_kernel(distq_backend b, distq_op op)
+{
+    if ((int)b < 0 || b >= DISTQ_BACKEND_COUNT || (int)op < 0 || op >= DISTQ_OP_COUNT) return 0;
+    return backends[b]->has_kernel(op);
+}
+
 distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t batch,
                                distq_exec **out)
 {
@@ -97,3 +103,11 @@ int64_t distq_exec_input_numel(const distq_exec *e) { return e->input_numel; }
 int64_t distq_exec_output_numel(const distq_exec *e) { return e->output_numel; }
 int64_t distq_exec_batch(const distq_exec *e) { return e->batch; }
 void *distq_exec_impl_state(distq_exec *e) { return e->state; }
+
+distq_status distq_backend_no_kernel(const char *backend, const char *node, const char *op)
+{
+    return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                           "node '%s': op %s has no kernel on backend %s (supported there: see "
+                           "docs/ops.md)",
+                           node, op, backend);
+}

@@ -15,9 +15,15 @@ typedef struct distq_exec_i {
     /* Optional: copy the named value, plain row-major with the batch, into out
      * (f32 for fp32 graphs, the qvalue dtype for int8 graphs). */
     distq_status (*get_value)(void *state, const char *name, void *out);
+    /* fp32 tables: 1 if the kernel table has op. */
+    int (*has_kernel)(distq_op op);
     /* int8 tables: build state for a fused int8 graph. */
     distq_status (*create_int8)(const distq_qgraph *q, int64_t batch, void **state);
 } distq_exec_i;
+
+/* The error for node n, whose op has no kernel in backend's table (found when
+ * the executor is created, never as a NULL call on the hot path). */
+distq_status distq_backend_no_kernel(const char *backend, const char *node, const char *op);
 
 /* The backend state behind e (tests reach into a backend through it). */
 void *distq_exec_impl_state(distq_exec *e);

@@ -20,6 +20,7 @@ int cmd_model(const cli_ctx *ctx, int argc, char **argv);
 int cmd_data(const cli_ctx *ctx, int argc, char **argv);
 int cmd_infer(const cli_ctx *ctx, int argc, char **argv);
 int cmd_inspect(const cli_ctx *ctx, int argc, char **argv);
+int cmd_ops(const cli_ctx *ctx, int argc, char **argv);
 int cmd_bench(const cli_ctx *ctx, int argc, char **argv);
 int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv);
 int cmd_eval(const cli_ctx *ctx, int argc, char **argv);

@@ -22,6 +22,7 @@ static const struct {
     {"eval", cmd_eval, "compare a quantized model's int8 output with its fp32 graph"},
     {"bench", cmd_bench, "benchmark a model: latency percentiles and images/s"},
     {"inspect", cmd_inspect, "describe a model, data or output file"},
+    {"ops", cmd_ops, "the op registry: each op's inputs, parameters, attributes, kernels"},
 };
 
 static void usage(FILE *f)

@@ -1,58 +1,12 @@
 /*
  * Graph construction, name resolution, topological order and cloning.
- * Per-op shape rules live in shape.c.
+ * Per-op facts live in the registry (op_registry.c), shape rules in shape.c.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "distq/graph.h"
 #include "graph/graph_impl.h"
-
-static const char *const op_names[DISTQ_OP_COUNT] = {
-    [DISTQ_OP_CONV2D] = "conv2d",
-    [DISTQ_OP_BATCH_NORM] = "batch_norm",
-    [DISTQ_OP_RELU] = "relu",
-    [DISTQ_OP_ADD] = "add",
-    [DISTQ_OP_MAX_POOL2D] = "max_pool2d",
-    [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = "adaptive_avg_pool2d",
-    [DISTQ_OP_FLATTEN] = "flatten",
-    [DISTQ_OP_LINEAR] = "linear",
-};
-_Static_assert(DISTQ_OP_COUNT == 8, "update op_names");
-
-const char *distq_op_name(distq_op op)
-{
-    return ((int)op >= 0 && op < DISTQ_OP_COUNT) ? op_names[op] : "?";
-}
-
-distq_status distq_op_from_name(const char *name, distq_op *out)
-{
-    for (int i = 0; i < DISTQ_OP_COUNT; i++) {
-        if (strcmp(name, op_names[i]) == 0) {
-            *out = (distq_op)i;
-            return DISTQ_OK;
-        }
-    }
-    return distq_error_set(DISTQ_ERR_FORMAT, "unknown op '%s'", name);
-}
-
-distq_attrs distq_attrs_default(distq_op op)
-{
-    (void)op;
-    distq_attrs a = {
-        .kernel = {1, 1},
-        .stride = {1, 1},
-        .padding = {0, 0},
-        .dilation = {1, 1},
-        .groups = 1,
-        .ceil_mode = 0,
-        .output_size = {1, 1},
-        .start_dim = 1,
-        .eps = 1e-5f,
-        .momentum = 0.1f,
-    };
-    return a;
-}
 
 int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
                            int64_t dilation, int ceil_mode)
@@ -81,11 +35,20 @@ distq_status distq_graph_create(distq_graph **out)
     return DISTQ_OK;
 }
 
+static void free_node(distq_node *n)
+{
+    distq_free(n->input_names);
+    distq_free(n->inputs);
+    n->input_names = NULL;
+    n->inputs = NULL;
+}
+
 void distq_graph_destroy(distq_graph *g)
 {
     if (!g) return;
     for (int i = 0; i < g->n_params; i++) distq_free(g->params[i].data);
     distq_free(g->params);
+    for (int i = 0; i < g->n_nodes; i++) free_node(&g->nodes[i]);
     distq_free(g->nodes);
     distq_free(g->values);
     distq_free(g);
@@ -177,7 +140,7 @@ distq_status distq_graph_add_node(distq_graph *g, const char *name, distq_op op,
 {
     if ((int)op < 0 || op >= DISTQ_OP_COUNT)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "node '%s': unknown op %d", name, (int)op);
-    if (n_inputs < 1 || n_inputs > DISTQ_MAX_INPUTS)
+    if (n_inputs < 1)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "node '%s': %d inputs", name, n_inputs);
     if (distq_graph_find_node(g, name) >= 0)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "duplicate node '%s'", name);
@@ -189,12 +152,21 @@ distq_status distq_graph_add_node(distq_graph *g, const char *name, distq_op op,
     n->op = op;
     n->attr = attr ? *attr : distq_attrs_default(op);
     n->n_inputs = n_inputs;
-    for (int i = 0; i < n_inputs; i++)
-        if ((st = copy_name(n->input_names[i], inputs[i], "input"))) return st;
-    for (int i = 0; params && i < DISTQ_MAX_PARAMS; i++)
-        if (params[i] && params[i][0] && (st = copy_name(n->param_names[i], params[i], "param")))
-            return st;
-    if ((st = copy_name(n->output_name, output, "output"))) return st;
+    n->input_names = distq_calloc((size_t)n_inputs * sizeof *n->input_names);
+    n->inputs = distq_calloc((size_t)n_inputs * sizeof *n->inputs);
+    if (!n->input_names || !n->inputs) {
+        free_node(n);
+        return distq_error_set(DISTQ_ERR_NOMEM, "node '%s': out of memory for %d inputs", name,
+                               n_inputs);
+    }
+    for (int i = 0; i < n_inputs && !st; i++) st = copy_name(n->input_names[i], inputs[i], "input");
+    for (int i = 0; !st && params && i < DISTQ_MAX_PARAMS; i++)
+        if (params[i] && params[i][0]) st = copy_name(n->param_names[i], params[i], "param");
+    if (!st) st = copy_name(n->output_name, output, "output");
+    if (st) {
+        free_node(n);
+        return st;
+    }
     g->n_nodes++;
     g->finalized = 0;
     return DISTQ_OK;
@@ -341,6 +313,14 @@ distq_status distq_graph_finalize(distq_graph *g)
     return DISTQ_OK;
 }
 
+void distq_graph_remove_node(distq_graph *g, int i)
+{
+    free_node(&g->nodes[i]);
+    memmove(&g->nodes[i], &g->nodes[i + 1], (size_t)(g->n_nodes - i - 1) * sizeof *g->nodes);
+    g->n_nodes--;
+    g->finalized = 0;
+}
+
 void distq_graph_remove_unused_params(distq_graph *g, int *n_removed)
 {
     int kept = 0, removed = 0;
@@ -370,10 +350,15 @@ distq_status distq_graph_clone(const distq_graph *g, distq_graph **out)
         const distq_tensor *t = &g->params[i];
         st = distq_graph_add_param(c, t->name, t->dtype, t->ndim, t->dims, t->data, NULL);
     }
-    if (!st) st = grow((void **)&c->nodes, &c->cap_nodes, g->n_nodes, sizeof *c->nodes);
+    for (int i = 0; i < g->n_nodes && !st; i++) {
+        const distq_node *n = &g->nodes[i];
+        const char *ins[n->n_inputs], *params[DISTQ_MAX_PARAMS];
+        for (int k = 0; k < n->n_inputs; k++) ins[k] = n->input_names[k];
+        for (int k = 0; k < DISTQ_MAX_PARAMS; k++) params[k] = n->param_names[k];
+        st = distq_graph_add_node(c, n->name, n->op, &n->attr, n->n_inputs, ins, params,
+                                  n->output_name);
+    }
     if (!st) {
-        memcpy(c->nodes, g->nodes, (size_t)g->n_nodes * sizeof *g->nodes);
-        c->n_nodes = g->n_nodes;
         memcpy(c->input_name, g->input_name, sizeof c->input_name);
         memcpy(c->output_name, g->output_name, sizeof c->output_name);
         memcpy(c->input_dims, g->input_dims, sizeof c->input_dims);

@@ -8,4 +8,18 @@
  * node. */
 distq_status distq_node_infer(distq_graph *g, distq_node *n);
 
+/* The registry's shape rules (shape.c), one per kind of op. */
+distq_status distq_infer_conv2d(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_batch_norm(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_unary(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_clip(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_hardsigmoid(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_same_shape(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_broadcast(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_concat(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_max_pool2d(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_adaptive_avg_pool2d(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_flatten(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_linear(distq_graph *g, distq_node *n, distq_value *out);
+
 #endif

@@ -2,6 +2,7 @@
  * Per-op validation and shape inference (PyTorch's shape rules). Each check
  * names the node, and the tensor or attribute at fault.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,7 +75,7 @@ static distq_status check_window(const distq_node *n, const distq_attrs *a, int 
     return DISTQ_OK;
 }
 
-static distq_status infer_conv2d(distq_graph *g, distq_node *n, distq_value *out)
+distq_status distq_infer_conv2d(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
     const distq_attrs *a = &n->attr;
@@ -101,7 +102,7 @@ static distq_status infer_conv2d(distq_graph *g, distq_node *n, distq_value *out
     return DISTQ_OK;
 }
 
-static distq_status infer_batch_norm(distq_graph *g, distq_node *n, distq_value *out)
+distq_status distq_infer_batch_norm(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
     if (x->ndim != 4 && x->ndim != 2) return NODE_ERR(n, "input '%s' must have rank 2 or 4", x->name);
@@ -120,24 +121,86 @@ static distq_status infer_batch_norm(distq_graph *g, distq_node *n, distq_value 
     return DISTQ_OK;
 }
 
-static distq_status infer_same(distq_graph *g, distq_node *n, distq_value *out)
+distq_status distq_infer_unary(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
-    if (n->op == DISTQ_OP_ADD) {
-        if (n->n_inputs != 2) return NODE_ERR(n, "needs 2 inputs, has %d", n->n_inputs);
-        const distq_value *y = in_value(g, n, 1);
-        if (x->ndim != y->ndim || memcmp(x->dims, y->dims, (size_t)x->ndim * sizeof *x->dims)) {
-            char a[64], b[64];
-            distq_dims_format(x->ndim, x->dims, a, sizeof a);
-            distq_dims_format(y->ndim, y->dims, b, sizeof b);
-            return NODE_ERR(n, "shape mismatch: '%s' %s vs '%s' %s", x->name, a, y->name, b);
-        }
-    }
     set_out(out, x, x->ndim, x->dims);
     return DISTQ_OK;
 }
 
-static distq_status infer_max_pool2d(distq_graph *g, distq_node *n, distq_value *out)
+distq_status distq_infer_clip(distq_graph *g, distq_node *n, distq_value *out)
+{
+    if (!(n->attr.min <= n->attr.max)) /* also refuses NaN */
+        return NODE_ERR(n, "min %g is not <= max %g", (double)n->attr.min, (double)n->attr.max);
+    return distq_infer_unary(g, n, out);
+}
+
+distq_status distq_infer_hardsigmoid(distq_graph *g, distq_node *n, distq_value *out)
+{
+    if (!isfinite(n->attr.alpha) || !isfinite(n->attr.beta))
+        return NODE_ERR(n, "alpha and beta must be finite");
+    return distq_infer_unary(g, n, out);
+}
+
+static distq_status shape_mismatch(const distq_node *n, const distq_value *x, const distq_value *y,
+                                   const char *rule)
+{
+    char a[64], b[64];
+    distq_dims_format(x->ndim, x->dims, a, sizeof a);
+    distq_dims_format(y->ndim, y->dims, b, sizeof b);
+    return NODE_ERR(n, "shape mismatch: '%s' %s vs '%s' %s (%s)", x->name, a, y->name, b, rule);
+}
+
+/* add: both inputs of one shape (the residual of a CNN). */
+distq_status distq_infer_same_shape(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0), *y = in_value(g, n, 1);
+    if (x->ndim != y->ndim || memcmp(x->dims, y->dims, (size_t)x->ndim * sizeof *x->dims))
+        return shape_mismatch(n, x, y, "add needs equal shapes");
+    set_out(out, x, x->ndim, x->dims);
+    return DISTQ_OK;
+}
+
+/* numpy broadcasting between values of one rank (both lead with the batch,
+ * which never broadcasts): each pair of dims equal or one of them 1. */
+distq_status distq_infer_broadcast(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0), *y = in_value(g, n, 1);
+    if (x->ndim != y->ndim) return shape_mismatch(n, x, y, "broadcasting needs equal ranks");
+    int64_t dims[DISTQ_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) {
+        int64_t a = x->dims[i], b = y->dims[i];
+        if (a != b && a != 1 && b != 1) return shape_mismatch(n, x, y, "not broadcastable");
+        dims[i] = a == 1 ? b : a;
+    }
+    set_out(out, x, x->ndim, dims);
+    return DISTQ_OK;
+}
+
+/* concat: every input of one rank, equal but along axis. */
+distq_status distq_infer_concat(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0);
+    int64_t axis = n->attr.axis < 0 ? n->attr.axis + x->ndim : n->attr.axis;
+    if (axis < 1 || axis >= x->ndim)
+        return NODE_ERR(n, "axis %lld out of range for rank %d (the batch axis 0 cannot be joined)",
+                        (long long)n->attr.axis, x->ndim);
+    int64_t dims[DISTQ_MAX_DIMS];
+    memcpy(dims, x->dims, sizeof dims);
+    dims[axis] = 0;
+    for (int k = 0; k < n->n_inputs; k++) {
+        const distq_value *y = in_value(g, n, k);
+        if (y->ndim != x->ndim) return shape_mismatch(n, x, y, "concat needs equal ranks");
+        for (int i = 0; i < x->ndim; i++)
+            if (i != axis && y->dims[i] != x->dims[i])
+                return shape_mismatch(n, x, y, "concat needs equal dims off the axis");
+        dims[axis] += y->dims[axis];
+    }
+    set_out(out, x, x->ndim, dims);
+    return DISTQ_OK;
+}
+
+distq_status distq_infer_max_pool2d(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
     const distq_attrs *a = &n->attr;
@@ -159,7 +222,7 @@ static distq_status infer_max_pool2d(distq_graph *g, distq_node *n, distq_value 
     return DISTQ_OK;
 }
 
-static distq_status infer_adaptive_avg_pool2d(distq_graph *g, distq_node *n, distq_value *out)
+distq_status distq_infer_adaptive_avg_pool2d(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
     distq_status st;
@@ -171,7 +234,7 @@ static distq_status infer_adaptive_avg_pool2d(distq_graph *g, distq_node *n, dis
     return DISTQ_OK;
 }
 
-static distq_status infer_flatten(distq_graph *g, distq_node *n, distq_value *out)
+distq_status distq_infer_flatten(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
     if (n->attr.start_dim != 1) return NODE_ERR(n, "only start_dim 1 is supported");
@@ -180,7 +243,7 @@ static distq_status infer_flatten(distq_graph *g, distq_node *n, distq_value *ou
     return DISTQ_OK;
 }
 
-static distq_status infer_linear(distq_graph *g, distq_node *n, distq_value *out)
+distq_status distq_infer_linear(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
     distq_status st;
@@ -196,29 +259,23 @@ static distq_status infer_linear(distq_graph *g, distq_node *n, distq_value *out
     return DISTQ_OK;
 }
 
-typedef distq_status (*infer_fn)(distq_graph *, distq_node *, distq_value *);
-static const infer_fn infer_table[DISTQ_OP_COUNT] = {
-    [DISTQ_OP_CONV2D] = infer_conv2d,
-    [DISTQ_OP_BATCH_NORM] = infer_batch_norm,
-    [DISTQ_OP_RELU] = infer_same,
-    [DISTQ_OP_ADD] = infer_same,
-    [DISTQ_OP_MAX_POOL2D] = infer_max_pool2d,
-    [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = infer_adaptive_avg_pool2d,
-    [DISTQ_OP_FLATTEN] = infer_flatten,
-    [DISTQ_OP_LINEAR] = infer_linear,
-};
-_Static_assert(DISTQ_OP_COUNT == 8, "a new op needs its shape rule in infer_table");
-
 distq_status distq_node_infer(distq_graph *g, distq_node *n)
 {
-    /* an op read from a file or built by hand may be outside the table */
-    if ((int)n->op < 0 || n->op >= DISTQ_OP_COUNT || !infer_table[n->op])
-        return NODE_ERR(n, "has op %d, which has no shape rule", (int)n->op);
-    int want_inputs = n->op == DISTQ_OP_ADD ? 2 : 1;
-    if (n->n_inputs != want_inputs)
-        return NODE_ERR(n, "has %d inputs, expected %d", n->n_inputs, want_inputs);
+    /* an op read from a file or built by hand may be outside the enum */
+    const distq_op_info *info = distq_op_info_of(n->op);
+    if (!info) return NODE_ERR(n, "has op %d, which is not in the op registry", (int)n->op);
+    if (n->n_inputs < info->min_inputs ||
+        (info->max_inputs != DISTQ_VARIADIC && n->n_inputs > info->max_inputs)) {
+        if (info->max_inputs == DISTQ_VARIADIC)
+            return NODE_ERR(n, "has %d inputs, expected at least %d", n->n_inputs, info->min_inputs);
+        return NODE_ERR(n, "has %d inputs, expected %d", n->n_inputs, info->max_inputs);
+    }
     for (int k = 0; k < n->n_inputs; k++)
         if (in_value(g, n, k)->dtype != DISTQ_DTYPE_F32)
             return NODE_ERR(n, "input '%s' is not f32", in_value(g, n, k)->name);
-    return infer_table[n->op](g, n, &g->values[n->output]);
+    for (int s = 0; s < DISTQ_MAX_PARAMS; s++)
+        if (n->params[s] >= 0 && !(info->params & DISTQ_PARAM_BIT(s)))
+            return NODE_ERR(n, "has a tensor '%s' in parameter slot %d, which %s does not take",
+                            n->param_names[s], s, info->name);
+    return info->infer(g, n, &g->values[n->output]);
 }

@@ -58,62 +58,22 @@ static void tb_printf(text_buf *b, const char *fmt, ...)
     b->len += (size_t)need;
 }
 
-/* "3" for a square pair, "3x1" otherwise. */
-static void pair_text(char *buf, size_t len, const int64_t *v)
-{
-    if (v[0] == v[1]) snprintf(buf, len, "%lld", (long long)v[0]);
-    else snprintf(buf, len, "%lldx%lld", (long long)v[0], (long long)v[1]);
-}
-
 // --- models ----------------------------------------------------------------------
 
-/* The op-specific part of a node line, e.g. "k3x3 s1 p1". */
+/* The op-specific part of a node line, e.g. "k3x3 s1 p1" (the registry's text). */
 static void node_attr_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
 {
-    const distq_attrs *a = &n->attr;
-    char s[32], p[32], d[32];
-    pair_text(s, sizeof s, a->stride);
-    pair_text(p, sizeof p, a->padding);
-    pair_text(d, sizeof d, a->dilation);
+    const distq_op_info *info = distq_op_info_of(n->op);
     buf[0] = '\0';
-    switch (n->op) {
-    case DISTQ_OP_CONV2D: {
-        const distq_tensor *w = n->params[DISTQ_PARAM_WEIGHT] >= 0
-                                    ? &g->params[n->params[DISTQ_PARAM_WEIGHT]]
-                                    : NULL;
-        int used = snprintf(buf, len, "k%lldx%lld s%s p%s", w ? (long long)w->dims[2] : 0LL,
-                            w ? (long long)w->dims[3] : 0LL, s, p);
-        if (used > 0 && (size_t)used < len && (a->dilation[0] != 1 || a->dilation[1] != 1))
-            used += snprintf(buf + used, len - (size_t)used, " d%s", d);
-        if (used > 0 && (size_t)used < len && a->groups != 1)
-            snprintf(buf + used, len - (size_t)used, " g%lld", (long long)a->groups);
-        break;
-    }
-    case DISTQ_OP_MAX_POOL2D:
-        snprintf(buf, len, "k%lldx%lld s%s p%s%s", (long long)a->kernel[0], (long long)a->kernel[1],
-                 s, p, a->ceil_mode ? " ceil" : "");
-        break;
-    case DISTQ_OP_BATCH_NORM: snprintf(buf, len, "eps %g", (double)a->eps); break;
-    case DISTQ_OP_ADAPTIVE_AVG_POOL2D:
-        snprintf(buf, len, "out %lldx%lld", (long long)a->output_size[0],
-                 (long long)a->output_size[1]);
-        break;
-    case DISTQ_OP_FLATTEN: snprintf(buf, len, "start_dim %lld", (long long)a->start_dim); break;
-    case DISTQ_OP_LINEAR:
-        if (n->params[DISTQ_PARAM_WEIGHT] >= 0) {
-            const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
-            snprintf(buf, len, "%lld -> %lld%s", (long long)w->dims[1], (long long)w->dims[0],
-                     n->params[DISTQ_PARAM_BIAS] >= 0 ? "" : ", no bias");
-        }
-        break;
-    default: break;
-    }
+    if (info && info->attr_text) info->attr_text(g, n, buf, len);
 }
 
 static void node_inputs_text(const distq_node *n, char *buf, size_t len)
 {
-    if (n->n_inputs == 2) snprintf(buf, len, "%s, %s", n->input_names[0], n->input_names[1]);
-    else snprintf(buf, len, "%s", n->input_names[0]);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < n->n_inputs && used < len; k++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? ", " : "", n->input_names[k]);
 }
 
 static void describe_model(const distq_graph *g, const char *path, text_buf *b)

@@ -502,6 +502,35 @@ cleanup:
     return st;
 }
 
+distq_status distq_h5_attr_read_strs_alloc(hid_t loc, const char *name, int min_n,
+                                           char (**names)[DISTQ_NAME_MAX], int *n,
+                                           const char *where)
+{
+    distq_status st = DISTQ_OK;
+    hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    *n = 0;
+    *names = NULL;
+    DISTQ_CHECK(attr_open(loc, name, H5T_STRING, "an array of strings", min_n, 1 << 20, &attr,
+                          &type, &space, n, where));
+    *names = distq_calloc((size_t)(*n > 0 ? *n : 1) * sizeof **names);
+    if (!*names) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory for %d names in '%s'", where, *n,
+                             name);
+        goto cleanup;
+    }
+    DISTQ_CHECK(attr_read_strings(attr, type, space, *n, (*names)[0], DISTQ_NAME_MAX,
+                                  DISTQ_NAME_MAX, name, where));
+cleanup:
+    if (st) {
+        distq_free(*names);
+        *names = NULL;
+    }
+    distq_h5_close(&space);
+    distq_h5_close(&type);
+    distq_h5_close(&attr);
+    return st;
+}
+
 distq_status distq_h5_attr_read_i64(hid_t loc, const char *name, int min_n, int max_n,
                                     int64_t *v, int *n, const char *where)
 {

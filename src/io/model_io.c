@@ -22,51 +22,24 @@
 #include "io/model_io_impl.h"
 
 // --- per-op attributes ----------------------------------------------------------
-/* Which distq_attrs fields each op stores, under which HDF5 attribute name.
- * Ops not listed (relu, add, linear) have none. */
-typedef enum { OPATTR_PAIR, OPATTR_I64, OPATTR_F32 } opattr_kind;
-
-typedef struct {
-    distq_op op;
-    const char *name;
-    opattr_kind kind;
-    size_t offset; /* into distq_attrs */
-} opattr_spec;
-
-static const opattr_spec opattrs[] = {
-    {DISTQ_OP_CONV2D, "stride", OPATTR_PAIR, offsetof(distq_attrs, stride)},
-    {DISTQ_OP_CONV2D, "padding", OPATTR_PAIR, offsetof(distq_attrs, padding)},
-    {DISTQ_OP_CONV2D, "dilation", OPATTR_PAIR, offsetof(distq_attrs, dilation)},
-    {DISTQ_OP_CONV2D, "groups", OPATTR_I64, offsetof(distq_attrs, groups)},
-    {DISTQ_OP_MAX_POOL2D, "kernel", OPATTR_PAIR, offsetof(distq_attrs, kernel)},
-    {DISTQ_OP_MAX_POOL2D, "stride", OPATTR_PAIR, offsetof(distq_attrs, stride)},
-    {DISTQ_OP_MAX_POOL2D, "padding", OPATTR_PAIR, offsetof(distq_attrs, padding)},
-    {DISTQ_OP_MAX_POOL2D, "dilation", OPATTR_PAIR, offsetof(distq_attrs, dilation)},
-    {DISTQ_OP_MAX_POOL2D, "ceil_mode", OPATTR_I64, offsetof(distq_attrs, ceil_mode)},
-    {DISTQ_OP_BATCH_NORM, "eps", OPATTR_F32, offsetof(distq_attrs, eps)},
-    {DISTQ_OP_BATCH_NORM, "momentum", OPATTR_F32, offsetof(distq_attrs, momentum)},
-    {DISTQ_OP_ADAPTIVE_AVG_POOL2D, "output_size", OPATTR_PAIR,
-     offsetof(distq_attrs, output_size)},
-    {DISTQ_OP_FLATTEN, "start_dim", OPATTR_I64, offsetof(distq_attrs, start_dim)},
-};
-_Static_assert(DISTQ_OP_COUNT == 8, "new op: list the attributes it stores in opattrs");
-
-#define N_OPATTRS ((int)(sizeof opattrs / sizeof opattrs[0]))
+/* A node's attributes are its registry row's schema (op_registry.c): nothing
+ * per op here. */
 
 int distq_h5_name_ok(const char *s) { return s[0] && !strchr(s, '/') && strcmp(s, ".") != 0; }
 
+/* op outside the registry (qmodel_io's quantize/dequantize): no attributes. */
 distq_status distq_h5_write_op_attrs(hid_t grp, distq_op op, const distq_attrs *a,
                                      const char *where)
 {
     distq_status st = DISTQ_OK;
-    for (int i = 0; i < N_OPATTRS; i++) {
-        const opattr_spec *s = &opattrs[i];
+    const distq_op_info *info = distq_op_info_of(op);
+    for (int i = 0; info && i < info->n_attrs; i++) {
+        const distq_attr_spec *s = &info->attrs[i];
         const char *field = (const char *)a + s->offset;
-        if (s->op != op) continue;
-        if (s->kind == OPATTR_F32)
+        if (s->kind == DISTQ_ATTR_F32)
             DISTQ_CHECK(distq_h5_attr_write_f32(grp, s->name, *(const float *)field, where));
         else
-            DISTQ_CHECK(distq_h5_attr_write_i64(grp, s->name, s->kind == OPATTR_PAIR ? 2 : 0,
+            DISTQ_CHECK(distq_h5_attr_write_i64(grp, s->name, s->kind == DISTQ_ATTR_PAIR ? 2 : 0,
                                                 (const int64_t *)field, where));
     }
 cleanup:
@@ -76,15 +49,15 @@ cleanup:
 distq_status distq_h5_read_op_attrs(hid_t grp, distq_op op, distq_attrs *a, const char *where)
 {
     distq_status st = DISTQ_OK;
+    const distq_op_info *info = distq_op_info_of(op);
     *a = distq_attrs_default(op);
-    for (int i = 0; i < N_OPATTRS; i++) {
-        const opattr_spec *s = &opattrs[i];
+    for (int i = 0; info && i < info->n_attrs; i++) {
+        const distq_attr_spec *s = &info->attrs[i];
         char *field = (char *)a + s->offset;
-        if (s->op != op) continue;
-        if (s->kind == OPATTR_F32) {
+        if (s->kind == DISTQ_ATTR_F32) {
             DISTQ_CHECK(distq_h5_attr_read_f32(grp, s->name, (float *)field, where));
         } else {
-            int n = s->kind == OPATTR_PAIR ? 2 : 1;
+            int n = s->kind == DISTQ_ATTR_PAIR ? 2 : 1;
             DISTQ_CHECK(distq_h5_attr_read_i64(grp, s->name, n, n, (int64_t *)field, NULL, where));
         }
     }
@@ -125,7 +98,7 @@ static distq_status write_node(hid_t nodes, hid_t gcpl, const distq_node *nd, co
     distq_status st = DISTQ_OK;
     hid_t grp = H5I_INVALID_HID;
     char where[DISTQ_H5_WHERE_MAX];
-    const char *ins[DISTQ_MAX_INPUTS], *params[DISTQ_MAX_PARAMS];
+    const char *ins[nd->n_inputs], *params[DISTQ_MAX_PARAMS];
     snprintf(where, sizeof where, "%s: /graph/nodes/%s", path, nd->name);
     if (!distq_h5_name_ok(nd->name)) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG,
@@ -334,8 +307,8 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
     distq_status st = DISTQ_OK;
     hid_t grp = H5I_INVALID_HID;
     char where[DISTQ_H5_WHERE_MAX], opname[DISTQ_NAME_MAX], output[DISTQ_NAME_MAX];
-    char ins[DISTQ_MAX_INPUTS][DISTQ_NAME_MAX], params[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX];
-    const char *in_ptrs[DISTQ_MAX_INPUTS], *param_ptrs[DISTQ_MAX_PARAMS];
+    char (*ins)[DISTQ_NAME_MAX] = NULL, params[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX];
+    const char **in_ptrs = NULL, *param_ptrs[DISTQ_MAX_PARAMS];
     int n_ins = 0, n_params = 0;
     distq_op op;
     snprintf(where, sizeof where, "%s: /graph/nodes/%s", path, name);
@@ -343,7 +316,7 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
                    "%s: not a group", where);
     DISTQ_CHECK(distq_h5_attr_read_str(grp, "op", opname, sizeof opname, where));
     if (distq_op_from_name(opname, &op) != DISTQ_OK) {
-        char known[256] = "";
+        char known[512] = "";
         size_t used = 0;
         for (int i = 0; i < DISTQ_OP_COUNT && used < sizeof known; i++)
             used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "",
@@ -352,7 +325,11 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
                              path, name, opname, known);
         goto cleanup;
     }
-    DISTQ_CHECK(distq_h5_attr_read_strs(grp, "inputs", 1, DISTQ_MAX_INPUTS, ins, &n_ins, where));
+    DISTQ_CHECK(distq_h5_attr_read_strs_alloc(grp, "inputs", 1, &ins, &n_ins, where));
+    if (!(in_ptrs = distq_calloc((size_t)n_ins * sizeof *in_ptrs))) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
+        goto cleanup;
+    }
     DISTQ_CHECK(distq_h5_attr_read_str(grp, "output", output, sizeof output, where));
     DISTQ_CHECK(distq_h5_attr_read_strs(grp, "params", 0, DISTQ_MAX_PARAMS, params, &n_params,
                                         where));
@@ -373,6 +350,8 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
     st = distq_graph_add_node(g, name, op, &attr, n_ins, in_ptrs, param_ptrs, output);
     if (st != DISTQ_OK) st = prefix_error(st, path);
 cleanup:
+    distq_free(ins);
+    distq_free(in_ptrs);
     distq_h5_close(&grp);
     return st;
 }

@@ -66,9 +66,7 @@ static distq_status fold_one(distq_graph *g, int conv_index, int bn_index)
     }
     /* The conv now produces the BN's output; the BN node goes away. */
     strcpy(conv->output_name, bn->output_name);
-    memmove(&g->nodes[bn_index], &g->nodes[bn_index + 1],
-            (size_t)(g->n_nodes - bn_index - 1) * sizeof *g->nodes);
-    g->n_nodes--;
+    distq_graph_remove_node(g, bn_index);
     return DISTQ_OK;
 }
 

@@ -127,6 +127,14 @@ static distq_status attach_observers(distq_prepared *p, const char *observed, in
     return DISTQ_OK;
 }
 
+/* The int8 pattern of each op whose registry role is "shares its input's
+ * qparams" and that the int8 IR has a node for (concat: not yet). */
+static const distq_pattern propagating_pattern[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_MAX_POOL2D] = DISTQ_PATTERN_MAX_POOL,
+    [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = DISTQ_PATTERN_AVG_POOL,
+    [DISTQ_OP_FLATTEN] = DISTQ_PATTERN_FLATTEN,
+};
+
 static distq_status annotate(distq_prepared *p)
 {
     const distq_graph *g = p->g;
@@ -162,10 +170,9 @@ static distq_status annotate(distq_prepared *p)
             continue;
         }
         if (claimed[i]) continue;
-        distq_pattern prop = n->op == DISTQ_OP_MAX_POOL2D            ? DISTQ_PATTERN_MAX_POOL
-                             : n->op == DISTQ_OP_ADAPTIVE_AVG_POOL2D ? DISTQ_PATTERN_AVG_POOL
-                             : n->op == DISTQ_OP_FLATTEN             ? DISTQ_PATTERN_FLATTEN
-                                                                     : DISTQ_PATTERN_NONE;
+        distq_pattern prop = distq_op_info_of(n->op)->qrole == DISTQ_QROLE_SHARES_INPUT
+                                 ? propagating_pattern[n->op]
+                                 : DISTQ_PATTERN_NONE;
         if (prop == DISTQ_PATTERN_NONE || !quantized_out[n->inputs[0]]) {
             st = distq_error_set(DISTQ_ERR_UNSUPPORTED,
                                  "node '%s' (%s) is outside the x86 int8 patterns (it would stay fp32, "

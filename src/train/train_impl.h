@@ -67,6 +67,9 @@ float *distq_train_grad_out(distq_trainer *t, int v, int *accumulate);
 /* Forward of node i over N images: training (batch statistics, save what
  * backward needs) or eval (running statistics). Fails only in batch_norm
  * (hook error, one value per channel). */
+/* Every node of g has a training kernel; else DISTQ_ERR_UNSUPPORTED naming
+ * the node and op. Called by distq_trainer_create. */
+distq_status distq_train_check_ops(const distq_graph *g);
 distq_status distq_train_forward_node(distq_trainer *t, int i, int64_t N, int training);
 /* Backward of node i over N images: adds parameter gradients into t->grads
  * and writes or adds input gradients through distq_train_grad_out. */

@@ -614,55 +614,140 @@ static void linear_bwd(distq_trainer *t, const distq_node *nd, int64_t N)
     }
 }
 
-/* --- dispatch ---------------------------------------------------------------- */
+/* --- the kernel table ---------------------------------------------------------
+ * One row per op the trainer has: forward (training or eval mode) and
+ * backward for node i over N images. An op without a row is refused when the
+ * trainer is created (distq_train_check_ops), never reached here. */
+
+static distq_status conv2d_fwd_k(distq_trainer *t, int i, int64_t N, int training)
+{
+    const distq_node *nd = &t->g->nodes[i];
+    if (t->dnn && N > 0) return distq_conv_onednn_fwd(t, i, N, weight_data(t, nd));
+    conv2d_fwd(t, nd, N);
+    return DISTQ_OK;
+}
+
+static distq_status conv2d_bwd_k(distq_trainer *t, int i, int64_t N)
+{
+    const distq_node *nd = &t->g->nodes[i];
+    if (t->dnn && N > 0)
+        return distq_conv_onednn_bwd(t, i, N, weight_data(t, nd), param_grad(t, nd, DISTQ_PARAM_WEIGHT),
+                                     param_grad(t, nd, DISTQ_PARAM_BIAS));
+    conv2d_bwd(t, nd, N);
+    return DISTQ_OK;
+}
+
+static int64_t out_count(const distq_trainer *t, int i, int64_t N)
+{
+    return per_image(t, t->g->nodes[i].output) * N;
+}
+
+static distq_status relu_fwd_k(distq_trainer *t, int i, int64_t N, int training)
+{
+    relu_fwd(t, &t->g->nodes[i], out_count(t, i, N));
+    return DISTQ_OK;
+}
+
+static distq_status relu_bwd_k(distq_trainer *t, int i, int64_t N)
+{
+    relu_bwd(t, &t->g->nodes[i], out_count(t, i, N));
+    return DISTQ_OK;
+}
+
+static distq_status add_fwd_k(distq_trainer *t, int i, int64_t N, int training)
+{
+    add_fwd(t, &t->g->nodes[i], out_count(t, i, N));
+    return DISTQ_OK;
+}
+
+static distq_status add_bwd_k(distq_trainer *t, int i, int64_t N)
+{
+    const distq_node *nd = &t->g->nodes[i];
+    int64_t count = out_count(t, i, N);
+    pass_grad(t, nd->inputs[0], t->dact[nd->output], count);
+    pass_grad(t, nd->inputs[1], t->dact[nd->output], count);
+    return DISTQ_OK;
+}
+
+static distq_status max_pool2d_fwd_k(distq_trainer *t, int i, int64_t N, int training)
+{
+    max_pool2d_fwd(t, i, N);
+    return DISTQ_OK;
+}
+
+static distq_status max_pool2d_bwd_k(distq_trainer *t, int i, int64_t N)
+{
+    max_pool2d_bwd(t, i, N);
+    return DISTQ_OK;
+}
+
+static distq_status avg_pool_fwd_k(distq_trainer *t, int i, int64_t N, int training)
+{
+    avg_pool_fwd(t, &t->g->nodes[i], N);
+    return DISTQ_OK;
+}
+
+static distq_status avg_pool_bwd_k(distq_trainer *t, int i, int64_t N)
+{
+    avg_pool_bwd(t, &t->g->nodes[i], N);
+    return DISTQ_OK;
+}
+
+/* flatten's output aliases its input (NCHW is (N, C*H*W)), its gradient too */
+static distq_status flatten_fwd_k(distq_trainer *t, int i, int64_t N, int training) { return DISTQ_OK; }
+static distq_status flatten_bwd_k(distq_trainer *t, int i, int64_t N) { return DISTQ_OK; }
+
+static distq_status linear_fwd_k(distq_trainer *t, int i, int64_t N, int training)
+{
+    linear_fwd(t, &t->g->nodes[i], N);
+    return DISTQ_OK;
+}
+
+static distq_status linear_bwd_k(distq_trainer *t, int i, int64_t N)
+{
+    linear_bwd(t, &t->g->nodes[i], N);
+    return DISTQ_OK;
+}
+
+typedef struct {
+    distq_status (*fwd)(distq_trainer *t, int i, int64_t N, int training);
+    distq_status (*bwd)(distq_trainer *t, int i, int64_t N);
+} train_kernel;
+
+static const train_kernel train_kernels[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_CONV2D] = {conv2d_fwd_k, conv2d_bwd_k},
+    [DISTQ_OP_BATCH_NORM] = {batch_norm_fwd, batch_norm_bwd},
+    [DISTQ_OP_RELU] = {relu_fwd_k, relu_bwd_k},
+    [DISTQ_OP_ADD] = {add_fwd_k, add_bwd_k},
+    [DISTQ_OP_MAX_POOL2D] = {max_pool2d_fwd_k, max_pool2d_bwd_k},
+    [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = {avg_pool_fwd_k, avg_pool_bwd_k},
+    [DISTQ_OP_FLATTEN] = {flatten_fwd_k, flatten_bwd_k},
+    [DISTQ_OP_LINEAR] = {linear_fwd_k, linear_bwd_k},
+};
+
+int distq_train_has_kernel(distq_op op)
+{
+    return (int)op >= 0 && op < DISTQ_OP_COUNT && train_kernels[op].fwd != NULL;
+}
+
+distq_status distq_train_check_ops(const distq_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!train_kernels[g->nodes[i].op].fwd)
+            return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                   "trainer: node '%s': op %s has no training kernel (the trainer "
+                                   "has conv2d, batch_norm, relu, add, max_pool2d, "
+                                   "adaptive_avg_pool2d, flatten, linear)",
+                                   g->nodes[i].name, distq_op_name(g->nodes[i].op));
+    return DISTQ_OK;
+}
 
 distq_status distq_train_forward_node(distq_trainer *t, int i, int64_t N, int training)
 {
-    const distq_node *nd = &t->g->nodes[i];
-    int64_t count = per_image(t, nd->output) * N;
-    switch (nd->op) {
-    case DISTQ_OP_CONV2D:
-        if (t->dnn && N > 0) return distq_conv_onednn_fwd(t, i, N, weight_data(t, nd));
-        conv2d_fwd(t, nd, N);
-        break;
-    case DISTQ_OP_BATCH_NORM: return batch_norm_fwd(t, i, N, training);
-    case DISTQ_OP_RELU: relu_fwd(t, nd, count); break;
-    case DISTQ_OP_ADD: add_fwd(t, nd, count); break;
-    case DISTQ_OP_MAX_POOL2D: max_pool2d_fwd(t, i, N); break;
-    case DISTQ_OP_ADAPTIVE_AVG_POOL2D: avg_pool_fwd(t, nd, N); break;
-    case DISTQ_OP_FLATTEN: break; /* output aliases the input: NCHW is (N, C*H*W) */
-    case DISTQ_OP_LINEAR: linear_fwd(t, nd, N); break;
-    default:
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "trainer: node '%s': op %s not implemented",
-                               nd->name, distq_op_name(nd->op));
-    }
-    return DISTQ_OK;
+    return train_kernels[t->g->nodes[i].op].fwd(t, i, N, training);
 }
 
 distq_status distq_train_backward_node(distq_trainer *t, int i, int64_t N)
 {
-    const distq_node *nd = &t->g->nodes[i];
-    int64_t count = per_image(t, nd->output) * N;
-    switch (nd->op) {
-    case DISTQ_OP_CONV2D:
-        if (t->dnn && N > 0)
-            return distq_conv_onednn_bwd(t, i, N, weight_data(t, nd), param_grad(t, nd, DISTQ_PARAM_WEIGHT),
-                                         param_grad(t, nd, DISTQ_PARAM_BIAS));
-        conv2d_bwd(t, nd, N);
-        break;
-    case DISTQ_OP_BATCH_NORM: return batch_norm_bwd(t, i, N);
-    case DISTQ_OP_RELU: relu_bwd(t, nd, count); break;
-    case DISTQ_OP_ADD:
-        pass_grad(t, nd->inputs[0], t->dact[nd->output], count);
-        pass_grad(t, nd->inputs[1], t->dact[nd->output], count);
-        break;
-    case DISTQ_OP_MAX_POOL2D: max_pool2d_bwd(t, i, N); break;
-    case DISTQ_OP_ADAPTIVE_AVG_POOL2D: avg_pool_bwd(t, nd, N); break;
-    case DISTQ_OP_FLATTEN: break; /* gradient buffer shared with the input */
-    case DISTQ_OP_LINEAR: linear_bwd(t, nd, N); break;
-    default:
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "trainer: node '%s': op %s not implemented",
-                               nd->name, distq_op_name(nd->op));
-    }
-    return DISTQ_OK;
+    return train_kernels[t->g->nodes[i].op].bwd(t, i, N);
 }

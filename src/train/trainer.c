@@ -150,6 +150,8 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
     if (opts->max_batch < 1)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "trainer: max_batch %lld must be >= 1",
                                (long long)opts->max_batch);
+    distq_status ops_ok = distq_train_check_ops(g);
+    if (ops_ok) return ops_ok;
     const distq_value *out_v = &g->values[g->output_value];
     if (opts->loss == DISTQ_LOSS_CROSS_ENTROPY) {
         if (out_v->ndim != 2)

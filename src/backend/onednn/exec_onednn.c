@@ -5,8 +5,9 @@
  *   1. clone the graph (the executor keeps nothing of the caller's) and fold
  *      BN into the preceding conv (distq_pass_fold_bn);
  *   2. group nodes into fused primitives (plan_groups):
- *        conv2d [+ add as a sum post-op] [+ relu post-op]
- *        [flatten +] linear [+ relu]    add [+ relu]    batch_norm [+ relu]
+ *        conv2d [+ add as a sum post-op] [+ eltwise post-op]
+ *        [flatten +] linear [+ eltwise]   add|mul [+ eltwise]   batch_norm [+ relu]
+ *      where eltwise is relu, clip (relu6), hardswish, hardsigmoid or sigmoid;
  *   3. emit the plan, one emit_* function per op kind: a list of steps
  *      (primitive + arguments) in execution order. Layouts come from oneDNN
  *      (format_tag any); activations stay in the chosen layout, and a reorder
@@ -26,7 +27,8 @@
  * before its relu) is DISTQ_ERR_UNSUPPORTED, a flatten feeding a linear reads
  * as its input in plain order.
  *
- * Not here: int8 (exec_onednn_int8.c), training, broadcasting adds. The plan
+ * Not here: int8 (exec_onednn_int8.c), training, broadcasting adds. Each op's
+ * emitter is a row of `emitters`; an op without one is refused in check_graph. The plan
  * machinery shared with the int8 executor is in onednn_util.c. Every dnnl_*
  * call of the project lives under src/backend/onednn (STYLE.md).
  */
@@ -45,8 +47,47 @@ typedef struct {
     int head;    /* node whose primitive runs */
     int flatten; /* flatten feeding the linear head directly, or -1 */
     int add;     /* add done as the conv head's sum post-op, or -1 */
-    int relu;    /* relu done as a post-op, or -1 */
+    int post;    /* eltwise node (relu, clip, hardswish, ...) done as a post-op, or -1 */
 } group;
+
+/* An op that oneDNN runs as eltwise, alone or as a post-op: one or two
+ * algorithms applied in turn. */
+typedef struct {
+    int n;
+    dnnl_alg_kind_t alg[2];
+    float alpha[2], beta[2];
+} eltwise_chain;
+
+typedef eltwise_chain (*eltwise_fn)(const distq_attrs *a);
+static eltwise_chain relu_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_relu}, {0.0f}, {0.0f}};
+}
+static eltwise_chain clip_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_clip}, {a->min}, {a->max}};
+}
+static eltwise_chain hardswish_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_hardswish}, {0.0f}, {0.0f}}; /* 2.6: x*relu6(x+3)/6 */
+}
+static eltwise_chain sigmoid_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_logistic}, {0.0f}, {0.0f}};
+}
+/* oneDNN 2.6 has no hardsigmoid: alpha*x + beta, then clip to [0, 1] */
+static eltwise_chain hardsigmoid_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){2, {dnnl_eltwise_linear, dnnl_eltwise_clip}, {a->alpha, 0.0f},
+                           {a->beta, 1.0f}};
+}
+static const eltwise_fn eltwise_ops[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_RELU] = relu_chain,
+    [DISTQ_OP_CLIP] = clip_chain,
+    [DISTQ_OP_HARDSWISH] = hardswish_chain,
+    [DISTQ_OP_SIGMOID] = sigmoid_chain,
+    [DISTQ_OP_HARDSIGMOID] = hardsigmoid_chain,
+};
 
 // --- threads ------------------------------------------------------------------
 
@@ -91,18 +132,22 @@ static const distq_tensor *node_param(const distq_graph *g, const distq_node *n,
     return n->params[which] >= 0 ? &g->params[n->params[which]] : NULL;
 }
 
-/* Attributes every primitive gets: user scratchpad, and the post-ops. */
-static distq_status make_attr(int sum, int relu, const char *ctx, dnnl_primitive_attr_t *out)
+/* Attributes every primitive gets: user scratchpad, and the post-ops (a sum,
+ * then the eltwise node post's chain). */
+static distq_status make_attr(int sum, const distq_node *post, const char *ctx,
+                              dnnl_primitive_attr_t *out)
 {
     distq_status st = DISTQ_OK;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
     CHECK(dnnl_primitive_attr_create(&attr));
     CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-    if (sum || relu) {
+    if (sum || post) {
         CHECK(dnnl_post_ops_create(&ops));
         if (sum) CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
-        if (relu) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        eltwise_chain e = post ? eltwise_ops[post->op](&post->attr) : (eltwise_chain){0};
+        for (int k = 0; k < e.n; k++)
+            CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, e.alg[k], e.alpha[k], e.beta[k]));
         CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
     }
     *out = attr;
@@ -113,10 +158,16 @@ cleanup:
     return st;
 }
 
-/* The value a group produces: relu's, else add's, else the head's. */
+/* The post-op node of gr, or NULL. */
+static const distq_node *post_node(const distq_graph *g, const group *gr)
+{
+    return gr->post >= 0 ? &g->nodes[gr->post] : NULL;
+}
+
+/* The value a group produces: the post-op's, else add's, else the head's. */
 static int group_output(const distq_graph *g, const group *gr)
 {
-    if (gr->relu >= 0) return g->nodes[gr->relu].output;
+    if (gr->post >= 0) return g->nodes[gr->post].output;
     if (gr->add >= 0) return g->nodes[gr->add].output;
     return g->nodes[gr->head].output;
 }
@@ -154,7 +205,7 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
                                                      dnnl_convolution_direct, &src_md, &w_md,
                                                      b ? &b_md : NULL, &dst_md, cg.strides, cg.dil,
                                                      cg.pad_l, cg.pad_r));
-    TRY(make_attr(gr->add >= 0, gr->relu >= 0, ctx, &attr));
+    TRY(make_attr(gr->add >= 0, post_node(g, gr), ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &cd, attr, S->engine, NULL));
     TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
     TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
@@ -219,7 +270,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
     CHECK(dnnl_memory_desc_init_by_tag(&w_md, in->ndim, w_dims, dnnl_f32, dnnl_format_tag_any));
     CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_format_tag_any));
     CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, dnnl_f32, dnnl_format_tag_any));
-    TRY(make_attr(0, gr->relu >= 0, ctx, &attr));
+    TRY(make_attr(0, post_node(g, gr), ctx, &attr));
     /* Take the source as it is; only if oneDNN has no kernel for that layout
      * let it choose one and reorder. */
     dnnl_inner_product_desc_t ipd;
@@ -315,7 +366,7 @@ static distq_status emit_add(distq_onednn_state *S, const distq_graph *g, const 
     TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[1]], &md0, n->name, ctx, &s1));
     dnnl_binary_desc_t bd;
     CHECK(dnnl_binary_desc_init(&bd, dnnl_binary_add, &md0, &md0, &md0));
-    TRY(make_attr(0, gr->relu >= 0, ctx, &attr));
+    TRY(make_attr(0, post_node(g, gr), ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &bd, attr, S->engine, NULL));
     TRY(distq_onednn_new_slot(S, &md0, &s_dst));
     distq_onednn_step *t = NULL;
@@ -333,21 +384,30 @@ cleanup:
     return st;
 }
 
-/* A relu not fused into its producer: eltwise, in place when possible. */
-static distq_status emit_relu(distq_onednn_state *S, const distq_graph *g, const group *gr)
+/* An eltwise op not fused into its producer (relu, clip, hardswish, sigmoid,
+ * hardsigmoid): the chain's first algorithm as a primitive, in place when
+ * possible, the second (if any) as its post-op. */
+static distq_status emit_eltwise(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
     distq_status st = DISTQ_OK;
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
+    dnnl_post_ops_t ops = NULL;
     node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    eltwise_chain e = eltwise_ops[n->op](&n->attr);
     int s_src = S->value_slot[n->inputs[0]], s_dst = -1;
     dnnl_memory_desc_t md = *distq_onednn_slot_md(S, s_src);
     dnnl_eltwise_desc_t ed;
-    CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, dnnl_eltwise_relu, &md,
-                                         0.0f, 0.0f));
-    TRY(make_attr(0, 0, ctx, &attr));
+    CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, e.alg[0], &md, e.alpha[0],
+                                         e.beta[0]));
+    TRY(make_attr(0, NULL, ctx, &attr));
+    if (e.n > 1) {
+        CHECK(dnnl_post_ops_create(&ops));
+        CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, e.alg[1], e.alpha[1], e.beta[1]));
+        CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
+    }
     CHECK(dnnl_primitive_desc_create(&pd, &ed, attr, S->engine, NULL));
     TRY(distq_onednn_new_slot(S, &md, &s_dst));
     distq_onednn_step *t = NULL;
@@ -358,6 +418,99 @@ static distq_status emit_relu(distq_onednn_state *S, const distq_graph *g, const
     t->inplace_dst = s_dst;
     t->inplace_src = s_src;
     S->value_slot[n->output] = s_dst;
+cleanup:
+    if (ops) CHECK_CLEANUP(dnnl_post_ops_destroy(ops));
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+/* mul with numpy broadcasting (the SE block's x * scale): a binary primitive
+ * whose src1 broadcasts along its dims of size 1. Mul commutes, so the
+ * full-shape input goes first; both broadcasting is not supported. */
+static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const group *gr)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[DISTQ_NAME_MAX + 128];
+    const distq_node *n = &g->nodes[gr->head];
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    const distq_value *out = &g->values[n->output];
+    int full = 0;
+    if (memcmp(g->values[n->inputs[0]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) full = 1;
+    if (memcmp(g->values[n->inputs[full]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) {
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                             "%s: on oneDNN one input of mul must have the output's shape "
+                             "(both broadcast here)", ctx);
+        goto cleanup;
+    }
+    int v0 = n->inputs[full], v1 = n->inputs[1 - full];
+    int s0 = S->value_slot[v0], s1 = -1, s_dst = -1;
+    dnnl_dims_t d1;
+    value_dims(&g->values[v1], S->batch, d1);
+    dnnl_memory_desc_t md0 = *distq_onednn_slot_md(S, s0), md1;
+    CHECK(dnnl_memory_desc_init_by_tag(&md1, out->ndim, d1, dnnl_f32, distq_onednn_plain_tag(out->ndim)));
+    TRY(distq_onednn_slot_as(S, S->value_slot[v1], &md1, n->name, ctx, &s1));
+    dnnl_binary_desc_t bd;
+    CHECK(dnnl_binary_desc_init(&bd, dnnl_binary_mul, &md0, &md1, &md0));
+    TRY(make_attr(0, post_node(g, gr), ctx, &attr));
+    CHECK(dnnl_primitive_desc_create(&pd, &bd, attr, S->engine, NULL));
+    TRY(distq_onednn_new_slot(S, &md0, &s_dst));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    TRY(distq_onednn_step_set_prim(t, pd, ctx));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC_0, s0, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC_1, s1, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+    t->inplace_dst = s_dst;
+    t->inplace_src = s0;
+    S->value_slot[group_output(g, gr)] = s_dst;
+cleanup:
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+/* At most this many sources per concat primitive (a step also holds the dst
+ * and the scratchpad); more inputs are joined in rounds, each round's result
+ * the first source of the next. */
+#define CONCAT_MAX_SRCS (DISTQ_ONEDNN_MAX_ARGS - 2)
+
+/* concat of any count of inputs, each in its own layout; oneDNN picks dst's. */
+static distq_status emit_concat(distq_onednn_state *S, const distq_graph *g, const group *gr)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[DISTQ_NAME_MAX + 128];
+    const distq_node *n = &g->nodes[gr->head];
+    const distq_value *out = &g->values[n->output];
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    int axis = (int)(n->attr.axis < 0 ? n->attr.axis + out->ndim : n->attr.axis);
+    int carry = -1; /* slot of the previous round's result */
+    TRY(make_attr(0, NULL, ctx, &attr));
+    for (int k = 0; k < n->n_inputs;) {
+        int srcs[CONCAT_MAX_SRCS], m = 0;
+        dnnl_memory_desc_t mds[CONCAT_MAX_SRCS];
+        if (carry >= 0) srcs[m++] = carry;
+        while (m < CONCAT_MAX_SRCS && k < n->n_inputs) srcs[m++] = S->value_slot[n->inputs[k++]];
+        for (int j = 0; j < m; j++) mds[j] = *distq_onednn_slot_md(S, srcs[j]);
+        CHECK(dnnl_concat_primitive_desc_create(&pd, NULL, m, axis, mds, attr, S->engine));
+        dnnl_memory_desc_t dst_md;
+        TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
+        int s_dst = -1;
+        TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
+        distq_onednn_step *t = NULL;
+        TRY(distq_onednn_new_step(S, n->name, &t));
+        TRY(distq_onednn_step_set_prim(t, pd, ctx));
+        for (int j = 0; j < m; j++) distq_onednn_arg_slot(t, DNNL_ARG_MULTIPLE_SRC + j, srcs[j], 0);
+        distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+        CHECK(dnnl_primitive_desc_destroy(pd));
+        pd = NULL;
+        carry = s_dst;
+    }
+    S->value_slot[n->output] = carry;
 cleanup:
     if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
@@ -400,11 +553,11 @@ static distq_status emit_batch_norm(distq_onednn_state *S, const distq_graph *g,
     dnnl_dims_t c_dims = {C};
     CHECK(dnnl_memory_desc_init_by_tag(&c_md, 1, c_dims, dnnl_f32, dnnl_a));
     unsigned flags = dnnl_use_global_stats | dnnl_use_scale | dnnl_use_shift;
-    if (gr->relu >= 0) flags |= dnnl_fuse_norm_relu;
+    if (gr->post >= 0) flags |= dnnl_fuse_norm_relu; /* plan_groups fuses only relu here */
     dnnl_batch_normalization_desc_t bd;
     CHECK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_inference, &md,
                                                      n->attr.eps, flags));
-    TRY(make_attr(0, 0, ctx, &attr));
+    TRY(make_attr(0, NULL, ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &bd, attr, S->engine, NULL));
     dnnl_memory_t m_mean, m_var, m_scale, m_shift;
     TRY(distq_onednn_make_param(S, &c_md, 1, c_dims, dnnl_f32, mean->data, ctx, &m_mean));
@@ -447,22 +600,23 @@ static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const
     return st;
 }
 
-static distq_status emit_group(distq_onednn_state *S, const distq_graph *g, const group *gr)
-{
-    switch (g->nodes[gr->head].op) {
-    case DISTQ_OP_CONV2D: return emit_conv(S, g, gr);
-    case DISTQ_OP_LINEAR: return emit_linear(S, g, gr);
-    case DISTQ_OP_FLATTEN: return emit_flatten(S, g, gr);
-    case DISTQ_OP_ADD: return emit_add(S, g, gr);
-    case DISTQ_OP_RELU: return emit_relu(S, g, gr);
-    case DISTQ_OP_BATCH_NORM: return emit_batch_norm(S, g, gr);
-    case DISTQ_OP_MAX_POOL2D:
-    case DISTQ_OP_ADAPTIVE_AVG_POOL2D: return emit_pool(S, g, gr);
-    case DISTQ_OP_COUNT: break;
-    }
-    return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': op %d has no oneDNN lowering",
-                           g->nodes[gr->head].name, (int)g->nodes[gr->head].op);
-}
+typedef distq_status (*emit_fn)(distq_onednn_state *S, const distq_graph *g, const group *gr);
+static const emit_fn emitters[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_CONV2D] = emit_conv,
+    [DISTQ_OP_LINEAR] = emit_linear,
+    [DISTQ_OP_FLATTEN] = emit_flatten,
+    [DISTQ_OP_ADD] = emit_add,
+    [DISTQ_OP_MUL] = emit_mul,
+    [DISTQ_OP_CONCAT] = emit_concat,
+    [DISTQ_OP_RELU] = emit_eltwise,
+    [DISTQ_OP_CLIP] = emit_eltwise,
+    [DISTQ_OP_HARDSWISH] = emit_eltwise,
+    [DISTQ_OP_HARDSIGMOID] = emit_eltwise,
+    [DISTQ_OP_SIGMOID] = emit_eltwise,
+    [DISTQ_OP_BATCH_NORM] = emit_batch_norm,
+    [DISTQ_OP_MAX_POOL2D] = emit_pool,
+    [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = emit_pool,
+};
 
 /* Step 0 reorders the user's plain input into the input slot's layout (picked
  * by its first consumer); the last step reorders the output slot into the
@@ -480,7 +634,7 @@ static distq_status emit_io(distq_onednn_state *S, const distq_graph *g)
     value_dims(in, S->batch, dims);
     CHECK(dnnl_memory_desc_init_by_tag(&user_md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
     TRY(distq_onednn_make_fixed(S, &user_md, NULL, NULL, 0, ctx, &S->user_in));
-    TRY(make_attr(0, 0, ctx, &attr));
+    TRY(make_attr(0, NULL, ctx, &attr));
     distq_onednn_step *t = &S->steps[0];
     CHECK(dnnl_reorder_primitive_desc_create(&pd, &user_md, S->engine, distq_onednn_slot_md(S, 0), S->engine,
                                              attr));
@@ -512,6 +666,11 @@ static int sole_reader(const distq_graph *g, const int *readers, const int *read
     return (readers[v] == 1 && v != g->output_value) ? reader[v] : -1;
 }
 
+/* Heads whose primitive takes eltwise post-ops. */
+static const unsigned char fuses_eltwise[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_CONV2D] = 1, [DISTQ_OP_LINEAR] = 1, [DISTQ_OP_ADD] = 1, [DISTQ_OP_MUL] = 1,
+};
+
 /* Puts every node in one group; group_at[j] is the group emitted at node j
  * (its last member, where all its inputs exist), -1 for non-last members. */
 static distq_status plan_groups(const distq_graph *g, group *groups, int *group_at)
@@ -533,7 +692,7 @@ static distq_status plan_groups(const distq_graph *g, group *groups, int *group_
     }
     for (int i = 0; i < g->n_nodes; i++) {
         if (in_group[i]) continue;
-        group gr = {.head = i, .flatten = -1, .add = -1, .relu = -1};
+        group gr = {.head = i, .flatten = -1, .add = -1, .post = -1};
         const distq_node *n = &g->nodes[i];
         int c;
         if (n->op == DISTQ_OP_FLATTEN && g->values[n->inputs[0]].ndim == 4 &&
@@ -550,12 +709,13 @@ static distq_status plan_groups(const distq_graph *g, group *groups, int *group_
             gr.add = c;
             cur = g->nodes[c].output;
         }
-        if ((h->op == DISTQ_OP_CONV2D || h->op == DISTQ_OP_LINEAR || h->op == DISTQ_OP_ADD ||
-             h->op == DISTQ_OP_BATCH_NORM) &&
-            (c = sole_reader(g, readers, reader, cur)) >= 0 && g->nodes[c].op == DISTQ_OP_RELU &&
-            !in_group[c])
-            gr.relu = c;
-        int members[4] = {i, gr.head, gr.add, gr.relu}, last = i;
+        /* eltwise post-ops: any of them after conv, linear, add or mul; only
+         * relu after batch_norm (dnnl_fuse_norm_relu) */
+        if ((c = sole_reader(g, readers, reader, cur)) >= 0 && !in_group[c] &&
+            eltwise_ops[g->nodes[c].op] &&
+            (fuses_eltwise[h->op] || (h->op == DISTQ_OP_BATCH_NORM && g->nodes[c].op == DISTQ_OP_RELU)))
+            gr.post = c;
+        int members[4] = {i, gr.head, gr.add, gr.post}, last = i;
         for (int k = 0; k < 4; k++) {
             if (members[k] < 0) continue;
             in_group[members[k]] = 1;
@@ -578,6 +738,9 @@ static void onednn_destroy(void *state) { (void)distq_onednn_state_free(state, 0
 /* Rejects what the emitters do not handle, naming the value. */
 static distq_status check_graph(const distq_graph *g)
 {
+    for (int i = 0; i < g->n_nodes; i++)
+        if (!emitters[g->nodes[i].op])
+            return distq_backend_no_kernel("onednn", g->nodes[i].name, distq_op_name(g->nodes[i].op));
     for (int v = 0; v < g->n_values; v++) {
         const distq_value *val = &g->values[v];
         if (val->dtype != DISTQ_DTYPE_F32 || (val->ndim != 2 && val->ndim != 4))
@@ -664,7 +827,7 @@ static distq_status onednn_create(const distq_graph *g0, int64_t batch, void **s
                 goto cleanup;
             }
         }
-        TRY(emit_group(S, g, &groups[j]));
+        TRY(emitters[g->nodes[groups[j].head].op](S, g, &groups[j])); /* checked in check_graph */
     }
     if (S->value_slot[g->output_value] < 0) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "graph output '%s' is never computed",
@@ -702,8 +865,11 @@ static distq_status onednn_get_value(void *state, const char *name, void *out)
     return distq_onednn_get_value(state, name, out);
 }
 
+static int onednn_has_kernel(distq_op op) { return emitters[op] != NULL; }
+
 const distq_exec_i distq_exec_onednn_i = {
     .name = "onednn",
+    .has_kernel = onednn_has_kernel,
     .create = onednn_create,
     .run = onednn_run,
     .destroy = onednn_destroy,

@@ -22,7 +22,7 @@ static const float *P(const ref_state *s, const distq_node *n, int slot)
 }
 
 /* x (N, C, H, W) * w (OC, C/groups, KH, KW) + b -> y (N, OC, OH, OW) */
-static void conv2d_ref(const ref_state *s, const distq_node *n)
+static void conv2d_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
     const distq_attrs *a = &n->attr;
@@ -57,7 +57,7 @@ static void conv2d_ref(const ref_state *s, const distq_node *n)
 }
 
 /* y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel (dim 1). */
-static void batch_norm_ref(const ref_state *s, const distq_node *n)
+static void batch_norm_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const distq_value *xv = &s->g->values[n->inputs[0]];
     const float *x = s->vals[n->inputs[0]];
@@ -90,7 +90,7 @@ static void add_ref(const ref_state *s, const distq_node *n, int64_t count)
 }
 
 /* Padded cells never win (PyTorch pads max pooling with -inf). */
-static void max_pool2d_ref(const ref_state *s, const distq_node *n)
+static void max_pool2d_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
     const distq_attrs *a = &n->attr;
@@ -113,7 +113,7 @@ static void max_pool2d_ref(const ref_state *s, const distq_node *n)
             }
 }
 
-static void adaptive_avg_pool2d_ref(const ref_state *s, const distq_node *n)
+static void adaptive_avg_pool2d_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const distq_value *xv = &s->g->values[n->inputs[0]];
     const float *x = s->vals[n->inputs[0]];
@@ -127,7 +127,7 @@ static void adaptive_avg_pool2d_ref(const ref_state *s, const distq_node *n)
 }
 
 /* x (N, IN) * w^T (OUT, IN) + b -> y (N, OUT) */
-static void linear_ref(const ref_state *s, const distq_node *n)
+static void linear_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     int64_t IN = s->g->values[n->inputs[0]].dims[1], OUT = s->g->values[n->output].dims[1];
     const float *x = s->vals[n->inputs[0]], *w = P(s, n, DISTQ_PARAM_WEIGHT);
@@ -140,6 +140,115 @@ static void linear_ref(const ref_state *s, const distq_node *n)
             y[nb * OUT + o] = (float)acc;
         }
 }
+
+/* NCHW is already (N, C*H*W) in memory */
+static void flatten_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    memcpy(s->vals[n->output], s->vals[n->inputs[0]], (size_t)count * sizeof(float));
+}
+
+static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static void hardswish_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    for (int64_t i = 0; i < count; i++) y[i] = x[i] * clampf(x[i] + 3.0f, 0.0f, 6.0f) / 6.0f;
+}
+
+static void hardsigmoid_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    for (int64_t i = 0; i < count; i++)
+        y[i] = clampf(n->attr.alpha * x[i] + n->attr.beta, 0.0f, 1.0f);
+}
+
+static void clip_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    for (int64_t i = 0; i < count; i++) y[i] = clampf(x[i], n->attr.min, n->attr.max);
+}
+
+static void sigmoid_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    for (int64_t i = 0; i < count; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+/* Per-image element strides of value v as read by an output of the same rank:
+ * 0 along a dim of size 1, so that it broadcasts. dims[0] is the batch. */
+static void broadcast_strides(const distq_value *v, int64_t *stride)
+{
+    int64_t st = 1;
+    for (int i = v->ndim - 1; i >= 1; i--) {
+        stride[i] = v->dims[i] == 1 ? 0 : st;
+        st *= v->dims[i];
+    }
+}
+
+static void mul_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const distq_value *xv = &s->g->values[n->inputs[0]], *zv = &s->g->values[n->inputs[1]];
+    const distq_value *yv = &s->g->values[n->output];
+    const float *x = s->vals[n->inputs[0]], *z = s->vals[n->inputs[1]];
+    float *y = s->vals[n->output];
+    int nd = yv->ndim;
+    int64_t sx[DISTQ_MAX_DIMS], sz[DISTQ_MAX_DIMS], per_image = distq_value_numel(yv, 1);
+    broadcast_strides(xv, sx);
+    broadcast_strides(zv, sz);
+    int64_t x_image = distq_value_numel(xv, 1), z_image = distq_value_numel(zv, 1);
+    for (int64_t i = 0; i < count; i++) {
+        int64_t nb = i / per_image, rest = i % per_image, ox = nb * x_image, oz = nb * z_image;
+        for (int d = nd - 1; d >= 1; d--) {
+            int64_t c = rest % yv->dims[d];
+            rest /= yv->dims[d];
+            ox += c * sx[d];
+            oz += c * sz[d];
+        }
+        y[i] = x[ox] * z[oz];
+    }
+}
+
+/* Inputs one after another along axis: per image and outer index, each input
+ * contributes a contiguous run of dims[axis] * inner elements. */
+static void concat_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const distq_value *yv = &s->g->values[n->output];
+    int64_t axis = n->attr.axis < 0 ? n->attr.axis + yv->ndim : n->attr.axis;
+    int64_t outer = s->N, inner = 1;
+    for (int64_t d = 1; d < axis; d++) outer *= yv->dims[d];
+    for (int64_t d = axis + 1; d < yv->ndim; d++) inner *= yv->dims[d];
+    float *y = s->vals[n->output];
+    int64_t row = yv->dims[axis] * inner, at = 0;
+    for (int k = 0; k < n->n_inputs; k++) {
+        int64_t run = s->g->values[n->inputs[k]].dims[axis] * inner;
+        const float *x = s->vals[n->inputs[k]];
+        for (int64_t o = 0; o < outer; o++)
+            memcpy(y + o * row + at, x + o * run, (size_t)run * sizeof(float));
+        at += run;
+    }
+}
+
+typedef void (*ref_kernel)(const ref_state *s, const distq_node *n, int64_t count);
+static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_CONV2D] = conv2d_ref,
+    [DISTQ_OP_BATCH_NORM] = batch_norm_ref,
+    [DISTQ_OP_RELU] = relu_ref,
+    [DISTQ_OP_ADD] = add_ref,
+    [DISTQ_OP_MAX_POOL2D] = max_pool2d_ref,
+    [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = adaptive_avg_pool2d_ref,
+    [DISTQ_OP_FLATTEN] = flatten_ref,
+    [DISTQ_OP_LINEAR] = linear_ref,
+    [DISTQ_OP_HARDSWISH] = hardswish_ref,
+    [DISTQ_OP_HARDSIGMOID] = hardsigmoid_ref,
+    [DISTQ_OP_CLIP] = clip_ref,
+    [DISTQ_OP_SIGMOID] = sigmoid_ref,
+    [DISTQ_OP_MUL] = mul_ref,
+    [DISTQ_OP_CONCAT] = concat_ref,
+};
 
 static void ref_destroy(void *state)
 {
@@ -156,7 +265,11 @@ static distq_status ref_create(const distq_graph *g, int64_t batch, void **state
     ref_state *s = distq_calloc(sizeof *s);
     if (!s) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (ref executor)");
     s->N = batch;
-    distq_status st = distq_graph_clone(g, &s->g);
+    distq_status st = DISTQ_OK;
+    for (int i = 0; i < g->n_nodes && !st; i++)
+        if (!ref_kernels[g->nodes[i].op])
+            st = distq_backend_no_kernel("ref", g->nodes[i].name, distq_op_name(g->nodes[i].op));
+    if (!st) st = distq_graph_clone(g, &s->g);
     if (st) goto fail;
     s->vals = distq_calloc((size_t)s->g->n_values * sizeof *s->vals);
     if (!s->vals) goto nomem;
@@ -183,21 +296,7 @@ static distq_status ref_run(void *state, const float *input, float *output)
     for (int i = 0; i < g->n_nodes; i++) {
         const distq_node *n = &g->nodes[i];
         int64_t count = distq_value_numel(&g->values[n->output], s->N);
-        switch (n->op) {
-        case DISTQ_OP_CONV2D: conv2d_ref(s, n); break;
-        case DISTQ_OP_BATCH_NORM: batch_norm_ref(s, n); break;
-        case DISTQ_OP_RELU: relu_ref(s, n, count); break;
-        case DISTQ_OP_ADD: add_ref(s, n, count); break;
-        case DISTQ_OP_MAX_POOL2D: max_pool2d_ref(s, n); break;
-        case DISTQ_OP_ADAPTIVE_AVG_POOL2D: adaptive_avg_pool2d_ref(s, n); break;
-        case DISTQ_OP_FLATTEN: /* NCHW is already (N, C*H*W) in memory */
-            memcpy(s->vals[n->output], s->vals[n->inputs[0]], (size_t)count * sizeof(float));
-            break;
-        case DISTQ_OP_LINEAR: linear_ref(s, n); break;
-        default:
-            return distq_error_set(DISTQ_ERR_UNSUPPORTED, "ref: node '%s': op %s not implemented",
-                                   n->name, distq_op_name(n->op));
-        }
+        ref_kernels[n->op](s, n, count); /* every op has one: checked in ref_create */
     }
     memcpy(output, s->vals[g->output_value],
            (size_t)distq_value_numel(&g->values[g->output_value], s->N) * sizeof(float));
@@ -213,8 +312,11 @@ static distq_status ref_get_value(void *state, const char *name, void *out)
     return DISTQ_OK;
 }
 
+static int ref_has_kernel(distq_op op) { return ref_kernels[op] != NULL; }
+
 const distq_exec_i distq_exec_ref_i = {
     .name = "ref",
+    .has_kernel = ref_has_kernel,
     .create = ref_create,
     .run = ref_run,
     .destroy = ref_destroy,

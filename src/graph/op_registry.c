@@ -1,0 +1,208 @@
+/*
+ * The op registry: one row per op, indexed by distq_op. A new op is an enum
+ * entry, a row here (its shape rule in shape.c), and one kernel per backend.
+ *
+ * Attribute schemas are what model files store: the node group of an op gets
+ * exactly the attributes listed here, under these names (docs/file-formats.md).
+ * Only ever append to a schema; a missing attribute in a file is an error.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "distq/graph.h"
+#include "graph/graph_impl.h"
+
+#define ATTR(nm, kind, field) {nm, DISTQ_ATTR_##kind, offsetof(distq_attrs, field)}
+#define SCHEMA(a) a, (int)(sizeof a / sizeof a[0])
+#define P(slot) DISTQ_PARAM_BIT(DISTQ_PARAM_##slot)
+
+static const distq_attr_spec conv2d_attrs[] = {
+    ATTR("stride", PAIR, stride),
+    ATTR("padding", PAIR, padding),
+    ATTR("dilation", PAIR, dilation),
+    ATTR("groups", I64, groups),
+};
+static const distq_attr_spec max_pool2d_attrs[] = {
+    ATTR("kernel", PAIR, kernel),   ATTR("stride", PAIR, stride),
+    ATTR("padding", PAIR, padding), ATTR("dilation", PAIR, dilation),
+    ATTR("ceil_mode", I64, ceil_mode),
+};
+static const distq_attr_spec batch_norm_attrs[] = {
+    ATTR("eps", F32, eps),
+    ATTR("momentum", F32, momentum),
+};
+static const distq_attr_spec avg_pool_attrs[] = {ATTR("output_size", PAIR, output_size)};
+static const distq_attr_spec flatten_attrs[] = {ATTR("start_dim", I64, start_dim)};
+static const distq_attr_spec hardsigmoid_attrs[] = {ATTR("alpha", F32, alpha), ATTR("beta", F32, beta)};
+static const distq_attr_spec clip_attrs[] = {ATTR("min", F32, min), ATTR("max", F32, max)};
+static const distq_attr_spec concat_attrs[] = {ATTR("axis", I64, axis)};
+
+// --- describe text ---------------------------------------------------------------
+
+/* "3" for a square pair, "3x1" otherwise. */
+static void pair_text(char *buf, size_t len, const int64_t *v)
+{
+    if (v[0] == v[1]) snprintf(buf, len, "%lld", (long long)v[0]);
+    else snprintf(buf, len, "%lldx%lld", (long long)v[0], (long long)v[1]);
+}
+
+static const distq_tensor *weight_of(const distq_graph *g, const distq_node *n)
+{
+    return n->params[DISTQ_PARAM_WEIGHT] >= 0 ? &g->params[n->params[DISTQ_PARAM_WEIGHT]] : NULL;
+}
+
+static void conv2d_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    const distq_attrs *a = &n->attr;
+    const distq_tensor *w = weight_of(g, n);
+    char s[32], p[32], d[32];
+    pair_text(s, sizeof s, a->stride);
+    pair_text(p, sizeof p, a->padding);
+    pair_text(d, sizeof d, a->dilation);
+    int used = snprintf(buf, len, "k%lldx%lld s%s p%s", w ? (long long)w->dims[2] : 0LL,
+                        w ? (long long)w->dims[3] : 0LL, s, p);
+    if (used > 0 && (size_t)used < len && (a->dilation[0] != 1 || a->dilation[1] != 1))
+        used += snprintf(buf + used, len - (size_t)used, " d%s", d);
+    if (used > 0 && (size_t)used < len && a->groups != 1)
+        snprintf(buf + used, len - (size_t)used, " g%lld", (long long)a->groups);
+}
+
+static void max_pool2d_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    const distq_attrs *a = &n->attr;
+    char s[32], p[32];
+    pair_text(s, sizeof s, a->stride);
+    pair_text(p, sizeof p, a->padding);
+    snprintf(buf, len, "k%lldx%lld s%s p%s%s", (long long)a->kernel[0], (long long)a->kernel[1], s,
+             p, a->ceil_mode ? " ceil" : "");
+}
+
+static void batch_norm_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "eps %g", (double)n->attr.eps);
+}
+
+static void avg_pool_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "out %lldx%lld", (long long)n->attr.output_size[0],
+             (long long)n->attr.output_size[1]);
+}
+
+static void flatten_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "start_dim %lld", (long long)n->attr.start_dim);
+}
+
+static void linear_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    const distq_tensor *w = weight_of(g, n);
+    if (w)
+        snprintf(buf, len, "%lld -> %lld%s", (long long)w->dims[1], (long long)w->dims[0],
+                 n->params[DISTQ_PARAM_BIAS] >= 0 ? "" : ", no bias");
+}
+
+static void hardsigmoid_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "alpha %g beta %g", (double)n->attr.alpha, (double)n->attr.beta);
+}
+
+static void clip_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "[%g, %g]", (double)n->attr.min, (double)n->attr.max);
+}
+
+static void concat_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "axis %lld", (long long)n->attr.axis);
+}
+
+// --- the table -------------------------------------------------------------------
+
+static const distq_op_info registry[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_CONV2D] = {"conv2d", 1, 1, P(WEIGHT) | P(BIAS), P(WEIGHT), P(WEIGHT) | P(BIAS),
+                         SCHEMA(conv2d_attrs), DISTQ_QROLE_HEAD, distq_infer_conv2d, conv2d_text},
+    [DISTQ_OP_BATCH_NORM] = {"batch_norm", 1, 1,
+                             P(WEIGHT) | P(BIAS) | P(RUNNING_MEAN) | P(RUNNING_VAR) |
+                                 P(NUM_BATCHES_TRACKED),
+                             P(RUNNING_MEAN) | P(RUNNING_VAR), P(WEIGHT) | P(BIAS),
+                             SCHEMA(batch_norm_attrs), DISTQ_QROLE_FP32, distq_infer_batch_norm,
+                             batch_norm_text},
+    [DISTQ_OP_RELU] = {"relu", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_POST_OP, distq_infer_unary, NULL},
+    [DISTQ_OP_ADD] = {"add", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_POST_OP, distq_infer_same_shape,
+                      NULL},
+    [DISTQ_OP_MAX_POOL2D] = {"max_pool2d", 1, 1, 0, 0, 0, SCHEMA(max_pool2d_attrs),
+                             DISTQ_QROLE_SHARES_INPUT, distq_infer_max_pool2d, max_pool2d_text},
+    [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = {"adaptive_avg_pool2d", 1, 1, 0, 0, 0, SCHEMA(avg_pool_attrs),
+                                      DISTQ_QROLE_SHARES_INPUT, distq_infer_adaptive_avg_pool2d,
+                                      avg_pool_text},
+    [DISTQ_OP_FLATTEN] = {"flatten", 1, 1, 0, 0, 0, SCHEMA(flatten_attrs),
+                          DISTQ_QROLE_SHARES_INPUT, distq_infer_flatten, flatten_text},
+    [DISTQ_OP_LINEAR] = {"linear", 1, 1, P(WEIGHT) | P(BIAS), P(WEIGHT), P(WEIGHT) | P(BIAS), NULL,
+                         0, DISTQ_QROLE_HEAD, distq_infer_linear, linear_text},
+    [DISTQ_OP_HARDSWISH] = {"hardswish", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_POST_OP,
+                            distq_infer_unary, NULL},
+    [DISTQ_OP_HARDSIGMOID] = {"hardsigmoid", 1, 1, 0, 0, 0, SCHEMA(hardsigmoid_attrs),
+                              DISTQ_QROLE_FP32, distq_infer_hardsigmoid, hardsigmoid_text},
+    [DISTQ_OP_CLIP] = {"clip", 1, 1, 0, 0, 0, SCHEMA(clip_attrs), DISTQ_QROLE_POST_OP,
+                       distq_infer_clip, clip_text},
+    [DISTQ_OP_SIGMOID] = {"sigmoid", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_unary,
+                          NULL},
+    [DISTQ_OP_MUL] = {"mul", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
+    [DISTQ_OP_CONCAT] = {"concat", 1, DISTQ_VARIADIC, 0, 0, 0, SCHEMA(concat_attrs),
+                         DISTQ_QROLE_SHARES_INPUT, distq_infer_concat, concat_text},
+};
+_Static_assert(DISTQ_OP_COUNT == 14, "a new op needs its row in the registry");
+
+const distq_op_info *distq_op_info_of(distq_op op)
+{
+    if ((int)op < 0 || op >= DISTQ_OP_COUNT || !registry[op].name) return NULL;
+    return &registry[op];
+}
+
+const char *distq_op_name(distq_op op)
+{
+    const distq_op_info *info = distq_op_info_of(op);
+    return info ? info->name : "?";
+}
+
+distq_status distq_op_from_name(const char *name, distq_op *out)
+{
+    for (int i = 0; i < DISTQ_OP_COUNT; i++) {
+        if (strcmp(name, registry[i].name) == 0) {
+            *out = (distq_op)i;
+            return DISTQ_OK;
+        }
+    }
+    return distq_error_set(DISTQ_ERR_FORMAT, "unknown op '%s'", name);
+}
+
+distq_attrs distq_attrs_default(distq_op op)
+{
+    (void)op; /* one default per field serves every op that has it */
+    distq_attrs a = {
+        .kernel = {1, 1},
+        .stride = {1, 1},
+        .padding = {0, 0},
+        .dilation = {1, 1},
+        .groups = 1,
+        .ceil_mode = 0,
+        .output_size = {1, 1},
+        .start_dim = 1,
+        .eps = 1e-5f,
+        .momentum = 0.1f,
+        .alpha = 1.0f / 6.0f,
+        .beta = 0.5f,
+        .min = 0.0f,
+        .max = 6.0f,
+        .axis = 1,
+    };
+    return a;
+}
