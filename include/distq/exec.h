@@ -50,6 +50,17 @@ distq_status distq_exec_create_int8(distq_backend b, const struct distq_qgraph *
  * why; an unknown name is DISTQ_ERR_INVALID_ARG. */
 distq_status distq_exec_get_value(distq_exec *e, const char *name, void *out);
 
+/* What a backend can do, for the jobs that choose a recipe by it (never a
+ * backend-specific call from jobs). */
+typedef struct {
+    /* u8 x s8 products summed exactly over the full 8-bit activation range:
+     * oneDNN with VNNI or AMX; not oneDNN on AVX2 or AVX-512 without VNNI,
+     * whose pairwise s16 sums saturate (then activations use 7 bits). */
+    int u8s8_exact;
+    const char *isa; /* the ISA it dispatches, static text ("plain C" for ref) */
+} distq_backend_caps;
+distq_backend_caps distq_backend_caps_of(distq_backend b);
+
 /* 1 if backend b's fp32 executor has a kernel for op (the others are refused,
  * naming the node, when an executor is created). */
 int distq_exec_has_kernel(distq_backend b, distq_op op);

@@ -26,6 +26,11 @@
 extern "C" {
 #endif
 
+/* The activation observer a prepared graph attaches (the recipe's choice). */
+typedef enum { DISTQ_OBSERVER_HISTOGRAM = 0, DISTQ_OBSERVER_MINMAX, DISTQ_OBSERVER_COUNT } distq_observer_kind;
+const char *distq_observer_kind_name(distq_observer_kind k); /* "histogram", "minmax" */
+distq_status distq_observer_kind_from_name(const char *name, distq_observer_kind *out);
+
 #define DISTQ_HIST_BINS 2048     /* HistogramObserver bins */
 #define DISTQ_HIST_UPSAMPLE 16   /* resample rate when the range grows */
 #define DISTQ_HIST_DST_BINS 256  /* 2^8 levels, the L2 search target */

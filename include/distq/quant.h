@@ -27,9 +27,6 @@ extern "C" {
 
 /* --- prepare: fold BN, annotate, attach observers ------------------------- */
 
-typedef enum { DISTQ_OBSERVER_HISTOGRAM = 0, DISTQ_OBSERVER_MINMAX, DISTQ_OBSERVER_COUNT } distq_observer_kind;
-const char *distq_observer_kind_name(distq_observer_kind k); /* "histogram", "minmax" */
-distq_status distq_observer_kind_from_name(const char *name, distq_observer_kind *out);
 
 #define DISTQ_OBSERVER_MAX_VALUES 8
 

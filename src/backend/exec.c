@@ -22,6 +22,12 @@ const char *distq_backend_name(distq_backend b)
     return ((int)b >= 0 && b < DISTQ_BACKEND_COUNT) ? backends[b]->name : "?";
 }
 
+distq_backend_caps distq_backend_caps_of(distq_backend b)
+{
+    if ((int)b < 0 || b >= DISTQ_BACKEND_COUNT) return (distq_backend_caps){0, "?"};
+    return backends[b]->caps();
+}
+
 int distq_exec_has_kernel(distq_backend b, distq_op op)
 {
     if ((int)b < 0 || b >= DISTQ_BACKEND_COUNT || (int)op < 0 || op >= DISTQ_OP_COUNT) return 0;

@@ -15,8 +15,9 @@ typedef struct distq_exec_i {
     /* Optional: copy the named value, plain row-major with the batch, into out
      * (f32 for fp32 graphs, the qvalue dtype for int8 graphs). */
     distq_status (*get_value)(void *state, const char *name, void *out);
-    /* fp32 tables: 1 if the kernel table has op. */
+    /* fp32 tables: 1 if the kernel table has op; what the backend can do. */
     int (*has_kernel)(distq_op op);
+    distq_backend_caps (*caps)(void);
     /* int8 tables: build state for a fused int8 graph. */
     distq_status (*create_int8)(const distq_qgraph *q, int64_t batch, void **state);
 } distq_exec_i;

@@ -91,7 +91,7 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     /* Convert once: rank 0 converts and writes; the others read what it wrote.
      * (The observers are identical everywhere, but the file is the record.)
      * auto reduce_range: 7-bit activations where oneDNN's u8*s8 would saturate (no VNNI) */
-    rep->reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_onednn_has_vnni();
+    rep->reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : !distq_backend_caps_of(DISTQ_BACKEND_ONEDNN).u8s8_exact;
     if (ctx->rank == 0) {
         t0 = distq_now_s();
         st = distq_convert(p, rep->reduce_range, &q);

@@ -127,7 +127,7 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
         struct tm tm;
         gmtime_r(&now, &tm);
         strftime(res->date, sizeof res->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        snprintf(res->isa, sizeof res->isa, "%s", distq_onednn_isa());
+        snprintf(res->isa, sizeof res->isa, "%s", distq_backend_caps_of(DISTQ_BACKEND_ONEDNN).isa);
         snprintf(res->max_isa, sizeof res->max_isa, "%s", distq_onednn_max_isa());
         snprintf(res->onednn_version, sizeof res->onednn_version, "%s", distq_onednn_version());
         snprintf(res->mpi_version, sizeof res->mpi_version, "%s", distq_mpi_version());

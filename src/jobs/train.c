@@ -184,7 +184,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     rep->threads = pl.threads;
     /* auto reduce_range as in PTQ: 7-bit activations where oneDNN's u8*s8 would
      * saturate (no VNNI); on every rank if on any, since ranks must fake-quantize alike */
-    int no_vnni = !distq_onednn_has_vnni();
+    int no_vnni = !distq_backend_caps_of(DISTQ_BACKEND_ONEDNN).u8s8_exact;
     if (MPI_Allreduce(MPI_IN_PLACE, &no_vnni, 1, MPI_INT, MPI_LOR, d->comm) != MPI_SUCCESS)
         return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of the CPUs' VNNI support failed");
     int reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : no_vnni;

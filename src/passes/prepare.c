@@ -16,23 +16,6 @@
 #include "distq/passes.h"
 #include "distq/quant.h"
 
-static const char *const kind_names[DISTQ_OBSERVER_COUNT] = {"histogram", "minmax"};
-
-const char *distq_observer_kind_name(distq_observer_kind k)
-{
-    return ((int)k >= 0 && k < DISTQ_OBSERVER_COUNT) ? kind_names[k] : "?";
-}
-
-distq_status distq_observer_kind_from_name(const char *name, distq_observer_kind *out)
-{
-    for (int k = 0; k < DISTQ_OBSERVER_COUNT; k++)
-        if (strcmp(name, kind_names[k]) == 0) {
-            *out = (distq_observer_kind)k;
-            return DISTQ_OK;
-        }
-    return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown observer '%s' (histogram, minmax)", name);
-}
-
 /* The single node reading value v, or -1 if v has several readers or is the output. */
 static int sole_consumer(const distq_graph *g, int v)
 {

@@ -866,10 +866,15 @@ static distq_status onednn_get_value(void *state, const char *name, void *out)
 }
 
 static int onednn_has_kernel(distq_op op) { return emitters[op] != NULL; }
+static distq_backend_caps onednn_caps(void)
+{
+    return (distq_backend_caps){distq_onednn_has_vnni(), distq_onednn_isa()};
+}
 
 const distq_exec_i distq_exec_onednn_i = {
     .name = "onednn",
     .has_kernel = onednn_has_kernel,
+    .caps = onednn_caps,
     .create = onednn_create,
     .run = onednn_run,
     .destroy = onednn_destroy,

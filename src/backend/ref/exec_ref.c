@@ -313,10 +313,12 @@ static distq_status ref_get_value(void *state, const char *name, void *out)
 }
 
 static int ref_has_kernel(distq_op op) { return ref_kernels[op] != NULL; }
+static distq_backend_caps ref_caps(void) { return (distq_backend_caps){1, "plain C"}; }
 
 const distq_exec_i distq_exec_ref_i = {
     .name = "ref",
     .has_kernel = ref_has_kernel,
+    .caps = ref_caps,
     .create = ref_create,
     .run = ref_run,
     .destroy = ref_destroy,
