@@ -55,16 +55,17 @@ static const i64_attr recipe_i64s[] = {
 
 /* The fp32 op whose attributes a qop stores (docs: "as for fp32 nodes"), or
  * DISTQ_OP_COUNT for quantize/dequantize, whose attributes are all zero. */
+static const distq_op attr_ops[DISTQ_QOP_COUNT] = {
+    [DISTQ_QOP_QUANTIZE] = DISTQ_OP_COUNT,  [DISTQ_QOP_CONV] = DISTQ_OP_CONV2D,
+    [DISTQ_QOP_LINEAR] = DISTQ_OP_LINEAR,   [DISTQ_QOP_MAX_POOL] = DISTQ_OP_MAX_POOL2D,
+    [DISTQ_QOP_AVG_POOL] = DISTQ_OP_ADAPTIVE_AVG_POOL2D, [DISTQ_QOP_FLATTEN] = DISTQ_OP_FLATTEN,
+    [DISTQ_QOP_DEQUANTIZE] = DISTQ_OP_COUNT,
+};
+_Static_assert(DISTQ_QOP_COUNT == 7, "a new qop needs its row in attr_ops");
+
 static distq_op attr_op_of(distq_qop op)
 {
-    switch (op) {
-    case DISTQ_QOP_CONV: return DISTQ_OP_CONV2D;
-    case DISTQ_QOP_LINEAR: return DISTQ_OP_LINEAR;
-    case DISTQ_QOP_MAX_POOL: return DISTQ_OP_MAX_POOL2D;
-    case DISTQ_QOP_AVG_POOL: return DISTQ_OP_ADAPTIVE_AVG_POOL2D;
-    case DISTQ_QOP_FLATTEN: return DISTQ_OP_FLATTEN;
-    default: return DISTQ_OP_COUNT;
-    }
+    return ((int)op >= 0 && op < DISTQ_QOP_COUNT) ? attr_ops[op] : DISTQ_OP_COUNT;
 }
 
 static int has_weights(distq_qop op) { return op == DISTQ_QOP_CONV || op == DISTQ_QOP_LINEAR; }

@@ -532,6 +532,21 @@ cleanup:
     return st;
 }
 
+/* no data movement: the value is its input read in plain order */
+static distq_status emit_flatten(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+{
+    S->value_slot[n->dst] = S->value_slot[n->src];
+    return DISTQ_OK;
+}
+
+typedef distq_status (*qemit_fn)(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n);
+static const qemit_fn qemitters[DISTQ_QOP_COUNT] = {
+    [DISTQ_QOP_QUANTIZE] = emit_quantize, [DISTQ_QOP_CONV] = emit_conv,
+    [DISTQ_QOP_LINEAR] = emit_linear,     [DISTQ_QOP_MAX_POOL] = emit_pool,
+    [DISTQ_QOP_AVG_POOL] = emit_pool,     [DISTQ_QOP_FLATTEN] = emit_flatten,
+    [DISTQ_QOP_DEQUANTIZE] = emit_dequantize,
+};
+
 static distq_status emit_node(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
 {
     if (n->src < 0 || n->src >= q->n_values || n->dst < 0 || n->dst >= q->n_values ||
@@ -540,20 +555,9 @@ static distq_status emit_node(distq_onednn_state *S, const distq_qgraph *q, cons
     if (n->op != DISTQ_QOP_QUANTIZE && S->value_slot[n->src] < 0)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "int8 onednn: node '%s': input '%s' not computed yet",
                                n->name, q->values[n->src].name);
-    switch (n->op) {
-    case DISTQ_QOP_QUANTIZE: return emit_quantize(S, q, n);
-    case DISTQ_QOP_CONV: return emit_conv(S, q, n);
-    case DISTQ_QOP_LINEAR: return emit_linear(S, q, n);
-    case DISTQ_QOP_MAX_POOL:
-    case DISTQ_QOP_AVG_POOL: return emit_pool(S, q, n);
-    case DISTQ_QOP_FLATTEN: /* no data movement: the value is its input read in plain order */
-        S->value_slot[n->dst] = S->value_slot[n->src];
-        return DISTQ_OK;
-    case DISTQ_QOP_DEQUANTIZE: return emit_dequantize(S, q, n);
-    case DISTQ_QOP_COUNT: break;
-    }
-    return distq_error_set(DISTQ_ERR_UNSUPPORTED, "int8 onednn: node '%s': op %d has no oneDNN lowering",
-                           n->name, (int)n->op);
+    if ((int)n->op < 0 || n->op >= DISTQ_QOP_COUNT || !qemitters[n->op])
+        return distq_backend_no_kernel("onednn int8", n->name, distq_qop_name(n->op));
+    return qemitters[n->op](S, q, n);
 }
 
 /* The last step reorders the f32 output slot into the caller's plain array. */

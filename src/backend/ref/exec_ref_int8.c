@@ -138,12 +138,50 @@ static void qref_destroy(void *state)
     distq_free(s);
 }
 
+static void quantize_ref(const qref_state *s, const distq_qnode *n, int64_t count)
+{
+    const distq_qvalue *dst = &s->q->values[n->dst];
+    for (int64_t k = 0; k < count; k++) store(dst, s->vals[n->dst], k, ((const float *)s->vals[n->src])[k]);
+}
+
+static void dequantize_ref(const qref_state *s, const distq_qnode *n, int64_t count)
+{
+    const distq_qvalue *src = &s->q->values[n->src];
+    for (int64_t k = 0; k < count; k++)
+        ((float *)s->vals[n->dst])[k] =
+            ((float)((const uint8_t *)s->vals[n->src])[k] - (float)src->zero_point) * src->scale;
+}
+
+static void qconv_k(const qref_state *s, const distq_qnode *n, int64_t count) { qconv_ref(s, n); }
+static void qlinear_k(const qref_state *s, const distq_qnode *n, int64_t count) { qlinear_ref(s, n); }
+static void qmaxpool_k(const qref_state *s, const distq_qnode *n, int64_t count) { qmaxpool_ref(s, n); }
+static void qavgpool_k(const qref_state *s, const distq_qnode *n, int64_t count) { qavgpool_ref(s, n); }
+static void qflatten_k(const qref_state *s, const distq_qnode *n, int64_t count)
+{
+    memcpy(s->vals[n->dst], s->vals[n->src], (size_t)count); /* u8: one byte each */
+}
+
+typedef void (*qref_kernel)(const qref_state *s, const distq_qnode *n, int64_t count);
+static const qref_kernel qref_kernels[DISTQ_QOP_COUNT] = {
+    [DISTQ_QOP_QUANTIZE] = quantize_ref, [DISTQ_QOP_DEQUANTIZE] = dequantize_ref,
+    [DISTQ_QOP_CONV] = qconv_k,          [DISTQ_QOP_LINEAR] = qlinear_k,
+    [DISTQ_QOP_MAX_POOL] = qmaxpool_k,   [DISTQ_QOP_AVG_POOL] = qavgpool_k,
+    [DISTQ_QOP_FLATTEN] = qflatten_k,
+};
+
 static distq_status qref_create(const distq_qgraph *q, int64_t batch, void **state)
 {
     qref_state *s = distq_calloc(sizeof *s);
     if (!s) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (int8 ref executor)");
     s->q = q; /* the caller keeps q alive for the executor's lifetime (quant.h) */
     s->N = batch;
+    for (int i = 0; i < q->n_nodes; i++) {
+        const distq_qnode *n = &q->nodes[i];
+        if ((int)n->op < 0 || n->op >= DISTQ_QOP_COUNT || !qref_kernels[n->op]) {
+            distq_free(s);
+            return distq_backend_no_kernel("ref int8", n->name, distq_qop_name(n->op));
+        }
+    }
     s->vals = distq_calloc((size_t)q->n_values * sizeof *s->vals);
     if (!s->vals) goto nomem;
     for (int i = 0; i < q->n_values; i++) {
@@ -164,26 +202,8 @@ static distq_status qref_run(void *state, const float *input, float *output)
     memcpy(s->vals[q->input], input, (size_t)(s->N * numel(&q->values[q->input])) * sizeof(float));
     for (int i = 0; i < q->n_nodes; i++) {
         const distq_qnode *n = &q->nodes[i];
-        const distq_qvalue *src = &q->values[n->src], *dst = &q->values[n->dst];
-        int64_t count = s->N * numel(dst);
-        switch (n->op) {
-        case DISTQ_QOP_QUANTIZE:
-            for (int64_t k = 0; k < count; k++) store(dst, s->vals[n->dst], k, ((const float *)s->vals[n->src])[k]);
-            break;
-        case DISTQ_QOP_DEQUANTIZE:
-            for (int64_t k = 0; k < count; k++)
-                ((float *)s->vals[n->dst])[k] =
-                    ((float)((const uint8_t *)s->vals[n->src])[k] - (float)src->zero_point) * src->scale;
-            break;
-        case DISTQ_QOP_CONV: qconv_ref(s, n); break;
-        case DISTQ_QOP_LINEAR: qlinear_ref(s, n); break;
-        case DISTQ_QOP_MAX_POOL: qmaxpool_ref(s, n); break;
-        case DISTQ_QOP_AVG_POOL: qavgpool_ref(s, n); break;
-        case DISTQ_QOP_FLATTEN: memcpy(s->vals[n->dst], s->vals[n->src], (size_t)count); break;
-        default:
-            return distq_error_set(DISTQ_ERR_UNSUPPORTED, "int8 ref: node '%s': op %s", n->name,
-                                   distq_qop_name(n->op));
-        }
+        int64_t count = s->N * numel(&q->values[n->dst]);
+        qref_kernels[n->op](s, n, count); /* every op has one: checked in qref_create */
     }
     memcpy(output, s->vals[q->output], (size_t)(s->N * numel(&q->values[q->output])) * sizeof(float));
     return DISTQ_OK;
