@@ -3,7 +3,8 @@
  *
  * Tolerance: max |onednn - ref| / max |ref| < 1e-4. Both are fp32 but sum in
  * different orders (oneDNN: vectorised FMA over blocked channels; ref: plain
- * loops), and the oneDNN side runs BN folded into the conv weights. Rounding
+ * loops), and where a test folds BN for oneDNN (as distq_job_load_fp32 does)
+ * the oneDNN side runs it folded into the conv weights. Rounding
  * then grows like sqrt(terms) * 2^-24: about 4e-6 relative for the largest
  * reductions here (3x3x512), and resnet18's 20 stacked layers stay well below
  * 1e-4. An indexing or layout mistake gives errors of order 1. */
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "distq/exec.h"
+#include "distq/passes.h"
 #include "test_util.h"
 
 #define TOL 1e-4
@@ -25,12 +27,14 @@
  * The oneDNN executor then runs input A, input B, and A again: the last run
  * must repeat the first bit for bit (state reused correctly, nothing
  * accumulates), and the caller's input must be left untouched. */
-static void check_backends(distq_graph *g, int64_t batch, uint64_t seed, const char *what)
+static void check_pair(distq_graph *g, distq_graph *g_dnn, int64_t batch, uint64_t seed,
+                       const char *what)
 {
     distq_exec *ref = NULL, *dnn = NULL;
     TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, batch, &ref));
-    TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, batch, &dnn));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g_dnn ? g_dnn : g, batch, &dnn));
     distq_graph_destroy(g);
+    distq_graph_destroy(g_dnn);
     int64_t n_in = batch * distq_exec_input_numel(dnn), n_out = batch * distq_exec_output_numel(dnn);
     float *a = malloc(sizeof(float) * (size_t)n_in), *a_copy = malloc(sizeof(float) * (size_t)n_in);
     float *b = malloc(sizeof(float) * (size_t)n_in);
@@ -61,6 +65,12 @@ static void check_backends(distq_graph *g, int64_t batch, uint64_t seed, const c
     free(again);
     distq_exec_destroy(ref);
     distq_exec_destroy(dnn);
+}
+
+/* ref and oneDNN both run g. */
+static void check_backends(distq_graph *g, int64_t batch, uint64_t seed, const char *what)
+{
+    check_pair(g, NULL, batch, seed, what);
 }
 
 // --- conv2d -----------------------------------------------------------------------
@@ -107,7 +117,18 @@ static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t di
                 snprintf(label, sizeof label, "%s (C %lld, OC %lld, K %lld, %lldx%lld, bias %d)",
                          what, (long long)C, (long long)OC, (long long)c.K, (long long)in[2],
                          (long long)in[3], bias);
-                check_backends(g, batch, seed, label);
+                if (with & WITH_BN) { /* oneDNN folded (the frozen graph), and BN as its own primitive */
+                    distq_graph *folded = NULL, *unfolded = NULL;
+                    TEST_OK(distq_graph_clone(g, &folded));
+                    TEST_OK(distq_graph_clone(g, &unfolded));
+                    int n_folded = 0;
+                    TEST_OK(distq_pass_fold_bn(folded, &n_folded));
+                    CU_ASSERT_EQUAL(n_folded, 1);
+                    check_backends(unfolded, batch, seed, label);
+                    check_pair(g, folded, batch, seed, label);
+                } else {
+                    check_backends(g, batch, seed, label);
+                }
             }
         }
     }
@@ -119,7 +140,7 @@ static void test_conv_dilated(void) { conv_cases("conv dilation 2", 1, 2, 2, 1, 
 static void test_conv_groups2(void) { conv_cases("conv groups 2", 1, 1, 1, 2, WITH_NONE); }
 static void test_conv_depthwise(void) { conv_cases("conv depthwise", 2, 1, 1, 0, WITH_NONE); }
 static void test_conv_relu(void) { conv_cases("conv+relu", 1, 1, 1, 1, WITH_RELU); }
-static void test_conv_bn(void) { conv_cases("conv+bn (folded)", 2, 1, 1, 1, WITH_BN); }
+static void test_conv_bn(void) { conv_cases("conv+bn (folded, and not)", 2, 1, 1, 1, WITH_BN); }
 static void test_conv_bn_relu(void) { conv_cases("conv+bn+relu", 1, 1, 1, 1, WITH_BN | WITH_RELU); }
 
 /* BNs fold_bn leaves alone run as oneDNN batch_normalization: one on the graph
@@ -583,7 +604,10 @@ static void test_resnet18(void)
 {
     distq_graph *g = NULL;
     TEST_OK(distq_build_resnet18(7, 1000, &g));
-    check_backends(g, 2, 20, "resnet18");
+    distq_graph *folded = NULL; /* as distq_job_load_fp32 gives oneDNN */
+    TEST_OK(distq_graph_clone(g, &folded));
+    TEST_OK(distq_pass_fold_bn(folded, NULL));
+    check_pair(g, folded, 2, 20, "resnet18");
 }
 
 /* A batch no machine can hold: the executor fails cleanly with NOMEM and
@@ -633,7 +657,7 @@ int main(void)
         {"conv groups 2", test_conv_groups2},
         {"conv depthwise", test_conv_depthwise},
         {"conv + relu", test_conv_relu},
-        {"conv + bn (folded)", test_conv_bn},
+        {"conv + bn (folded, and not)", test_conv_bn},
         {"conv + bn + relu", test_conv_bn_relu},
         {"bn not folded", test_bn_unfolded},
         {"conv + add, other dead", test_conv_add_other_dead},

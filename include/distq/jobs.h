@@ -20,6 +20,10 @@
 extern "C" {
 #endif
 
+/* Loads the fp32 model at path for inference on backend b: on oneDNN with
+ * BN folded into the preceding conv (the frozen graph); on ref as written. */
+distq_status distq_job_load_fp32(const char *path, distq_backend b, distq_graph **out);
+
 typedef struct {
     int64_t batches_done, batches_total, images_done, images_total;
     double elapsed_s;

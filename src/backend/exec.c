@@ -113,7 +113,7 @@ void *distq_exec_impl_state(distq_exec *e) { return e->state; }
 distq_status distq_backend_no_kernel(const char *backend, const char *node, const char *op)
 {
     return distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                           "node '%s': op %s has no kernel on backend %s (supported there: see "
-                           "docs/ops.md)",
+                           "node '%s': op %s has no kernel on backend %s ('distq ops' lists which "
+                           "ops each backend runs)",
                            node, op, backend);
 }

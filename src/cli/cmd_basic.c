@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "distq/exec.h"
 #include "distq/io.h"
+#include "distq/jobs.h"
 #include "distq/quant.h"
 
 /* --- distq model ----------------------------------------------------------- */
@@ -259,7 +260,7 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
     int64_t n = 0, k = 0;
     int quantized = 0;
     st = distq_model_is_quantized(model, &quantized);
-    if (!st) st = quantized ? distq_qmodel_load(model, &q, &g) : distq_model_load(model, &g);
+    if (!st) st = quantized ? distq_qmodel_load(model, &q, &g) : distq_job_load_fp32(model, backend, &g);
     if (!st) st = infer_all(g, q, backend, model, data, batch, &logits, &n, &k);
     if (!st && ctx->rank == 0) st = distq_output_write(out, logits, n, k, model, data);
     distq_free(logits);

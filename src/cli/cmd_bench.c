@@ -14,6 +14,7 @@
 #include "distq/bench.h"
 #include "distq/exec.h"
 #include "distq/io.h"
+#include "distq/jobs.h"
 #include "distq/quant.h"
 #include "distq/results.h"
 
@@ -115,7 +116,7 @@ static distq_status load_models(bench_args *a, distq_graph **g, distq_qgraph **q
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: int8 asked for, but the model is not quantized "
                                                       "(run distq calibrate first)", a->model);
     if (a->int8 && (st = distq_qmodel_load(a->model, q, NULL))) return st;
-    if (a->fp32 && (st = distq_model_load(a->model, g))) return st;
+    if (a->fp32 && (st = distq_job_load_fp32(a->model, a->backend, g))) return st;
     return DISTQ_OK;
 }
 

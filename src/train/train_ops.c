@@ -735,9 +735,8 @@ distq_status distq_train_check_ops(const distq_graph *g)
     for (int i = 0; i < g->n_nodes; i++)
         if (!train_kernels[g->nodes[i].op].fwd)
             return distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                                   "trainer: node '%s': op %s has no training kernel (the trainer "
-                                   "has conv2d, batch_norm, relu, add, max_pool2d, "
-                                   "adaptive_avg_pool2d, flatten, linear)",
+                                   "trainer: node '%s': op %s has no training kernel ('distq ops' "
+                                   "lists the ops the trainer has)",
                                    g->nodes[i].name, distq_op_name(g->nodes[i].op));
     return DISTQ_OK;
 }

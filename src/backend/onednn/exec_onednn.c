@@ -2,8 +2,10 @@
  * The frozen fp32 oneDNN executor (distq_exec_onednn_i).
  *
  * create() does all the work once per graph and batch size:
- *   1. clone the graph (the executor keeps nothing of the caller's) and fold
- *      BN into the preceding conv (distq_pass_fold_bn);
+ *   1. clone the graph (the executor keeps nothing of the caller's). BN is
+ *      folded into the preceding conv by the caller's pass (fold_bn, in
+ *      distq_job_load_fp32 and prepare); a BN left in the graph runs as a
+ *      batch_normalization primitive;
  *   2. group nodes into fused primitives (plan_groups):
  *        conv2d [+ add as a sum post-op] [+ eltwise post-op]
  *        [flatten +] linear [+ eltwise]   add|mul [+ eltwise]   batch_norm [+ relu]
@@ -39,7 +41,6 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "backend/onednn/onednn_impl.h"
-#include "distq/passes.h"
 #include "distq/tensor.h"
 
 /* Nodes that run as one primitive. */
@@ -785,8 +786,7 @@ static distq_status onednn_create(const distq_graph *g0, int64_t batch, void **s
     int *group_at = NULL;
     *state = NULL;
 
-    TRY(distq_graph_clone(g0, &g));
-    TRY(distq_pass_fold_bn(g, NULL)); /* BN folded into the preceding conv at load */
+    TRY(distq_graph_clone(g0, &g)); /* BN folding is the caller's pass (distq_job_load_fp32) */
     TRY(check_graph(g));
 
     /* Upper bounds: a group emits at most 3 steps and 2 slots per node, and
