@@ -42,6 +42,19 @@ distq_status distq_dist_agree(distq_dist *d, distq_status local);
  * collectives and hang. n must be the same on every rank. */
 distq_status distq_dist_agree_settings(distq_dist *d, const int64_t *v, const char *const *names, int n);
 
+/* Checked collectives on d->comm (src/dist/collectives.c): jobs make no MPI
+ * call of their own. Errors name `what` ("gradients") and carry MPI's text.
+ * Gathers go to rank 0; recv matters there only. */
+typedef enum { DISTQ_DIST_SUM = 0, DISTQ_DIST_MIN, DISTQ_DIST_LOR } distq_dist_op;
+distq_status distq_dist_allreduce_f32(distq_dist *d, float *buf, int n, distq_dist_op op, const char *what);
+distq_status distq_dist_allreduce_f64(distq_dist *d, double *buf, int n, distq_dist_op op, const char *what);
+distq_status distq_dist_allreduce_int(distq_dist *d, int *buf, int n, distq_dist_op op, const char *what);
+distq_status distq_dist_barrier(distq_dist *d, const char *what);
+/* Every rank sends `bytes` bytes; rank 0 receives size * bytes in rank order. */
+distq_status distq_dist_gather(distq_dist *d, const void *send, int bytes, void *recv, const char *what);
+distq_status distq_dist_gatherv_f64(distq_dist *d, const double *send, int n, double *recv,
+                                    const int *counts, const int *displs, const char *what);
+
 /* An exact reducer for the calibrator: MIN/MAX of floats, SUM of int64 counts,
  * and agree(). Counts bytes and calls in d. */
 distq_reducer distq_dist_reducer(distq_dist *d);

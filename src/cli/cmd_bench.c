@@ -146,10 +146,7 @@ int cmd_bench(const cli_ctx *ctx, int argc, char **argv)
         st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory");
     if ((st = distq_dist_agree(&d, st))) goto cleanup;
     if (warn[0]) fprintf(stderr, "distq bench: warning (rank %d): %s\n", d.rank, warn);
-    if (MPI_Gather(&pl.threads, 1, MPI_INT, threads, 1, MPI_INT, 0, d.comm) != MPI_SUCCESS) {
-        st = distq_error_set(DISTQ_ERR_MPI, "MPI_Gather of thread counts failed");
-        goto cleanup;
-    }
+    if ((st = distq_dist_gather(&d, &pl.threads, (int)sizeof pl.threads, threads, "thread counts"))) goto cleanup;
     if (ctx->rank == 0) {
         char isa[96];
         printf("distq bench: %s, %s%s%s, %d rank(s) (%s), oneDNN ISA %s\n", a.model, distq_backend_name(a.backend),

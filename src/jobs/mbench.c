@@ -44,14 +44,6 @@ cleanup:
     return st;
 }
 
-#define MPI_TRY(call, what)                                                          \
-    do {                                                                             \
-        if ((call) != MPI_SUCCESS) {                                                 \
-            st = distq_error_set(DISTQ_ERR_MPI, "%s failed (bench gather)", (what)); \
-            goto cleanup;                                                            \
-        }                                                                            \
-    } while (0)
-
 distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const distq_qgraph *q,
                                    distq_backend b, int64_t batch, const distq_bench_opts *opts, int serial,
                                    uint64_t seed, distq_bench_point *pt)
@@ -63,7 +55,7 @@ distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const di
     double *all = NULL;
     memset(pt, 0, sizeof *pt);
     for (int turn = 0; turn < (serial ? d->size : 1); turn++) {
-        if (MPI_Barrier(d->comm) != MPI_SUCCESS) return distq_error_set(DISTQ_ERR_MPI, "MPI_Barrier failed");
+        if ((st = distq_dist_barrier(d, "a benchmark turn"))) return st;
         if (!serial || turn == d->rank) st = bench_local(g, q, b, batch, opts, seed, fig, &res);
     }
     if ((st = distq_dist_agree(d, st))) goto cleanup;
@@ -76,8 +68,9 @@ distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const di
         if (!counts || !displs || !figs) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (bench gather)");
     }
     if ((st = distq_dist_agree(d, st))) goto cleanup;
-    MPI_TRY(MPI_Gather(&iters, 1, MPI_INT, counts, 1, MPI_INT, 0, d->comm), "MPI_Gather");
-    MPI_TRY(MPI_Gather(fig, 3, MPI_DOUBLE, figs, 3, MPI_DOUBLE, 0, d->comm), "MPI_Gather");
+    if ((st = distq_dist_gather(d, &iters, (int)sizeof iters, counts, "benchmark iteration counts")) ||
+        (st = distq_dist_gather(d, fig, (int)sizeof fig, figs, "benchmark figures")))
+        goto cleanup;
     int total = 0;
     if (d->rank == 0) {
         for (int r = 0; r < n; r++) {
@@ -88,8 +81,8 @@ distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const di
         if (!all) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (bench samples)");
     }
     if ((st = distq_dist_agree(d, st))) goto cleanup;
-    MPI_TRY(MPI_Gatherv(res.samples_s, iters, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, 0, d->comm),
-            "MPI_Gatherv");
+    if ((st = distq_dist_gatherv_f64(d, res.samples_s, iters, all, counts, displs, "latency samples")))
+        goto cleanup;
     if (d->rank != 0) goto cleanup;
 
     pt->batch = batch;

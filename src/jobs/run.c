@@ -69,17 +69,13 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
                             distq_onednn_max_isa()};
     for (int i = 0; i < 6; i++) settings[14 + DISTQ_MAX_BENCH_BATCHES + i] = text_hash(texts[i]);
     if ((st = distq_dist_agree_settings(d, settings, names, N_SETTINGS))) goto cleanup;
-    if (MPI_Gather(&pl, (int)sizeof pl, MPI_BYTE, res->placement, (int)sizeof pl, MPI_BYTE, 0, d->comm) !=
-        MPI_SUCCESS) {
-        st = distq_error_set(DISTQ_ERR_MPI, "MPI_Gather of placements failed");
-        goto cleanup;
-    }
+    if ((st = distq_dist_gather(d, &pl, (int)sizeof pl, res->placement, "placements"))) goto cleanup;
 
     /* --- calibrate, convert once ------------------------------------------ */
-    MPI_Barrier(d->comm);
+    if ((st = distq_dist_barrier(d, "the start of calibration"))) goto cleanup;
     double t0 = distq_now_s();
     if ((st = distq_ptq_run(cfg, &ctx, &rep, &q))) goto cleanup;
-    MPI_Barrier(d->comm);
+    if ((st = distq_dist_barrier(d, "the end of calibration"))) goto cleanup;
     res->calib_wall_s = distq_now_s() - t0;
     res->calib_forward_s = rep.forward_s;
     res->calib_observe_s = rep.observe_s;
@@ -99,11 +95,9 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
         distq_eval_sums sums = {0};
         st = distq_eval_run(g, q, DISTQ_BACKEND_ONEDNN, cfg->eval_data, cfg->eval_batch_size, &ctx, &sums);
         if ((st = distq_dist_agree(d, st))) goto cleanup;
-        if (MPI_Allreduce(MPI_IN_PLACE, &sums, DISTQ_EVAL_SUMS_COUNT, MPI_DOUBLE, MPI_SUM, d->comm) !=
-            MPI_SUCCESS) {
-            st = distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of accuracy sums failed");
+        if ((st = distq_dist_allreduce_f64(d, (double *)&sums, DISTQ_EVAL_SUMS_COUNT, DISTQ_DIST_SUM,
+                                           "accuracy sums")))
             goto cleanup;
-        }
         distq_eval_finish(&sums, &res->eval);
         res->has_eval = 1;
     }

@@ -30,8 +30,8 @@ static distq_status min_max_cb(void *ctx, float *lo, float *hi, int n)
             buf[i] = lo[off + i];
             buf[m + i] = -hi[off + i];
         }
-        if (MPI_Allreduce(MPI_IN_PLACE, buf, 2 * m, MPI_FLOAT, MPI_MIN, d->comm) != MPI_SUCCESS)
-            return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of fake-quant ranges failed");
+        distq_status st = distq_dist_allreduce_f32(d, buf, 2 * m, DISTQ_DIST_MIN, "fake-quant ranges");
+        if (st) return st;
         for (int i = 0; i < m; i++) {
             lo[off + i] = buf[i];
             hi[off + i] = -buf[m + i];
@@ -43,9 +43,7 @@ static distq_status min_max_cb(void *ctx, float *lo, float *hi, int n)
 static distq_status sum_f64_cb(void *ctx, double *sums, int n)
 {
     distq_dist *d = ctx;
-    if (MPI_Allreduce(MPI_IN_PLACE, sums, n, MPI_DOUBLE, MPI_SUM, d->comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of BN statistics failed");
-    return DISTQ_OK;
+    return distq_dist_allreduce_f64(d, sums, n, DISTQ_DIST_SUM, "BN statistics");
 }
 
 /* The same permutation of [0, n) on every rank: Fisher-Yates on a seeded stream. */
@@ -123,8 +121,7 @@ static distq_status test_accuracy(const predictor *p, distq_dist *d, const float
         }
     }
     if ((st = distq_dist_agree(d, st))) return st;
-    if (MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, d->comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of test accuracy failed");
+    if ((st = distq_dist_allreduce_f64(d, sums, 2, DISTQ_DIST_SUM, "test accuracy"))) return st;
     *acc = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
     return DISTQ_OK;
 }
@@ -185,8 +182,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     /* auto reduce_range as in PTQ: 7-bit activations where oneDNN's u8*s8 would
      * saturate (no VNNI); on every rank if on any, since ranks must fake-quantize alike */
     int no_vnni = !distq_backend_caps_of(DISTQ_BACKEND_ONEDNN).u8s8_exact;
-    if (MPI_Allreduce(MPI_IN_PLACE, &no_vnni, 1, MPI_INT, MPI_LOR, d->comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of the CPUs' VNNI support failed");
+    if ((st = distq_dist_allreduce_int(d, &no_vnni, 1, DISTQ_DIST_LOR, "the CPUs' VNNI support"))) return st;
     int reduce_range = cfg->reduce_range >= 0 ? cfg->reduce_range : no_vnni;
 
     st = resume ? distq_checkpoint_load(cfg->checkpoint, &g, &velocity, &n_vel, &step, &epoch0, &qstate, &n_qstate)
@@ -273,10 +269,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
             st = distq_trainer_step(t, batch, count, labels, NULL, size, &ss);
             if ((st = distq_dist_agree(d, st))) goto cleanup;
             /* one fused all-reduce of every gradient: the global mean */
-            if (MPI_Allreduce(MPI_IN_PLACE, grads, (int)n_grads, MPI_FLOAT, MPI_SUM, d->comm) != MPI_SUCCESS) {
-                st = distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of gradients failed");
-                goto cleanup;
-            }
+            if ((st = distq_dist_allreduce_f32(d, grads, (int)n_grads, DISTQ_DIST_SUM, "gradients"))) goto cleanup;
             rep->allreduce_bytes += n_grads * (int64_t)sizeof(float);
             if ((st = distq_sgd_step(&sgd, g, t))) goto cleanup;
             sums[0] += ss.loss_sum;
@@ -286,10 +279,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
             if (cfg->max_steps && rep->steps >= cfg->max_steps) break;
         }
         double elapsed = distq_now_s() - t0;
-        if (MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, d->comm) != MPI_SUCCESS) {
-            st = distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce of epoch statistics failed");
-            goto cleanup;
-        }
+        if ((st = distq_dist_allreduce_f64(d, sums, 3, DISTQ_DIST_SUM, "epoch statistics"))) goto cleanup;
         distq_epoch_report er = {.epoch = epoch + 1, .epochs = cfg->epochs, .step = sgd.step, .lr = sgd.lr,
                                  .loss = sums[2] > 0 ? sums[0] / sums[2] : 0, .train_acc = sums[2] > 0 ? sums[1] / sums[2] : 0,
                                  .images_per_s = elapsed > 0 ? sums[2] / elapsed : 0, .elapsed_s = elapsed, .test_acc = -1};
