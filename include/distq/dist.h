@@ -12,6 +12,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "distq/config.h" /* distq_bind */
 #include "distq/quant.h"
 #include "distq/status.h"
 
@@ -65,9 +66,6 @@ const char *distq_hwloc_version(void);
 
 /* --- placement ------------------------------------------------------------ */
 
-typedef enum { DISTQ_BIND_NONE = 0, DISTQ_BIND_CORE, DISTQ_BIND_NUMA, DISTQ_BIND_COUNT } distq_bind;
-const char *distq_bind_name(distq_bind b); /* "none", "core", "numa" */
-distq_status distq_bind_from_name(const char *name, distq_bind *out);
 
 typedef struct {
     char host[MPI_MAX_PROCESSOR_NAME];

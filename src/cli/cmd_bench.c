@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "distq/bench.h"
+#include "distq/dist.h"
 #include "distq/exec.h"
 #include "distq/io.h"
 #include "distq/jobs.h"

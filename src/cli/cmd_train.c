@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "distq/dist.h"
 #include "distq/io.h"
 #include "distq/jobs.h"
 

@@ -12,23 +12,6 @@
 #include "distq/dist.h"
 #include "distq/exec.h"
 
-static const char *const bind_names[DISTQ_BIND_COUNT] = {"none", "core", "numa"};
-
-const char *distq_bind_name(distq_bind b)
-{
-    return ((int)b >= 0 && b < DISTQ_BIND_COUNT) ? bind_names[b] : "?";
-}
-
-distq_status distq_bind_from_name(const char *name, distq_bind *out)
-{
-    for (int i = 0; i < DISTQ_BIND_COUNT; i++)
-        if (strcmp(name, bind_names[i]) == 0) {
-            *out = (distq_bind)i;
-            return DISTQ_OK;
-        }
-    return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown binding '%s' (none, core, numa)", name);
-}
-
 #define HWLOC_FAIL(what) distq_error_set(DISTQ_ERR_HWLOC, "hwloc: %s failed: %s", (what), strerror(errno))
 
 /* Cores (not PUs) whose PUs intersect set. */

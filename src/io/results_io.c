@@ -401,6 +401,19 @@ cleanup:
     return st;
 }
 
+/* The results types own their arrays, so they are freed here, in io, for the
+ * jobs that fill them (jobs/mbench.c) and the readers alike. */
+void distq_bench_point_free(distq_bench_point *pt)
+{
+    for (int r = 0; pt->samples_s && r < pt->nranks; r++) distq_free(pt->samples_s[r]);
+    distq_free(pt->samples_s);
+    distq_free(pt->iters);
+    distq_free(pt->setup_s);
+    distq_free(pt->first_s);
+    distq_free(pt->images_per_s);
+    memset(pt, 0, sizeof *pt);
+}
+
 /* Frees every point's arrays (distq_bench_point_free), the points array and
  * the placement array, all distq_malloc'd by the run job; the const strings
  * (config_path, config_text, model_path, quantized_path) are borrowed and

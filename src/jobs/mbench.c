@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "distq/bench.h"
+#include "distq/dist.h"
 #include "distq/results.h"
 
 /* Benchmarks one point on this rank. */
@@ -121,15 +122,4 @@ cleanup:
     distq_free(figs);
     distq_free(all);
     return st;
-}
-
-void distq_bench_point_free(distq_bench_point *pt)
-{
-    for (int r = 0; pt->samples_s && r < pt->nranks; r++) distq_free(pt->samples_s[r]);
-    distq_free(pt->samples_s);
-    distq_free(pt->iters);
-    distq_free(pt->setup_s);
-    distq_free(pt->first_s);
-    distq_free(pt->images_per_s);
-    memset(pt, 0, sizeof *pt);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "distq/dist.h"
 #include "distq/exec.h"
 #include "distq/io.h"
 #include "distq/jobs.h"
