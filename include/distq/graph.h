@@ -211,6 +211,10 @@ void distq_graph_remove_unused_params(distq_graph *g, int *n_removed);
 /* Deep copy (params included). The copy is finalized if g was. */
 distq_status distq_graph_clone(const distq_graph *g, distq_graph **out);
 
+/* An axis attribute as an index into ndim dims (negative counts from the
+ * end, as in ONNX and PyTorch). The result may still be out of range. */
+int64_t distq_axis_index(int64_t axis, int ndim);
+
 /* Number of elements of a value for batch N (per-image numel times N). */
 int64_t distq_value_numel(const distq_value *v, int64_t batch);
 

@@ -20,6 +20,8 @@ int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t p
     return out;
 }
 
+int64_t distq_axis_index(int64_t axis, int ndim) { return axis < 0 ? axis + ndim : axis; }
+
 int64_t distq_value_numel(const distq_value *v, int64_t batch)
 {
     return distq_dims_numel(v->ndim, v->dims) * batch;
@@ -350,13 +352,21 @@ distq_status distq_graph_clone(const distq_graph *g, distq_graph **out)
         const distq_tensor *t = &g->params[i];
         st = distq_graph_add_param(c, t->name, t->dtype, t->ndim, t->dims, t->data, NULL);
     }
+    /* g's nodes are valid already: copy them (and their input arrays) as they are */
+    if (!st) st = grow((void **)&c->nodes, &c->cap_nodes, g->n_nodes, sizeof *c->nodes);
     for (int i = 0; i < g->n_nodes && !st; i++) {
         const distq_node *n = &g->nodes[i];
-        const char *ins[n->n_inputs], *params[DISTQ_MAX_PARAMS];
-        for (int k = 0; k < n->n_inputs; k++) ins[k] = n->input_names[k];
-        for (int k = 0; k < DISTQ_MAX_PARAMS; k++) params[k] = n->param_names[k];
-        st = distq_graph_add_node(c, n->name, n->op, &n->attr, n->n_inputs, ins, params,
-                                  n->output_name);
+        distq_node *m = &c->nodes[i];
+        *m = *n;
+        m->input_names = distq_malloc((size_t)n->n_inputs * sizeof *m->input_names);
+        m->inputs = distq_malloc((size_t)n->n_inputs * sizeof *m->inputs);
+        c->n_nodes = i + 1; /* destroy frees m's arrays from here on */
+        if (!m->input_names || !m->inputs) {
+            st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory cloning node '%s'", n->name);
+            break;
+        }
+        memcpy(m->input_names, n->input_names, (size_t)n->n_inputs * sizeof *m->input_names);
+        memcpy(m->inputs, n->inputs, (size_t)n->n_inputs * sizeof *m->inputs);
     }
     if (!st) {
         memcpy(c->input_name, g->input_name, sizeof c->input_name);

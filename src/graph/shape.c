@@ -181,7 +181,7 @@ distq_status distq_infer_broadcast(distq_graph *g, distq_node *n, distq_value *o
 distq_status distq_infer_concat(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
-    int64_t axis = n->attr.axis < 0 ? n->attr.axis + x->ndim : n->attr.axis;
+    int64_t axis = distq_axis_index(n->attr.axis, x->ndim);
     if (axis < 1 || axis >= x->ndim)
         return NODE_ERR(n, "axis %lld out of range for rank %d (the batch axis 0 cannot be joined)",
                         (long long)n->attr.axis, x->ndim);

@@ -347,26 +347,23 @@ cleanup:
     return st;
 }
 
-/* add [+ relu]: a binary primitive writing src0's layout (in place when src0
- * dies here). */
-static distq_status emit_add(distq_onednn_state *S, const distq_graph *g, const group *gr)
+/* A binary primitive dst = v0 (alg) v1 [+ the group's eltwise post-op],
+ * written in v0's layout (in place when v0 dies here). v1 is read in
+ * md1's layout, or v0's when md1 is NULL. */
+static distq_status emit_binary(distq_onednn_state *S, const distq_graph *g, const group *gr,
+                                dnnl_alg_kind_t alg, int v0, int v1, const dnnl_memory_desc_t *md1,
+                                const char *ctx)
 {
     distq_status st = DISTQ_OK;
-    char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
-    const distq_value *a0 = &g->values[n->inputs[0]], *a1 = &g->values[n->inputs[1]];
-    if (a0->ndim != a1->ndim || memcmp(a0->dims, a1->dims, sizeof(int64_t) * (size_t)a0->ndim)) {
-        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: add needs equal shapes (no broadcast)", ctx);
-        goto cleanup;
-    }
-    int s0 = S->value_slot[n->inputs[0]], s1 = -1, s_dst = -1;
+    int s0 = S->value_slot[v0], s1 = -1, s_dst = -1;
     dnnl_memory_desc_t md0 = *distq_onednn_slot_md(S, s0);
-    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[1]], &md0, n->name, ctx, &s1));
+    if (!md1) md1 = &md0;
+    TRY(distq_onednn_slot_as(S, S->value_slot[v1], md1, n->name, ctx, &s1));
     dnnl_binary_desc_t bd;
-    CHECK(dnnl_binary_desc_init(&bd, dnnl_binary_add, &md0, &md0, &md0));
+    CHECK(dnnl_binary_desc_init(&bd, alg, &md0, md1, &md0));
     TRY(make_attr(0, post_node(g, gr), ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &bd, attr, S->engine, NULL));
     TRY(distq_onednn_new_slot(S, &md0, &s_dst));
@@ -383,6 +380,18 @@ cleanup:
     if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
+}
+
+/* add [+ eltwise]: both inputs of one shape, the second read in the first's layout. */
+static distq_status emit_add(distq_onednn_state *S, const distq_graph *g, const group *gr)
+{
+    char ctx[DISTQ_NAME_MAX + 128];
+    const distq_node *n = &g->nodes[gr->head];
+    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    const distq_value *a0 = &g->values[n->inputs[0]], *a1 = &g->values[n->inputs[1]];
+    if (a0->ndim != a1->ndim || memcmp(a0->dims, a1->dims, sizeof(int64_t) * (size_t)a0->ndim))
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: add needs equal shapes (no broadcast)", ctx);
+    return emit_binary(S, g, gr, dnnl_binary_add, n->inputs[0], n->inputs[1], NULL, ctx);
 }
 
 /* An eltwise op not fused into its producer (relu, clip, hardswish, sigmoid,
@@ -426,50 +435,29 @@ cleanup:
     return st;
 }
 
-/* mul with numpy broadcasting (the SE block's x * scale): a binary primitive
- * whose src1 broadcasts along its dims of size 1. Mul commutes, so the
- * full-shape input goes first; both broadcasting is not supported. */
+/* mul with numpy broadcasting (the SE block's x * scale): src1 broadcasts
+ * along its dims of size 1, read plain. Mul commutes, so the full-shape
+ * input goes first; both broadcasting is not supported. */
 static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
     distq_status st = DISTQ_OK;
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_primitive_desc_t pd = NULL;
     node_ctx(g, n, S->batch, ctx, sizeof ctx);
     const distq_value *out = &g->values[n->output];
     int full = 0;
     if (memcmp(g->values[n->inputs[0]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) full = 1;
-    if (memcmp(g->values[n->inputs[full]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) {
-        st = distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                             "%s: on oneDNN one input of mul must have the output's shape "
-                             "(both broadcast here)", ctx);
-        goto cleanup;
-    }
+    if (memcmp(g->values[n->inputs[full]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim))
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                               "%s: on oneDNN one input of mul must have the output's shape "
+                               "(both broadcast here)", ctx);
     int v0 = n->inputs[full], v1 = n->inputs[1 - full];
-    int s0 = S->value_slot[v0], s1 = -1, s_dst = -1;
     dnnl_dims_t d1;
     value_dims(&g->values[v1], S->batch, d1);
-    dnnl_memory_desc_t md0 = *distq_onednn_slot_md(S, s0), md1;
+    dnnl_memory_desc_t md1;
     CHECK(dnnl_memory_desc_init_by_tag(&md1, out->ndim, d1, dnnl_f32, distq_onednn_plain_tag(out->ndim)));
-    TRY(distq_onednn_slot_as(S, S->value_slot[v1], &md1, n->name, ctx, &s1));
-    dnnl_binary_desc_t bd;
-    CHECK(dnnl_binary_desc_init(&bd, dnnl_binary_mul, &md0, &md1, &md0));
-    TRY(make_attr(0, post_node(g, gr), ctx, &attr));
-    CHECK(dnnl_primitive_desc_create(&pd, &bd, attr, S->engine, NULL));
-    TRY(distq_onednn_new_slot(S, &md0, &s_dst));
-    distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    TRY(distq_onednn_step_set_prim(t, pd, ctx));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC_0, s0, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC_1, s1, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    t->inplace_dst = s_dst;
-    t->inplace_src = s0;
-    S->value_slot[group_output(g, gr)] = s_dst;
+    st = emit_binary(S, g, gr, dnnl_binary_mul, v0, v1, &md1, ctx);
 cleanup:
-    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
-    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }
 
@@ -488,7 +476,7 @@ static distq_status emit_concat(distq_onednn_state *S, const distq_graph *g, con
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     node_ctx(g, n, S->batch, ctx, sizeof ctx);
-    int axis = (int)(n->attr.axis < 0 ? n->attr.axis + out->ndim : n->attr.axis);
+    int axis = (int)distq_axis_index(n->attr.axis, out->ndim);
     int carry = -1; /* slot of the previous round's result */
     TRY(make_attr(0, NULL, ctx, &attr));
     for (int k = 0; k < n->n_inputs;) {

@@ -217,7 +217,7 @@ static void mul_ref(const ref_state *s, const distq_node *n, int64_t count)
 static void concat_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const distq_value *yv = &s->g->values[n->output];
-    int64_t axis = n->attr.axis < 0 ? n->attr.axis + yv->ndim : n->attr.axis;
+    int64_t axis = distq_axis_index(n->attr.axis, yv->ndim);
     int64_t outer = s->N, inner = 1;
     for (int64_t d = 1; d < axis; d++) outer *= yv->dims[d];
     for (int64_t d = axis + 1; d < yv->ndim; d++) inner *= yv->dims[d];
