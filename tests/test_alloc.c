@@ -38,7 +38,7 @@ static distq_graph *small_net(void)
 /* What one op made, for cleanup to free. */
 typedef struct {
     distq_graph *g, *g2;
-    distq_qgraph *q;
+    distq_graph *q;
     distq_prepared *p;
     distq_calibrator *c;
     float *x;
@@ -50,7 +50,7 @@ static void cleanup(void *ctx)
 {
     made *m = ctx;
     distq_graph_destroy(m->g2);
-    distq_qgraph_destroy(m->q);
+    distq_graph_destroy(m->q);
     distq_calibrator_destroy(m->c);
     distq_prepared_destroy(m->p);
     distq_free(m->text);

@@ -43,7 +43,7 @@ double test_f32_max_rel_diff(const float *want, const float *got, int64_t n)
     return maxdiff / fmax(maxref, 1e-30);
 }
 
-int test_want_from_exec(void *exec, const distq_qvalue *val, int64_t batch, void *want)
+int test_want_from_exec(void *exec, const distq_value *val, int64_t batch, void *want)
 {
     (void)batch;
     return distq_exec_get_value(exec, val->name, want) == DISTQ_OK;
@@ -51,7 +51,7 @@ int test_want_from_exec(void *exec, const distq_qvalue *val, int64_t batch, void
 
 typedef struct {
     distq_exec *e;
-    const distq_qgraph *q;
+    const distq_graph *q;
     int64_t batch;
     test_want_fn want;
     void *ctx;
@@ -60,11 +60,10 @@ typedef struct {
     test_forced_sum *sum;
 } forcing;
 
-static const distq_qvalue *find_qvalue(const distq_qgraph *q, const char *name)
+static const distq_value *find_qvalue(const distq_graph *q, const char *name)
 {
-    for (int v = 0; v < q->n_values; v++)
-        if (strcmp(q->values[v].name, name) == 0) return &q->values[v];
-    return NULL;
+    int v = distq_graph_find_value(q, name);
+    return v >= 0 ? &q->values[v] : NULL;
 }
 
 /* oneDNN has just computed `name`: compare it with the reference's and put the
@@ -72,7 +71,7 @@ static const distq_qvalue *find_qvalue(const distq_qgraph *q, const char *name)
 static distq_status force_value(void *ctx, const char *name)
 {
     forcing *f = ctx;
-    const distq_qvalue *val = find_qvalue(f->q, name);
+    const distq_value *val = find_qvalue(f->q, name);
     CU_ASSERT_PTR_NOT_NULL_FATAL(val);
     int64_t n = f->batch * distq_dims_numel(val->ndim, val->dims);
     size_t bytes = (size_t)n * distq_dtype_size(val->dtype);
@@ -107,7 +106,7 @@ done:
     return st;
 }
 
-void test_int8_run_forced(distq_exec *e, const distq_qgraph *q, int64_t batch, const float *x, float *output,
+void test_int8_run_forced(distq_exec *e, const distq_graph *q, int64_t batch, const float *x, float *output,
                           test_want_fn want, void *ctx, const char *what, int verbose, test_forced_sum *sum)
 {
     memset(sum, 0, sizeof *sum);

@@ -73,7 +73,7 @@ double test_f32_max_rel_diff(const float *want, const float *got, int64_t n);
 /* Fills want with the reference's copy of value `val` at batch N (codes for
  * u8, floats for f32). Returns 0 if the reference has no copy (the value is
  * then checked only through what follows it). */
-typedef int (*test_want_fn)(void *ctx, const distq_qvalue *val, int64_t batch, void *want);
+typedef int (*test_want_fn)(void *ctx, const distq_value *val, int64_t batch, void *want);
 
 /* What a forced run found over all its values. */
 typedef struct {
@@ -87,12 +87,12 @@ typedef struct {
  * the reference has (want) after comparing it strictly (bounds above, asserted
  * per value). Prints one line per value when verbose or when a value is not
  * exact. output gets the run's output. */
-void test_int8_run_forced(distq_exec *e, const distq_qgraph *q, int64_t batch, const float *x, float *output,
+void test_int8_run_forced(distq_exec *e, const distq_graph *q, int64_t batch, const float *x, float *output,
                           test_want_fn want, void *ctx, const char *what, int verbose, test_forced_sum *sum);
 
 /* The reference as a want source: another int8 executor (the plain-C one)
  * that has run the same input; every value it keeps. */
-int test_want_from_exec(void *exec, const distq_qvalue *val, int64_t batch, void *want);
+int test_want_from_exec(void *exec, const distq_value *val, int64_t batch, void *want);
 
 /* The chained check: y_impl vs y_ref against y_ref vs y_fp32, (batch, K)
  * each; argmax as above when K > 1. Prints one line, asserts. */

@@ -76,7 +76,7 @@ static void assert_graphs_equal(const distq_graph *a, const distq_graph *b)
         const distq_node *x = &a->nodes[i], *y = &b->nodes[i];
         CU_ASSERT_STRING_EQUAL(x->name, y->name);
         CU_ASSERT_EQUAL(x->op, y->op);
-        CU_ASSERT_EQUAL(memcmp(&x->attr, &y->attr, sizeof x->attr), 0);
+        CU_ASSERT(distq_attrs_equal(x->op, &x->attr, &y->attr));
         CU_ASSERT_EQUAL_FATAL(x->n_inputs, y->n_inputs);
         for (int k = 0; k < x->n_inputs; k++)
             CU_ASSERT_STRING_EQUAL(x->input_names[k], y->input_names[k]);
@@ -279,7 +279,7 @@ static void test_model_roundtrip_resnet18(void)
     roundtrip(g, "resnet18.h5", path, sizeof path);
 
     TEST_OK(distq_h5_describe(path, &text));
-    CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-model version 1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-model version 2"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "input   input (1, 3, 224, 224) f32"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "nodes (69, in execution order)"));
     expect_line(text, " layer1.0.conv1 ", "conv2d", "in: maxpool", "k3x3 s1 p1");
@@ -431,6 +431,7 @@ static void mut_drop_node_output(hid_t fid)
 }
 
 static void mut_version99(hid_t fid) { h5_set_i64_attr(fid, "version", 99); }
+static void mut_version1(hid_t fid) { h5_set_i64_attr(fid, "version", 1); }
 static void mut_format_name(hid_t fid) { h5_set_str_attr(fid, "format", "distq-data"); }
 static void mut_drop_format(hid_t fid) { CU_ASSERT(H5Adelete(fid, "format") >= 0); }
 static void mut_drop_version(hid_t fid) { CU_ASSERT(H5Adelete(fid, "version") >= 0); }
@@ -477,7 +478,16 @@ static void test_model_malformed(void)
     expect_load_error("no_output.h5", mut_drop_node_output, DISTQ_ERR_FORMAT,
                       "/graph/nodes/linear: missing attribute 'output'");
     expect_load_error("version99.h5", mut_version99, DISTQ_ERR_FORMAT,
-                      "version 99 is not supported (this build reads version 1)");
+                      "version 99 is not supported (this build reads versions 1 to 2)");
+    /* a version-1 file (before the quantized ops) still loads */
+    {
+        char path[512];
+        distq_graph *g = NULL;
+        make_broken(tiny_model_path(), "version1.h5", mut_version1, path, sizeof path);
+        TEST_OK(distq_model_load(path, &g));
+        CU_ASSERT_PTR_NOT_NULL(g);
+        distq_graph_destroy(g);
+    }
     expect_load_error("format_name.h5", mut_format_name, DISTQ_ERR_FORMAT,
                       "format is 'distq-data', expected 'distq-model'");
     expect_load_error("no_format.h5", mut_drop_format, DISTQ_ERR_FORMAT,
@@ -692,7 +702,7 @@ static void test_output_and_describe(void)
     H5Fclose(fid);
 
     TEST_OK(distq_h5_describe(linear_model_path(), &text));
-    CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-model version 1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-model version 2"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "linear.weight f32 (1000, 1024)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "1024 -> 1000"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "total: 2 tensors, 1025000 values"));

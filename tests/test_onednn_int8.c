@@ -32,12 +32,12 @@ static int verbose = 0; /* print every value (resnet18), else one line per graph
 // --- PTQ and the comparison -----------------------------------------------------
 
 /* prepare, calibrate on N_CAL seeded images in U(-1, 1), convert. */
-static distq_qgraph *quantize_graph(const distq_graph *g, distq_observer_kind kind, int reduce_range,
+static distq_graph *quantize_graph(const distq_graph *g, distq_observer_kind kind, int reduce_range,
                                     uint64_t seed)
 {
     distq_prepared *p = NULL;
     distq_calibrator *c = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     int64_t per = distq_value_numel(&g->values[g->input_value], 1);
     float *cal = malloc(sizeof(float) * (size_t)(N_CAL * per));
     CU_ASSERT_FATAL(cal != NULL);
@@ -65,7 +65,7 @@ typedef struct {
  * code upstream is equal, so assert the forced bounds (test_int8_cmp.h);
  * else (after an upstream difference in a free run) only print the figures:
  * the output's chained check is the bound there. */
-static void compare_one(distq_exec *ref, distq_exec *dnn, const distq_qvalue *val, int64_t batch,
+static void compare_one(distq_exec *ref, distq_exec *dnn, const distq_value *val, int64_t batch,
                         const char *what, int exact_inputs, cmp_summary *sum)
 {
     int64_t n = batch * distq_dims_numel(val->ndim, val->dims);
@@ -108,12 +108,12 @@ static void print_summary(const char *what, const cmp_summary *sum)
  * order, strict while every u8 value before was exact. After a difference,
  * the downstream values differ by propagation (a quantized network amplifies
  * a flipped code): the forced run below is the per-layer check. */
-static void compare_free(distq_exec *ref, distq_exec *dnn, const distq_qgraph *q, int64_t batch,
+static void compare_free(distq_exec *ref, distq_exec *dnn, const distq_graph *q, int64_t batch,
                          const char *what, cmp_summary *sum)
 {
     for (int v = 0; v < q->n_values; v++) {
-        const distq_qvalue *val = &q->values[v];
-        if (v == q->input) {
+        const distq_value *val = &q->values[v];
+        if (v == q->input_value) {
             char dummy[16];
             TEST_ERR(distq_exec_get_value(dnn, val->name, dummy), DISTQ_ERR_UNSUPPORTED, "not kept");
             continue;
@@ -128,12 +128,12 @@ static void compare_free(distq_exec *ref, distq_exec *dnn, const distq_qgraph *q
  * value, free and forced (test_int8_cmp.h). The oneDNN executor then runs
  * other inputs and the first again: the output must repeat bit for bit.
  * Returns the count of u8 elements at quant_max. */
-static int64_t check_int8(const distq_qgraph *q, const distq_graph *g, int64_t batch, uint64_t seed,
+static int64_t check_int8(const distq_graph *q, const distq_graph *g, int64_t batch, uint64_t seed,
                           const char *what)
 {
     distq_exec *ref = NULL, *dnn = NULL, *fp32 = NULL;
-    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, batch, &ref));
-    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, batch, &dnn));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, q, batch, &ref));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, q, batch, &dnn));
     TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, batch, &fp32));
     int64_t n_in = batch * distq_exec_input_numel(dnn), per_out = distq_exec_output_numel(dnn);
     int64_t n_out = batch * per_out;
@@ -178,11 +178,11 @@ static int64_t check_int8(const distq_qgraph *q, const distq_graph *g, int64_t b
  * graph at batch 1 and 3, destroys g. */
 static void check_graph(distq_graph *g, uint64_t seed, const char *what)
 {
-    distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, seed);
+    distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, seed);
     check_int8(q, g, 1, seed + 1, what);
     check_int8(q, g, 3, seed + 2, what);
     distq_graph_destroy(g);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
 }
 
 // --- conv ---------------------------------------------------------------------------
@@ -437,45 +437,33 @@ static void test_reduce_range_clip(void)
     for (int linear = 0; linear <= 1; linear++) {
         for (int relu = 0; relu <= 1; relu++) {
             int64_t N = linear ? 4 : 1;
-            distq_qgraph *q = NULL;
-            TEST_OK(distq_qgraph_create(&q));
-            distq_qvalue vals[4] = {
-                {.name = "x", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 4, 2, 2}},
-                {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 4, 2, 2}, .scale = 1.0f / 16,
-                 .zero_point = 10, .quant_max = 127},
-                {.name = "y", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 2, 2, 2}, .scale = 1.0f / 32,
-                 .zero_point = 20, .quant_max = 127},
-                {.name = "yf", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 2, 2, 2}},
-            };
-            if (linear)
-                for (int v = 0; v < 4; v++) {
-                    vals[v].ndim = 2;
-                    vals[v].dims[1] = v < 2 ? 4 : 2;
-                }
-            q->values = distq_malloc(sizeof vals);
-            memcpy(q->values, vals, sizeof vals);
-            q->n_values = 4;
-            q->reduce_range = 1;
-            q->nodes = distq_calloc(3 * sizeof *q->nodes);
-            q->nodes[0] = (distq_qnode){.name = "q", .op = DISTQ_QOP_QUANTIZE, .src = 0, .dst = 1, .sum_src = -1};
-            distq_qnode *c = &q->nodes[1];
-            *c = (distq_qnode){.name = "conv", .op = DISTQ_QOP_CONV, .src = 1, .dst = 2, .sum_src = -1,
-                               .relu = relu, .attr = distq_attrs_default(DISTQ_OP_CONV2D), .wndim = 4,
-                               .wdims = {2, 4, 1, 1}};
-            if (linear) {
-                strcpy(c->name, "fc");
-                c->op = DISTQ_QOP_LINEAR;
-                c->wndim = 2;
-                c->wdims[2] = c->wdims[3] = 0;
-            }
-            c->weight = distq_malloc(8);
-            for (int i = 0; i < 8; i++) c->weight[i] = (int8_t)(i < 4 ? 1 : -1); /* oc 1 goes negative */
-            c->weight_scale = distq_malloc(2 * sizeof(float));
-            c->weight_scale[0] = c->weight_scale[1] = 0.125f;
-            q->nodes[2] = (distq_qnode){.name = "dq", .op = DISTQ_QOP_DEQUANTIZE, .src = 2, .dst = 3, .sum_src = -1};
-            q->n_nodes = 3;
-            q->input = 0;
-            q->output = 3;
+            distq_graph *q = NULL;
+            TEST_OK(distq_graph_create(&q));
+            int64_t xd[4] = {1, 4, 2, 2}, wd[4] = {2, 4, 1, 1}, two = 2;
+            TEST_OK(distq_graph_set_input(q, "x", linear ? 2 : 4, xd));
+            distq_attrs qa = distq_attrs_default(DISTQ_OP_QUANTIZE);
+            qa.out_scale = 1.0f / 16;
+            qa.out_zero_point = 10;
+            qa.out_quant_max = 127;
+            const char *in_x[] = {"x"}, *in_xq[] = {"xq"}, *in_y[] = {"y"};
+            TEST_OK(distq_graph_add_node(q, "q", DISTQ_OP_QUANTIZE, &qa, 1, in_x, NULL, "xq"));
+            int8_t w[8];
+            for (int i = 0; i < 8; i++) w[i] = (int8_t)(i < 4 ? 1 : -1); /* oc 1 goes negative */
+            const float ws[2] = {0.125f, 0.125f};
+            TEST_OK(distq_graph_add_param(q, "w", DISTQ_DTYPE_S8, linear ? 2 : 4, wd, w, NULL));
+            TEST_OK(distq_graph_add_param(q, "w_scale", DISTQ_DTYPE_F32, 1, &two, ws, NULL));
+            distq_op op = linear ? DISTQ_OP_LINEAR : DISTQ_OP_CONV2D;
+            distq_attrs ca = distq_attrs_default(op);
+            ca.post_relu = relu;
+            ca.out_scale = 1.0f / 32;
+            ca.out_zero_point = 20;
+            ca.out_quant_max = 127;
+            const char *params[DISTQ_MAX_PARAMS] = {[DISTQ_PARAM_WEIGHT] = "w",
+                                                    [DISTQ_PARAM_WEIGHT_SCALE] = "w_scale"};
+            TEST_OK(distq_graph_add_node(q, linear ? "fc" : "conv", op, &ca, 1, in_xq, params, "y"));
+            TEST_OK(distq_graph_add_node(q, "dq", DISTQ_OP_DEQUANTIZE, NULL, 1, in_y, NULL, "yf"));
+            TEST_OK(distq_graph_set_output(q, "yf"));
+            TEST_OK(distq_graph_finalize(q));
             float x[16];
             const float px[4] = {0.5f, 2.0f, 4.0f, 7.5f};
             for (int ch = 0; ch < 4; ch++)
@@ -483,8 +471,8 @@ static void test_reduce_range_clip(void)
             distq_exec *ref = NULL, *dnn = NULL;
             float yr[8], yd[8];
             uint8_t cr[8], cd[8];
-            TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, N, &ref));
-            TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, N, &dnn));
+            TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, q, N, &ref));
+            TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, q, N, &dnn));
             TEST_OK(distq_exec_run(ref, x, yr));
             TEST_OK(distq_exec_run(dnn, x, yd));
             TEST_OK(distq_exec_get_value(ref, "y", cr));
@@ -501,7 +489,7 @@ static void test_reduce_range_clip(void)
             CU_ASSERT(memcmp(yr, yd, sizeof yr) == 0);
             distq_exec_destroy(ref);
             distq_exec_destroy(dnn);
-            distq_qgraph_destroy(q);
+            distq_graph_destroy(q);
         }
     }
 }
@@ -520,26 +508,22 @@ static void test_quantize_ties(void)
     x[N - 2] = NAN;
     x[N - 1] = 1e30f;
     for (int qmax = 127; qmax <= 255; qmax += 128) {
-        distq_qgraph *q = NULL;
-        TEST_OK(distq_qgraph_create(&q));
-        distq_qvalue vals[3] = {
-            {.name = "x", .dtype = DISTQ_DTYPE_F32, .ndim = 2, .dims = {1, N}},
-            {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 2, .dims = {1, N}, .scale = 1.0f / 16,
-             .zero_point = 37, .quant_max = qmax},
-            {.name = "y", .dtype = DISTQ_DTYPE_F32, .ndim = 2, .dims = {1, N}},
-        };
-        q->values = distq_malloc(sizeof vals);
-        memcpy(q->values, vals, sizeof vals);
-        q->n_values = 3;
-        q->nodes = distq_calloc(2 * sizeof *q->nodes);
-        q->nodes[0] = (distq_qnode){.name = "q", .op = DISTQ_QOP_QUANTIZE, .src = 0, .dst = 1, .sum_src = -1};
-        q->nodes[1] = (distq_qnode){.name = "dq", .op = DISTQ_QOP_DEQUANTIZE, .src = 1, .dst = 2, .sum_src = -1};
-        q->n_nodes = 2;
-        q->input = 0;
-        q->output = 2;
+        distq_graph *q = NULL;
+        TEST_OK(distq_graph_create(&q));
+        int64_t xd[2] = {1, N};
+        TEST_OK(distq_graph_set_input(q, "x", 2, xd));
+        distq_attrs qa = distq_attrs_default(DISTQ_OP_QUANTIZE);
+        qa.out_scale = 1.0f / 16;
+        qa.out_zero_point = 37;
+        qa.out_quant_max = qmax;
+        const char *in_x[] = {"x"}, *in_xq[] = {"xq"};
+        TEST_OK(distq_graph_add_node(q, "q", DISTQ_OP_QUANTIZE, &qa, 1, in_x, NULL, "xq"));
+        TEST_OK(distq_graph_add_node(q, "dq", DISTQ_OP_DEQUANTIZE, NULL, 1, in_xq, NULL, "y"));
+        TEST_OK(distq_graph_set_output(q, "y"));
+        TEST_OK(distq_graph_finalize(q));
         distq_exec *ref = NULL, *dnn = NULL;
-        TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, 1, &ref));
-        TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, 1, &dnn));
+        TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, q, 1, &ref));
+        TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, q, 1, &dnn));
         TEST_OK(distq_exec_run(ref, x, yr));
         TEST_OK(distq_exec_run(dnn, x, yd));
         TEST_OK(distq_exec_get_value(ref, "xq", cr));
@@ -554,7 +538,7 @@ static void test_quantize_ties(void)
         CU_ASSERT_EQUAL(cd[N - 1], qmax);
         distq_exec_destroy(ref);
         distq_exec_destroy(dnn);
-        distq_qgraph_destroy(q);
+        distq_graph_destroy(q);
     }
 }
 
@@ -566,10 +550,10 @@ static void test_full_range_refused(void)
     distq_graph *g = test_new_graph(4, in);
     test_add_conv(g, "conv", "x", 3, (test_conv_spec){4, 3, 1, 1, 1, 1, 1}, 1);
     test_finish(g, "conv");
-    distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 0, 5);
+    distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 0, 5);
     distq_exec *e = NULL;
     if (!distq_onednn_has_vnni()) {
-        TEST_ERR(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, q, 2, &e), DISTQ_ERR_UNSUPPORTED, "node 'conv'");
+        TEST_ERR(distq_exec_create(DISTQ_BACKEND_ONEDNN, q, 2, &e), DISTQ_ERR_UNSUPPORTED, "node 'conv'");
         CU_ASSERT(strstr(distq_error_message(), "--reduce-range on") != NULL);
         CU_ASSERT(strstr(distq_error_message(), distq_onednn_isa()) != NULL);
         CU_ASSERT_PTR_NULL(e);
@@ -577,7 +561,7 @@ static void test_full_range_refused(void)
         check_int8(q, g, 2, 6, "full range (VNNI)");
     }
     distq_graph_destroy(g);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
 }
 
 // --- resnet18 ---------------------------------------------------------------------------
@@ -591,18 +575,18 @@ static void test_resnet18(void)
     TEST_OK(distq_build_resnet18(11, 1000, &g));
     g->input_dims[2] = g->input_dims[3] = 64;
     TEST_OK(distq_graph_finalize(g));
-    distq_qgraph *q = quantize_graph(g, DISTQ_OBSERVER_HISTOGRAM, 1, 77);
+    distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_HISTOGRAM, 1, 77);
     verbose = 1;
     int64_t at_qmax = check_int8(q, g, 2, 78, "resnet18");
     CU_ASSERT(at_qmax > 0); /* the test data exceeds the calibrated ranges: clips happened */
     verbose = 0;
     check_int8(q, g, 1, 79, "resnet18");
     check_int8(q, g, 3, 80, "resnet18");
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     if (distq_onednn_has_vnni()) {
         q = quantize_graph(g, DISTQ_OBSERVER_HISTOGRAM, 0, 77);
         check_int8(q, g, 2, 81, "resnet18 full range");
-        distq_qgraph_destroy(q);
+        distq_graph_destroy(q);
     }
     distq_graph_destroy(g);
 }

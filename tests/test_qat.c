@@ -347,7 +347,7 @@ typedef struct {
     int off_grid;
 } fq_source;
 
-static int want_from_fake_quant(void *ctx, const distq_qvalue *val, int64_t batch, void *want)
+static int want_from_fake_quant(void *ctx, const distq_value *val, int64_t batch, void *want)
 {
     fq_source *src = ctx;
     int v = distq_graph_find_value(src->g, val->name);
@@ -417,21 +417,22 @@ static void test_fmnist_convert(void)
     CU_ASSERT_EQUAL(off_grid, 0);
 
     /* convert: the int8 weight scales are the trained weight observers' */
-    distq_qgraph *qg = NULL;
+    distq_graph *qg = NULL;
     TEST_OK(distq_qat_convert(g, q, NULL, &qg));
-    CU_ASSERT_EQUAL(qg->reduce_range, 1);
+    CU_ASSERT_EQUAL(distq_graph_reduce_range(qg), 1);
     /* weight observers are in training-graph order; the int8 graph's may differ */
     const float *wstate = state + 2 * p->n_observers;
     int scale_mismatch = 0, qconvs = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].op != DISTQ_OP_CONV2D && g->nodes[i].op != DISTQ_OP_LINEAR) continue;
-        const distq_qnode *qn = NULL;
-        for (int j = 0; j < qg->n_nodes && !qn; j++)
-            if (strcmp(qg->nodes[j].name, g->nodes[i].name) == 0) qn = &qg->nodes[j];
-        CU_ASSERT_FATAL(qn != NULL);
-        int64_t OC = qn->wdims[0];
+        int j = distq_graph_find_node(qg, g->nodes[i].name);
+        CU_ASSERT_FATAL(j >= 0);
+        const distq_node *qn = &qg->nodes[j];
+        const distq_tensor *qw = &qg->params[qn->params[DISTQ_PARAM_WEIGHT]];
+        const float *ws = qg->params[qn->params[DISTQ_PARAM_WEIGHT_SCALE]].data;
+        int64_t OC = qw->dims[0];
         for (int64_t o = 0; o < OC; o++)
-            scale_mismatch += qn->weight_scale[o] != distq_qparams_symmetric_scale(wstate[o], wstate[OC + o]);
+            scale_mismatch += ws[o] != distq_qparams_symmetric_scale(wstate[o], wstate[OC + o]);
         wstate += 2 * OC;
         qconvs++;
     }
@@ -443,13 +444,15 @@ static void test_fmnist_convert(void)
     for (int i = 0; i < g->n_nodes; i++) {
         const float *wq = t->nodes[i].wq;
         if (!wq) continue;
-        for (int j = 0; j < qg->n_nodes; j++) {
-            const distq_qnode *qn = &qg->nodes[j];
-            if (strcmp(qn->name, g->nodes[i].name) != 0) continue;
-            int64_t OC = qn->wdims[0], per_oc = distq_dims_numel(qn->wndim, qn->wdims) / OC;
-            for (int64_t e = 0; e < OC * per_oc; e++, compared++)
-                not_bitwise += wq[e] != (float)qn->weight[e] * qn->weight_scale[e / per_oc];
-        }
+        int j = distq_graph_find_node(qg, g->nodes[i].name);
+        if (j < 0) continue;
+        const distq_node *qn = &qg->nodes[j];
+        const distq_tensor *qw = &qg->params[qn->params[DISTQ_PARAM_WEIGHT]];
+        const int8_t *w8 = qw->data;
+        const float *ws = qg->params[qn->params[DISTQ_PARAM_WEIGHT_SCALE]].data;
+        int64_t OC = qw->dims[0], per_oc = distq_tensor_numel(qw) / OC;
+        for (int64_t e = 0; e < OC * per_oc; e++, compared++)
+            not_bitwise += wq[e] != (float)w8[e] * ws[e / per_oc];
     }
     CU_ASSERT(compared > 50000);
     CU_ASSERT_EQUAL(not_bitwise, 0);
@@ -461,8 +464,8 @@ static void test_fmnist_convert(void)
      * error itself (fake-quant vs the fp32 model, and int8 reference vs fp32). */
     distq_exec *e_ref = NULL, *e_dnn = NULL, *e_fp32 = NULL;
     float logits_fp32[N * 10], logits_forced[N * 10];
-    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, qg, N, &e_ref));
-    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, qg, N, &e_dnn));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, qg, N, &e_ref));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, qg, N, &e_dnn));
     TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, N, &e_fp32));
     TEST_OK(distq_exec_run(e_ref, x, logits_ref));
     TEST_OK(distq_exec_run(e_dnn, x, logits_dnn));
@@ -485,7 +488,7 @@ static void test_fmnist_convert(void)
     distq_exec_destroy(e_ref);
     distq_exec_destroy(e_dnn);
     distq_exec_destroy(e_fp32);
-    distq_qgraph_destroy(qg);
+    distq_graph_destroy(qg);
     distq_prepared_destroy(p);
     distq_sgd_free(&sgd);
     distq_trainer_destroy(t);
@@ -510,7 +513,7 @@ static void test_state_checkpoint(void)
     test_fill_uniform(target, N * 3, 42, -1.0f, 1.0f);
     TEST_OK(distq_qat_create(g, &qo, &q));
     /* never observed: nothing to convert */
-    distq_qgraph *qg = NULL;
+    distq_graph *qg = NULL;
     TEST_ERR(distq_qat_convert(g, q, NULL, &qg), DISTQ_ERR_INVALID_ARG, "(never observed a value)");
     TEST_OK(distq_trainer_create(g, &opts, &t));
     TEST_OK(distq_trainer_attach_qat(t, q));

@@ -53,7 +53,7 @@ static void fill_observers(distq_prepared *p, uint64_t seed)
 }
 
 static void quantize(const distq_graph *g, distq_observer_kind kind, uint64_t seed,
-                     distq_prepared **p, distq_qgraph **q)
+                     distq_prepared **p, distq_graph **q)
 {
     TEST_OK(distq_prepare(g, kind, p));
     fill_observers(*p, seed);
@@ -61,43 +61,6 @@ static void quantize(const distq_graph *g, distq_observer_kind kind, uint64_t se
 }
 
 // --- comparisons ------------------------------------------------------------------------
-
-static void assert_qgraphs_equal(const distq_qgraph *a, const distq_qgraph *b)
-{
-    CU_ASSERT_EQUAL_FATAL(a->n_values, b->n_values);
-    CU_ASSERT_EQUAL_FATAL(a->n_nodes, b->n_nodes);
-    CU_ASSERT_EQUAL(a->input, b->input);
-    CU_ASSERT_EQUAL(a->output, b->output);
-    CU_ASSERT_EQUAL(a->kind, b->kind);
-    for (int i = 0; i < a->n_values; i++) {
-        const distq_qvalue *x = &a->values[i], *y = &b->values[i];
-        CU_ASSERT_STRING_EQUAL(x->name, y->name);
-        CU_ASSERT_EQUAL(x->dtype, y->dtype);
-        CU_ASSERT_EQUAL_FATAL(x->ndim, y->ndim);
-        CU_ASSERT_EQUAL(memcmp(x->dims, y->dims, (size_t)x->ndim * sizeof x->dims[0]), 0);
-        CU_ASSERT_EQUAL(memcmp(&x->scale, &y->scale, sizeof x->scale), 0);
-        CU_ASSERT_EQUAL(x->zero_point, y->zero_point);
-    }
-    for (int i = 0; i < a->n_nodes; i++) {
-        const distq_qnode *x = &a->nodes[i], *y = &b->nodes[i];
-        CU_ASSERT_STRING_EQUAL(x->name, y->name);
-        CU_ASSERT_EQUAL(x->op, y->op);
-        CU_ASSERT_EQUAL(x->src, y->src);
-        CU_ASSERT_EQUAL(x->dst, y->dst);
-        CU_ASSERT_EQUAL(x->sum_src, y->sum_src);
-        CU_ASSERT_EQUAL(x->relu, y->relu);
-        CU_ASSERT_EQUAL(memcmp(&x->attr, &y->attr, sizeof x->attr), 0);
-        CU_ASSERT_EQUAL_FATAL(x->wndim, y->wndim);
-        CU_ASSERT_EQUAL(memcmp(x->wdims, y->wdims, (size_t)x->wndim * sizeof x->wdims[0]), 0);
-        CU_ASSERT_EQUAL_FATAL(x->weight == NULL, y->weight == NULL);
-        CU_ASSERT_EQUAL_FATAL(x->bias == NULL, y->bias == NULL);
-        if (!x->weight) continue;
-        int64_t oc = x->wdims[0], numel = distq_dims_numel(x->wndim, x->wdims);
-        CU_ASSERT_EQUAL(memcmp(x->weight, y->weight, (size_t)numel), 0);
-        CU_ASSERT_EQUAL(memcmp(x->weight_scale, y->weight_scale, (size_t)oc * sizeof(float)), 0);
-        if (x->bias) CU_ASSERT_EQUAL(memcmp(x->bias, y->bias, (size_t)oc * sizeof(float)), 0);
-    }
-}
 
 static void assert_graphs_equal(const distq_graph *a, const distq_graph *b)
 {
@@ -117,19 +80,44 @@ static void assert_graphs_equal(const distq_graph *a, const distq_graph *b)
     }
 }
 
+/* The int8 graphs: the same nodes (inputs, attributes), values (dtype,
+ * shape, qparams) and parameters, byte for byte. */
+static void assert_qgraphs_equal(const distq_graph *a, const distq_graph *b)
+{
+    assert_graphs_equal(a, b);
+    CU_ASSERT_EQUAL_FATAL(a->n_values, b->n_values);
+    for (int i = 0; i < a->n_values; i++) {
+        const distq_value *x = &a->values[i], *y = &b->values[i];
+        CU_ASSERT_STRING_EQUAL(x->name, y->name);
+        CU_ASSERT_EQUAL(x->dtype, y->dtype);
+        CU_ASSERT_EQUAL_FATAL(x->ndim, y->ndim);
+        CU_ASSERT_EQUAL(memcmp(x->dims, y->dims, (size_t)x->ndim * sizeof x->dims[0]), 0);
+        CU_ASSERT_EQUAL(memcmp(&x->scale, &y->scale, sizeof x->scale), 0);
+        CU_ASSERT_EQUAL(x->zero_point, y->zero_point);
+        CU_ASSERT_EQUAL(x->quant_max, y->quant_max);
+    }
+    for (int i = 0; i < a->n_nodes; i++) {
+        const distq_node *x = &a->nodes[i], *y = &b->nodes[i];
+        CU_ASSERT_EQUAL_FATAL(x->n_inputs, y->n_inputs);
+        for (int k = 0; k < x->n_inputs; k++) CU_ASSERT_STRING_EQUAL(x->input_names[k], y->input_names[k]);
+        CU_ASSERT(distq_attrs_equal(x->op, &x->attr, &y->attr));
+        CU_ASSERT_EQUAL(memcmp(x->params, y->params, sizeof x->params), 0);
+    }
+}
+
 /* Runs both int8 graphs with the reference executor; outputs must be bit-identical. */
-static void assert_same_outputs(const distq_qgraph *a, const distq_qgraph *b, uint64_t seed)
+static void assert_same_outputs(const distq_graph *a, const distq_graph *b, uint64_t seed)
 {
     enum { N = 2 };
-    int64_t in = distq_dims_numel(a->values[a->input].ndim, a->values[a->input].dims);
-    int64_t out = distq_dims_numel(a->values[a->output].ndim, a->values[a->output].dims);
+    int64_t in = distq_dims_numel(a->values[a->input_value].ndim, a->values[a->input_value].dims);
+    int64_t out = distq_dims_numel(a->values[a->output_value].ndim, a->values[a->output_value].dims);
     float *x = malloc((size_t)(N * in) * sizeof *x), *ya = malloc((size_t)(N * out) * sizeof *ya);
     float *yb = malloc((size_t)(N * out) * sizeof *yb);
     CU_ASSERT_FATAL(x && ya && yb);
     test_fill_uniform(x, N * in, seed, -2.0f, 2.0f);
     distq_exec *ea = NULL, *eb = NULL;
-    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, a, N, &ea));
-    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, b, N, &eb));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, a, N, &ea));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, b, N, &eb));
     TEST_OK(distq_exec_run(ea, x, ya));
     TEST_OK(distq_exec_run(eb, x, yb));
     CU_ASSERT_EQUAL(memcmp(ya, yb, (size_t)(N * out) * sizeof *ya), 0);
@@ -168,10 +156,10 @@ static int64_t read_i64_attr(hid_t loc, const char *name)
 
 /* Observer 0 (the graph input's) is stored with its final state and the
  * qparams that convert gave the input's u8 value. */
-static void check_observer0(const char *path, const distq_prepared *p, const distq_qgraph *q)
+static void check_observer0(const char *path, const distq_prepared *p, const distq_graph *q)
 {
     const distq_observer *o = &p->observers[0];
-    const distq_qvalue *xq = &q->values[q->nodes[0].dst]; /* the quantize node's output */
+    const distq_value *xq = &q->values[q->nodes[0].output]; /* the quantize node's output */
     hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     CU_ASSERT_FATAL(fid >= 0);
     hid_t grp = H5Gopen2(fid, "/quant/observers/0", H5P_DEFAULT);
@@ -202,13 +190,6 @@ static void check_observer0(const char *path, const distq_prepared *p, const dis
         H5Dclose(d);
     }
     H5Gclose(grp);
-    /* the u8 value names the observer it came from */
-    char vpath[256];
-    snprintf(vpath, sizeof vpath, "/quant/values/%s", xq->name);
-    grp = H5Gopen2(fid, vpath, H5P_DEFAULT);
-    CU_ASSERT_FATAL(grp >= 0);
-    CU_ASSERT_EQUAL(read_i64_attr(grp, "observer"), 0);
-    H5Gclose(grp);
     H5Fclose(fid);
 }
 
@@ -219,7 +200,7 @@ static void roundtrip(const distq_graph *g, distq_observer_kind kind, uint64_t s
 {
     char path[512];
     distq_prepared *p = NULL;
-    distq_qgraph *q = NULL, *q2 = NULL;
+    distq_graph *q = NULL, *q2 = NULL;
     distq_graph *f = NULL;
     int quantized = -1;
     test_tmp_path(path, sizeof path, name);
@@ -235,11 +216,11 @@ static void roundtrip(const distq_graph *g, distq_observer_kind kind, uint64_t s
     distq_graph_destroy(f);
     f = NULL;
     /* without the float graph */
-    distq_qgraph_destroy(q2);
+    distq_graph_destroy(q2);
     TEST_OK(distq_qmodel_load(path, &q2, NULL));
     assert_qgraphs_equal(q, q2);
-    distq_qgraph_destroy(q2);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q2);
+    distq_graph_destroy(q);
     distq_prepared_destroy(p);
 }
 
@@ -269,12 +250,12 @@ static const char *linear_qmodel_path(void)
     if (path[0]) return path;
     distq_graph *g = NULL;
     distq_prepared *p = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     test_tmp_path(path, sizeof path, "linear_q.h5");
     TEST_OK(distq_build_linear(4, &g));
     quantize(g, DISTQ_OBSERVER_HISTOGRAM, 15, &p, &q);
     TEST_OK(distq_qmodel_save(p, q, path));
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_prepared_destroy(p);
     distq_graph_destroy(g);
     return path;
@@ -286,7 +267,7 @@ static void test_model_load_reads_float_graph(void)
     char qpath[512], fpath[512];
     distq_graph *g = small_resnet18(6), *f = NULL;
     distq_prepared *p = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     int quantized = -1;
     test_tmp_path(qpath, sizeof qpath, "resnet18_q.h5");
     test_tmp_path(fpath, sizeof fpath, "resnet18_folded.h5");
@@ -300,7 +281,7 @@ static void test_model_load_reads_float_graph(void)
     TEST_OK(distq_model_save(p->g, fpath));
     TEST_OK(distq_model_is_quantized(fpath, &quantized));
     CU_ASSERT_EQUAL(quantized, 0);
-    distq_qgraph *none = NULL;
+    distq_graph *none = NULL;
     TEST_ERR_PATH(distq_qmodel_load(fpath, &none, &f), DISTQ_ERR_FORMAT,
                   "not a quantized model (format distq-model); run distq calibrate first", fpath);
     CU_ASSERT_PTR_NULL(none);
@@ -315,7 +296,7 @@ static void test_model_load_reads_float_graph(void)
                   "format is 'distq-data', expected 'distq-model'", dpath);
     TEST_ERR_PATH(distq_qmodel_load(dpath, &none, NULL), DISTQ_ERR_FORMAT,
                   "format is 'distq-data', expected 'distq-qmodel'", dpath);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_prepared_destroy(p);
     distq_graph_destroy(g);
 }
@@ -326,21 +307,21 @@ static void test_describe(void)
     char *text = NULL;
     distq_graph *g = small_resnet18(7);
     distq_prepared *p = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     test_tmp_path(path, sizeof path, "resnet18_describe.h5");
     quantize(g, DISTQ_OBSERVER_HISTOGRAM, 17, &p, &q);
     TEST_OK(distq_qmodel_save(p, q, path));
     TEST_OK(distq_h5_describe(path, &text));
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     static const char *const want[] = {
-        "distq-qmodel version 1",
+        "distq-qmodel version 2",
         "x86 (X86InductorQuantizer default static config)",
-        "qconv3x3",
-        "+sum +relu",
-        "qmaxpool",
-        "qlinear",
+        "conv2d",
+        "k3x3 s1 p1 +sum +relu -> u8 (s ",
+        "max_pool2d",
+        "input.quant (1, 3, 64, 64) u8",
         "layer1.0.conv2",
-        "out scale",
+        "512 -> 1000 -> f32",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (!strstr(text, want[i]))
@@ -352,7 +333,7 @@ static void test_describe(void)
     if (!strstr(text, obs)) fprintf(stderr, "\n  describe lacks \"%s\":\n%s\n", obs, text);
     CU_ASSERT_PTR_NOT_NULL(strstr(text, obs));
     distq_free(text);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_prepared_destroy(p);
     distq_graph_destroy(g);
 }
@@ -423,15 +404,13 @@ static void replace_dataset(hid_t fid, const char *name, hid_t type, int ndim, c
     H5Sclose(s);
 }
 
-/* The linear qmodel: values input (f32), input.quant (u8), linear (f32);
- * nodes input.quant (quantize), linear (qlinear, weight (1000, 1024)). */
-#define NODE "/quant/nodes/linear"
+/* The linear qmodel's int8 graph: nodes input.quant (quantize) and linear
+ * (s8 weight linear.weight (1000, 1024), scales linear.weight_scale). */
+#define NODE "/int8/graph/nodes/linear"
+#define WEIGHT "/int8/tensors/linear.weight"
 
-static void mut_drop_weight(hid_t f) { CU_ASSERT(H5Ldelete(f, NODE "/weight", H5P_DEFAULT) >= 0); }
-static void mut_bad_op(hid_t f) { set_str_attr(f, NODE, "op", "qsoftmax"); }
-static void mut_version2(hid_t f)
+static void set_version(hid_t f, int64_t v)
 {
-    int64_t v = 2;
     delete_attr(f, "/", "version");
     hid_t s = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(f, "version", H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
@@ -439,43 +418,45 @@ static void mut_version2(hid_t f)
     H5Aclose(a);
     H5Sclose(s);
 }
+static void mut_drop_weight(hid_t f) { CU_ASSERT(H5Ldelete(f, WEIGHT, H5P_DEFAULT) >= 0); }
+static void mut_bad_op(hid_t f) { set_str_attr(f, NODE, "op", "qsoftmax"); }
+static void mut_version1(hid_t f) { set_version(f, 1); }
+static void mut_version3(hid_t f) { set_version(f, 3); }
 static void mut_format(hid_t f) { set_str_attr(f, "/", "format", "distq-data"); }
 static void mut_f32_weight(hid_t f)
 {
     hsize_t d[2] = {1000, 1024};
-    replace_dataset(f, NODE "/weight", H5T_IEEE_F32LE, 2, d);
+    replace_dataset(f, WEIGHT, H5T_IEEE_F32LE, 2, d);
 }
 static void mut_weight_shape(hid_t f)
 {
     hsize_t d[2] = {1000, 1000};
-    replace_dataset(f, NODE "/weight", H5T_STD_I8LE, 2, d);
-}
-static void mut_weight_rank(hid_t f)
-{
-    hsize_t d[4] = {1000, 1024, 1, 1};
-    replace_dataset(f, NODE "/weight", H5T_STD_I8LE, 4, d);
+    replace_dataset(f, WEIGHT, H5T_STD_I8LE, 2, d);
 }
 static void mut_scale_len(hid_t f)
 {
     hsize_t d[1] = {999};
-    replace_dataset(f, NODE "/weight_scale", H5T_IEEE_F32LE, 1, d);
+    replace_dataset(f, "/int8/tensors/linear.weight_scale", H5T_IEEE_F32LE, 1, d);
 }
-static void mut_src(hid_t f) { set_str_attr(f, NODE, "src", "nope"); }
-static void mut_sum(hid_t f) { set_str_attr(f, NODE, "sum", "nope"); }
-static void mut_no_relu(hid_t f) { delete_attr(f, NODE, "relu"); }
-static void mut_no_scale(hid_t f) { delete_attr(f, "/quant/values/input.quant", "scale"); }
+static void mut_scale_zero(hid_t f)
+{
+    hsize_t d[1] = {1000};
+    replace_dataset(f, "/int8/tensors/linear.weight_scale", H5T_IEEE_F32LE, 1, d); /* zero-filled */
+}
+static void mut_input(hid_t f)
+{
+    const char *ins[1] = {"nope"};
+    set_strs_attr(f, NODE, "inputs", 1, ins);
+}
+static void mut_no_scale(hid_t f) { delete_attr(f, "/int8/graph/nodes/input.quant", "out_scale"); }
 static void mut_no_quant(hid_t f) { CU_ASSERT(H5Ldelete(f, "/quant", H5P_DEFAULT) >= 0); }
+static void mut_no_int8(hid_t f) { CU_ASSERT(H5Ldelete(f, "/int8", H5P_DEFAULT) >= 0); }
 static void mut_recipe(hid_t f) { set_str_attr(f, "/quant", "activation_dtype", "s8"); }
-static void mut_order(hid_t f)
+static void mut_float_op(hid_t f)
 {
-    const char *order[2] = {"linear", "input.quant"};
-    set_strs_attr(f, "/quant", "node_order", 2, order);
+    /* the linear reads u8 and has s8 weights: as a float-only op it is refused */
+    set_str_attr(f, NODE, "op", "sigmoid");
 }
-static void mut_no_value(hid_t f)
-{
-    CU_ASSERT(H5Ldelete(f, "/quant/values/linear", H5P_DEFAULT) >= 0);
-}
-static void mut_dst_u8(hid_t f) { set_str_attr(f, NODE, "dst", "input.quant"); }
 
 typedef struct {
     const char *file;
@@ -486,35 +467,29 @@ typedef struct {
 static void test_malformed(void)
 {
     static const broken_case cases[] = {
-        {"no_weight.h5", mut_drop_weight, "/quant/nodes/linear: missing dataset 'weight'"},
-        {"bad_op.h5", mut_bad_op,
-         "node 'linear' has unknown op 'qsoftmax' (known: quantize, qconv"},
-        {"version2.h5", mut_version2, "distq-qmodel version 2 is not supported"},
+        {"no_weight.h5", mut_drop_weight,
+         "(int8 graph /int8): node 'linear' uses parameter 'linear.weight', but there is no dataset"},
+        {"bad_op.h5", mut_bad_op, "node 'linear' has unknown op 'qsoftmax' (known: conv2d"},
+        {"version1.h5", mut_version1, "distq-qmodel version 1 was written by an earlier distq"},
+        {"version3.h5", mut_version3, "distq-qmodel version 3 is not supported"},
         {"format.h5", mut_format, "format is 'distq-data', expected 'distq-qmodel'"},
-        {"f32_weight.h5", mut_f32_weight,
-         "/quant/nodes/linear/weight: has type float32, expected int8 (s8)"},
+        {"f32_weight.h5", mut_f32_weight, "weight 'linear.weight' has dtype f32, expected s8"},
         {"weight_shape.h5", mut_weight_shape,
-         "/quant/nodes/linear: weight (1000, 1000) does not map 'input.quant' (1, 1024)"},
-        {"weight_rank.h5", mut_weight_rank, "/quant/nodes/linear/weight: rank 4, expected 2"},
+         "weight 'linear.weight' has shape (1000, 1000), expected (1000, 1024)"},
         {"scale_len.h5", mut_scale_len,
-         "/quant/nodes/linear/weight_scale: has 999 values, expected 1000"},
-        {"src.h5", mut_src,
-         "node 'linear' attribute 'src' names value 'nope', which is not in /quant/values"},
-        {"sum.h5", mut_sum, "node 'linear' attribute 'sum' names value 'nope'"},
-        {"no_relu.h5", mut_no_relu, "/quant/nodes/linear: missing attribute 'relu'"},
-        {"no_scale.h5", mut_no_scale, "/quant/values/input.quant: missing attribute 'scale'"},
+         "weight scales 'linear.weight_scale' has shape (999), expected (1000)"},
+        {"scale_zero.h5", mut_scale_zero, "weight scale 0 is 0, must be finite and > 0"},
+        {"input.h5", mut_input, "'nope'"},
+        {"no_scale.h5", mut_no_scale, "(int8 graph /int8): /graph/nodes/input.quant: missing attribute 'out_scale'"},
         {"no_quant.h5", mut_no_quant, "missing group /quant"},
+        {"no_int8.h5", mut_no_int8, "missing group /int8"},
         {"recipe.h5", mut_recipe, "attribute 'activation_dtype' is 's8'; this distq runs the x86"},
-        {"order.h5", mut_order, "reads value 'input.quant' before any node writes it"},
-        {"no_value.h5", mut_no_value,
-         "value_order names 'linear', but there is no group /quant/values/linear"},
-        {"dst_u8.h5", mut_dst_u8,
-         "writes value 'input.quant', which an earlier node already writes"},
+        {"float_op.h5", mut_float_op, "node 'linear' (sigmoid): input 'input.quant' is u8"},
     };
     const char *src = linear_qmodel_path();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[512];
-        distq_qgraph *q = NULL;
+        distq_graph *q = NULL;
         distq_graph *f = NULL;
         test_tmp_path(path, sizeof path, cases[i].file);
         copy_file(src, path);
@@ -527,9 +502,9 @@ static void test_malformed(void)
         CU_ASSERT_PTR_NULL(f);
     }
     /* the untouched fixture loads */
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     TEST_OK(distq_qmodel_load(src, &q, NULL));
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
 }
 
 int main(void)

@@ -66,12 +66,12 @@ static void test_prepare_resnet18(void)
     distq_graph_destroy(g);
 }
 
-static distq_qgraph *calibrate_convert_rr(const distq_graph *g, distq_observer_kind kind, const float *x,
+static distq_graph *calibrate_convert_rr(const distq_graph *g, distq_observer_kind kind, const float *x,
                                           int64_t n, int64_t batch, int reduce_range)
 {
     distq_prepared *p = NULL;
     distq_calibrator *c = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     int64_t per = distq_value_numel(&g->values[g->input_value], 1);
     TEST_OK(distq_prepare(g, kind, &p));
     TEST_OK(distq_calibrator_create(p, batch, NULL, &c));
@@ -92,7 +92,7 @@ static double rel_l2(const float *a, const float *ref, int64_t n)
     return sqrt(num / den);
 }
 
-static distq_qgraph *calibrate_convert(const distq_graph *g, distq_observer_kind kind, const float *x,
+static distq_graph *calibrate_convert(const distq_graph *g, distq_observer_kind kind, const float *x,
                                        int64_t n, int64_t batch)
 {
     return calibrate_convert_rr(g, kind, x, n, batch, 0);
@@ -110,10 +110,10 @@ static void test_resnet18_int8_vs_fp32(void)
     TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, NTEST, &e32));
     TEST_OK(distq_exec_run(e32, x, y32));
     for (int kind = 0; kind < DISTQ_OBSERVER_COUNT; kind++) {
-        distq_qgraph *q = calibrate_convert(g, (distq_observer_kind)kind, cal, NCAL, 4);
-        CU_ASSERT_EQUAL(q->values[q->output].dtype, DISTQ_DTYPE_F32);
+        distq_graph *q = calibrate_convert(g, (distq_observer_kind)kind, cal, NCAL, 4);
+        CU_ASSERT_EQUAL(q->values[q->output_value].dtype, DISTQ_DTYPE_F32);
         CU_ASSERT_EQUAL(q->n_nodes, 1 + 20 + 3 + 1); /* quantize, convs, pools+flatten, fc */
-        TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, NTEST, &e8));
+        TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, q, NTEST, &e8));
         TEST_OK(distq_exec_run(e8, x, y8));
         double err = rel_l2(y8, y32, NTEST * 1000);
         printf(" [%s: rel L2 %.4f] ", distq_observer_kind_name((distq_observer_kind)kind), err);
@@ -122,22 +122,22 @@ static void test_resnet18_int8_vs_fp32(void)
          * quadrature: 0.6% * sqrt(21) = 2.7%, plus s8 weights. Bound: about 2x that. */
         CU_ASSERT(err < 0.06);
         distq_exec_destroy(e8);
-        distq_qgraph_destroy(q);
+        distq_graph_destroy(q);
     }
     /* reduce_range: 7-bit activations, every u8 value within [0, 127]. */
-    distq_qgraph *q = calibrate_convert_rr(g, DISTQ_OBSERVER_HISTOGRAM, cal, NCAL, 4, 1);
+    distq_graph *q = calibrate_convert_rr(g, DISTQ_OBSERVER_HISTOGRAM, cal, NCAL, 4, 1);
     for (int i = 0; i < q->n_values; i++)
         if (q->values[i].dtype == DISTQ_DTYPE_U8) {
             CU_ASSERT_EQUAL(q->values[i].quant_max, 127);
             CU_ASSERT(q->values[i].zero_point <= 127);
         }
-    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, NTEST, &e8));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, q, NTEST, &e8));
     TEST_OK(distq_exec_run(e8, x, y8));
     double err = rel_l2(y8, y32, NTEST * 1000);
     printf(" [histogram, reduce_range: rel L2 %.4f] ", err);
     CU_ASSERT(err < 0.10); /* 7-bit activations: twice the step, twice the noise */
     distq_exec_destroy(e8);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_exec_destroy(e32);
     distq_graph_destroy(g);
 }
@@ -149,15 +149,15 @@ static void test_minmax_batches_identical(void)
     static float cal[N * PER];
     distq_graph *g = small_resnet18(3);
     test_fill_uniform(cal, N * PER, 31, -2.0f, 2.0f);
-    distq_qgraph *a = calibrate_convert(g, DISTQ_OBSERVER_MINMAX, cal, N, 8);
-    distq_qgraph *b = calibrate_convert(g, DISTQ_OBSERVER_MINMAX, cal, N, 2);
+    distq_graph *a = calibrate_convert(g, DISTQ_OBSERVER_MINMAX, cal, N, 8);
+    distq_graph *b = calibrate_convert(g, DISTQ_OBSERVER_MINMAX, cal, N, 2);
     CU_ASSERT_EQUAL_FATAL(a->n_values, b->n_values);
     for (int i = 0; i < a->n_values; i++) {
         CU_ASSERT_EQUAL(a->values[i].scale, b->values[i].scale);
         CU_ASSERT_EQUAL(a->values[i].zero_point, b->values[i].zero_point);
     }
-    distq_qgraph_destroy(a);
-    distq_qgraph_destroy(b);
+    distq_graph_destroy(a);
+    distq_graph_destroy(b);
     distq_graph_destroy(g);
 }
 
@@ -167,47 +167,48 @@ static void test_minmax_batches_identical(void)
  *   c:  w {2, -1} ws 0.25, bias 1: acc = 12 - 1 = 11, y = 0.125 * 11 + 1 = 2.375,
  *       + residual (18 - 4) * 0.125 = 1.75 -> 4.125, relu, dst (s 0.25, zp 3):
  *       4.125 * 4 = 16.5 -> half to even 16, + 3 = 19; dequantized (19 - 3) * 0.25 = 4. */
-static distq_qnode conv_node(const char *name, int src, int dst, int sum, const int8_t w[2], float ws,
-                             float bias)
+static void add_qconv(distq_graph *q, const char *name, int n_in, const char *const *ins, const int8_t w[2],
+                      float ws, float bias, int relu, float out_s, int64_t out_zp, const char *out)
 {
-    distq_qnode n = {.op = DISTQ_QOP_CONV, .src = src, .dst = dst, .sum_src = sum, .relu = sum >= 0,
-                     .attr = distq_attrs_default(DISTQ_OP_CONV2D), .wndim = 4, .wdims = {1, 2, 1, 1}};
-    strcpy(n.name, name);
-    n.weight = distq_malloc(2);
-    memcpy(n.weight, w, 2);
-    n.weight_scale = distq_malloc(sizeof(float));
-    n.weight_scale[0] = ws;
-    n.bias = distq_malloc(sizeof(float));
-    n.bias[0] = bias;
-    return n;
+    int64_t wd[4] = {1, 2, 1, 1}, one = 1;
+    char wn[32], sn[32], bn[32];
+    snprintf(wn, sizeof wn, "%s.weight", name);
+    snprintf(sn, sizeof sn, "%s.weight_scale", name);
+    snprintf(bn, sizeof bn, "%s.bias", name);
+    TEST_OK(distq_graph_add_param(q, wn, DISTQ_DTYPE_S8, 4, wd, w, NULL));
+    TEST_OK(distq_graph_add_param(q, sn, DISTQ_DTYPE_F32, 1, &one, &ws, NULL));
+    TEST_OK(distq_graph_add_param(q, bn, DISTQ_DTYPE_F32, 1, &one, &bias, NULL));
+    distq_attrs a = distq_attrs_default(DISTQ_OP_CONV2D);
+    a.post_relu = relu;
+    a.out_scale = out_s;
+    a.out_zero_point = out_zp;
+    const char *params[DISTQ_MAX_PARAMS] = {
+        [DISTQ_PARAM_WEIGHT] = wn, [DISTQ_PARAM_BIAS] = bn, [DISTQ_PARAM_WEIGHT_SCALE] = sn};
+    TEST_OK(distq_graph_add_node(q, name, DISTQ_OP_CONV2D, &a, n_in, ins, params, out));
 }
 
 static void test_int8_ref_by_hand(void)
 {
-    distq_qgraph *q = NULL;
-    TEST_OK(distq_qgraph_create(&q));
-    distq_qvalue vals[5] = {
-        {.name = "x", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 2, 1, 1}},
-        {.name = "xq", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 2, 1, 1}, .scale = 0.5f, .zero_point = 10, .quant_max = 255},
-        {.name = "r", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 1, 1, 1}, .scale = 0.125f, .zero_point = 4, .quant_max = 255},
-        {.name = "y", .dtype = DISTQ_DTYPE_U8, .ndim = 4, .dims = {1, 1, 1, 1}, .scale = 0.25f, .zero_point = 3, .quant_max = 255},
-        {.name = "yf", .dtype = DISTQ_DTYPE_F32, .ndim = 4, .dims = {1, 1, 1, 1}},
-    };
-    q->values = distq_malloc(sizeof vals);
-    memcpy(q->values, vals, sizeof vals);
-    q->n_values = 5;
-    q->nodes = distq_calloc(4 * sizeof *q->nodes);
-    q->nodes[0] = (distq_qnode){.name = "q", .op = DISTQ_QOP_QUANTIZE, .src = 0, .dst = 1, .sum_src = -1};
-    q->nodes[1] = conv_node("c0", 1, 2, -1, (const int8_t[2]){1, 1}, 0.5f, 0.0f);
-    q->nodes[2] = conv_node("c", 1, 3, 2, (const int8_t[2]){2, -1}, 0.25f, 1.0f);
-    q->nodes[3] = (distq_qnode){.name = "dq", .op = DISTQ_QOP_DEQUANTIZE, .src = 3, .dst = 4, .sum_src = -1};
-    q->n_nodes = 4;
-    q->input = 0;
-    q->output = 4;
+    distq_graph *q = NULL;
+    TEST_OK(distq_graph_create(&q));
+    int64_t xd[4] = {1, 2, 1, 1};
+    TEST_OK(distq_graph_set_input(q, "x", 4, xd));
+    distq_attrs qa = distq_attrs_default(DISTQ_OP_QUANTIZE);
+    qa.out_scale = 0.5f;
+    qa.out_zero_point = 10;
+    const char *in_x[] = {"x"}, *in_xq[] = {"xq"}, *in_sum[] = {"xq", "r"}, *in_y[] = {"y"};
+    TEST_OK(distq_graph_add_node(q, "q", DISTQ_OP_QUANTIZE, &qa, 1, in_x, NULL, "xq"));
+    add_qconv(q, "c0", 1, in_xq, (const int8_t[2]){1, 1}, 0.5f, 0.0f, 0, 0.125f, 4, "r");
+    add_qconv(q, "c", 2, in_sum, (const int8_t[2]){2, -1}, 0.25f, 1.0f, 1, 0.25f, 3, "y");
+    TEST_OK(distq_graph_add_node(q, "dq", DISTQ_OP_DEQUANTIZE, NULL, 1, in_y, NULL, "yf"));
+    TEST_OK(distq_graph_set_output(q, "yf"));
+    TEST_OK(distq_graph_finalize(q));
+    CU_ASSERT(distq_graph_is_quantized(q));
+    CU_ASSERT_EQUAL(q->values[distq_graph_find_value(q, "r")].zero_point, 4);
     distq_exec *e = NULL;
     float x[2] = {3.0f, 0.5f}, y = 0;
     uint8_t xq[2], r, yq;
-    TEST_OK(distq_exec_create_int8(DISTQ_BACKEND_REF, q, 1, &e));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, q, 1, &e));
     TEST_OK(distq_exec_run(e, x, &y));
     TEST_OK(distq_exec_get_value(e, "xq", xq));
     TEST_OK(distq_exec_get_value(e, "r", &r));
@@ -218,7 +219,7 @@ static void test_int8_ref_by_hand(void)
     CU_ASSERT_EQUAL(yq, 19);
     CU_ASSERT_EQUAL(y, 4.0f);
     distq_exec_destroy(e);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
 }
 
 int main(void)

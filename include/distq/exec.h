@@ -10,7 +10,9 @@
  *
  * DISTQ_BACKEND_REF is the plain-C oracle; DISTQ_BACKEND_ONEDNN the fast one.
  * Input and output are dense row-major f32: input (N, C, H, W) or (N, F),
- * output the output value's dims with the batch N.
+ * output the output value's dims with the batch N. A quantized graph (convert's
+ * output, quant.h) is built the same way: its input is quantized by its first
+ * node and its output dequantized by its last.
  */
 #include <stdint.h>
 
@@ -28,22 +30,16 @@ const char *distq_backend_name(distq_backend b);
 typedef struct distq_exec distq_exec;
 
 /* Builds an executor for g (finalized) and batch N. The executor does not keep
- * g: it copies what it needs. */
+ * g: it copies what it needs. On oneDNN, a quantized graph must be int8 from
+ * its quantize to its dequantize (the ref backend also runs mixed graphs). */
 distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t batch,
                                distq_exec **out);
 /* input: N x (graph input per-image numel) f32; output: N x (output numel) f32. */
 distq_status distq_exec_run(distq_exec *e, const float *input, float *output);
 void distq_exec_destroy(distq_exec *e);
 
-/* Builds an executor for a fused int8 graph (quant.h): input f32 is quantized
- * at the graph input, output is f32. q is borrowed: keep it alive until the
- * executor is destroyed. */
-struct distq_qgraph;
-distq_status distq_exec_create_int8(distq_backend b, const struct distq_qgraph *q, int64_t batch,
-                                    distq_exec **out);
-
 /* Copies the named value of the last run into out, plain row-major (N, ...):
- * f32 for fp32 graphs, the value's dtype (u8 or f32) for int8 graphs. Every
+ * in the value's dtype (u8 or f32). Every
  * value an executor computes stays readable until the next run. A value that
  * a fusion never materializes (a conv output before its fused relu; the f32
  * input of the oneDNN int8 executor) is DISTQ_ERR_UNSUPPORTED, naming it and
@@ -62,8 +58,10 @@ typedef struct {
 distq_backend_caps distq_backend_caps_of(distq_backend b);
 
 /* 1 if backend b's fp32 executor has a kernel for op (the others are refused,
- * naming the node, when an executor is created). */
+ * naming the node, when an executor is created); the int8 one: for op on u8
+ * inputs (quantize: on f32). */
 int distq_exec_has_kernel(distq_backend b, distq_op op);
+int distq_exec_has_int8_kernel(distq_backend b, distq_op op);
 
 /* Elements per image of the executor's input and output. */
 int64_t distq_exec_input_numel(const distq_exec *e);

@@ -18,6 +18,12 @@
  * Nodes are added in any order; distq_graph_finalize() resolves names, sorts the
  * nodes topologically (once), infers every value's shape and checks every
  * parameter, and reports the first bad node by name.
+ *
+ * One IR for fp32 and int8 (PT2E's q/dq graph after lowering, ONNX's QDQ
+ * after QLinear fusion): convert (quant.h) rewrites a float graph into the
+ * same structure with u8 values, quantize / dequantize nodes and conv2d /
+ * linear nodes that carry s8 weights, their scales and post-op attributes
+ * (a conv2d's optional second input is a residual summed before post_relu).
  */
 #include <stdint.h>
 
@@ -44,6 +50,8 @@ typedef enum {
     DISTQ_OP_SIGMOID,
     DISTQ_OP_MUL,         /* numpy broadcasting, e.g. (1,C,H,W) * (1,C,1,1) */
     DISTQ_OP_CONCAT,      /* any number of inputs, along axis */
+    DISTQ_OP_QUANTIZE,    /* f32 -> u8 with the node's out_* qparams */
+    DISTQ_OP_DEQUANTIZE,  /* u8 -> f32 with the input value's qparams */
     DISTQ_OP_COUNT
 } distq_op;
 
@@ -66,23 +74,35 @@ typedef struct {
     float alpha, beta;      /* hardsigmoid (PyTorch's: 1/6, 1/2) */
     float min, max;         /* clip */
     int64_t axis;           /* concat (may be negative: counted from the end) */
+    /* Quantized forms (written by convert; optional in files, default off):
+     * post_relu: conv2d / linear apply relu last (after the sum, if any);
+     * out_scale > 0: the node writes u8 codes with these qparams (quantize;
+     * conv2d / linear on a u8 input), 0: it writes f32. */
+    int64_t post_relu;
+    float out_scale;
+    int64_t out_zero_point;
+    int64_t out_quant_max; /* 255, or 127 with reduce_range */
 } distq_attrs;
 
 /* PyTorch's defaults for op: stride 1, padding 0, dilation 1, groups 1,
  * eps 1e-5, momentum 0.1, output_size (1,1), start_dim 1, hardsigmoid
- * alpha 1/6 beta 1/2, clip [0, 6], concat axis 1. */
+ * alpha 1/6 beta 1/2, clip [0, 6], concat axis 1; no post_relu, f32 output
+ * (out_scale 0, out_zero_point 0, out_quant_max 255). */
 distq_attrs distq_attrs_default(distq_op op);
 
 /* Parameter slots. conv2d: WEIGHT (OC, IC/groups, KH, KW), BIAS (OC) optional.
  * linear: WEIGHT (OUT, IN), BIAS (OUT) optional. batch_norm: WEIGHT, BIAS,
- * RUNNING_MEAN, RUNNING_VAR (C), NUM_BATCHES_TRACKED (s64 scalar) optional. */
+ * RUNNING_MEAN, RUNNING_VAR (C), NUM_BATCHES_TRACKED (s64 scalar) optional.
+ * A conv2d / linear on a u8 input has s8 WEIGHT codes and WEIGHT_SCALE (OC)
+ * f32, the per-output-channel symmetric scales; its BIAS stays f32. */
 enum {
     DISTQ_PARAM_WEIGHT = 0,
     DISTQ_PARAM_BIAS = 1,
     DISTQ_PARAM_RUNNING_MEAN = 2,
     DISTQ_PARAM_RUNNING_VAR = 3,
     DISTQ_PARAM_NUM_BATCHES_TRACKED = 4,
-    DISTQ_MAX_PARAMS = 5
+    DISTQ_PARAM_WEIGHT_SCALE = 5,
+    DISTQ_MAX_PARAMS = 6
 };
 
 typedef struct {
@@ -99,11 +119,16 @@ typedef struct {
     int output;                   /* value index */
 } distq_node;
 
+/* A value is f32, or u8 codes of real = scale * (q - zero_point) with q in
+ * [0, quant_max]. Inference derives dtype and qparams from the producer. */
 typedef struct {
     char name[DISTQ_NAME_MAX];
-    distq_dtype dtype;
+    distq_dtype dtype;            /* F32 or U8 */
     int ndim;
     int64_t dims[DISTQ_MAX_DIMS]; /* dims[0] == 1 (batch placeholder) */
+    float scale;                  /* U8 only */
+    int32_t zero_point;
+    int32_t quant_max;
     int producer;                 /* node index, -1 for the graph input */
     int n_consumers;              /* nodes reading it (+1 if it is the graph output) */
 } distq_value;
@@ -134,6 +159,7 @@ typedef struct {
     const char *name; /* HDF5 attribute name */
     distq_attr_kind kind;
     size_t offset; /* into distq_attrs */
+    int optional;  /* a file may omit it: distq_attrs_default's value (added in version 2) */
 } distq_attr_spec;
 
 /* What the x86 recipe does with the op (X86InductorQuantizer's annotations). */
@@ -142,6 +168,7 @@ typedef enum {
     DISTQ_QROLE_HEAD,          /* int8 pattern head with weights (conv, linear) */
     DISTQ_QROLE_POST_OP,       /* fusable into the head before it (relu, add as sum) */
     DISTQ_QROLE_SHARES_INPUT,  /* int8 in and out with its input's qparams (pools) */
+    DISTQ_QROLE_QDQ,           /* quantize / dequantize themselves */
 } distq_qrole;
 
 #define DISTQ_VARIADIC (-1) /* max_inputs: any count >= min_inputs */
@@ -163,6 +190,14 @@ typedef struct {
     /* The op-specific part of a describe line ("k3x3 s1 p1"); NULL: none. */
     void (*attr_text)(const struct distq_graph *g, const distq_node *n, char *buf, size_t len);
 } distq_op_info;
+
+/* "weight", "bias", ..., "weight_scale" (PyTorch's state_dict suffixes); "?" outside. */
+const char *distq_param_slot_name(int slot);
+
+/* Bytes of one attribute's field in distq_attrs. */
+size_t distq_attr_size(const distq_attr_spec *s);
+/* 1 if a and b agree on every attribute op's schema lists (bit for bit). */
+int distq_attrs_equal(distq_op op, const distq_attrs *a, const distq_attrs *b);
 
 /* The registry row of op, NULL outside the enum. */
 const distq_op_info *distq_op_info_of(distq_op op);
@@ -207,6 +242,9 @@ void distq_graph_remove_node(distq_graph *g, int i);
 /* Drops parameters that no node references (e.g. a folded BN's). Un-finalizes
  * the graph: call distq_graph_finalize() after. *n_removed is optional. */
 void distq_graph_remove_unused_params(distq_graph *g, int *n_removed);
+
+/* 1 if any value of the finalized graph g is u8 (a converted int8 graph). */
+int distq_graph_is_quantized(const distq_graph *g);
 
 /* Deep copy (params included). The copy is finalized if g was. */
 distq_status distq_graph_clone(const distq_graph *g, distq_graph **out);

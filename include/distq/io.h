@@ -22,18 +22,18 @@ extern "C" {
 #endif
 
 #define DISTQ_MODEL_FORMAT "distq-model"
-#define DISTQ_MODEL_VERSION 1
+#define DISTQ_MODEL_VERSION 2        /* 2: quantized ops and attributes; 1 still loads */
+#define DISTQ_MODEL_OLDEST_VERSION 1
 #define DISTQ_DATA_FORMAT "distq-data"
 #define DISTQ_DATA_VERSION 1
 #define DISTQ_OUTPUT_FORMAT "distq-output"
 #define DISTQ_OUTPUT_VERSION 1
 #define DISTQ_QMODEL_FORMAT "distq-qmodel"
-#define DISTQ_QMODEL_VERSION 1
+#define DISTQ_QMODEL_VERSION 2       /* 2: the int8 graph in the model layout; 1 is refused */
 #define DISTQ_CHECKPOINT_FORMAT "distq-checkpoint"
 #define DISTQ_CHECKPOINT_VERSION 1
 
 struct distq_prepared; /* distq/quant.h */
-struct distq_qgraph;
 
 /* Writes a finalized graph. */
 distq_status distq_model_save(const distq_graph *g, const char *path);
@@ -44,20 +44,21 @@ distq_status distq_model_load(const char *path, distq_graph **out);
 
 /* Quantized model file (docs/file-formats.md): the BN-folded fp32 graph p->g
  * in the distq-model layout (/graph, /tensors: the float model stays inside,
- * for `bench --precision fp32,int8` and `eval`), plus /quant: the fused int8
- * graph q (s8 weights, f32 weight scales and bias, every value's dtype, shape,
- * scale and zero point), every observer's final state (min, max, histogram and
- * its range, the qparams it gave) and the recipe as attributes. q must come
- * from distq_convert(p). Atomic (tmp + rename). */
-distq_status distq_qmodel_save(const struct distq_prepared *p, const struct distq_qgraph *q,
+ * for `bench --precision fp32,int8` and `eval`), the int8 graph q in the same
+ * layout under /int8 (u8 values from quantize / conv2d / linear attributes, s8
+ * weights with their f32 scales, f32 bias), and /quant: the recipe as
+ * attributes and every observer's final state (min, max, histogram, and the
+ * range and qparams convert chose). q must come from distq_convert(p).
+ * Atomic (tmp + rename). */
+distq_status distq_qmodel_save(const struct distq_prepared *p, const distq_graph *q,
                                const char *path);
-/* Loads /quant into *q (required) and, if fp32 != NULL, the float graph into
- * *fp32. Validates everything the int8 executors rely on (dtypes, shapes,
- * weights against values, execution order, shared qparams) and names the file
- * and the object at fault. A plain distq-model file is DISTQ_ERR_FORMAT
- * "<path>: not a quantized model (format distq-model); run distq calibrate
- * first". Observer states are not read back (they are for inspection). */
-distq_status distq_qmodel_load(const char *path, struct distq_qgraph **q, distq_graph **fp32);
+/* Loads the int8 graph into *q (required) and, if fp32 != NULL, the float
+ * graph into *fp32, validated as any model (distq_graph_finalize) plus the
+ * recipe; errors name the file and the object at fault. A plain distq-model
+ * file is DISTQ_ERR_FORMAT "<path>: not a quantized model (format
+ * distq-model); run distq calibrate first"; a version-1 file is refused with
+ * the command that regenerates it. Observer states are not read back. */
+distq_status distq_qmodel_load(const char *path, distq_graph **q, distq_graph **fp32);
 /* *quantized = 1 if path is a distq-qmodel file, 0 if a plain distq-model;
  * anything else (missing, not HDF5, other format, bad version) is the
  * loaders' error. */
@@ -190,6 +191,10 @@ distq_status distq_checkpoint_load(const char *path, distq_graph **g, float **ve
 /* Describes any distq HDF5 file (model, qmodel, data, output) as text: ops, tensors,
  * shapes, sizes. *text is distq_malloc'd; the caller frees it. */
 distq_status distq_h5_describe(const char *path, char **text);
+/* The node lines of inspect's model view, for any graph (float, int8, mixed):
+ * op, name, inputs, output (u8 marked), the registry's attribute text. *text
+ * is distq_malloc'd. */
+distq_status distq_graph_describe(const distq_graph *g, char **text);
 
 #ifdef __cplusplus
 }

@@ -55,7 +55,7 @@ void distq_shard_rows(int64_t start, int64_t size, int rank, int nranks, int64_t
  * every rank's *q_out (optional) is the int8 graph in the file. A failure on
  * any rank fails the job on every rank (through the reducer's agree). */
 distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, distq_ptq_report *rep,
-                           distq_qgraph **q_out);
+                           distq_graph **q_out);
 
 /* Per-rank sums, plain doubles so ranks can MPI_SUM them as an array. */
 typedef struct {
@@ -76,7 +76,7 @@ typedef struct {
 /* Runs the fp32 graph (oneDNN) and the int8 graph (backend b) over this
  * rank's shards of data_path (global batches of batch_size) and adds to *sums
  * (the caller sums them over ranks). */
-distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, distq_backend b,
+distq_status distq_eval_run(const distq_graph *fp32, const distq_graph *q, distq_backend b,
                             const char *data_path, int64_t batch_size, const distq_job_ctx *ctx,
                             distq_eval_sums *sums);
 void distq_eval_finish(const distq_eval_sums *sums, distq_eval_report *rep);

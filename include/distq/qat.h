@@ -10,7 +10,7 @@
  *     distq_trainer_create(g, ..., &t);
  *     distq_trainer_attach_qat(t, q);       // steps now fake-quantize
  *     ... train; distq_qat_set_observers(q, 0); distq_trainer_freeze_bn(t, 1) ...
- *     distq_qgraph *qg;  distq_qat_convert(g, q, NULL, &qg);   // -> int8 executors
+ *     distq_graph *qg;  distq_qat_convert(g, q, NULL, &qg);   // -> int8 executors
  *
  * Where the fake quants go: exactly where PTQ puts observers (distq_prepare
  * on a copy of g), so the QAT model converts into the same fused int8 graph.
@@ -103,7 +103,7 @@ int distq_qat_reduce_range(const distq_qat *q);
  * observer states, for distq_qmodel_save; the caller destroys it. A fake
  * quant that never observed anything is an error naming its value. */
 distq_status distq_qat_convert(const distq_graph *g, const distq_qat *q, distq_prepared **p_out,
-                               distq_qgraph **out);
+                               distq_graph **out);
 
 #ifdef __cplusplus
 }

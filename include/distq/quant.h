@@ -8,8 +8,8 @@
  *     distq_prepare(fp32_graph, DISTQ_OBSERVER_HISTOGRAM, &p);  // fold BN, annotate
  *     distq_calibrator *c;  distq_calibrator_create(p, batch, NULL, &c);
  *     distq_calibrate_batch(c, images, n);                      // per batch
- *     distq_qgraph *q;   distq_convert(p, &q);                  // once
- *     distq_qexec_create(DISTQ_BACKEND_ONEDNN, q, batch, &e);   // frozen int8
+ *     distq_graph *q;    distq_convert(p, rr, &q);              // once
+ *     distq_exec_create(DISTQ_BACKEND_ONEDNN, q, batch, &e);    // frozen int8
  *
  * Values: activations are u8 per-tensor affine (real = s * (q - zp)); weights
  * s8 per-output-channel symmetric; bias f32; the model input is quantized,
@@ -41,6 +41,10 @@ typedef struct {
     distq_hist_state *hist; /* HISTOGRAM (owned) */
     int n_values;
     int values[DISTQ_OBSERVER_MAX_VALUES]; /* value indices in the prepared graph */
+    /* What convert chose (the histogram's searched range), for the file. */
+    int converted;
+    float chosen_min, chosen_max;
+    distq_qparams chosen;
 } distq_observer;
 
 /* Fused int8 patterns, in the spec's order of matching. */
@@ -107,69 +111,20 @@ distq_status distq_calibrate_batch(distq_calibrator *c, const float *images, int
 void distq_calibrator_times(const distq_calibrator *c, double *forward_s, double *observe_s);
 void distq_calibrator_destroy(distq_calibrator *c);
 
-/* --- the int8 graph ---------------------------------------------------------- */
-
-typedef enum {
-    DISTQ_QOP_QUANTIZE = 0, /* f32 -> u8 */
-    DISTQ_QOP_CONV,         /* u8 -> u8|f32, optional sum (u8) and relu */
-    DISTQ_QOP_LINEAR,       /* u8 -> u8|f32, optional relu */
-    DISTQ_QOP_MAX_POOL,     /* u8 -> u8, same qparams */
-    DISTQ_QOP_AVG_POOL,     /* u8 -> u8 adaptive to 1x1, same qparams */
-    DISTQ_QOP_FLATTEN,      /* u8 -> u8 view */
-    DISTQ_QOP_DEQUANTIZE,   /* u8 -> f32 */
-    DISTQ_QOP_COUNT
-} distq_qop;
-const char *distq_qop_name(distq_qop op);
-
-typedef struct {
-    char name[DISTQ_NAME_MAX];
-    distq_dtype dtype; /* U8 or F32 */
-    int ndim;
-    int64_t dims[DISTQ_MAX_DIMS]; /* batch 1 */
-    float scale;                  /* U8 only */
-    int32_t zero_point;
-    int32_t quant_max;            /* U8: 255, or 127 with reduce_range */
-} distq_qvalue;
-
-typedef struct {
-    char name[DISTQ_NAME_MAX]; /* the fp32 head node's name */
-    distq_qop op;
-    int src, dst;   /* qvalue indices */
-    int sum_src;    /* CONV: the u8 residual accumulated into dst, or -1 */
-    int relu;
-    distq_attrs attr;               /* CONV, MAX_POOL */
-    int wndim;
-    int64_t wdims[DISTQ_MAX_DIMS];  /* CONV (OC, IC/g, KH, KW), LINEAR (OUT, IN) */
-    int8_t *weight;                 /* owned */
-    float *weight_scale;            /* (OC) owned */
-    float *bias;                    /* (OC) f32, real domain, owned; NULL if none */
-} distq_qnode;
-
-typedef struct distq_qgraph {
-    int n_values;
-    distq_qvalue *values; /* [input, ...] */
-    int n_nodes;
-    distq_qnode *nodes; /* execution order */
-    int input, output;  /* qvalue indices; input f32, output f32 */
-    distq_observer_kind kind;
-    int reduce_range;   /* u8 activations limited to [0, 127] (spec §1.1, §5.9) */
-} distq_qgraph;
-
-/* Computes every observer's qparams (histogram: the L2 search), quantizes the
- * weights per channel and builds the fused int8 graph. reduce_range limits
- * activations to [0, 127] (the x86 config's reduce_range=True): needed where
- * oneDNN multiplies u8 by s8 without VNNI, whose pairwise s16 sums saturate. */
-distq_status distq_convert(const distq_prepared *p, int reduce_range, distq_qgraph **out);
+/* Computes every observer's qparams (histogram: the L2 search, once; each
+ * observer records what it chose), quantizes the weights per channel and
+ * rewrites p->g into the fused int8 graph (graph.h's quantized forms:
+ * quantize, conv2d / linear on u8 with s8 weights and post-ops, u8 pools,
+ * dequantize), finalized. reduce_range limits activations to [0, 127] (the
+ * x86 config's reduce_range=True): needed where oneDNN multiplies u8 by s8
+ * without VNNI, whose pairwise s16 sums saturate. */
+distq_status distq_convert(distq_prepared *p, int reduce_range, distq_graph **out);
 /* One observer's u8 qparams for activations in [0, qmax]; *lo, *hi (optional)
  * receive the range it chose (the histogram's searched range). */
 distq_status distq_observer_qparams(const distq_observer *o, int32_t qmax, distq_qparams *qp,
                                     float *lo, float *hi);
-distq_status distq_qgraph_create(distq_qgraph **out); /* empty, for loaders */
-void distq_qgraph_destroy(distq_qgraph *q);
-
-/* One line per node, e.g. "layer1.0.conv2: qconv3x3 u8->u8 +sum +relu". *text
- * is distq_malloc'd. */
-distq_status distq_qgraph_describe(const distq_qgraph *q, char **text);
+/* 1 if the int8 graph q keeps activations on the 7-bit grid (reduce_range). */
+int distq_graph_reduce_range(const distq_graph *q);
 
 #ifdef __cplusplus
 }

@@ -39,7 +39,7 @@ typedef struct {
 /* Collective over d: benchmarks g (fp32) or q (int8, if not NULL) at `batch`
  * on every rank; serial = one rank at a time. Rank 0 receives the gathered
  * point (free with distq_bench_point_free); other ranks get it empty. */
-distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const distq_qgraph *q,
+distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const distq_graph *q,
                                    distq_backend b, int64_t batch, const distq_bench_opts *opts, int serial,
                                    uint64_t seed, distq_bench_point *pt);
 void distq_bench_point_free(distq_bench_point *pt);

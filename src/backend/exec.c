@@ -12,8 +12,10 @@ static const distq_exec_i *const backends[DISTQ_BACKEND_COUNT] = {
     [DISTQ_BACKEND_REF] = &distq_exec_ref_i,
     [DISTQ_BACKEND_ONEDNN] = &distq_exec_onednn_i,
 };
+/* Quantized graphs: ref runs every node with its f32 or int8 kernel (mixed
+ * graphs too); oneDNN has its own int8 executor, which takes int8 nodes only. */
 static const distq_exec_i *const backends_int8[DISTQ_BACKEND_COUNT] = {
-    [DISTQ_BACKEND_REF] = &distq_exec_ref_int8_i,
+    [DISTQ_BACKEND_REF] = &distq_exec_ref_i,
     [DISTQ_BACKEND_ONEDNN] = &distq_exec_onednn_int8_i,
 };
 
@@ -34,6 +36,12 @@ int distq_exec_has_kernel(distq_backend b, distq_op op)
     return backends[b]->has_kernel(op);
 }
 
+int distq_exec_has_int8_kernel(distq_backend b, distq_op op)
+{
+    if ((int)b < 0 || b >= DISTQ_BACKEND_COUNT || (int)op < 0 || op >= DISTQ_OP_COUNT) return 0;
+    return backends_int8[b]->has_int8_kernel(op);
+}
+
 distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t batch,
                                distq_exec **out)
 {
@@ -46,37 +54,11 @@ distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t ba
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "batch size %lld < 1", (long long)batch);
     distq_exec *e = distq_calloc(sizeof *e);
     if (!e) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory creating executor");
-    e->impl = backends[b];
+    e->impl = distq_graph_is_quantized(g) ? backends_int8[b] : backends[b];
     e->batch = batch;
     e->input_numel = distq_value_numel(&g->values[g->input_value], 1);
     e->output_numel = distq_value_numel(&g->values[g->output_value], 1);
     distq_status st = e->impl->create(g, batch, &e->state);
-    if (st != DISTQ_OK) {
-        distq_free(e);
-        return st;
-    }
-    *out = e;
-    return DISTQ_OK;
-}
-
-distq_status distq_exec_create_int8(distq_backend b, const distq_qgraph *q, int64_t batch,
-                                    distq_exec **out)
-{
-    *out = NULL;
-    if ((int)b < 0 || b >= DISTQ_BACKEND_COUNT)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown backend %d", (int)b);
-    if (!backends_int8[b]->create_int8)
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "backend %s has no int8 executor",
-                               backends_int8[b]->name);
-    if (batch < 1)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "batch size %lld < 1", (long long)batch);
-    distq_exec *e = distq_calloc(sizeof *e);
-    if (!e) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory creating executor");
-    e->impl = backends_int8[b];
-    e->batch = batch;
-    e->input_numel = distq_dims_numel(q->values[q->input].ndim, q->values[q->input].dims);
-    e->output_numel = distq_dims_numel(q->values[q->output].ndim, q->values[q->output].dims);
-    distq_status st = e->impl->create_int8(q, batch, &e->state);
     if (st != DISTQ_OK) {
         distq_free(e);
         return st;

@@ -2,24 +2,23 @@
 #define DISTQ_EXEC_IMPL_H
 /* The backend interface behind distq_exec (one implementation per folder). */
 #include "distq/exec.h"
-#include "distq/quant.h"
 
-/* One table per backend and precision: fp32 tables fill `create`, int8 tables
- * fill `create_int8`; both kinds share run/destroy/get_value's meaning. */
+/* One table per backend and precision (the ref table serves both; oneDNN's
+ * int8 table is picked for quantized graphs). */
 typedef struct distq_exec_i {
     const char *name;
-    /* Build state for g and batch; *state is passed back to run/destroy. */
+    /* Build state for g (finalized) and batch; *state is passed back to run/destroy. */
     distq_status (*create)(const distq_graph *g, int64_t batch, void **state);
     distq_status (*run)(void *state, const float *input, float *output);
     void (*destroy)(void *state); /* must accept NULL */
     /* Optional: copy the named value, plain row-major with the batch, into out
-     * (f32 for fp32 graphs, the qvalue dtype for int8 graphs). */
+     * (the value's dtype: f32 or u8). */
     distq_status (*get_value)(void *state, const char *name, void *out);
     /* fp32 tables: 1 if the kernel table has op; what the backend can do. */
     int (*has_kernel)(distq_op op);
     distq_backend_caps (*caps)(void);
-    /* int8 tables: build state for a fused int8 graph. */
-    distq_status (*create_int8)(const distq_qgraph *q, int64_t batch, void **state);
+    /* tables that run quantized graphs: 1 if there is an int8 kernel for op */
+    int (*has_int8_kernel)(distq_op op);
 } distq_exec_i;
 
 /* The error for node n, whose op has no kernel in backend's table (found when
@@ -31,7 +30,6 @@ void *distq_exec_impl_state(distq_exec *e);
 
 extern const distq_exec_i distq_exec_ref_i;
 extern const distq_exec_i distq_exec_onednn_i;
-extern const distq_exec_i distq_exec_ref_int8_i;
 extern const distq_exec_i distq_exec_onednn_int8_i;
 
 #endif

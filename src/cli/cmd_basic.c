@@ -178,7 +178,7 @@ distq_status cli_parse_backend(const char *text, distq_backend *out)
 
 /* Runs g (or, if q != NULL, the int8 graph q) of model_path over all images
  * of data_path in batches; *logits (n x k) is distq_malloc'd. */
-static distq_status infer_all(const distq_graph *g, const distq_qgraph *q, distq_backend backend,
+static distq_status infer_all(const distq_graph *g, const distq_graph *q, distq_backend backend,
                               const char *model_path, const char *data_path, int64_t batch, float **logits, int64_t *n_out,
                               int64_t *k_out)
 {
@@ -202,7 +202,7 @@ static distq_status infer_all(const distq_graph *g, const distq_qgraph *q, distq
         int64_t count = info.n - start < batch ? info.n - start : batch;
         if (!e || distq_exec_batch(e) != count) {
             distq_exec_destroy(e);
-            st = q ? distq_exec_create_int8(backend, q, count, &e) : distq_exec_create(backend, g, count, &e);
+            st = q ? distq_exec_create(backend, q, count, &e) : distq_exec_create(backend, g, count, &e);
             if (st) {
                 st = distq_error_set(st, "option --batch %lld: %s", (long long)batch, distq_error_message());
                 goto cleanup;
@@ -255,7 +255,7 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
     const distq_file_role ins[] = {{model, "--model"}, {data, "--data"}}, outs[] = {{out, "-o"}};
     if ((st = distq_check_outputs(ins, 2, outs, 1))) return cli_fail(ctx, "infer", st);
     distq_graph *g = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     float *logits = NULL;
     int64_t n = 0, k = 0;
     int quantized = 0;
@@ -264,7 +264,7 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
     if (!st) st = infer_all(g, q, backend, model, data, batch, &logits, &n, &k);
     if (!st && ctx->rank == 0) st = distq_output_write(out, logits, n, k, model, data);
     distq_free(logits);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_graph_destroy(g);
     if (st) return cli_fail(ctx, "infer", st);
     if (ctx->rank == 0)

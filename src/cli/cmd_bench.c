@@ -104,7 +104,7 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 }
 
 /* Loads the float graph, and the int8 graph when the file is quantized and int8 is asked for. */
-static distq_status load_models(bench_args *a, distq_graph **g, distq_qgraph **q)
+static distq_status load_models(bench_args *a, distq_graph **g, distq_graph **q)
 {
     int quantized = 0;
     distq_status st = distq_model_is_quantized(a->model, &quantized);
@@ -136,7 +136,7 @@ int cmd_bench(const cli_ctx *ctx, int argc, char **argv)
     distq_dist d;
     distq_placement pl;
     distq_graph *g = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     int *threads = NULL;
     char warn[256] = "";
     distq_status st = distq_dist_init(MPI_COMM_WORLD, &d);
@@ -153,7 +153,7 @@ int cmd_bench(const cli_ctx *ctx, int argc, char **argv)
         printf("distq bench: %s, %s%s%s, %d rank(s) (%s), oneDNN ISA %s\n", a.model, distq_backend_name(a.backend),
                a.fp32 ? " fp32" : "", a.int8 ? " int8" : "", d.size, a.serial ? "one at a time" : "all at once",
                cli_isa_text(isa, sizeof isa));
-        if (q && q->reduce_range)
+        if (q && distq_graph_reduce_range(q))
             printf("  int8 activations on the 7-bit grid u8 [0, 127] (reduce_range: %s)\n",
                    distq_onednn_has_vnni() ? "the model was quantized so; this ISA has VNNI and could use 8 bits"
                                            : "this ISA has no VNNI, whose u8*s8 pair sums would saturate");
@@ -178,7 +178,7 @@ int cmd_bench(const cli_ctx *ctx, int argc, char **argv)
     }
 cleanup:
     distq_free(threads);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_graph_destroy(g);
     distq_dist_free(&d);
     return st ? cli_fail_agreed(ctx, "bench") : CLI_OK;

@@ -8,14 +8,13 @@
 #include "distq/graph.h"
 #include "distq/train.h"
 
-static const char *const slot_names[DISTQ_MAX_PARAMS] = {"weight", "bias", "running_mean",
-                                                        "running_var", "num_batches_tracked"};
 
 static const char *const role_names[] = {
     [DISTQ_QROLE_FP32] = "stays fp32",
     [DISTQ_QROLE_HEAD] = "int8 pattern head",
     [DISTQ_QROLE_POST_OP] = "fused post-op",
     [DISTQ_QROLE_SHARES_INPUT] = "int8, input's qparams",
+    [DISTQ_QROLE_QDQ] = "quantize / dequantize",
 };
 
 static const char *const kind_names[] = {
@@ -29,7 +28,7 @@ static void slots_text(unsigned mask, unsigned required, char *buf, size_t len)
     for (int s = 0; s < DISTQ_MAX_PARAMS && used < len; s++)
         if (mask & DISTQ_PARAM_BIT(s))
             used += (size_t)snprintf(buf + used, len - used, "%s%s%s", used ? ", " : "",
-                                     slot_names[s], required & DISTQ_PARAM_BIT(s) ? "" : "?");
+                                     distq_param_slot_name(s), required & DISTQ_PARAM_BIT(s) ? "" : "?");
     if (!used) snprintf(buf, len, "-");
 }
 
@@ -38,9 +37,17 @@ static void attrs_text(const distq_op_info *info, char *buf, size_t len)
     size_t used = 0;
     buf[0] = '\0';
     for (int a = 0; a < info->n_attrs && used < len; a++)
-        used += (size_t)snprintf(buf + used, len - used, "%s`%s` %s", a ? ", " : "",
-                                 info->attrs[a].name, kind_names[info->attrs[a].kind]);
+        used += (size_t)snprintf(buf + used, len - used, "%s`%s` %s%s", a ? ", " : "",
+                                 info->attrs[a].name, kind_names[info->attrs[a].kind],
+                                 info->attrs[a].optional ? "?" : "");
     if (!used) snprintf(buf, len, "-");
+}
+
+/* "f32, int8", "f32", "int8" or "-": which kernels backend b has for op. */
+static const char *kernels_text(distq_backend b, distq_op op)
+{
+    static const char *const text[4] = {"-", "f32", "int8", "f32, int8"};
+    return text[(distq_exec_has_kernel(b, op) ? 1 : 0) + (distq_exec_has_int8_kernel(b, op) ? 2 : 0)];
 }
 
 int cmd_ops(const cli_ctx *ctx, int argc, char **argv)
@@ -57,13 +64,15 @@ int cmd_ops(const cli_ctx *ctx, int argc, char **argv)
         const distq_op_info *info = distq_op_info_of((distq_op)i);
         char inputs[32], params[128], trained[128], attrs[256];
         if (info->max_inputs == DISTQ_VARIADIC) snprintf(inputs, sizeof inputs, "%d or more", info->min_inputs);
+        else if (info->max_inputs > info->min_inputs)
+            snprintf(inputs, sizeof inputs, "%d or %d", info->min_inputs, info->max_inputs);
         else snprintf(inputs, sizeof inputs, "%d", info->min_inputs);
         slots_text(info->params, info->params_required, params, sizeof params);
         slots_text(info->params_trained, info->params_trained, trained, sizeof trained);
         attrs_text(info, attrs, sizeof attrs);
         printf("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s |\n", info->name, inputs, params, trained,
-               attrs, role_names[info->qrole], distq_exec_has_kernel(DISTQ_BACKEND_REF, (distq_op)i) ? "yes" : "-",
-               distq_exec_has_kernel(DISTQ_BACKEND_ONEDNN, (distq_op)i) ? "yes" : "-",
+               attrs, role_names[info->qrole], kernels_text(DISTQ_BACKEND_REF, (distq_op)i),
+               kernels_text(DISTQ_BACKEND_ONEDNN, (distq_op)i),
                distq_train_has_kernel((distq_op)i) ? "yes" : "-");
     }
     return CLI_OK;

@@ -100,7 +100,7 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
         goto done;
     }
     distq_ptq_report rep;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     if (ctx->size > 1) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "calibrate runs on one rank; use distq run for MPI jobs");
     } else {
@@ -111,7 +111,7 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
         goto done;
     }
     char *text = NULL;
-    if (distq_qgraph_describe(q, &text) == DISTQ_OK) {
+    if (distq_graph_describe(q, &text) == DISTQ_OK) {
         printf("%s", text);
         distq_free(text);
     }
@@ -128,7 +128,7 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
            "of forward), convert %.2f s, save %.2f s\n",
            rep.load_s, rep.prepare_s, rep.calibrate_s, rep.forward_s, rep.observe_s,
            rep.forward_s > 0 ? 100.0 * rep.observe_s / rep.forward_s : 0.0, rep.convert_s, rep.save_s);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
 done:
     distq_config_free(&cfg);
     return rc;
@@ -165,12 +165,12 @@ int cmd_eval(const cli_ctx *ctx, int argc, char **argv)
     if (optind < argc) return cli_usage_error("eval", eval_usage, "unexpected argument '%s'", argv[optind]);
     if (!model || !data) return cli_usage_error("eval", eval_usage, "--model and --data are required");
     distq_graph *g = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     distq_eval_sums sums = {0};
     distq_job_ctx job = {.comm = MPI_COMM_NULL, .rank = 0, .nranks = 1};
     st = distq_qmodel_load(model, &q, &g);
     if (!st) st = distq_eval_run(g, q, backend, data, batch, &job, &sums);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_graph_destroy(g);
     if (st) return cli_fail(ctx, "eval", st);
     distq_eval_report rep;

@@ -76,12 +76,10 @@ static void conv(builder *b, const char *name, const char *in, int64_t IC, int64
 
 static void batch_norm(builder *b, const char *name, const char *in, int64_t C)
 {
-    static const char *const suffix[DISTQ_MAX_PARAMS] = {"weight", "bias", "running_mean",
-                                                         "running_var", "num_batches_tracked"};
     char names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX];
-    const char *params[DISTQ_MAX_PARAMS];
-    for (int i = 0; i < DISTQ_MAX_PARAMS; i++) {
-        snprintf(names[i], sizeof names[i], "%s.%s", name, suffix[i]);
+    const char *params[DISTQ_MAX_PARAMS] = {0};
+    for (int i = 0; i <= DISTQ_PARAM_NUM_BATCHES_TRACKED; i++) {
+        snprintf(names[i], sizeof names[i], "%s.%s", name, distq_param_slot_name(i));
         params[i] = names[i];
     }
     fill_uniform(b, param(b, names[0], DISTQ_DTYPE_F32, 1, &C), 0.5f, 1.5f);

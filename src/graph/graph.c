@@ -382,3 +382,10 @@ distq_status distq_graph_clone(const distq_graph *g, distq_graph **out)
     *out = c;
     return DISTQ_OK;
 }
+
+int distq_graph_is_quantized(const distq_graph *g)
+{
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].dtype == DISTQ_DTYPE_U8) return 1;
+    return 0;
+}

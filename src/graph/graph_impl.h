@@ -21,5 +21,7 @@ distq_status distq_infer_max_pool2d(distq_graph *g, distq_node *n, distq_value *
 distq_status distq_infer_adaptive_avg_pool2d(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_flatten(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_linear(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_quantize(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_dequantize(distq_graph *g, distq_node *n, distq_value *out);
 
 #endif

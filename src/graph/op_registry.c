@@ -13,7 +13,13 @@
 #include "distq/graph.h"
 #include "graph/graph_impl.h"
 
-#define ATTR(nm, kind, field) {nm, DISTQ_ATTR_##kind, offsetof(distq_attrs, field)}
+#define ATTR(nm, kind, field) {nm, DISTQ_ATTR_##kind, offsetof(distq_attrs, field), 0}
+#define OPTIONAL(nm, kind, field) {nm, DISTQ_ATTR_##kind, offsetof(distq_attrs, field), 1}
+/* The quantized form of a head (convert writes them; fp32 files omit them). */
+#define QUANT_OUT_ATTRS                                                                      \
+    OPTIONAL("post_relu", I64, post_relu), OPTIONAL("out_scale", F32, out_scale),            \
+        OPTIONAL("out_zero_point", I64, out_zero_point),                                     \
+        OPTIONAL("out_quant_max", I64, out_quant_max)
 #define SCHEMA(a) a, (int)(sizeof a / sizeof a[0])
 #define P(slot) DISTQ_PARAM_BIT(DISTQ_PARAM_##slot)
 
@@ -22,6 +28,13 @@ static const distq_attr_spec conv2d_attrs[] = {
     ATTR("padding", PAIR, padding),
     ATTR("dilation", PAIR, dilation),
     ATTR("groups", I64, groups),
+    QUANT_OUT_ATTRS,
+};
+static const distq_attr_spec linear_attrs[] = {QUANT_OUT_ATTRS};
+static const distq_attr_spec quantize_attrs[] = {
+    ATTR("out_scale", F32, out_scale),
+    ATTR("out_zero_point", I64, out_zero_point),
+    ATTR("out_quant_max", I64, out_quant_max),
 };
 static const distq_attr_spec max_pool2d_attrs[] = {
     ATTR("kernel", PAIR, kernel),   ATTR("stride", PAIR, stride),
@@ -52,6 +65,20 @@ static const distq_tensor *weight_of(const distq_graph *g, const distq_node *n)
     return n->params[DISTQ_PARAM_WEIGHT] >= 0 ? &g->params[n->params[DISTQ_PARAM_WEIGHT]] : NULL;
 }
 
+/* " +sum +relu -> u8 (s 0.0123 zp 3)" for the quantized form; "" for fp32. */
+static void quant_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    const distq_attrs *a = &n->attr;
+    int used = snprintf(buf, len, "%s%s", n->n_inputs > 1 ? " +sum" : "", a->post_relu ? " +relu" : "");
+    if (used < 0 || (size_t)used >= len || n->n_inputs < 1 || g->values[n->inputs[0]].dtype != DISTQ_DTYPE_U8)
+        return;
+    if (a->out_scale > 0.0f)
+        snprintf(buf + used, len - (size_t)used, " -> u8 (s %.4g zp %lld%s)", (double)a->out_scale,
+                 (long long)a->out_zero_point, a->out_quant_max < 255 ? ", 7-bit" : "");
+    else
+        snprintf(buf + used, len - (size_t)used, " -> f32");
+}
+
 static void conv2d_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
 {
     const distq_attrs *a = &n->attr;
@@ -65,7 +92,8 @@ static void conv2d_text(const distq_graph *g, const distq_node *n, char *buf, si
     if (used > 0 && (size_t)used < len && (a->dilation[0] != 1 || a->dilation[1] != 1))
         used += snprintf(buf + used, len - (size_t)used, " d%s", d);
     if (used > 0 && (size_t)used < len && a->groups != 1)
-        snprintf(buf + used, len - (size_t)used, " g%lld", (long long)a->groups);
+        used += snprintf(buf + used, len - (size_t)used, " g%lld", (long long)a->groups);
+    if (used > 0 && (size_t)used < len) quant_text(g, n, buf + used, len - (size_t)used);
 }
 
 static void max_pool2d_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
@@ -101,9 +129,17 @@ static void flatten_text(const distq_graph *g, const distq_node *n, char *buf, s
 static void linear_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
 {
     const distq_tensor *w = weight_of(g, n);
-    if (w)
-        snprintf(buf, len, "%lld -> %lld%s", (long long)w->dims[1], (long long)w->dims[0],
-                 n->params[DISTQ_PARAM_BIAS] >= 0 ? "" : ", no bias");
+    if (!w) return;
+    int used = snprintf(buf, len, "%lld -> %lld%s", (long long)w->dims[1], (long long)w->dims[0],
+                        n->params[DISTQ_PARAM_BIAS] >= 0 ? "" : ", no bias");
+    if (used > 0 && (size_t)used < len) quant_text(g, n, buf + used, len - (size_t)used);
+}
+
+static void quantize_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "s %.4g zp %lld [0, %lld]", (double)n->attr.out_scale,
+             (long long)n->attr.out_zero_point, (long long)n->attr.out_quant_max);
 }
 
 static void hardsigmoid_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
@@ -127,7 +163,7 @@ static void concat_text(const distq_graph *g, const distq_node *n, char *buf, si
 // --- the table -------------------------------------------------------------------
 
 static const distq_op_info registry[DISTQ_OP_COUNT] = {
-    [DISTQ_OP_CONV2D] = {"conv2d", 1, 1, P(WEIGHT) | P(BIAS), P(WEIGHT), P(WEIGHT) | P(BIAS),
+    [DISTQ_OP_CONV2D] = {"conv2d", 1, 2, P(WEIGHT) | P(BIAS) | P(WEIGHT_SCALE), P(WEIGHT), P(WEIGHT) | P(BIAS),
                          SCHEMA(conv2d_attrs), DISTQ_QROLE_HEAD, distq_infer_conv2d, conv2d_text},
     [DISTQ_OP_BATCH_NORM] = {"batch_norm", 1, 1,
                              P(WEIGHT) | P(BIAS) | P(RUNNING_MEAN) | P(RUNNING_VAR) |
@@ -145,8 +181,9 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
                                       avg_pool_text},
     [DISTQ_OP_FLATTEN] = {"flatten", 1, 1, 0, 0, 0, SCHEMA(flatten_attrs),
                           DISTQ_QROLE_SHARES_INPUT, distq_infer_flatten, flatten_text},
-    [DISTQ_OP_LINEAR] = {"linear", 1, 1, P(WEIGHT) | P(BIAS), P(WEIGHT), P(WEIGHT) | P(BIAS), NULL,
-                         0, DISTQ_QROLE_HEAD, distq_infer_linear, linear_text},
+    [DISTQ_OP_LINEAR] = {"linear", 1, 1, P(WEIGHT) | P(BIAS) | P(WEIGHT_SCALE), P(WEIGHT),
+                         P(WEIGHT) | P(BIAS), SCHEMA(linear_attrs), DISTQ_QROLE_HEAD,
+                         distq_infer_linear, linear_text},
     [DISTQ_OP_HARDSWISH] = {"hardswish", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_POST_OP,
                             distq_infer_unary, NULL},
     [DISTQ_OP_HARDSIGMOID] = {"hardsigmoid", 1, 1, 0, 0, 0, SCHEMA(hardsigmoid_attrs),
@@ -158,13 +195,26 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
     [DISTQ_OP_MUL] = {"mul", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
     [DISTQ_OP_CONCAT] = {"concat", 1, DISTQ_VARIADIC, 0, 0, 0, SCHEMA(concat_attrs),
                          DISTQ_QROLE_SHARES_INPUT, distq_infer_concat, concat_text},
+    [DISTQ_OP_QUANTIZE] = {"quantize", 1, 1, 0, 0, 0, SCHEMA(quantize_attrs), DISTQ_QROLE_QDQ,
+                           distq_infer_quantize, quantize_text},
+    [DISTQ_OP_DEQUANTIZE] = {"dequantize", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_QDQ,
+                             distq_infer_dequantize, NULL},
 };
-_Static_assert(DISTQ_OP_COUNT == 14, "a new op needs its row in the registry");
+_Static_assert(DISTQ_OP_COUNT == 16, "a new op needs its row in the registry");
 
 const distq_op_info *distq_op_info_of(distq_op op)
 {
     if ((int)op < 0 || op >= DISTQ_OP_COUNT || !registry[op].name) return NULL;
     return &registry[op];
+}
+
+static const char *const slot_names[DISTQ_MAX_PARAMS] = {
+    "weight", "bias", "running_mean", "running_var", "num_batches_tracked", "weight_scale",
+};
+
+const char *distq_param_slot_name(int slot)
+{
+    return slot >= 0 && slot < DISTQ_MAX_PARAMS ? slot_names[slot] : "?";
 }
 
 const char *distq_op_name(distq_op op)
@@ -182,6 +232,21 @@ distq_status distq_op_from_name(const char *name, distq_op *out)
         }
     }
     return distq_error_set(DISTQ_ERR_FORMAT, "unknown op '%s'", name);
+}
+
+size_t distq_attr_size(const distq_attr_spec *s)
+{
+    return s->kind == DISTQ_ATTR_F32 ? sizeof(float) : s->kind == DISTQ_ATTR_PAIR ? 2 * sizeof(int64_t) : sizeof(int64_t);
+}
+
+int distq_attrs_equal(distq_op op, const distq_attrs *a, const distq_attrs *b)
+{
+    const distq_op_info *info = distq_op_info_of(op);
+    for (int i = 0; info && i < info->n_attrs; i++) {
+        const distq_attr_spec *s = &info->attrs[i];
+        if (memcmp((const char *)a + s->offset, (const char *)b + s->offset, distq_attr_size(s)) != 0) return 0;
+    }
+    return 1;
 }
 
 distq_attrs distq_attrs_default(distq_op op)
@@ -203,6 +268,10 @@ distq_attrs distq_attrs_default(distq_op op)
         .min = 0.0f,
         .max = 6.0f,
         .axis = 1,
+        .post_relu = 0,
+        .out_scale = 0.0f,
+        .out_zero_point = 0,
+        .out_quant_max = 255,
     };
     return a;
 }

@@ -35,20 +35,107 @@ static const distq_tensor *param(const distq_graph *g, const distq_node *n, int 
     return n->params[slot] >= 0 ? &g->params[n->params[slot]] : NULL;
 }
 
-/* Checks that param slot holds an f32 tensor of the given dims (required or not). */
-static distq_status check_param(const distq_graph *g, const distq_node *n, int slot,
-                                const char *role, int required, int ndim, const int64_t *dims)
+/* Checks that param slot holds a tensor of dtype dt and the given dims (required or not). */
+static distq_status check_param_dt(const distq_graph *g, const distq_node *n, int slot,
+                                   const char *role, int required, distq_dtype dt, int ndim,
+                                   const int64_t *dims)
 {
     const distq_tensor *t = param(g, n, slot);
     if (!t) return required ? NODE_ERR(n, "missing weight (%s)", role) : DISTQ_OK;
     char want[64], got[64];
     distq_dims_format(ndim, dims, want, sizeof want);
     distq_dims_format(t->ndim, t->dims, got, sizeof got);
-    if (t->dtype != DISTQ_DTYPE_F32)
-        return NODE_ERR(n, "%s '%s' has dtype %s, expected f32", role, t->name,
-                        distq_dtype_name(t->dtype));
+    if (t->dtype != dt)
+        return NODE_ERR(n, "%s '%s' has dtype %s, expected %s", role, t->name,
+                        distq_dtype_name(t->dtype), distq_dtype_name(dt));
     if (t->ndim != ndim || memcmp(t->dims, dims, (size_t)ndim * sizeof *dims) != 0)
         return NODE_ERR(n, "%s '%s' has shape %s, expected %s", role, t->name, got, want);
+    return DISTQ_OK;
+}
+
+static distq_status check_param(const distq_graph *g, const distq_node *n, int slot,
+                                const char *role, int required, int ndim, const int64_t *dims)
+{
+    return check_param_dt(g, n, slot, role, required, DISTQ_DTYPE_F32, ndim, dims);
+}
+
+static int is_u8(const distq_value *v) { return v->dtype == DISTQ_DTYPE_U8; }
+
+/* u8 qparams a node declares (quantize, or a head writing u8). */
+static distq_status check_out_qparams(const distq_node *n)
+{
+    const distq_attrs *a = &n->attr;
+    if (!(a->out_scale > 0.0f) || !isfinite(a->out_scale))
+        return NODE_ERR(n, "out_scale %g must be finite and > 0", (double)a->out_scale);
+    if (a->out_quant_max < 1 || a->out_quant_max > 255)
+        return NODE_ERR(n, "out_quant_max %lld outside [1, 255]", (long long)a->out_quant_max);
+    if (a->out_zero_point < 0 || a->out_zero_point > a->out_quant_max)
+        return NODE_ERR(n, "out_zero_point %lld outside [0, out_quant_max %lld]",
+                        (long long)a->out_zero_point, (long long)a->out_quant_max);
+    return DISTQ_OK;
+}
+
+static void set_out_u8(distq_value *out, const distq_attrs *a)
+{
+    out->dtype = DISTQ_DTYPE_U8;
+    out->scale = a->out_scale;
+    out->zero_point = (int32_t)a->out_zero_point;
+    out->quant_max = (int32_t)a->out_quant_max;
+}
+
+/* The weight of a conv2d / linear: f32 on an f32 input; on a u8 input s8
+ * codes with their per-output-channel f32 scales (OC). */
+static distq_status check_weight(const distq_graph *g, const distq_node *n, const distq_value *x,
+                                 int ndim, const int64_t *wdims)
+{
+    distq_status st;
+    if (!is_u8(x)) {
+        if (param(g, n, DISTQ_PARAM_WEIGHT_SCALE))
+            return NODE_ERR(n, "has weight scales '%s' but its input '%s' is f32",
+                            n->param_names[DISTQ_PARAM_WEIGHT_SCALE], x->name);
+        return check_param(g, n, DISTQ_PARAM_WEIGHT, "weight", 1, ndim, wdims);
+    }
+    if ((st = check_param_dt(g, n, DISTQ_PARAM_WEIGHT, "weight", 1, DISTQ_DTYPE_S8, ndim, wdims)))
+        return st;
+    if (!param(g, n, DISTQ_PARAM_WEIGHT_SCALE))
+        return NODE_ERR(n, "input '%s' is u8 but the node has no weight scales", x->name);
+    if ((st = check_param(g, n, DISTQ_PARAM_WEIGHT_SCALE, "weight scales", 1, 1, wdims))) return st;
+    const float *ws = param(g, n, DISTQ_PARAM_WEIGHT_SCALE)->data;
+    for (int64_t oc = 0; oc < wdims[0]; oc++)
+        if (!(ws[oc] > 0.0f) || !isfinite(ws[oc]))
+            return NODE_ERR(n, "weight scale %lld is %g, must be finite and > 0", (long long)oc,
+                            (double)ws[oc]);
+    return DISTQ_OK;
+}
+
+/* Output dtype of a conv2d / linear and its post-ops: f32 on an f32 input
+ * (out_scale must be 0), u8 with out_* qparams or f32 (out_scale 0) on a u8
+ * input. A conv2d's second input, the residual summed in, has the output's
+ * shape and the first input's dtype (u8 codes with their own qparams). */
+static distq_status set_head_out(const distq_graph *g, const distq_node *n, const distq_value *x,
+                                 distq_value *out)
+{
+    distq_status st;
+    const distq_attrs *a = &n->attr;
+    if (a->post_relu != 0 && a->post_relu != 1) return NODE_ERR(n, "post_relu must be 0 or 1");
+    out->dtype = DISTQ_DTYPE_F32;
+    if (a->out_scale != 0.0f) {
+        if (!is_u8(x)) return NODE_ERR(n, "has out_scale %g but its input '%s' is f32",
+                                       (double)a->out_scale, x->name);
+        if ((st = check_out_qparams(n))) return st;
+        set_out_u8(out, a);
+    }
+    if (n->n_inputs > 1) {
+        const distq_value *r = in_value(g, n, 1);
+        char a_dims[64], b_dims[64];
+        distq_dims_format(r->ndim, r->dims, a_dims, sizeof a_dims);
+        distq_dims_format(out->ndim, out->dims, b_dims, sizeof b_dims);
+        if (r->ndim != out->ndim || memcmp(r->dims, out->dims, (size_t)r->ndim * sizeof *r->dims))
+            return NODE_ERR(n, "residual '%s' %s does not match the output %s", r->name, a_dims, b_dims);
+        if (r->dtype != x->dtype)
+            return NODE_ERR(n, "residual '%s' is %s, the input '%s' %s", r->name,
+                            distq_dtype_name(r->dtype), x->name, distq_dtype_name(x->dtype));
+    }
     return DISTQ_OK;
 }
 
@@ -58,9 +145,13 @@ static distq_status need_rank(const distq_node *n, const distq_value *v, int ndi
     return NODE_ERR(n, "input '%s' has rank %d, expected %d", v->name, v->ndim, ndim);
 }
 
+/* The output takes like's dtype and qparams (a u8 pool shares its input's). */
 static void set_out(distq_value *out, const distq_value *like, int ndim, const int64_t *dims)
 {
     out->dtype = like->dtype;
+    out->scale = like->scale;
+    out->zero_point = like->zero_point;
+    out->quant_max = like->quant_max;
     out->ndim = ndim;
     memcpy(out->dims, dims, (size_t)ndim * sizeof *dims);
 }
@@ -90,7 +181,7 @@ distq_status distq_infer_conv2d(distq_graph *g, distq_node *n, distq_value *out)
         return NODE_ERR(n, "groups %lld does not divide in channels %lld and out channels %lld",
                         (long long)a->groups, (long long)C, (long long)OC);
     int64_t wdims[4] = {OC, C / a->groups, KH, KW};
-    if ((st = check_param(g, n, DISTQ_PARAM_WEIGHT, "weight", 1, 4, wdims))) return st;
+    if ((st = check_weight(g, n, x, 4, wdims))) return st;
     if ((st = check_param(g, n, DISTQ_PARAM_BIAS, "bias", 0, 1, &OC))) return st;
     int64_t OH = distq_conv_out_dim(x->dims[2], KH, a->stride[0], a->padding[0], a->dilation[0], 0);
     int64_t OW = distq_conv_out_dim(x->dims[3], KW, a->stride[1], a->padding[1], a->dilation[1], 0);
@@ -99,7 +190,7 @@ distq_status distq_infer_conv2d(distq_graph *g, distq_node *n, distq_value *out)
                         (long long)KW, (long long)x->dims[2], (long long)x->dims[3]);
     int64_t dims[4] = {1, OC, OH, OW};
     set_out(out, x, 4, dims);
-    return DISTQ_OK;
+    return set_head_out(g, n, x, out);
 }
 
 distq_status distq_infer_batch_norm(distq_graph *g, distq_node *n, distq_value *out)
@@ -191,6 +282,10 @@ distq_status distq_infer_concat(distq_graph *g, distq_node *n, distq_value *out)
     for (int k = 0; k < n->n_inputs; k++) {
         const distq_value *y = in_value(g, n, k);
         if (y->ndim != x->ndim) return shape_mismatch(n, x, y, "concat needs equal ranks");
+        if (y->dtype != x->dtype || (is_u8(x) && (y->scale != x->scale || y->zero_point != x->zero_point ||
+                                                  y->quant_max != x->quant_max)))
+            return NODE_ERR(n, "inputs '%s' and '%s' differ in dtype or qparams (a u8 concat shares one)",
+                            x->name, y->name);
         for (int i = 0; i < x->ndim; i++)
             if (i != axis && y->dims[i] != x->dims[i])
                 return shape_mismatch(n, x, y, "concat needs equal dims off the axis");
@@ -252,10 +347,33 @@ distq_status distq_infer_linear(distq_graph *g, distq_node *n, distq_value *out)
     if (!w) return NODE_ERR(n, "missing weight");
     int64_t OUT = w->ndim == 2 ? w->dims[0] : -1;
     int64_t wdims[2] = {OUT, x->dims[1]};
-    if ((st = check_param(g, n, DISTQ_PARAM_WEIGHT, "weight", 1, 2, wdims))) return st;
+    if ((st = check_weight(g, n, x, 2, wdims))) return st;
     if ((st = check_param(g, n, DISTQ_PARAM_BIAS, "bias", 0, 1, &OUT))) return st;
     int64_t dims[2] = {1, OUT};
     set_out(out, x, 2, dims);
+    return set_head_out(g, n, x, out);
+}
+
+distq_status distq_infer_quantize(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0);
+    distq_status st;
+    if (x->dtype != DISTQ_DTYPE_F32) return NODE_ERR(n, "input '%s' is %s, expected f32", x->name,
+                                                     distq_dtype_name(x->dtype));
+    if ((st = check_out_qparams(n))) return st;
+    set_out(out, x, x->ndim, x->dims);
+    set_out_u8(out, &n->attr);
+    return DISTQ_OK;
+}
+
+distq_status distq_infer_dequantize(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0);
+    if (!is_u8(x)) return NODE_ERR(n, "input '%s' is %s, expected u8", x->name, distq_dtype_name(x->dtype));
+    set_out(out, x, x->ndim, x->dims);
+    out->dtype = DISTQ_DTYPE_F32;
+    out->scale = 0.0f;
+    out->zero_point = out->quant_max = 0;
     return DISTQ_OK;
 }
 
@@ -270,9 +388,16 @@ distq_status distq_node_infer(distq_graph *g, distq_node *n)
             return NODE_ERR(n, "has %d inputs, expected at least %d", n->n_inputs, info->min_inputs);
         return NODE_ERR(n, "has %d inputs, expected %d", n->n_inputs, info->max_inputs);
     }
-    for (int k = 0; k < n->n_inputs; k++)
-        if (in_value(g, n, k)->dtype != DISTQ_DTYPE_F32)
-            return NODE_ERR(n, "input '%s' is not f32", in_value(g, n, k)->name);
+    /* u8 flows only into int8 heads, ops that share their input's qparams,
+     * and dequantize; every other op runs in f32 */
+    int takes_u8 = info->qrole == DISTQ_QROLE_HEAD || info->qrole == DISTQ_QROLE_SHARES_INPUT ||
+                   n->op == DISTQ_OP_DEQUANTIZE;
+    for (int k = 0; k < n->n_inputs; k++) {
+        const distq_value *v = in_value(g, n, k);
+        if (v->dtype != DISTQ_DTYPE_F32 && !(takes_u8 && is_u8(v)))
+            return NODE_ERR(n, "input '%s' is %s; %s runs in f32 only (dequantize it first)", v->name,
+                            distq_dtype_name(v->dtype), info->name);
+    }
     for (int s = 0; s < DISTQ_MAX_PARAMS; s++)
         if (n->params[s] >= 0 && !(info->params & DISTQ_PARAM_BIT(s)))
             return NODE_ERR(n, "has a tensor '%s' in parameter slot %d, which %s does not take",

@@ -76,17 +76,12 @@ static void node_inputs_text(const distq_node *n, char *buf, size_t len)
         used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? ", " : "", n->input_names[k]);
 }
 
-static void describe_model(const distq_graph *g, const char *path, text_buf *b)
+/* One line per node, for float and int8 graphs alike: op, name, inputs,
+ * output value (shape, and dtype where it is not f32) and the registry's text. */
+static void describe_nodes(const distq_graph *g, text_buf *b)
 {
-    const distq_value *in = &g->values[g->input_value], *out = &g->values[g->output_value];
-    char dims[96], ins[2 * DISTQ_NAME_MAX + 4], attrs[128];
-    int w_name = 4, w_op = 2, w_in = 2, w_t = 4;
-    tb_printf(b, "%s: %s version %d\n", path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION);
-    distq_dims_format(in->ndim, in->dims, dims, sizeof dims);
-    tb_printf(b, "  input   %s %s %s\n", in->name, dims, distq_dtype_name(in->dtype));
-    distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
-    tb_printf(b, "  output  %s %s %s\n", out->name, dims, distq_dtype_name(out->dtype));
-
+    char dims[96], ins[2 * DISTQ_NAME_MAX + 4], attrs[160];
+    int w_name = 4, w_op = 2, w_in = 2;
     for (int i = 0; i < g->n_nodes; i++) {
         const distq_node *n = &g->nodes[i];
         node_inputs_text(n, ins, sizeof ins);
@@ -94,16 +89,30 @@ static void describe_model(const distq_graph *g, const char *path, text_buf *b)
         if ((int)strlen(distq_op_name(n->op)) > w_op) w_op = (int)strlen(distq_op_name(n->op));
         if ((int)strlen(ins) > w_in) w_in = (int)strlen(ins);
     }
-    tb_printf(b, "nodes (%d, in execution order):\n", g->n_nodes);
     for (int i = 0; i < g->n_nodes; i++) {
         const distq_node *n = &g->nodes[i];
         const distq_value *v = &g->values[n->output];
         node_inputs_text(n, ins, sizeof ins);
         node_attr_text(g, n, attrs, sizeof attrs);
         distq_dims_format(v->ndim, v->dims, dims, sizeof dims);
-        tb_printf(b, "  %3d %-*s %-*s in: %-*s out: %s %s%s%s\n", i, w_op, distq_op_name(n->op),
-                  w_name, n->name, w_in, ins, v->name, dims, attrs[0] ? "  " : "", attrs);
+        tb_printf(b, "  %3d %-*s %-*s in: %-*s out: %s %s%s%s%s\n", i, w_op, distq_op_name(n->op),
+                  w_name, n->name, w_in, ins, v->name, dims, v->dtype == DISTQ_DTYPE_U8 ? " u8" : "",
+                  attrs[0] ? "  " : "", attrs);
     }
+}
+
+static void describe_model(const distq_graph *g, const char *path, text_buf *b)
+{
+    const distq_value *in = &g->values[g->input_value], *out = &g->values[g->output_value];
+    char dims[96];
+    int w_t = 4;
+    tb_printf(b, "%s: %s version %d\n", path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION);
+    distq_dims_format(in->ndim, in->dims, dims, sizeof dims);
+    tb_printf(b, "  input   %s %s %s\n", in->name, dims, distq_dtype_name(in->dtype));
+    distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
+    tb_printf(b, "  output  %s %s %s\n", out->name, dims, distq_dtype_name(out->dtype));
+    tb_printf(b, "nodes (%d, in execution order):\n", g->n_nodes);
+    describe_nodes(g, b);
 
     int64_t total_numel = 0;
     size_t total_bytes = 0;
@@ -128,20 +137,20 @@ static distq_status describe_qmodel(const char *path, text_buf *b)
 {
     distq_status st = DISTQ_OK;
     hid_t fid = H5I_INVALID_HID, quant = H5I_INVALID_HID, obs = H5I_INVALID_HID;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     distq_graph *g = NULL;
-    char *qtext = NULL, recipe[DISTQ_NAME_MAX], where[DISTQ_H5_WHERE_MAX], dims[96];
+    char recipe[DISTQ_NAME_MAX], observer[DISTQ_NAME_MAX], where[DISTQ_H5_WHERE_MAX], dims[96];
     long long n_obs = -1;
     float eps = 0;
     htri_t has;
     /* The loader validates everything, so a broken file says why. */
     DISTQ_CHECK(distq_qmodel_load(path, &q, &g));
-    DISTQ_CHECK(distq_qgraph_describe(q, &qtext));
     DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
     snprintf(where, sizeof where, "%s: /quant", path);
     DISTQ_H5_CHECK(quant = H5Gopen2(fid, "quant", H5P_DEFAULT), DISTQ_ERR_FORMAT,
                    "%s: cannot open", where);
     DISTQ_CHECK(distq_h5_attr_read_str(quant, "recipe", recipe, sizeof recipe, where));
+    DISTQ_CHECK(distq_h5_attr_read_str(quant, "observer", observer, sizeof observer, where));
     DISTQ_H5_CHECK(has = H5Aexists(quant, "eps"), DISTQ_ERR_FORMAT,
                    "%s: cannot look up attribute 'eps'", where);
     if (has) DISTQ_CHECK(distq_h5_attr_read_f32(quant, "eps", &eps, where));
@@ -163,22 +172,16 @@ static distq_status describe_qmodel(const char *path, text_buf *b)
     if (eps > 0) tb_printf(b, ", eps %g", (double)eps);
     tb_printf(b, "\n");
     if (n_obs >= 0)
-        tb_printf(b, "  observers  %lld %s\n", n_obs, distq_observer_kind_name(q->kind));
+        tb_printf(b, "  observers  %lld %s\n", n_obs, observer);
     else
-        tb_printf(b, "  observers  none stored (%s)\n", distq_observer_kind_name(q->kind));
+        tb_printf(b, "  observers  none stored (%s)\n", observer);
     size_t fbytes = 0, wbytes = 0;
     for (int i = 0; i < g->n_params; i++) fbytes += distq_tensor_nbytes(&g->params[i]);
-    for (int i = 0; i < q->n_nodes; i++) {
-        const distq_qnode *n = &q->nodes[i];
-        if (!n->weight) continue;
-        int64_t oc = n->wdims[0];
-        wbytes += (size_t)distq_dims_numel(n->wndim, n->wdims) +
-                  (size_t)oc * sizeof(float) * (n->bias ? 2 : 1);
-    }
+    for (int i = 0; i < q->n_params; i++) wbytes += distq_tensor_nbytes(&q->params[i]);
     tb_printf(b,
               "  float      %d nodes, %d tensors, %.2f MB (BN folded; distq_model_load reads it)\n",
               g->n_nodes, g->n_params, (double)fbytes / 1e6);
-    const distq_qvalue *in = &q->values[q->input], *out = &q->values[q->output];
+    const distq_value *in = &q->values[q->input_value], *out = &q->values[q->output_value];
     distq_dims_format(in->ndim, in->dims, dims, sizeof dims);
     tb_printf(b, "  input      %s %s f32\n", in->name, dims);
     distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
@@ -187,13 +190,12 @@ static distq_status describe_qmodel(const char *path, text_buf *b)
               "int8 graph (%d nodes, %d values, in execution order; weights, scales, bias "
               "%.2f MB):\n",
               q->n_nodes, q->n_values, (double)wbytes / 1e6);
-    tb_printf(b, "%s", qtext);
+    describe_nodes(q, b);
 cleanup:
     distq_h5_close(&obs);
     distq_h5_close(&quant);
     distq_h5_close(&fid);
-    distq_free(qtext);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_graph_destroy(g);
     return st;
 }
@@ -676,4 +678,17 @@ cleanup:
     distq_graph_destroy(g);
     distq_free(b.buf);
     return st;
+}
+
+distq_status distq_graph_describe(const distq_graph *g, char **text)
+{
+    text_buf b = {0};
+    *text = NULL;
+    describe_nodes(g, &b);
+    if (b.oom || !b.buf) {
+        distq_free(b.buf);
+        return distq_error_set(DISTQ_ERR_NOMEM, "out of memory describing the graph");
+    }
+    *text = b.buf;
+    return DISTQ_OK;
 }

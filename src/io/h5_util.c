@@ -182,6 +182,12 @@ void distq_h5_discard(hid_t *fid, const char *tmp)
 distq_status distq_h5_check_format(hid_t fid, const char *path, const char *want,
                                    int64_t want_version)
 {
+    return distq_h5_check_format_since(fid, path, want, want_version, want_version);
+}
+
+distq_status distq_h5_check_format_since(hid_t fid, const char *path, const char *want,
+                                         int64_t oldest, int64_t want_version)
+{
     distq_status st = DISTQ_OK;
     char format[DISTQ_NAME_MAX];
     int64_t version = 0;
@@ -209,10 +215,17 @@ distq_status distq_h5_check_format(hid_t fid, const char *path, const char *want
         goto cleanup;
     }
     DISTQ_CHECK(distq_h5_attr_read_i64(fid, "version", 1, 1, &version, NULL, path));
-    if (version != want_version) {
-        st = distq_error_set(DISTQ_ERR_FORMAT,
-                             "%s: %s version %lld is not supported (this build reads version %lld)",
-                             path, want, (long long)version, (long long)want_version);
+    if (version < oldest || version > want_version) {
+        if (oldest == want_version)
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: %s version %lld is not supported (this build reads version %lld)",
+                                 path, want, (long long)version, (long long)want_version);
+        else
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: %s version %lld is not supported (this build reads versions "
+                                 "%lld to %lld)",
+                                 path, want, (long long)version, (long long)oldest,
+                                 (long long)want_version);
         goto cleanup;
     }
 cleanup:

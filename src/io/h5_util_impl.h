@@ -105,6 +105,10 @@ void distq_h5_discard(hid_t *fid, const char *tmp);
  * version == want_version. DISTQ_ERR_FORMAT naming path. */
 distq_status distq_h5_check_format(hid_t fid, const char *path, const char *want,
                                    int64_t want_version);
+/* The same, accepting any version from oldest to want_version (a reader of
+ * a format that grew compatibly). */
+distq_status distq_h5_check_format_since(hid_t fid, const char *path, const char *want,
+                                         int64_t oldest, int64_t want_version);
 
 /* The root attribute 'format' into format[len], or "" if the file has none.
  * DISTQ_ERR_FORMAT if it is there but not a string. */

@@ -2,7 +2,7 @@
  * Model files: a finalized graph and its parameters in one HDF5 file (layout
  * in docs/file-formats.md):
  *
- *     /                 format = "distq-model", version = 1
+ *     /                 format = "distq-model", version = 2 (1 loads)
  *     /graph            input, input_shape, output, node_order
  *     /graph/nodes/<n>  op, inputs, output, params[5], the op's own attributes
  *     /tensors/<p>      one dataset per parameter, its dtype and shape
@@ -33,9 +33,13 @@ distq_status distq_h5_write_op_attrs(hid_t grp, distq_op op, const distq_attrs *
 {
     distq_status st = DISTQ_OK;
     const distq_op_info *info = distq_op_info_of(op);
+    const distq_attrs dflt = distq_attrs_default(op);
     for (int i = 0; info && i < info->n_attrs; i++) {
         const distq_attr_spec *s = &info->attrs[i];
         const char *field = (const char *)a + s->offset;
+        size_t size = distq_attr_size(s);
+        /* an optional attribute at its default is left out: fp32 nodes stay as in version 1 */
+        if (s->optional && memcmp(field, (const char *)&dflt + s->offset, size) == 0) continue;
         if (s->kind == DISTQ_ATTR_F32)
             DISTQ_CHECK(distq_h5_attr_write_f32(grp, s->name, *(const float *)field, where));
         else
@@ -54,6 +58,12 @@ distq_status distq_h5_read_op_attrs(hid_t grp, distq_op op, distq_attrs *a, cons
     for (int i = 0; info && i < info->n_attrs; i++) {
         const distq_attr_spec *s = &info->attrs[i];
         char *field = (char *)a + s->offset;
+        if (s->optional) {
+            htri_t has;
+            DISTQ_H5_CHECK(has = distq_h5_attr_exists(grp, s->name), DISTQ_ERR_FORMAT,
+                           "%s: cannot query attribute '%s'", where, s->name);
+            if (!has) continue; /* its default */
+        }
         if (s->kind == DISTQ_ATTR_F32) {
             DISTQ_CHECK(distq_h5_attr_read_f32(grp, s->name, (float *)field, where));
         } else {
@@ -470,9 +480,9 @@ distq_status distq_model_load(const char *path, distq_graph **out)
      * tool that takes a float model also takes one. */
     DISTQ_CHECK(distq_h5_read_format(fid, path, format, sizeof format));
     if (strcmp(format, DISTQ_QMODEL_FORMAT) == 0)
-        DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_QMODEL_FORMAT, DISTQ_QMODEL_VERSION));
+        DISTQ_CHECK(distq_h5_check_format_since(fid, path, DISTQ_QMODEL_FORMAT, 1, DISTQ_QMODEL_VERSION));
     else
-        DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION));
+        DISTQ_CHECK(distq_h5_check_format_since(fid, path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_OLDEST_VERSION, DISTQ_MODEL_VERSION));
     DISTQ_CHECK(distq_h5_read_graph(fid, path, out));
 cleanup:
     distq_h5_close(&fid);

@@ -14,16 +14,16 @@ static int64_t argmax(const float *x, int64_t k)
 }
 
 /* (Re)builds *e for n images when its batch differs. */
-static distq_status ensure(distq_exec **e, int64_t n, const distq_graph *g, const distq_qgraph *q,
+static distq_status ensure(distq_exec **e, int64_t n, const distq_graph *g, const distq_graph *q,
                            distq_backend b)
 {
     if (*e && distq_exec_batch(*e) == n) return DISTQ_OK;
     distq_exec_destroy(*e);
     *e = NULL;
-    return g ? distq_exec_create(DISTQ_BACKEND_ONEDNN, g, n, e) : distq_exec_create_int8(b, q, n, e);
+    return g ? distq_exec_create(DISTQ_BACKEND_ONEDNN, g, n, e) : distq_exec_create(b, q, n, e);
 }
 
-distq_status distq_eval_run(const distq_graph *fp32, const distq_qgraph *q, distq_backend b,
+distq_status distq_eval_run(const distq_graph *fp32, const distq_graph *q, distq_backend b,
                             const char *data_path, int64_t batch_size, const distq_job_ctx *ctx,
                             distq_eval_sums *sums)
 {

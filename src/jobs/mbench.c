@@ -12,14 +12,14 @@
 #include "distq/results.h"
 
 /* Benchmarks one point on this rank. */
-static distq_status bench_local(const distq_graph *g, const distq_qgraph *q, distq_backend b, int64_t batch,
+static distq_status bench_local(const distq_graph *g, const distq_graph *q, distq_backend b, int64_t batch,
                                 const distq_bench_opts *opts, uint64_t seed, double fig[3],
                                 distq_bench_result *res)
 {
     distq_exec *e = NULL;
     float *in = NULL, *out = NULL;
     double t0 = distq_now_s();
-    distq_status st = q ? distq_exec_create_int8(b, q, batch, &e) : distq_exec_create(b, g, batch, &e);
+    distq_status st = q ? distq_exec_create(b, q, batch, &e) : distq_exec_create(b, g, batch, &e);
     if (st) /* name the setting that asked for it */
         return distq_error_set(st, "batch size %lld (--batch, [bench] batch): %s", (long long)batch,
                                distq_error_message());
@@ -45,7 +45,7 @@ cleanup:
     return st;
 }
 
-distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const distq_qgraph *q,
+distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const distq_graph *q,
                                    distq_backend b, int64_t batch, const distq_bench_opts *opts, int serial,
                                    uint64_t seed, distq_bench_point *pt)
 {

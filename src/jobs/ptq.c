@@ -20,12 +20,12 @@ static distq_status sync(const distq_job_ctx *ctx, distq_status st)
 }
 
 distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, distq_ptq_report *rep,
-                           distq_qgraph **q_out)
+                           distq_graph **q_out)
 {
     distq_graph *g = NULL;
     distq_prepared *p = NULL;
     distq_calibrator *cal = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     float *images = NULL;
     distq_data_file *data = NULL;
     distq_data_info info = {0};
@@ -111,7 +111,7 @@ cleanup:
     distq_data_close(data);
     distq_free(images);
     distq_calibrator_destroy(cal);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     distq_prepared_destroy(p);
     distq_graph_destroy(g);
     return st;

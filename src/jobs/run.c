@@ -35,7 +35,7 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
     distq_job_ctx ctx = {.comm = d->comm, .rank = d->rank, .nranks = d->size, .reducer = &red,
                          .progress = progress, .progress_user = progress_user};
     distq_ptq_report rep;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
     distq_graph *g = NULL;
     memset(res, 0, sizeof *res);
     res->nranks = d->size;
@@ -136,6 +136,6 @@ distq_status distq_run_job(const distq_config *cfg, const char *config_path, dis
     st = distq_dist_agree(d, st);
 cleanup:
     distq_graph_destroy(g);
-    distq_qgraph_destroy(q);
+    distq_graph_destroy(q);
     return st;
 }

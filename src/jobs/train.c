@@ -135,11 +135,11 @@ static distq_status finish_qat(const distq_config *cfg, distq_dist *d, const dis
                                int64_t chunk, float *pad, float *logits, distq_train_report *rep)
 {
     distq_prepared *p = NULL;
-    distq_qgraph *qg = NULL;
+    distq_graph *qg = NULL;
     distq_exec *e = NULL;
     distq_status st = distq_qat_convert(g, q, &p, &qg);
     if (!st && cfg->quantized[0] && d->rank == 0) st = distq_qmodel_save(p, qg, cfg->quantized);
-    if (!st && nt) st = distq_exec_create_int8(DISTQ_BACKEND_ONEDNN, qg, chunk, &e);
+    if (!st && nt) st = distq_exec_create(DISTQ_BACKEND_ONEDNN, qg, chunk, &e);
     if ((st = distq_dist_agree(d, st))) goto done;
     if (nt) {
         predictor pr = {.e = e, .pad = pad};
@@ -147,7 +147,7 @@ static distq_status finish_qat(const distq_config *cfg, distq_dist *d, const dis
     }
 done:
     distq_exec_destroy(e);
-    distq_qgraph_destroy(qg);
+    distq_graph_destroy(qg);
     distq_prepared_destroy(p);
     return st;
 }

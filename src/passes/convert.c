@@ -1,6 +1,8 @@
 /*
  * convert: observers -> qparams, weights -> s8 per output channel, and the
  * fused int8 graph (spec §3.6, §3.7, §5, §6.3). Runs once, after calibration.
+ * The int8 graph is a distq_graph (graph.h's quantized forms), built by name
+ * and finalized, so the one validator checks what convert wrote.
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,50 +35,20 @@ static distq_status suffixed(char *dst, const char *base, const char *suffix)
     return DISTQ_OK;
 }
 
-static distq_status add_value_raw(distq_qgraph *q, const char *name, distq_dtype dt, int ndim,
-                                  const int64_t *dims, const distq_qparams *qp, int *index);
-
-static distq_status add_value(distq_qgraph *q, const char *name, distq_dtype dt, int ndim,
-                              const int64_t *dims, const distq_qparams *qp, int *index)
-{
-    distq_status st = add_value_raw(q, name, dt, ndim, dims, qp, index);
-    if (!st && dt == DISTQ_DTYPE_U8) q->values[*index].quant_max = q->reduce_range ? 127 : 255;
-    return st;
-}
-
-static distq_status add_value_raw(distq_qgraph *q, const char *name, distq_dtype dt, int ndim,
-                                  const int64_t *dims, const distq_qparams *qp, int *index)
-{
-    distq_qvalue *v = &q->values[q->n_values];
-    memset(v, 0, sizeof *v);
-    if (strlen(name) >= DISTQ_NAME_MAX)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "value name '%.40s...' too long", name);
-    strcpy(v->name, name);
-    v->dtype = dt;
-    v->ndim = ndim;
-    memcpy(v->dims, dims, sizeof v->dims);
-    if (qp) {
-        v->scale = qp->scale;
-        v->zero_point = qp->zero_point;
-    }
-    *index = q->n_values++;
-    return DISTQ_OK;
-}
-
 /* s8 weights: PerChannelMinMax, scale = max(amax / 127.5, eps), q = round_ne(w / s).
- * range_min/max (OC, optional): the range to take the scales from instead of w's. */
-static distq_status quantize_weights(const distq_tensor *w, const distq_tensor *bias, const float *range_min,
-                                     const float *range_max, distq_qnode *qn)
+ * range_min/max (OC, optional): the range to take the scales from instead of
+ * w's. Adds to q: the s8 codes under w's name, the scales as
+ * "<w>_scale" (OC) f32, and the f32 bias under its name; fills param names. */
+static distq_status quantize_weights(distq_graph *q, const distq_tensor *w, const distq_tensor *bias,
+                                     const float *range_min, const float *range_max,
+                                     char names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX])
 {
     int64_t OC = w->dims[0], per = distq_tensor_numel(w) / OC;
-    qn->wndim = w->ndim;
-    memcpy(qn->wdims, w->dims, sizeof qn->wdims);
-    qn->weight = distq_malloc((size_t)(OC * per));
-    qn->weight_scale = distq_malloc((size_t)OC * sizeof(float));
+    int8_t *codes = distq_malloc((size_t)(OC * per));
+    float *scale = distq_malloc((size_t)OC * sizeof(float));
     float *mn = distq_malloc((size_t)OC * sizeof(float)), *mx = distq_malloc((size_t)OC * sizeof(float));
-    if (bias) qn->bias = distq_malloc((size_t)OC * sizeof(float));
     distq_status st = DISTQ_OK;
-    if (!qn->weight || !qn->weight_scale || !mn || !mx || (bias && !qn->bias)) {
+    if (!codes || !scale || !mn || !mx) {
         st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory quantizing '%s'", w->name);
         goto cleanup;
     }
@@ -99,64 +71,100 @@ static distq_status quantize_weights(const distq_tensor *w, const distq_tensor *
         memcpy(mx, range_max, (size_t)OC * sizeof(float));
     }
     for (int64_t oc = 0; oc < OC; oc++) {
-        float s = distq_qparams_symmetric_scale(mn[oc], mx[oc]), inv = 1.0f / s;
-        qn->weight_scale[oc] = s;
+        float sc = distq_qparams_symmetric_scale(mn[oc], mx[oc]), inv = 1.0f / sc;
+        scale[oc] = sc;
         for (int64_t i = 0; i < per; i++)
-            qn->weight[oc * per + i] = (int8_t)distq_quantize_value(wd[oc * per + i], inv, 0, -128, 127);
+            codes[oc * per + i] = (int8_t)distq_quantize_value(wd[oc * per + i], inv, 0, -128, 127);
     }
-    if (bias) memcpy(qn->bias, bias->data, (size_t)OC * sizeof(float));
+    strcpy(names[DISTQ_PARAM_WEIGHT], w->name);
+    if ((st = suffixed(names[DISTQ_PARAM_WEIGHT_SCALE], w->name, "_scale"))) goto cleanup;
+    if ((st = distq_graph_add_param(q, w->name, DISTQ_DTYPE_S8, w->ndim, w->dims, codes, NULL))) goto cleanup;
+    if ((st = distq_graph_add_param(q, names[DISTQ_PARAM_WEIGHT_SCALE], DISTQ_DTYPE_F32, 1, &OC, scale, NULL)))
+        goto cleanup;
+    if (bias) {
+        strcpy(names[DISTQ_PARAM_BIAS], bias->name);
+        st = distq_graph_add_param(q, bias->name, DISTQ_DTYPE_F32, bias->ndim, bias->dims, bias->data, NULL);
+    }
 cleanup:
+    distq_free(codes);
+    distq_free(scale);
     distq_free(mn);
     distq_free(mx);
     return st;
 }
 
-static distq_qop qop_of(distq_pattern pt)
+static void set_out_qparams(distq_attrs *a, const distq_qparams *qp, int32_t qmax)
 {
-    switch (pt) {
-    case DISTQ_PATTERN_CONV:
-    case DISTQ_PATTERN_CONV_SUM: return DISTQ_QOP_CONV;
-    case DISTQ_PATTERN_LINEAR: return DISTQ_QOP_LINEAR;
-    case DISTQ_PATTERN_MAX_POOL: return DISTQ_QOP_MAX_POOL;
-    case DISTQ_PATTERN_AVG_POOL: return DISTQ_QOP_AVG_POOL;
-    default: return DISTQ_QOP_FLATTEN;
-    }
+    a->out_scale = qp->scale;
+    a->out_zero_point = qp->zero_point;
+    a->out_quant_max = qmax;
 }
 
-static distq_status build(const distq_prepared *p, const distq_qparams *qps, distq_qgraph *q)
+/* Adds a node whose param names are names (rows of "" for empty slots). */
+static distq_status add_node(distq_graph *q, const char *name, distq_op op, const distq_attrs *a, int n_in,
+                             const char *const *ins, char names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX],
+                             const char *output)
+{
+    const char *params[DISTQ_MAX_PARAMS];
+    for (int k = 0; k < DISTQ_MAX_PARAMS; k++) params[k] = names ? names[k] : "";
+    return distq_graph_add_node(q, name, op, a, n_in, ins, params, output);
+}
+
+/* The node of the int8 graph for the pattern headed by fp32 node h. */
+static distq_status emit_pattern(const distq_prepared *p, const distq_qparams *qps, int32_t qmax, int h,
+                                 const char *const *qname, distq_graph *q)
+{
+    const distq_graph *g = p->g;
+    const distq_node *n = &g->nodes[h];
+    const distq_node_plan *pl = &p->plan[h];
+    distq_attrs a = n->attr;
+    char names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX] = {{0}};
+    const char *ins[2] = {qname[n->inputs[0]], pl->sum_value >= 0 ? qname[pl->sum_value] : NULL};
+    if (!ins[0] || (pl->sum_value >= 0 && !ins[1]))
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': its input is not int8", n->name);
+    int obs = p->value_observer[pl->out_value];
+    int head = n->op == DISTQ_OP_CONV2D || n->op == DISTQ_OP_LINEAR;
+    if (head) {
+        distq_status st;
+        const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
+        const distq_tensor *b = n->params[DISTQ_PARAM_BIAS] >= 0 ? &g->params[n->params[DISTQ_PARAM_BIAS]] : NULL;
+        if ((st = quantize_weights(q, w, b, pl->weight_min, pl->weight_max, names))) return st;
+        a.post_relu = pl->relu;
+        if (obs >= 0) set_out_qparams(&a, &qps[obs], qmax); /* else the head writes f32 */
+    } else if (obs < 0) {
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': int8 output without qparams", n->name);
+    }
+    return add_node(q, n->name, n->op, &a, ins[1] ? 2 : 1, ins, head ? names : NULL,
+                    g->values[pl->out_value].name);
+}
+
+/* The fused int8 graph: quantize at the input, one node per pattern (in the
+ * fp32 graph's order; a conv + add pattern where its add runs, as the add's
+ * other input is ready only there), a dequantize if the last one writes u8. */
+static distq_status build(const distq_prepared *p, const distq_qparams *qps, int32_t qmax, distq_graph *q)
 {
     const distq_graph *g = p->g;
     distq_status st;
-    /* qvalue index of each prepared value; -1 until produced */
-    int *qv = distq_malloc((size_t)g->n_values * sizeof(int));
-    if (!qv) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
-    for (int v = 0; v < g->n_values; v++) qv[v] = -1;
-    q->values = distq_calloc((size_t)(g->n_values + 2) * sizeof *q->values);
-    q->nodes = distq_calloc((size_t)(g->n_nodes + 2) * sizeof *q->nodes);
-    if (!q->values || !q->nodes) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
-        goto cleanup;
-    }
+    char quant[DISTQ_NAME_MAX], dequant[DISTQ_NAME_MAX];
+    /* per fp32 value: the name of its int8 counterpart, or NULL */
+    const char **qname = distq_calloc((size_t)g->n_values * sizeof *qname);
+    if (!qname) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
     const distq_value *in = &g->values[g->input_value];
-    if ((st = add_value(q, in->name, DISTQ_DTYPE_F32, in->ndim, in->dims, NULL, &q->input))) goto cleanup;
     int in_obs = p->value_observer[g->input_value];
     if (in_obs < 0) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph input '%s' is not quantized", in->name);
         goto cleanup;
     }
+    if ((st = distq_graph_set_input(q, in->name, in->ndim, in->dims))) goto cleanup;
+    if ((st = suffixed(quant, in->name, ".quant"))) goto cleanup;
     {
-        distq_qnode *qn = &q->nodes[q->n_nodes++];
-        if ((st = suffixed(qn->name, in->name, ".quant"))) goto cleanup;
-        const char *qname = qn->name;
-        qn->op = DISTQ_QOP_QUANTIZE;
-        qn->src = q->input;
-        qn->sum_src = -1;
-        if ((st = add_value(q, qname, DISTQ_DTYPE_U8, in->ndim, in->dims, &qps[in_obs], &qn->dst))) goto cleanup;
-        qv[g->input_value] = qn->dst;
+        distq_attrs a = distq_attrs_default(DISTQ_OP_QUANTIZE);
+        set_out_qparams(&a, &qps[in_obs], qmax);
+        const char *ins[1] = {in->name};
+        if ((st = add_node(q, quant, DISTQ_OP_QUANTIZE, &a, 1, ins, NULL, quant))) goto cleanup;
+        qname[g->input_value] = quant;
     }
     for (int i = 0; i < g->n_nodes; i++) {
-        /* A conv + add pattern runs where its add runs: the add's other input
-         * (a downsample conv after conv2 in graph order) is ready only there. */
         int h = i;
         if (p->plan[i].pattern == DISTQ_PATTERN_CONV_SUM) continue;
         if (p->plan[i].pattern == DISTQ_PATTERN_NONE) {
@@ -165,83 +173,60 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, dis
                 if (p->plan[j].pattern == DISTQ_PATTERN_CONV_SUM && p->plan[j].add_node == i) h = j;
             if (h < 0) continue;
         }
-        const distq_node *n = &g->nodes[h];
-        const distq_node_plan *pl = &p->plan[h];
-        distq_qnode *qn = &q->nodes[q->n_nodes++];
-        strcpy(qn->name, n->name);
-        qn->op = qop_of(pl->pattern);
-        qn->relu = pl->relu;
-        qn->attr = n->attr;
-        qn->src = qv[n->inputs[0]];
-        qn->sum_src = pl->sum_value >= 0 ? qv[pl->sum_value] : -1;
-        if (qn->src < 0 || (pl->sum_value >= 0 && qn->sum_src < 0)) {
-            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': its input is not int8", n->name);
-            goto cleanup;
-        }
-        if (qn->op == DISTQ_QOP_CONV || qn->op == DISTQ_QOP_LINEAR) {
-            const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
-            const distq_tensor *b = n->params[DISTQ_PARAM_BIAS] >= 0 ? &g->params[n->params[DISTQ_PARAM_BIAS]] : NULL;
-            if ((st = quantize_weights(w, b, pl->weight_min, pl->weight_max, qn))) goto cleanup;
-        }
-        const distq_value *ov = &g->values[pl->out_value];
-        int obs = p->value_observer[pl->out_value];
-        if (obs < 0 && qn->op != DISTQ_QOP_CONV && qn->op != DISTQ_QOP_LINEAR) {
-            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': int8 output without qparams", n->name);
-            goto cleanup;
-        }
-        if ((st = add_value(q, ov->name, obs >= 0 ? DISTQ_DTYPE_U8 : DISTQ_DTYPE_F32, ov->ndim, ov->dims,
-                            obs >= 0 ? &qps[obs] : NULL, &qn->dst)))
-            goto cleanup;
-        qv[pl->out_value] = qn->dst;
+        if ((st = emit_pattern(p, qps, qmax, h, qname, q))) goto cleanup;
+        qname[p->plan[h].out_value] = g->values[p->plan[h].out_value].name;
     }
-    q->output = qv[g->output_value];
-    if (q->output < 0) {
+    const char *out = qname[g->output_value];
+    if (!out) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph output '%s' is not produced by an int8 pattern",
                              g->output_name);
         goto cleanup;
     }
-    if (q->values[q->output].dtype == DISTQ_DTYPE_U8) { /* end with a dequantize */
-        const distq_qvalue *u = &q->values[q->output];
-        distq_qnode *qn = &q->nodes[q->n_nodes++];
-        if ((st = suffixed(qn->name, u->name, ".dequant"))) goto cleanup;
-        const char *dname = qn->name;
-        qn->op = DISTQ_QOP_DEQUANTIZE;
-        qn->src = q->output;
-        qn->sum_src = -1;
-        int64_t dims[DISTQ_MAX_DIMS];
-        memcpy(dims, u->dims, sizeof dims);
-        if ((st = add_value(q, dname, DISTQ_DTYPE_F32, u->ndim, dims, NULL, &qn->dst))) goto cleanup;
-        q->output = qn->dst;
+    if (p->value_observer[g->output_value] >= 0) { /* u8: end with a dequantize */
+        if ((st = suffixed(dequant, out, ".dequant"))) goto cleanup;
+        distq_attrs a = distq_attrs_default(DISTQ_OP_DEQUANTIZE);
+        const char *ins[1] = {out};
+        if ((st = add_node(q, dequant, DISTQ_OP_DEQUANTIZE, &a, 1, ins, NULL, dequant))) goto cleanup;
+        out = dequant;
     }
+    if ((st = distq_graph_set_output(q, out))) goto cleanup;
+    st = distq_graph_finalize(q);
 cleanup:
-    distq_free(qv);
+    distq_free(qname);
     return st;
 }
 
-distq_status distq_convert(const distq_prepared *p, int reduce_range, distq_qgraph **out)
+distq_status distq_convert(distq_prepared *p, int reduce_range, distq_graph **out)
 {
     *out = NULL;
-    distq_qgraph *q = NULL;
+    distq_graph *q = NULL;
+    const int32_t qmax = reduce_range ? 127 : 255;
     distq_qparams *qps = distq_calloc((size_t)(p->n_observers + 1) * sizeof *qps);
     if (!qps) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
     distq_status st = DISTQ_OK;
     for (int i = 0; i < p->n_observers && !st; i++) {
-        st = distq_observer_qparams(&p->observers[i], reduce_range ? 127 : 255, &qps[i], NULL, NULL);
+        distq_observer *o = &p->observers[i];
+        st = distq_observer_qparams(o, qmax, &qps[i], &o->chosen_min, &o->chosen_max);
+        o->chosen = qps[i]; /* recorded for the file: io never reruns the search */
+        o->converted = !st;
         if (st)
             st = distq_error_set(st, "observer of '%s': %s", p->g->values[p->observers[i].values[0]].name,
                                  distq_error_message());
     }
-    if (!st) st = distq_qgraph_create(&q);
-    if (!st) {
-        q->kind = p->kind;
-        q->reduce_range = reduce_range != 0;
-        st = build(p, qps, q);
-    }
+    if (!st) st = distq_graph_create(&q);
+    if (!st) st = build(p, qps, qmax, q);
     distq_free(qps);
     if (st) {
-        distq_qgraph_destroy(q);
+        distq_graph_destroy(q);
         return st;
     }
     *out = q;
     return DISTQ_OK;
+}
+
+int distq_graph_reduce_range(const distq_graph *q)
+{
+    for (int i = 0; i < q->n_values; i++)
+        if (q->values[i].dtype == DISTQ_DTYPE_U8 && q->values[i].quant_max < 255) return 1;
+    return 0;
 }

@@ -478,7 +478,7 @@ distq_status distq_qat_state_set(distq_qat *q, const float *in, int64_t n)
 }
 
 distq_status distq_qat_convert(const distq_graph *g, const distq_qat *q, distq_prepared **p_out,
-                               distq_qgraph **out)
+                               distq_graph **out)
 {
     if (!out) return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT convert: out is NULL");
     *out = NULL;

@@ -738,6 +738,16 @@ distq_status distq_train_check_ops(const distq_graph *g)
                                    "trainer: node '%s': op %s has no training kernel ('distq ops' "
                                    "lists the ops the trainer has)",
                                    g->nodes[i].name, distq_op_name(g->nodes[i].op));
+    for (int i = 0; i < g->n_nodes; i++) {
+        const distq_node *n = &g->nodes[i];
+        int head = n->op == DISTQ_OP_CONV2D || n->op == DISTQ_OP_LINEAR;
+        if (head && (n->attr.post_relu || n->n_inputs > 1 ||
+                     g->values[n->inputs[0]].dtype != DISTQ_DTYPE_F32))
+            return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                   "trainer: node '%s' is in quantized form (u8 input or fused "
+                                   "post-ops); train the float model",
+                                   n->name);
+    }
     return DISTQ_OK;
 }
 

@@ -727,9 +727,16 @@ static void onednn_destroy(void *state) { (void)distq_onednn_state_free(state, 0
 /* Rejects what the emitters do not handle, naming the value. */
 static distq_status check_graph(const distq_graph *g)
 {
-    for (int i = 0; i < g->n_nodes; i++)
-        if (!emitters[g->nodes[i].op])
-            return distq_backend_no_kernel("onednn", g->nodes[i].name, distq_op_name(g->nodes[i].op));
+    for (int i = 0; i < g->n_nodes; i++) {
+        const distq_node *n = &g->nodes[i];
+        if (!emitters[n->op]) return distq_backend_no_kernel("onednn", n->name, distq_op_name(n->op));
+        /* the fp32 executor fuses from separate relu / add nodes (plan_groups) */
+        if (n->attr.post_relu || ((n->op == DISTQ_OP_CONV2D) && n->n_inputs > 1))
+            return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                   "onednn fp32: node '%s' carries fused post-ops (post_relu or a residual "
+                                   "input); keep relu and add as their own nodes in an fp32 graph",
+                                   n->name);
+    }
     for (int v = 0; v < g->n_values; v++) {
         const distq_value *val = &g->values[v];
         if (val->dtype != DISTQ_DTYPE_F32 || (val->ndim != 2 && val->ndim != 4))

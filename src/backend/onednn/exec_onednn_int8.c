@@ -2,7 +2,7 @@
  * The frozen oneDNN int8 executor (distq_exec_onednn_int8_i) for a fused int8
  * graph (quant.h), on the plan machinery of onednn_util.c.
  *
- * create() copies what it needs from the qgraph (it keeps no pointer into it)
+ * create() copies what it needs from the graph (it keeps no pointer into it)
  * and emits one step list per batch size:
  *   QUANTIZE    a C step (OpenMP loop) writing plain u8 codes exactly as the
  *               reference: clamp(round_ne(x * (1/s)) + zp, 0, quant_max);
@@ -50,36 +50,51 @@
 
 // --- small helpers ------------------------------------------------------------
 
-static dnnl_data_type_t qdt(const distq_qvalue *v)
+static dnnl_data_type_t qdt(const distq_value *v)
 {
     return v->dtype == DISTQ_DTYPE_U8 ? dnnl_u8 : dnnl_f32;
 }
 
-/* A qvalue's dims for batch N. */
-static void qvalue_dims(const distq_qvalue *v, int64_t batch, dnnl_dims_t out)
+/* A conv2d / linear's quantized parameters (checked by finalize: s8 weight,
+ * f32 scales per output channel, optional f32 bias). */
+static const distq_tensor *weight_t(const distq_graph *g, const distq_node *n)
+{
+    return &g->params[n->params[DISTQ_PARAM_WEIGHT]];
+}
+static const float *weight_scale(const distq_graph *g, const distq_node *n)
+{
+    return g->params[n->params[DISTQ_PARAM_WEIGHT_SCALE]].data;
+}
+static const float *bias_of(const distq_graph *g, const distq_node *n)
+{
+    return n->params[DISTQ_PARAM_BIAS] >= 0 ? g->params[n->params[DISTQ_PARAM_BIAS]].data : NULL;
+}
+
+/* A value's dims for batch N. */
+static void value_dims8(const distq_value *v, int64_t batch, dnnl_dims_t out)
 {
     for (int i = 0; i < v->ndim; i++) out[i] = v->dims[i];
     out[0] = batch;
 }
 
 /* "node 'layer1.0.conv1' (qconv, input 'relu' (2, 64, 56, 56) u8)" */
-static void qnode_ctx(const distq_qgraph *q, const distq_qnode *n, int64_t batch, char *buf,
+static void node_ctx8(const distq_graph *g, const distq_node *n, int64_t batch, char *buf,
                       size_t len)
 {
-    const distq_qvalue *in = &q->values[n->src];
+    const distq_value *in = &g->values[n->inputs[0]];
     int64_t dims[DISTQ_MAX_DIMS];
     for (int i = 0; i < in->ndim; i++) dims[i] = in->dims[i];
     dims[0] = batch;
     char shape[96];
     distq_dims_format(in->ndim, dims, shape, sizeof shape);
-    snprintf(buf, len, "node '%s' (%s, input '%s' %s %s)", n->name, distq_qop_name(n->op), in->name,
+    snprintf(buf, len, "node '%s' (%s, input '%s' %s %s)", n->name, distq_op_name(n->op), in->name,
              shape, distq_dtype_name(in->dtype));
 }
 
 /* u8 x s8 without VNNI saturates pairwise sums unless src codes are <= 127. */
-static distq_status check_src(const distq_qgraph *q, const distq_qnode *n)
+static distq_status check_src(const distq_graph *g, const distq_node *n)
 {
-    const distq_qvalue *x = &q->values[n->src];
+    const distq_value *x = &g->values[n->inputs[0]];
     if (x->dtype != DISTQ_DTYPE_U8)
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "int8 onednn: node '%s': input '%s' is %s, want u8",
                                n->name, x->name, distq_dtype_name(x->dtype));
@@ -108,47 +123,48 @@ cleanup:
 /* Attributes of a conv / linear: output scales x_s * w_s[oc] / y_s per output
  * channel (mask 1 << 1), runtime zero points where non-zero (zp_attr; else
  * none: the inner product), and the post-ops: [sum] [relu] [clip]. */
-static distq_status make_qattr(const distq_qgraph *q, const distq_qnode *n, int zp_attr,
+static distq_status make_qattr(const distq_graph *g, const distq_node *n, int zp_attr,
                                const char *ctx, dnnl_primitive_attr_t *out)
 {
     distq_status st = DISTQ_OK;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
-    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     const int u8 = y->dtype == DISTQ_DTYPE_U8;
-    const int64_t OC = n->wdims[0];
+    const int64_t OC = weight_t(g, n)->dims[0];
+    const float *ws = weight_scale(g, n);
     const double y_s = u8 ? y->scale : 1.0;
     const int32_t y_zp = u8 ? y->zero_point : 0, qmax = u8 ? y->quant_max : 255;
     const int32_t rt = DNNL_RUNTIME_S32_VAL;
     float *scales = distq_malloc(sizeof(float) * (size_t)OC);
     if (!scales) return distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", ctx);
-    for (int64_t oc = 0; oc < OC; oc++) scales[oc] = (float)((double)x->scale * n->weight_scale[oc] / y_s);
+    for (int64_t oc = 0; oc < OC; oc++) scales[oc] = (float)((double)x->scale * ws[oc] / y_s);
 
     TRY(distq_onednn_attr_create(ctx, &attr));
     CHECK(dnnl_primitive_attr_set_output_scales(attr, OC, 1 << 1, scales));
     if (zp_attr && x->zero_point != 0) CHECK(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt));
     if (zp_attr && y_zp != 0) CHECK(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &rt));
     CHECK(dnnl_post_ops_create(&ops));
-    if (n->sum_src >= 0) {
-        const distq_qvalue *r = &q->values[n->sum_src];
+    if (n->n_inputs > 1) {
+        const distq_value *r = &g->values[n->inputs[1]];
         CHECK(dnnl_post_ops_append_sum_v3(ops, (float)(r->scale / y_s), r->zero_point, u8 ? dnnl_u8 : dnnl_f32));
     }
     if (!u8) {
-        if (n->relu) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        if (n->attr.post_relu) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
     } else if (zp_attr) {
         /* dst zp is added after the post-ops: clip to [lo, qmax] - zp */
         if (qmax < 255)
             CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip,
-                                               n->relu ? 0.0f : (float)-y_zp, (float)(qmax - y_zp)));
-        else if (n->relu)
+                                               n->attr.post_relu ? 0.0f : (float)-y_zp, (float)(qmax - y_zp)));
+        else if (n->attr.post_relu)
             CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
     } else {
         /* no zero-point attribute: add it here, then clip in the code domain */
         if (y_zp != 0 || qmax < 255) {
             if (y_zp != 0) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_linear, 1.0f, (float)y_zp));
             CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip,
-                                               n->relu ? (float)y_zp : 0.0f, (float)qmax));
-        } else if (n->relu) {
+                                               n->attr.post_relu ? (float)y_zp : 0.0f, (float)qmax));
+        } else if (n->attr.post_relu) {
             CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
         }
     }
@@ -165,26 +181,27 @@ cleanup:
 /* The bias in the accumulator domain: bias[oc] / (x_s * w_s[oc]), so that
  * oneDNN's oscale * (acc + bias') is (x_s * w_s * acc + bias) / y_s. NULL if
  * the node has none; the caller frees. */
-static distq_status prescaled_bias(const distq_qgraph *q, const distq_qnode *n, const char *ctx,
+static distq_status prescaled_bias(const distq_graph *g, const distq_node *n, const char *ctx,
                                    float **out)
 {
     *out = NULL;
-    if (!n->bias) return DISTQ_OK;
-    const int64_t OC = n->wdims[0];
-    const double x_s = q->values[n->src].scale;
+    const float *bias = bias_of(g, n), *ws = weight_scale(g, n);
+    if (!bias) return DISTQ_OK;
+    const int64_t OC = weight_t(g, n)->dims[0];
+    const double x_s = g->values[n->inputs[0]].scale;
     float *b = distq_malloc(sizeof(float) * (size_t)OC);
     if (!b) return distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", ctx);
-    for (int64_t oc = 0; oc < OC; oc++) b[oc] = (float)(n->bias[oc] / (x_s * n->weight_scale[oc]));
+    for (int64_t oc = 0; oc < OC; oc++) b[oc] = (float)(bias[oc] / (x_s * ws[oc]));
     *out = b;
     return DISTQ_OK;
 }
 
 /* The runtime zero-point arguments of a conv / matmul step. */
-static distq_status add_zp_args(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n,
+static distq_status add_zp_args(distq_onednn_state *S, const distq_graph *g, const distq_node *n,
                                 distq_onednn_step *t, const char *ctx)
 {
     distq_status st = DISTQ_OK;
-    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     dnnl_memory_t m = NULL;
     if (x->zero_point != 0) {
         TRY(make_zp(S, x->zero_point, ctx, &m));
@@ -233,20 +250,20 @@ cleanup:
 
 // --- emitters: one per qop ----------------------------------------------------
 
-static distq_status emit_quantize(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+static distq_status emit_quantize(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
     distq_status st = DISTQ_OK;
     char ctx[2 * DISTQ_NAME_MAX + 192];
-    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
-    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
-    if (n->src != q->input || x->dtype != DISTQ_DTYPE_F32 || y->dtype != DISTQ_DTYPE_U8 ||
+    const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
+    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    if (n->inputs[0] != g->input_value || x->dtype != DISTQ_DTYPE_F32 || y->dtype != DISTQ_DTYPE_U8 ||
         S->user_in) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: only the graph input is quantized (f32 -> u8)", ctx);
         goto cleanup;
     }
     dnnl_dims_t dims;
     dnnl_memory_desc_t in_md, md;
-    qvalue_dims(x, S->batch, dims);
+    value_dims8(x, S->batch, dims);
     CHECK(dnnl_memory_desc_init_by_tag(&in_md, x->ndim, dims, dnnl_f32, distq_onednn_plain_tag(x->ndim)));
     CHECK(dnnl_memory_desc_init_by_tag(&md, y->ndim, dims, dnnl_u8, distq_onednn_plain_tag(y->ndim)));
     TRY(distq_onednn_make_fixed(S, &in_md, NULL, NULL, 0, ctx, &S->user_in));
@@ -261,7 +278,7 @@ static distq_status emit_quantize(distq_onednn_state *S, const distq_qgraph *q, 
     t->fn_count = distq_dims_numel(y->ndim, dims);
     distq_onednn_arg_mem(t, DNNL_ARG_FROM, S->user_in);
     distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
-    S->value_slot[n->dst] = s_dst;
+    S->value_slot[n->output] = s_dst;
 cleanup:
     return st;
 }
@@ -269,27 +286,27 @@ cleanup:
 /* conv [+ sum] [+ relu] [+ clip]. For the sum, the residual is first copied
  * (reordered) into the conv's dst; plan_buffers drops that copy and works in
  * place when the residual is a dead, unpinned slot of the same layout. */
-static distq_status emit_conv(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
     distq_status st = DISTQ_OK;
     char ctx[2 * DISTQ_NAME_MAX + 192];
-    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     const distq_attrs *a = &n->attr;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     float *bias = NULL;
-    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
-    TRY(check_src(q, n));
-    if (x->ndim != 4 || y->ndim != 4 || n->wndim != 4) {
+    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    TRY(check_src(g, n));
+    if (x->ndim != 4 || y->ndim != 4 || weight_t(g, n)->ndim != 4) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: conv wants 4-D values and weights", ctx);
         goto cleanup;
     }
 
     dnnl_dims_t src_dims, dst_dims;
-    qvalue_dims(x, S->batch, src_dims);
-    qvalue_dims(y, S->batch, dst_dims);
+    value_dims8(x, S->batch, src_dims);
+    value_dims8(y, S->batch, dst_dims);
     distq_onednn_conv_geom cg;
-    distq_onednn_conv_geometry(a, n->wdims, &cg);
+    distq_onednn_conv_geometry(a, weight_t(g, n)->dims, &cg);
 
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     CHECK(dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_u8, dnnl_format_tag_any));
@@ -299,9 +316,9 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_qgraph *q, cons
     dnnl_convolution_desc_t cd;
     CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
                                                      dnnl_convolution_direct, &src_md, &w_md,
-                                                     n->bias ? &b_md : NULL, &dst_md, cg.strides, cg.dil,
+                                                     bias_of(g, n) ? &b_md : NULL, &dst_md, cg.strides, cg.dil,
                                                      cg.pad_l, cg.pad_r));
-    TRY(make_qattr(q, n, 1, ctx, &attr));
+    TRY(make_qattr(g, n, 1, ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &cd, attr, S->engine, NULL));
     TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
     TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
@@ -310,20 +327,20 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_qgraph *q, cons
 
     int s_src = -1, s_dst = -1;
     dnnl_memory_t w_mem = NULL, b_mem = NULL;
-    TRY(distq_onednn_slot_as(S, S->value_slot[n->src], &src_md, n->name, ctx, &s_src));
-    TRY(distq_onednn_make_param(S, &w_md, cg.w_ndim, cg.w_dims, dnnl_s8, n->weight, ctx, &w_mem));
-    TRY(prescaled_bias(q, n, ctx, &bias));
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &src_md, n->name, ctx, &s_src));
+    TRY(distq_onednn_make_param(S, &w_md, cg.w_ndim, cg.w_dims, dnnl_s8, weight_t(g, n)->data, ctx, &w_mem));
+    TRY(prescaled_bias(g, n, ctx, &bias));
     if (bias) TRY(distq_onednn_make_param(S, &b_md, 1, cg.b_dims, dnnl_f32, bias, ctx, &b_mem));
     TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
 
     distq_onednn_step *t = NULL;
-    if (n->sum_src >= 0) {
+    if (n->n_inputs > 1) {
         /* u8 dst: the residual codes as they are; f32 dst: converted to f32
          * (the sum post-op then takes (r - r_zp) * r_s in f32) */
-        int s_r = S->value_slot[n->sum_src];
-        if (q->values[n->sum_src].dtype != DISTQ_DTYPE_U8 || s_r < 0) {
+        int s_r = S->value_slot[n->inputs[1]];
+        if (g->values[n->inputs[1]].dtype != DISTQ_DTYPE_U8 || s_r < 0) {
             st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: residual '%s' is not a u8 value", ctx,
-                                 q->values[n->sum_src].name);
+                                 g->values[n->inputs[1]].name);
             goto cleanup;
         }
         char name[DISTQ_NAME_MAX + 16];
@@ -336,8 +353,8 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_qgraph *q, cons
     distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, w_mem);
     if (b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, b_mem);
     distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    TRY(add_zp_args(S, q, n, t, ctx));
-    S->value_slot[n->dst] = s_dst;
+    TRY(add_zp_args(S, g, n, t, ctx));
+    S->value_slot[n->output] = s_dst;
 cleanup:
     distq_free(bias);
     if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
@@ -384,29 +401,29 @@ cleanup:
 /* linear [+ relu] [+ clip]. src zero point 0: an inner product on the src as
  * it is (a flatten's 4-D input, weights viewed as (OUT, C, H, W)); otherwise a
  * matmul on the plain (N, IN) src with a runtime src zero point. */
-static distq_status emit_linear(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
     distq_status st = DISTQ_OK;
     char ctx[2 * DISTQ_NAME_MAX + 192];
-    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
+    const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     float *bias = NULL;
-    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
-    TRY(check_src(q, n));
-    const int64_t OUT = n->wdims[0], IN = n->wdims[1];
-    int s_in = S->value_slot[n->src];
+    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    TRY(check_src(g, n));
+    const int64_t OUT = weight_t(g, n)->dims[0], IN = weight_t(g, n)->dims[1];
+    int s_in = S->value_slot[n->inputs[0]];
     const dnnl_memory_desc_t *in_md = distq_onednn_slot_md(S, s_in);
     int64_t features = 1;
     for (int i = 1; i < in_md->ndims; i++) features *= in_md->dims[i];
-    if (n->wndim != 2 || features != IN || y->ndim != 2) {
+    if (weight_t(g, n)->ndim != 2 || features != IN || y->ndim != 2) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: %lld input features, weight wants %lld", ctx,
                              (long long)features, (long long)IN);
         goto cleanup;
     }
     dnnl_dims_t dst_dims, b_dims = {OUT};
-    qvalue_dims(y, S->batch, dst_dims);
-    TRY(prescaled_bias(q, n, ctx, &bias));
+    value_dims8(y, S->batch, dst_dims);
+    TRY(prescaled_bias(g, n, ctx, &bias));
 
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     int s_src = -1, s_dst = -1;
@@ -419,7 +436,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_qgraph *q, co
         CHECK(dnnl_memory_desc_init_by_tag(&w_md, ndim, w_dims, dnnl_s8, dnnl_format_tag_any));
         CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_format_tag_any));
         CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, qdt(y), dnnl_format_tag_any));
-        TRY(make_qattr(q, n, 0, ctx, &attr));
+        TRY(make_qattr(g, n, 0, ctx, &attr));
         /* Take the source as it is; only if oneDNN has no kernel for that
          * layout let it choose one and reorder. */
         dnnl_inner_product_desc_t ipd;
@@ -440,7 +457,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_qgraph *q, co
         TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
         TRY(distq_onednn_slot_as(S, s_in, &src_md, n->name, ctx, &s_src));
         /* (OUT, IN) row-major is the same bytes as (OUT, C, H, W) */
-        TRY(distq_onednn_make_param(S, &w_md, ndim, w_dims, dnnl_s8, n->weight, ctx, &w_mem));
+        TRY(distq_onednn_make_param(S, &w_md, ndim, w_dims, dnnl_s8, weight_t(g, n)->data, ctx, &w_mem));
         if (bias) TRY(distq_onednn_make_param(S, &b_md, 1, b_dims, dnnl_f32, bias, ctx, &b_mem));
         TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
         TRY(distq_onednn_new_step(S, n->name, &t));
@@ -456,13 +473,13 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_qgraph *q, co
         CHECK(dnnl_memory_desc_init_by_tag(&w_user_md, 2, w_dims, dnnl_s8, dnnl_ba));
         CHECK(dnnl_memory_desc_init_by_tag(&b_md, 2, mb_dims, dnnl_f32, dnnl_ab));
         CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, qdt(y), dnnl_format_tag_any));
-        TRY(make_qattr(q, n, 1, ctx, &attr));
+        TRY(make_qattr(g, n, 1, ctx, &attr));
         dnnl_matmul_desc_t md;
         CHECK(dnnl_matmul_desc_init(&md, &src_md, &w_md, bias ? &b_md : NULL, &dst_md));
         CHECK(dnnl_primitive_desc_create(&pd, &md, attr, S->engine, NULL));
         TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
         TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
-        TRY(distq_onednn_make_fixed(S, &w_md, &w_user_md, n->weight, 1, ctx, &w_mem));
+        TRY(distq_onednn_make_fixed(S, &w_md, &w_user_md, weight_t(g, n)->data, 1, ctx, &w_mem));
         if (bias) TRY(distq_onednn_make_param(S, &b_md, 2, mb_dims, dnnl_f32, bias, ctx, &b_mem));
         TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
         TRY(distq_onednn_new_step(S, n->name, &t));
@@ -472,8 +489,8 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_qgraph *q, co
     distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, w_mem);
     if (b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, b_mem);
     distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    if (x->zero_point != 0) TRY(add_zp_args(S, q, n, t, ctx));
-    S->value_slot[n->dst] = s_dst;
+    if (x->zero_point != 0) TRY(add_zp_args(S, g, n, t, ctx));
+    S->value_slot[n->output] = s_dst;
 cleanup:
     distq_free(bias);
     if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
@@ -482,38 +499,38 @@ cleanup:
 }
 
 /* max pool (any ceil_mode) and adaptive avg pool to (1, 1), u8 in and out. */
-static distq_status emit_pool(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
     char ctx[2 * DISTQ_NAME_MAX + 192];
-    const distq_qvalue *x = &q->values[n->src], *y = &q->values[n->dst];
-    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
+    const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
+    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
     if (x->dtype != DISTQ_DTYPE_U8 || y->dtype != DISTQ_DTYPE_U8 || x->ndim != 4 || y->ndim != 4)
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: pooling wants 4-D u8 in and out", ctx);
     dnnl_dims_t src_dims, dst_dims;
-    qvalue_dims(x, S->batch, src_dims);
-    qvalue_dims(y, S->batch, dst_dims);
+    value_dims8(x, S->batch, src_dims);
+    value_dims8(y, S->batch, dst_dims);
     int s_dst = -1;
     /* u8 in, u8 out, same qparams: max pooling is exact, the average rounds to nearest */
-    distq_status st = distq_onednn_emit_pool(S, n->name, n->op == DISTQ_QOP_MAX_POOL, &n->attr, src_dims,
-                                             dst_dims, dnnl_u8, S->value_slot[n->src], ctx, &s_dst);
-    if (!st) S->value_slot[n->dst] = s_dst;
+    distq_status st = distq_onednn_emit_pool(S, n->name, n->op == DISTQ_OP_MAX_POOL2D, &n->attr, src_dims,
+                                             dst_dims, dnnl_u8, S->value_slot[n->inputs[0]], ctx, &s_dst);
+    if (!st) S->value_slot[n->output] = s_dst;
     return st;
 }
 
 /* u8 -> f32: a reorder computing s * (q - zp), into plain f32 of the slot's
  * dims (a flatten's 4-D input in plain order is its (N, F) value). */
-static distq_status emit_dequantize(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+static distq_status emit_dequantize(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
     distq_status st = DISTQ_OK;
     char ctx[2 * DISTQ_NAME_MAX + 192];
-    const distq_qvalue *x = &q->values[n->src];
+    const distq_value *x = &g->values[n->inputs[0]];
     dnnl_primitive_attr_t attr = NULL;
-    qnode_ctx(q, n, S->batch, ctx, sizeof ctx);
-    if (x->dtype != DISTQ_DTYPE_U8 || q->values[n->dst].dtype != DISTQ_DTYPE_F32) {
+    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    if (x->dtype != DISTQ_DTYPE_U8 || g->values[n->output].dtype != DISTQ_DTYPE_F32) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: dequantize wants u8 -> f32", ctx);
         goto cleanup;
     }
-    int s_src = S->value_slot[n->src], s_dst = -1;
+    int s_src = S->value_slot[n->inputs[0]], s_dst = -1;
     const dnnl_memory_desc_t *src_md = distq_onednn_slot_md(S, s_src);
     dnnl_memory_desc_t dst_md;
     CHECK(dnnl_memory_desc_init_by_tag(&dst_md, src_md->ndims, src_md->dims, dnnl_f32,
@@ -526,47 +543,52 @@ static distq_status emit_dequantize(distq_onednn_state *S, const distq_qgraph *q
     TRY(distq_onednn_add_reorder(S, n->name, &S->slots[s_src].md, &dst_md, attr, ctx, &t));
     distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_src, 0);
     distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
-    S->value_slot[n->dst] = s_dst;
+    S->value_slot[n->output] = s_dst;
 cleanup:
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }
 
 /* no data movement: the value is its input read in plain order */
-static distq_status emit_flatten(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
-    S->value_slot[n->dst] = S->value_slot[n->src];
+    S->value_slot[n->output] = S->value_slot[n->inputs[0]];
     return DISTQ_OK;
 }
 
-typedef distq_status (*qemit_fn)(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n);
-static const qemit_fn qemitters[DISTQ_QOP_COUNT] = {
-    [DISTQ_QOP_QUANTIZE] = emit_quantize, [DISTQ_QOP_CONV] = emit_conv,
-    [DISTQ_QOP_LINEAR] = emit_linear,     [DISTQ_QOP_MAX_POOL] = emit_pool,
-    [DISTQ_QOP_AVG_POOL] = emit_pool,     [DISTQ_QOP_FLATTEN] = emit_flatten,
-    [DISTQ_QOP_DEQUANTIZE] = emit_dequantize,
+typedef distq_status (*qemit_fn)(distq_onednn_state *S, const distq_graph *g, const distq_node *n);
+static const qemit_fn qemitters[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_QUANTIZE] = emit_quantize, [DISTQ_OP_CONV2D] = emit_conv,
+    [DISTQ_OP_LINEAR] = emit_linear,     [DISTQ_OP_MAX_POOL2D] = emit_pool,
+    [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = emit_pool,     [DISTQ_OP_FLATTEN] = emit_flatten,
+    [DISTQ_OP_DEQUANTIZE] = emit_dequantize,
 };
 
-static distq_status emit_node(distq_onednn_state *S, const distq_qgraph *q, const distq_qnode *n)
+static distq_status emit_node(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
-    if (n->src < 0 || n->src >= q->n_values || n->dst < 0 || n->dst >= q->n_values ||
-        n->sum_src >= q->n_values)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "int8 onednn: node '%s': bad value index", n->name);
-    if (n->op != DISTQ_QOP_QUANTIZE && S->value_slot[n->src] < 0)
+    /* a finalized graph: indices are valid, nodes in execution order */
+    int int8 = n->op == DISTQ_OP_QUANTIZE || g->values[n->inputs[0]].dtype == DISTQ_DTYPE_U8;
+    if (!int8)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                               "int8 onednn: node '%s' (%s) runs in f32; the oneDNN int8 executor "
+                               "takes graphs that are int8 from quantize to dequantize (the ref "
+                               "backend runs mixed graphs)",
+                               n->name, distq_op_name(n->op));
+    if (n->op != DISTQ_OP_QUANTIZE && S->value_slot[n->inputs[0]] < 0)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "int8 onednn: node '%s': input '%s' not computed yet",
-                               n->name, q->values[n->src].name);
-    if ((int)n->op < 0 || n->op >= DISTQ_QOP_COUNT || !qemitters[n->op])
-        return distq_backend_no_kernel("onednn int8", n->name, distq_qop_name(n->op));
-    return qemitters[n->op](S, q, n);
+                               n->name, g->values[n->inputs[0]].name);
+    if ((int)n->op < 0 || n->op >= DISTQ_OP_COUNT || !qemitters[n->op])
+        return distq_backend_no_kernel("onednn int8", n->name, distq_op_name(n->op));
+    return qemitters[n->op](S, g, n);
 }
 
 /* The last step reorders the f32 output slot into the caller's plain array. */
-static distq_status emit_output(distq_onednn_state *S, const distq_qgraph *q)
+static distq_status emit_output(distq_onednn_state *S, const distq_graph *g)
 {
     distq_status st = DISTQ_OK;
     const char *ctx = "graph output";
-    const distq_qvalue *out = &q->values[q->output];
-    int s_out = S->value_slot[q->output];
+    const distq_value *out = &g->values[g->output_value];
+    int s_out = S->value_slot[g->output_value];
     if (out->dtype != DISTQ_DTYPE_F32 || s_out < 0 || !S->user_in) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG,
                              "int8 onednn: the graph must quantize its input and compute an f32 output '%s'",
@@ -590,23 +612,21 @@ cleanup:
 
 // --- the interface ------------------------------------------------------------
 
-static distq_status onednn_int8_create(const distq_qgraph *q, int64_t batch, void **state)
+static distq_status onednn_int8_create(const distq_graph *g, int64_t batch, void **state)
 {
     distq_status st = DISTQ_OK;
     distq_onednn_state *S = NULL;
     *state = NULL;
-    if (q->input < 0 || q->input >= q->n_values || q->output < 0 || q->output >= q->n_values)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "int8 onednn: bad input/output value index");
     /* Upper bounds per node: 4 steps (view, reorder, residual copy, op) and
      * 3 slots; 4 fixed memories (weights, bias, 2 zero points); plus the
      * user memories, the scratchpad and the output reorder. */
-    TRY(distq_onednn_state_create(batch, 4 * q->n_nodes + 8, 4 * q->n_nodes + 8, 4 * q->n_nodes + 8,
-                                  q->n_values, &S));
-    for (int i = 0; i < q->n_nodes; i++) TRY(emit_node(S, q, &q->nodes[i]));
-    TRY(emit_output(S, q));
-    for (int v = 0; v < q->n_values; v++)
-        distq_onednn_set_value(S, v, q->values[v].name, S->value_slot[v],
-                               v == q->input ? "the f32 input is quantized on the fly and not kept"
+    TRY(distq_onednn_state_create(batch, 4 * g->n_nodes + 8, 4 * g->n_nodes + 8, 4 * g->n_nodes + 8,
+                                  g->n_values, &S));
+    for (int i = 0; i < g->n_nodes; i++) TRY(emit_node(S, g, &g->nodes[i]));
+    TRY(emit_output(S, g));
+    for (int v = 0; v < g->n_values; v++)
+        distq_onednn_set_value(S, v, g->values[v].name, S->value_slot[v],
+                               v == g->input_value ? "the f32 input is quantized on the fly and not kept"
                                              : "no node computes it");
     TRY(distq_onednn_plan_buffers(S));
     TRY(distq_onednn_bind_memories(S));
@@ -628,10 +648,12 @@ static distq_status onednn_int8_get_value(void *state, const char *name, void *o
 }
 
 static void onednn_int8_destroy(void *state) { (void)distq_onednn_state_free(state, 0); }
+static int onednn_has_int8_kernel(distq_op op) { return qemitters[op] != NULL; }
 
 const distq_exec_i distq_exec_onednn_int8_i = {
     .name = "onednn",
-    .create_int8 = onednn_int8_create,
+    .create = onednn_int8_create,
+    .has_int8_kernel = onednn_has_int8_kernel,
     .run = onednn_int8_run,
     .destroy = onednn_int8_destroy,
     .get_value = onednn_int8_get_value,

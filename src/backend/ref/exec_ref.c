@@ -1,20 +1,17 @@
 /*
- * The plain-C fp32 reference executor: the oracle that tests hold the oneDNN
- * executor against. Written for reading, never tuned: obvious loops in NCHW,
+ * The plain-C reference executor: the oracle that tests hold the oneDNN
+ * executors against. Written for reading, never tuned: obvious loops in NCHW,
  * no fusion, BatchNorm applied as written (inference mode, running stats).
+ * It runs fp32, int8 and mixed graphs: each node gets the f32 kernel below
+ * or, when it reads u8 or quantizes, the int8 one (exec_ref_int8.c).
  */
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "backend/exec_impl.h"
+#include "backend/ref/ref_impl.h"
 #include "distq/tensor.h"
-
-typedef struct {
-    distq_graph *g; /* private copy */
-    int64_t N;
-    float **vals; /* one buffer per value, N x per-image numel */
-} ref_state;
 
 static const float *P(const ref_state *s, const distq_node *n, int slot)
 {
@@ -28,6 +25,7 @@ static void conv2d_ref(const ref_state *s, const distq_node *n, int64_t count)
     const distq_attrs *a = &n->attr;
     const float *x = s->vals[n->inputs[0]], *w = P(s, n, DISTQ_PARAM_WEIGHT);
     const float *b = P(s, n, DISTQ_PARAM_BIAS);
+    const float *r = n->n_inputs > 1 ? s->vals[n->inputs[1]] : NULL;
     float *y = s->vals[n->output];
     int64_t C = xv->dims[1], H = xv->dims[2], W = xv->dims[3];
     int64_t OC = yv->dims[1], OH = yv->dims[2], OW = yv->dims[3];
@@ -51,7 +49,10 @@ static void conv2d_ref(const ref_state *s, const distq_node *n, int64_t count)
                                        w[((oc * ICg + ic) * KH + kh) * KW + kw];
                             }
                         }
-                    y[((nb * OC + oc) * OH + oh) * OW + ow] = (float)acc;
+                    int64_t o = ((nb * OC + oc) * OH + oh) * OW + ow;
+                    if (r) acc += r[o]; /* the residual of the fused form */
+                    if (a->post_relu && acc < 0) acc = 0;
+                    y[o] = (float)acc;
                 }
         }
 }
@@ -137,6 +138,7 @@ static void linear_ref(const ref_state *s, const distq_node *n, int64_t count)
         for (int64_t o = 0; o < OUT; o++) {
             double acc = b ? b[o] : 0.0;
             for (int64_t i = 0; i < IN; i++) acc += (double)x[nb * IN + i] * w[o * IN + i];
+            if (n->attr.post_relu && acc < 0) acc = 0;
             y[nb * OUT + o] = (float)acc;
         }
 }
@@ -232,7 +234,6 @@ static void concat_ref(const ref_state *s, const distq_node *n, int64_t count)
     }
 }
 
-typedef void (*ref_kernel)(const ref_state *s, const distq_node *n, int64_t count);
 static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_CONV2D] = conv2d_ref,
     [DISTQ_OP_BATCH_NORM] = batch_norm_ref,
@@ -250,53 +251,78 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_CONCAT] = concat_ref,
 };
 
+typedef struct {
+    ref_state s;
+    ref_kernel *kernel; /* per node, chosen once */
+} ref_exec;
+
 static void ref_destroy(void *state)
 {
-    ref_state *s = state;
-    if (!s) return;
+    ref_exec *e = state;
+    if (!e) return;
+    ref_state *s = &e->s;
     for (int i = 0; s->vals && i < s->g->n_values; i++) distq_free(s->vals[i]);
     distq_free(s->vals);
     distq_graph_destroy(s->g);
-    distq_free(s);
+    distq_free(e->kernel);
+    distq_free(e);
+}
+
+/* The f32 kernel, or the int8 one for a node that reads u8 or quantizes. */
+static ref_kernel kernel_of(const distq_graph *g, const distq_node *n, const char **table)
+{
+    int int8 = n->op == DISTQ_OP_QUANTIZE || g->values[n->inputs[0]].dtype == DISTQ_DTYPE_U8;
+    *table = int8 ? "ref int8" : "ref";
+    return int8 ? distq_ref_int8_kernels[n->op] : ref_kernels[n->op];
 }
 
 static distq_status ref_create(const distq_graph *g, int64_t batch, void **state)
 {
-    ref_state *s = distq_calloc(sizeof *s);
-    if (!s) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (ref executor)");
+    ref_exec *e = distq_calloc(sizeof *e);
+    if (!e) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (ref executor)");
+    ref_state *s = &e->s;
     s->N = batch;
     distq_status st = DISTQ_OK;
-    for (int i = 0; i < g->n_nodes && !st; i++)
-        if (!ref_kernels[g->nodes[i].op])
-            st = distq_backend_no_kernel("ref", g->nodes[i].name, distq_op_name(g->nodes[i].op));
+    if (g->values[g->output_value].dtype != DISTQ_DTYPE_F32)
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "ref: graph output '%s' is %s; end with a dequantize",
+                             g->output_name, distq_dtype_name(g->values[g->output_value].dtype));
+    if (!st && !(e->kernel = distq_calloc((size_t)g->n_nodes * sizeof *e->kernel + 1)))
+        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (ref executor)");
+    for (int i = 0; i < g->n_nodes && !st; i++) {
+        const char *table = NULL;
+        if (!(e->kernel[i] = kernel_of(g, &g->nodes[i], &table)))
+            st = distq_backend_no_kernel(table, g->nodes[i].name, distq_op_name(g->nodes[i].op));
+    }
     if (!st) st = distq_graph_clone(g, &s->g);
     if (st) goto fail;
     s->vals = distq_calloc((size_t)s->g->n_values * sizeof *s->vals);
     if (!s->vals) goto nomem;
     for (int i = 0; i < s->g->n_values; i++) {
-        s->vals[i] = distq_malloc((size_t)distq_value_numel(&s->g->values[i], batch) * sizeof(float));
+        const distq_value *v = &s->g->values[i];
+        s->vals[i] = distq_malloc((size_t)distq_value_numel(v, batch) * distq_dtype_size(v->dtype));
         if (!s->vals[i]) goto nomem;
     }
-    *state = s;
+    *state = e;
     return DISTQ_OK;
 nomem:
     st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory for ref activations (batch %lld)",
                          (long long)batch);
 fail:
-    ref_destroy(s);
+    ref_destroy(e);
     return st;
 }
 
 static distq_status ref_run(void *state, const float *input, float *output)
 {
-    ref_state *s = state;
+    ref_exec *e = state;
+    ref_state *s = &e->s;
     const distq_graph *g = s->g;
     memcpy(s->vals[g->input_value], input,
            (size_t)distq_value_numel(&g->values[g->input_value], s->N) * sizeof(float));
     for (int i = 0; i < g->n_nodes; i++) {
         const distq_node *n = &g->nodes[i];
         int64_t count = distq_value_numel(&g->values[n->output], s->N);
-        ref_kernels[n->op](s, n, count); /* every op has one: checked in ref_create */
+        e->kernel[i](s, n, count); /* every node has one: checked in ref_create */
     }
     memcpy(output, s->vals[g->output_value],
            (size_t)distq_value_numel(&g->values[g->output_value], s->N) * sizeof(float));
@@ -305,19 +331,22 @@ static distq_status ref_run(void *state, const float *input, float *output)
 
 static distq_status ref_get_value(void *state, const char *name, void *out)
 {
-    ref_state *s = state;
+    ref_state *s = &((ref_exec *)state)->s;
     int v = distq_graph_find_value(s->g, name);
     if (v < 0) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no value '%s'", name);
-    memcpy(out, s->vals[v], (size_t)distq_value_numel(&s->g->values[v], s->N) * sizeof(float));
+    const distq_value *val = &s->g->values[v];
+    memcpy(out, s->vals[v], (size_t)distq_value_numel(val, s->N) * distq_dtype_size(val->dtype));
     return DISTQ_OK;
 }
 
 static int ref_has_kernel(distq_op op) { return ref_kernels[op] != NULL; }
+static int ref_has_int8_kernel(distq_op op) { return distq_ref_int8_kernels[op] != NULL; }
 static distq_backend_caps ref_caps(void) { return (distq_backend_caps){1, "plain C"}; }
 
 const distq_exec_i distq_exec_ref_i = {
     .name = "ref",
     .has_kernel = ref_has_kernel,
+    .has_int8_kernel = ref_has_int8_kernel,
     .caps = ref_caps,
     .create = ref_create,
     .run = ref_run,
