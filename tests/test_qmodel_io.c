@@ -477,7 +477,7 @@ static void test_malformed(void)
         {"weight_shape.h5", mut_weight_shape,
          "weight 'linear.weight' has shape (1000, 1000), expected (1000, 1024)"},
         {"scale_len.h5", mut_scale_len,
-         "weight scales 'linear.weight_scale' has shape (999), expected (1000)"},
+         "weight_scale 'linear.weight_scale' has shape (999), expected (1000)"},
         {"scale_zero.h5", mut_scale_zero, "weight scale 0 is 0, must be finite and > 0"},
         {"input.h5", mut_input, "'nope'"},
         {"no_scale.h5", mut_no_scale, "(int8 graph /int8): /graph/nodes/input.quant: missing attribute 'out_scale'"},

@@ -99,7 +99,7 @@ static distq_status check_weight(const distq_graph *g, const distq_node *n, cons
         return st;
     if (!param(g, n, DISTQ_PARAM_WEIGHT_SCALE))
         return NODE_ERR(n, "input '%s' is u8 but the node has no weight scales", x->name);
-    if ((st = check_param(g, n, DISTQ_PARAM_WEIGHT_SCALE, "weight scales", 1, 1, wdims))) return st;
+    if ((st = check_param(g, n, DISTQ_PARAM_WEIGHT_SCALE, "weight_scale", 1, 1, wdims))) return st;
     const float *ws = param(g, n, DISTQ_PARAM_WEIGHT_SCALE)->data;
     for (int64_t oc = 0; oc < wdims[0]; oc++)
         if (!(ws[oc] > 0.0f) || !isfinite(ws[oc]))

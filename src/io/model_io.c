@@ -4,7 +4,7 @@
  *
  *     /                 format = "distq-model", version = 2 (1 loads)
  *     /graph            input, input_shape, output, node_order
- *     /graph/nodes/<n>  op, inputs, output, params[5], the op's own attributes
+ *     /graph/nodes/<n>  op, inputs, output, params[6], the op's own attributes
  *     /tensors/<p>      one dataset per parameter, its dtype and shape
  *
  * The loader validates everything it reads and names the file plus the
