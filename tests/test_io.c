@@ -410,10 +410,10 @@ static void mut_bad_bias_shape(hid_t fid)
     h5_replace_dataset(fid, "/tensors/linear.bias", H5T_IEEE_F32LE, 1, dims);
 }
 
-static void mut_rank5(hid_t fid)
+static void mut_rank9(hid_t fid)
 {
-    hsize_t dims[5] = {1, 1, 1, 5, 3};
-    h5_replace_dataset(fid, "/tensors/linear.weight", H5T_IEEE_F32LE, 5, dims);
+    hsize_t dims[9] = {1, 1, 1, 1, 1, 1, 1, 5, 3};
+    h5_replace_dataset(fid, "/tensors/linear.weight", H5T_IEEE_F32LE, 9, dims);
 }
 
 static void mut_unknown_op(hid_t fid)
@@ -472,7 +472,7 @@ static void test_model_malformed(void)
                       "/tensors/linear.weight: has type float64");
     expect_load_error("bad_shape.h5", mut_bad_bias_shape, DISTQ_ERR_FORMAT,
                       "bias 'linear.bias' has shape (4), expected (5)");
-    expect_load_error("rank5.h5", mut_rank5, DISTQ_ERR_FORMAT, "rank 5, at most 4");
+    expect_load_error("rank9.h5", mut_rank9, DISTQ_ERR_FORMAT, "rank 9, at most 8");
     expect_load_error("unknown_op.h5", mut_unknown_op, DISTQ_ERR_FORMAT,
                       "node 'linear' has unknown op 'softmax2d'");
     expect_load_error("no_output.h5", mut_drop_node_output, DISTQ_ERR_FORMAT,

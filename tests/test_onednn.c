@@ -269,6 +269,51 @@ static void test_concat(void)
         }
 }
 
+/* Values of rank 6 and 8 (the reshape/transpose patterns of imported models
+ * produce them) through eltwise, mul, add and concat (along a negative axis),
+ * kept as the graph output and flattened into a linear. */
+static void test_nd_values(void)
+{
+    for (int to_linear = 0; to_linear <= 1; to_linear++) {
+        int64_t in[6] = {1, 2, 3, 2, 2, 3};
+        distq_graph *g = test_new_graph(6, in);
+        test_add_op(g, "s", DISTQ_OP_SIGMOID, NULL, "x", NULL, NULL);
+        test_add_op(g, "m", DISTQ_OP_MUL, NULL, "x", "s", NULL);
+        test_add_op(g, "h", DISTQ_OP_HARDSWISH, NULL, "m", NULL, NULL);
+        distq_attrs a = distq_attrs_default(DISTQ_OP_CONCAT);
+        a.axis = -2;
+        const char *cat_in[2] = {"h", "x"};
+        TEST_OK(distq_graph_add_node(g, "cat", DISTQ_OP_CONCAT, &a, 2, cat_in, NULL, "cat"));
+        test_add_op(g, "r", DISTQ_OP_RELU, NULL, "cat", NULL, NULL);
+        const char *out = "r";
+        if (to_linear) {
+            test_add_op(g, "flat", DISTQ_OP_FLATTEN, NULL, "r", NULL, NULL);
+            test_add_linear(g, "fc", "flat", 2 * 3 * 2 * 4 * 3, 5, 1, 70);
+            out = "fc";
+        }
+        test_finish(g, out);
+        int cat_index = distq_graph_find_value(g, "cat");
+        CU_ASSERT_FATAL(cat_index >= 0);
+        const distq_value *cat = &g->values[cat_index];
+        CU_ASSERT_EQUAL(cat->ndim, 6);
+        CU_ASSERT_EQUAL(cat->dims[4], 4);
+        for (int64_t batch = 1; batch <= 2; batch++) {
+            distq_graph *c = NULL;
+            TEST_OK(distq_graph_clone(g, &c));
+            check_backends(c, batch, 80, to_linear ? "rank 6, flatten + linear" : "rank 6 output");
+        }
+        distq_graph_destroy(g);
+    }
+    int64_t in8[8] = {1, 2, 1, 2, 1, 2, 1, 3};
+    distq_graph *g = test_new_graph(8, in8);
+    distq_attrs c = distq_attrs_default(DISTQ_OP_CLIP);
+    c.min = -0.5f, c.max = 0.25f;
+    test_add_op(g, "clip", DISTQ_OP_CLIP, &c, "x", NULL, NULL);
+    test_add_op(g, "add", DISTQ_OP_ADD, NULL, "x", "clip", NULL);
+    test_finish(g, "add");
+    check_backends(g, 3, 81, "rank 8: clip, add");
+}
+
 // --- conv + add (sum post-op) ----------------------------------------------------
 
 /* a = conv0(x); out = relu(conv1(a) + a) [+ a]. With keep_other the add's
@@ -676,6 +721,7 @@ int main(void)
         {"hardswish/hardsigmoid/clip/sigmoid/relu: fused and standalone", test_eltwise_fused_and_standalone},
         {"squeeze-excitation: broadcast mul, standalone bn", test_squeeze_excitation},
         {"concat of 2 and 11 inputs, channels and width", test_concat},
+        {"values of rank 6 and 8", test_nd_values},
         {"resnet18 batch 2", test_resnet18},
     };
     return test_run_suite("onednn", cases, (int)(sizeof cases / sizeof cases[0]));

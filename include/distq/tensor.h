@@ -16,7 +16,9 @@
 extern "C" {
 #endif
 
-#define DISTQ_MAX_DIMS 4
+/* 8: reshape/transpose patterns of imported models need 6 (shufflenet 5);
+ * oneDNN takes up to 12 */
+#define DISTQ_MAX_DIMS 8
 #define DISTQ_NAME_MAX 128
 
 typedef enum {

@@ -86,7 +86,8 @@ distq_status distq_graph_set_input(distq_graph *g, const char *name, int ndim,
 {
     if (ndim < 2 || ndim > DISTQ_MAX_DIMS || dims[0] != 1)
         return distq_error_set(DISTQ_ERR_INVALID_ARG,
-                               "graph input '%s': need 2..4 dims with dims[0] == 1", name);
+                               "graph input '%s': need 2..%d dims with dims[0] == 1", name,
+                               DISTQ_MAX_DIMS);
     for (int i = 1; i < ndim; i++)
         if (dims[i] < 1)
             return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph input '%s': dim %d is %lld",

@@ -31,8 +31,8 @@ distq_status distq_data_write(const char *path, const float *images, int ndim,
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_write: NULL argument");
     if (ndim < 2 || ndim > DISTQ_MAX_DIMS)
         return distq_error_set(DISTQ_ERR_INVALID_ARG,
-                               "%s: images need rank 2 (N, F) to 4 (N, C, H, W), got %d", path,
-                               ndim);
+                               "%s: images need rank 2 (N, F) to %d (N, C, H, W, ...), got %d",
+                               path, DISTQ_MAX_DIMS, ndim);
     for (int i = 0; i < ndim; i++) {
         if (dims[i] < 1) {
             char shape[96];
@@ -51,8 +51,9 @@ distq_status distq_data_write(const char *path, const float *images, int ndim,
                    DISTQ_ERR_IO, "%s: cannot create dataset", where);
     DISTQ_H5_CHECK(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, images),
                    DISTQ_ERR_IO, "%s: cannot write", where);
-    static const char *const layouts[DISTQ_MAX_DIMS + 1] = {"", "", "NF", "NCL", "NCHW"};
-    DISTQ_CHECK(distq_h5_attr_write_str(dset, "layout", layouts[ndim], where));
+    static const char *const layouts[] = {"", "", "NF", "NCL", "NCHW", "NCDHW"};
+    const char *layout = ndim < (int)(sizeof layouts / sizeof *layouts) ? layouts[ndim] : "N...";
+    DISTQ_CHECK(distq_h5_attr_write_str(dset, "layout", layout, where));
     distq_h5_close(&dset);
     distq_h5_close(&space);
 
@@ -76,7 +77,7 @@ cleanup:
     return st;
 }
 
-/* Opens a data file and checks it: format, /images f32 of rank 2..4, /labels
+/* Opens a data file and checks it: format, /images f32 of rank 2..DISTQ_MAX_DIMS, /labels
  * (if present) integer of length N. *images and *labels (or
  * H5I_INVALID_HID if absent) are returned open, with *fid. */
 static distq_status data_open(const char *path, hid_t fapl, hid_t *fid, hid_t *images,
@@ -112,8 +113,8 @@ static distq_status data_open(const char *path, hid_t fapl, hid_t *fid, hid_t *i
     DISTQ_CHECK(distq_h5_dataset_shape(*images, &info->ndim, info->dims, where));
     if (info->ndim < 2) {
         st = distq_error_set(DISTQ_ERR_FORMAT,
-                             "%s: has rank %d, expected 2 (N, F) to 4 (N, C, H, W)", where,
-                             info->ndim);
+                             "%s: has rank %d, expected 2 (N, F) to %d (N, C, H, W, ...)", where,
+                             info->ndim, DISTQ_MAX_DIMS);
         goto cleanup;
     }
     info->n = info->dims[0];

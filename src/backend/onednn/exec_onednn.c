@@ -739,10 +739,10 @@ static distq_status check_graph(const distq_graph *g)
     }
     for (int v = 0; v < g->n_values; v++) {
         const distq_value *val = &g->values[v];
-        if (val->dtype != DISTQ_DTYPE_F32 || (val->ndim != 2 && val->ndim != 4))
+        if (val->dtype != DISTQ_DTYPE_F32)
             return distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                                   "onednn fp32: value '%s' is %s with %d dims (want f32, 2 or 4 dims)",
-                                   val->name, distq_dtype_name(val->dtype), val->ndim);
+                                   "onednn fp32: value '%s' is %s (an fp32 graph has f32 values only)",
+                                   val->name, distq_dtype_name(val->dtype));
     }
     for (int p = 0; p < g->n_params; p++) {
         const distq_tensor *t = &g->params[p];

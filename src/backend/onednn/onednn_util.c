@@ -49,14 +49,11 @@ void distq_onednn_conv_geometry(const distq_attrs *a, const int64_t *wdims, dist
 
 dnnl_format_tag_t distq_onednn_plain_tag(int ndim)
 {
-    switch (ndim) {
-    case 1: return dnnl_a;
-    case 2: return dnnl_ab;
-    case 3: return dnnl_abc;
-    case 4: return dnnl_abcd;
-    case 5: return dnnl_abcde;
-    }
-    return dnnl_format_tag_undef;
+    static const dnnl_format_tag_t plain[] = {dnnl_format_tag_undef, dnnl_a, dnnl_ab, dnnl_abc,
+                                              dnnl_abcd, dnnl_abcde, dnnl_abcdef, dnnl_abcdefg,
+                                              dnnl_abcdefgh};
+    _Static_assert(sizeof plain / sizeof *plain == DISTQ_MAX_DIMS + 1, "a plain tag per rank");
+    return ndim >= 1 && ndim <= DISTQ_MAX_DIMS ? plain[ndim] : dnnl_format_tag_undef;
 }
 
 distq_status distq_onednn_query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index,
