@@ -431,7 +431,45 @@ static void mut_drop_node_output(hid_t fid)
 }
 
 static void mut_version99(hid_t fid) { h5_set_i64_attr(fid, "version", 99); }
-static void mut_version1(hid_t fid) { h5_set_i64_attr(fid, "version", 1); }
+/* Reads /graph input_shape (at most 8 dims); returns its rank. */
+static int read_input_shape(hid_t fid, int64_t *dims)
+{
+    hid_t a = H5Aopen_by_name(fid, "/graph", "input_shape", H5P_DEFAULT, H5P_DEFAULT);
+    CU_ASSERT_FATAL(a >= 0);
+    hid_t s = H5Aget_space(a);
+    int n = (int)H5Sget_simple_extent_npoints(s);
+    CU_ASSERT_FATAL(n >= 1 && n <= 8);
+    CU_ASSERT(H5Aread(a, H5T_NATIVE_INT64, dims) >= 0);
+    H5Sclose(s);
+    H5Aclose(a);
+    return n;
+}
+
+static void set_input_batch(hid_t fid, int64_t batch)
+{
+    int64_t dims[8];
+    int n = read_input_shape(fid, dims);
+    dims[0] = batch;
+    hid_t g = H5Gopen2(fid, "/graph", H5P_DEFAULT);
+    CU_ASSERT_FATAL(g >= 0);
+    CU_ASSERT(H5Adelete(g, "input_shape") >= 0);
+    hsize_t len = (hsize_t)n;
+    hid_t s = H5Screate_simple(1, &len, NULL);
+    hid_t a = H5Acreate2(g, "input_shape", H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+    CU_ASSERT_FATAL(a >= 0);
+    CU_ASSERT(H5Awrite(a, H5T_NATIVE_INT64, dims) >= 0);
+    H5Aclose(a);
+    H5Sclose(s);
+    H5Gclose(g);
+}
+
+/* what version 1 wrote: the version, and batch 1 in input_shape */
+static void mut_version1(hid_t fid)
+{
+    h5_set_i64_attr(fid, "version", 1);
+    set_input_batch(fid, 1);
+}
+static void mut_batch7(hid_t fid) { set_input_batch(fid, 7); }
 static void mut_format_name(hid_t fid) { h5_set_str_attr(fid, "format", "distq-data"); }
 static void mut_drop_format(hid_t fid) { CU_ASSERT(H5Adelete(fid, "format") >= 0); }
 static void mut_drop_version(hid_t fid) { CU_ASSERT(H5Adelete(fid, "version") >= 0); }
@@ -479,6 +517,17 @@ static void test_model_malformed(void)
                       "/graph/nodes/linear: missing attribute 'output'");
     expect_load_error("version99.h5", mut_version99, DISTQ_ERR_FORMAT,
                       "version 99 is not supported (this build reads versions 1 to 2)");
+    expect_load_error("batch7.h5", mut_batch7, DISTQ_ERR_FORMAT,
+                      "/graph: input_shape[0] is 7; the batch is -1 (any size) or 1");
+    /* the batch is symbolic in the file */
+    {
+        hid_t f = H5Fopen(tiny_model_path(), H5F_ACC_RDONLY, H5P_DEFAULT);
+        CU_ASSERT_FATAL(f >= 0);
+        int64_t dims[8];
+        CU_ASSERT(read_input_shape(f, dims) >= 2);
+        CU_ASSERT_EQUAL(dims[0], DISTQ_FILE_BATCH_ANY);
+        H5Fclose(f);
+    }
     /* a version-1 file (before the quantized ops) still loads */
     {
         char path[512];

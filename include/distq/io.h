@@ -24,6 +24,9 @@ extern "C" {
 #define DISTQ_MODEL_FORMAT "distq-model"
 #define DISTQ_MODEL_VERSION 2        /* 2: quantized ops and attributes; 1 still loads */
 #define DISTQ_MODEL_OLDEST_VERSION 1
+/* /graph input_shape[0] as written: the batch is symbolic (any size); files
+ * with 1 there (version 1, or written by hand) load the same way. */
+#define DISTQ_FILE_BATCH_ANY (-1)
 #define DISTQ_DATA_FORMAT "distq-data"
 #define DISTQ_DATA_VERSION 1
 #define DISTQ_OUTPUT_FORMAT "distq-output"

@@ -148,7 +148,11 @@ distq_status distq_h5_write_graph(hid_t fid, const distq_graph *g, const char *p
     DISTQ_H5_CHECK(graph = H5Gcreate2(fid, "graph", H5P_DEFAULT, attr_gcpl, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s: cannot create group", where);
     DISTQ_CHECK(distq_h5_attr_write_str(graph, "input", g->input_name, where));
-    DISTQ_CHECK(distq_h5_attr_write_i64(graph, "input_shape", g->input_ndim, g->input_dims, where));
+    /* the batch stays symbolic in the file: -1, any size (ONNX's dynamic axis) */
+    int64_t input_shape[DISTQ_MAX_DIMS];
+    memcpy(input_shape, g->input_dims, (size_t)g->input_ndim * sizeof *input_shape);
+    input_shape[0] = DISTQ_FILE_BATCH_ANY;
+    DISTQ_CHECK(distq_h5_attr_write_i64(graph, "input_shape", g->input_ndim, input_shape, where));
     DISTQ_CHECK(distq_h5_attr_write_str(graph, "output", g->output_name, where));
     order = distq_malloc((size_t)(g->n_nodes > 0 ? g->n_nodes : 1) * sizeof *order);
     if (!order) {
@@ -427,6 +431,13 @@ distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
     DISTQ_CHECK(distq_h5_attr_read_str(graph, "input", input, sizeof input, where));
     DISTQ_CHECK(distq_h5_attr_read_i64(graph, "input_shape", 1, DISTQ_MAX_DIMS, input_shape,
                                        &input_ndim, where));
+    if (input_shape[0] != DISTQ_FILE_BATCH_ANY && input_shape[0] != 1) {
+        st = distq_error_set(DISTQ_ERR_FORMAT,
+                             "%s: input_shape[0] is %lld; the batch is -1 (any size) or 1 (version 1 files)",
+                             where, (long long)input_shape[0]);
+        goto cleanup;
+    }
+    input_shape[0] = 1; /* in memory the batch is a placeholder 1; executors take theirs */
     DISTQ_CHECK(distq_h5_attr_read_str(graph, "output", output, sizeof output, where));
     DISTQ_CHECK(distq_h5_open_group(graph, "nodes", path, "/graph/nodes", &nodes));
     DISTQ_H5_CHECK(H5Gget_info(nodes, &info), DISTQ_ERR_FORMAT, "%s: cannot list /graph/nodes",
