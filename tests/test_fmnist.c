@@ -589,9 +589,8 @@ static void assert_graphs_equal(const distq_graph *a, const distq_graph *b)
         CU_ASSERT_STRING_EQUAL(a->nodes[i].name, b->nodes[i].name);
         CU_ASSERT_EQUAL(a->nodes[i].op, b->nodes[i].op);
         CU_ASSERT(distq_attrs_equal(a->nodes[i].op, &a->nodes[i].attr, &b->nodes[i].attr));
-        CU_ASSERT_EQUAL(memcmp(a->nodes[i].param_names, b->nodes[i].param_names,
-                               sizeof a->nodes[i].param_names),
-                        0);
+        for (int k = 0; k < DISTQ_MAX_PARAMS; k++)
+            CU_ASSERT_STRING_EQUAL(a->nodes[i].param_names[k], b->nodes[i].param_names[k]);
     }
     CU_ASSERT_EQUAL_FATAL(a->n_params, b->n_params);
     for (int i = 0; i < a->n_params; i++) {

@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "distq/exec.h"
 #include "distq/io.h"
+#include "distq/passes.h"
 #include "test_util.h"
 
 // --- helpers ------------------------------------------------------------------------
@@ -352,6 +354,80 @@ static void test_model_roundtrip_new_ops(void)
     distq_graph_destroy(g);
 }
 
+/* "<prefix>" followed by 'a'..'z' repeated up to len bytes, in buf[len + 1]. */
+static const char *long_name(char *buf, size_t len, const char *prefix)
+{
+    size_t p = strlen(prefix);
+    memcpy(buf, prefix, p);
+    for (size_t i = p; i < len; i++) buf[i] = (char)('a' + i % 26);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Names of any length (ONNX's run long): a conv + bn + relu graph whose
+ * every name is 300 to 700 bytes survives BN folding (which makes a bias
+ * named after the conv), cloning, a file round trip and get_value on both
+ * backends by name. */
+static void test_model_long_names(void)
+{
+    static char x[301], conv[402], w[503], bn[604], relu[705], bnp[4][520];
+    long_name(x, 300, "x:");
+    long_name(conv, 401, "conv:");
+    long_name(w, 502, "conv.weight:");
+    long_name(bn, 603, "bn:");
+    long_name(relu, 704, "relu:");
+    for (int k = 0; k < 4; k++) {
+        char prefix[16];
+        snprintf(prefix, sizeof prefix, "bn.p%d:", k);
+        long_name(bnp[k], 519, prefix);
+    }
+    int64_t in[4] = {1, 2, 5, 5}, wd[4] = {3, 2, 3, 3}, c3 = 3;
+    float wv[54], ones[3] = {1, 1, 1}, zeros[3] = {0, 0, 0};
+    for (int i = 0; i < 54; i++) wv[i] = (float)((i * 7) % 11) / 11.0f - 0.5f;
+    distq_graph *g = NULL, *clone = NULL, *back = NULL;
+    TEST_OK(distq_graph_create(&g));
+    TEST_OK(distq_graph_set_input(g, x, 4, in));
+    TEST_OK(distq_graph_add_param(g, w, DISTQ_DTYPE_F32, 4, wd, wv, NULL));
+    TEST_OK(distq_graph_add_param(g, bnp[0], DISTQ_DTYPE_F32, 1, &c3, ones, NULL));
+    TEST_OK(distq_graph_add_param(g, bnp[1], DISTQ_DTYPE_F32, 1, &c3, zeros, NULL));
+    TEST_OK(distq_graph_add_param(g, bnp[2], DISTQ_DTYPE_F32, 1, &c3, zeros, NULL));
+    TEST_OK(distq_graph_add_param(g, bnp[3], DISTQ_DTYPE_F32, 1, &c3, ones, NULL));
+    distq_attrs ca = distq_attrs_default(DISTQ_OP_CONV2D);
+    ca.padding[0] = ca.padding[1] = 1;
+    const char *xin[] = {x}, *cin[] = {conv}, *bin[] = {bn};
+    const char *cp[DISTQ_MAX_PARAMS] = {w}, *bp[DISTQ_MAX_PARAMS] = {bnp[0], bnp[1], bnp[2], bnp[3]};
+    TEST_OK(distq_graph_add_node(g, conv, DISTQ_OP_CONV2D, &ca, 1, xin, cp, conv));
+    TEST_OK(distq_graph_add_node(g, bn, DISTQ_OP_BATCH_NORM, NULL, 1, cin, bp, bn));
+    TEST_OK(distq_graph_add_node(g, relu, DISTQ_OP_RELU, NULL, 1, bin, NULL, relu));
+    TEST_OK(distq_graph_set_output(g, relu));
+    TEST_OK(distq_graph_finalize(g));
+    int folded = 0;
+    TEST_OK(distq_pass_fold_bn(g, &folded));
+    CU_ASSERT_EQUAL(folded, 1);
+    char bias[420];
+    snprintf(bias, sizeof bias, "%s.bias", conv);
+    CU_ASSERT_PTR_NOT_NULL(distq_graph_find_param(g, bias));
+    CU_ASSERT_EQUAL(strlen(g->values[g->output_value].name), 704);
+    TEST_OK(distq_graph_clone(g, &clone));
+    char path[512];
+    roundtrip(clone, "long_names_rt.h5", path, sizeof path);
+    TEST_OK(distq_model_load(path, &back));
+    assert_graphs_equal(g, back);
+    for (int b = 0; b < 2; b++) {
+        distq_exec *e = NULL;
+        float input[50], out[75], got[75];
+        for (int i = 0; i < 50; i++) input[i] = (float)i / 50.0f - 0.5f;
+        TEST_OK(distq_exec_create(b ? DISTQ_BACKEND_ONEDNN : DISTQ_BACKEND_REF, back, 1, &e));
+        TEST_OK(distq_exec_run(e, input, out));
+        TEST_OK(distq_exec_get_value(e, relu, got));
+        CU_ASSERT_EQUAL(memcmp(out, got, sizeof out), 0);
+        distq_exec_destroy(e);
+    }
+    distq_graph_destroy(back);
+    distq_graph_destroy(clone);
+    distq_graph_destroy(g);
+}
+
 /* /graph must survive H5Ocopy (h5copy, h5py's Group.copy, torch2h5.py): HDF5
  * before 1.14.4 segfaults copying dense variable-length string attributes
  * (HDFGroup/hdf5#2414), so the writer keeps them compact. */
@@ -593,7 +669,7 @@ static void test_model_save_atomic(void)
 
     /* Fails after the temporary file has been created and partly written. */
     TEST_OK(distq_graph_clone(g, &broken));
-    strcpy(broken->nodes[0].name, "linear/0");
+    TEST_OK(distq_graph_intern(broken, "linear/0", &broken->nodes[0].name));
     TEST_ERR_PATH(distq_model_save(broken, path), DISTQ_ERR_INVALID_ARG, "'linear/0'", path);
     /* Fails before anything is written. */
     TEST_OK(distq_graph_create(&empty));
@@ -847,6 +923,7 @@ int main(void)
         {"model round trip: every op attribute", test_model_roundtrip_tiny},
         {"model round trip: hardswish..concat (variadic)", test_model_roundtrip_new_ops},
         {"model without node_order", test_model_without_node_order},
+        {"names of any length: fold, clone, file, executors", test_model_long_names},
         {"model /graph survives H5Ocopy", test_model_graph_copies},
         {"malformed model files", test_model_malformed},
         {"not HDF5, truncated, missing", test_model_not_hdf5},

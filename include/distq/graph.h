@@ -105,14 +105,17 @@ enum {
     DISTQ_MAX_PARAMS = 6
 };
 
+/* Names are of any length (ONNX's run long) and owned by the graph that holds
+ * them (its string store, freed with it): a node or tensor of one graph never
+ * points at another graph's names. */
 typedef struct {
-    char name[DISTQ_NAME_MAX];
+    const char *name;
     distq_op op;
     distq_attrs attr;
-    int n_inputs;                            /* any count the op's arity allows */
-    char (*input_names)[DISTQ_NAME_MAX];     /* n_inputs names, owned by the graph */
-    char param_names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX]; /* "" = slot empty */
-    char output_name[DISTQ_NAME_MAX];
+    int n_inputs;                                /* any count the op's arity allows */
+    const char **input_names;                    /* n_inputs names; the array is the node's */
+    const char *param_names[DISTQ_MAX_PARAMS];   /* "" = slot empty */
+    const char *output_name;
     /* Resolved by distq_graph_finalize(): */
     int *inputs;                  /* n_inputs value indices, owned by the graph */
     int params[DISTQ_MAX_PARAMS]; /* parameter index or -1 */
@@ -122,7 +125,7 @@ typedef struct {
 /* A value is f32, or u8 codes of real = scale * (q - zero_point) with q in
  * [0, quant_max]. Inference derives dtype and qparams from the producer. */
 typedef struct {
-    char name[DISTQ_NAME_MAX];
+    const char *name;             /* its producer's output_name (or the graph input's) */
     distq_dtype dtype;            /* F32 or U8 */
     int ndim;
     int64_t dims[DISTQ_MAX_DIMS]; /* dims[0] == 1 (batch placeholder) */
@@ -140,12 +143,14 @@ typedef struct distq_graph {
     distq_tensor *params; /* owned, with data */
     int n_values, cap_values;
     distq_value *values; /* filled by finalize; [0] is the graph input */
-    char input_name[DISTQ_NAME_MAX];
+    const char *input_name; /* NULL until set */
     int input_ndim;
     int64_t input_dims[DISTQ_MAX_DIMS]; /* (1, C, H, W) or (1, F) */
-    char output_name[DISTQ_NAME_MAX];
+    const char *output_name; /* NULL until set */
     int input_value, output_value; /* value indices after finalize */
     int finalized;
+    int n_strings, cap_strings;
+    char **strings; /* the string store: every name above points into it */
 } distq_graph;
 
 /* --- the op registry (src/graph/op_registry.c) ----------------------------
@@ -238,6 +243,12 @@ int distq_graph_find_node(const distq_graph *g, const char *name);
 
 /* Removes node i (freeing what it owns). Un-finalizes the graph. */
 void distq_graph_remove_node(distq_graph *g, int i);
+/* *out = a copy of s in g's string store, valid as long as g: what a pass
+ * assigns to a name field. s must not be empty. */
+distq_status distq_graph_intern(distq_graph *g, const char *s, const char **out);
+/* The same for base followed by suffix ("conv1" ".bias"). */
+distq_status distq_graph_intern_suffixed(distq_graph *g, const char *base, const char *suffix,
+                                         const char **out);
 
 /* Drops parameters that no node references (e.g. a folded BN's). Un-finalizes
  * the graph: call distq_graph_finalize() after. *n_removed is optional. */

@@ -19,6 +19,8 @@ extern "C" {
 /* 8: reshape/transpose patterns of imported models need 6 (shufflenet 5);
  * oneDNN takes up to 12 */
 #define DISTQ_MAX_DIMS 8
+/* Room for short fixed strings (formats, op and observer kinds, enum names);
+ * graph names have no length limit. */
 #define DISTQ_NAME_MAX 128
 
 typedef enum {
@@ -50,7 +52,7 @@ int distq_alloc_failed(void);
 int64_t distq_alloc_live(void);
 
 typedef struct distq_tensor {
-    char name[DISTQ_NAME_MAX];
+    const char *name; /* owned by the graph holding the tensor (any length) */
     distq_dtype dtype;
     int ndim;
     int64_t dims[DISTQ_MAX_DIMS];

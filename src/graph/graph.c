@@ -39,7 +39,7 @@ distq_status distq_graph_create(distq_graph **out)
 
 static void free_node(distq_node *n)
 {
-    distq_free(n->input_names);
+    distq_free((void *)n->input_names);
     distq_free(n->inputs);
     n->input_names = NULL;
     n->inputs = NULL;
@@ -48,6 +48,8 @@ static void free_node(distq_node *n)
 void distq_graph_destroy(distq_graph *g)
 {
     if (!g) return;
+    for (int i = 0; i < g->n_strings; i++) distq_free(g->strings[i]);
+    distq_free(g->strings);
     for (int i = 0; i < g->n_params; i++) distq_free(g->params[i].data);
     distq_free(g->params);
     for (int i = 0; i < g->n_nodes; i++) free_node(&g->nodes[i]);
@@ -71,14 +73,40 @@ static distq_status grow(void **arr, int *cap, int need, size_t elem)
     return DISTQ_OK;
 }
 
-static distq_status copy_name(char *dst, const char *src, const char *what)
+static const char empty_name[] = ""; /* an empty parameter slot */
+
+distq_status distq_graph_intern(distq_graph *g, const char *s, const char **out)
+{
+    if (!s || !s[0]) return distq_error_set(DISTQ_ERR_INVALID_ARG, "empty name");
+    distq_status st = grow((void **)&g->strings, &g->cap_strings, g->n_strings + 1, sizeof *g->strings);
+    if (st) return st;
+    size_t len = strlen(s);
+    char *copy = distq_malloc(len + 1);
+    if (!copy) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory for a name of %zu bytes", len);
+    memcpy(copy, s, len + 1);
+    g->strings[g->n_strings++] = copy;
+    *out = copy;
+    return DISTQ_OK;
+}
+
+distq_status distq_graph_intern_suffixed(distq_graph *g, const char *base, const char *suffix,
+                                         const char **out)
+{
+    size_t a = strlen(base), b = strlen(suffix);
+    char *joined = distq_malloc(a + b + 1);
+    if (!joined) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory for the name '%s%s'", base, suffix);
+    memcpy(joined, base, a);
+    memcpy(joined + a, suffix, b + 1);
+    distq_status st = distq_graph_intern(g, joined, out);
+    distq_free(joined);
+    return st;
+}
+
+/* *dst = g's copy of src; names may be of any length, never empty. */
+static distq_status copy_name(distq_graph *g, const char **dst, const char *src, const char *what)
 {
     if (!src || !src[0]) return distq_error_set(DISTQ_ERR_INVALID_ARG, "empty %s name", what);
-    if (strlen(src) >= DISTQ_NAME_MAX)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s name '%.40s...' longer than %d bytes",
-                               what, src, DISTQ_NAME_MAX - 1);
-    strcpy(dst, src);
-    return DISTQ_OK;
+    return distq_graph_intern(g, src, dst);
 }
 
 distq_status distq_graph_set_input(distq_graph *g, const char *name, int ndim,
@@ -92,7 +120,7 @@ distq_status distq_graph_set_input(distq_graph *g, const char *name, int ndim,
         if (dims[i] < 1)
             return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph input '%s': dim %d is %lld",
                                    name, i, (long long)dims[i]);
-    distq_status st = copy_name(g->input_name, name, "graph input");
+    distq_status st = copy_name(g, &g->input_name, name, "graph input");
     if (st) return st;
     g->input_ndim = ndim;
     memcpy(g->input_dims, dims, (size_t)ndim * sizeof *dims);
@@ -103,7 +131,7 @@ distq_status distq_graph_set_input(distq_graph *g, const char *name, int ndim,
 distq_status distq_graph_set_output(distq_graph *g, const char *name)
 {
     g->finalized = 0;
-    return copy_name(g->output_name, name, "graph output");
+    return copy_name(g, &g->output_name, name, "graph output");
 }
 
 distq_status distq_graph_add_param(distq_graph *g, const char *name, distq_dtype dtype,
@@ -119,7 +147,7 @@ distq_status distq_graph_add_param(distq_graph *g, const char *name, distq_dtype
     if (st) return st;
     distq_tensor *t = &g->params[g->n_params];
     memset(t, 0, sizeof *t);
-    if ((st = copy_name(t->name, name, "tensor"))) return st;
+    if ((st = copy_name(g, &t->name, name, "tensor"))) return st;
     t->dtype = dtype;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) {
@@ -151,7 +179,8 @@ distq_status distq_graph_add_node(distq_graph *g, const char *name, distq_op op,
     if (st) return st;
     distq_node *n = &g->nodes[g->n_nodes];
     memset(n, 0, sizeof *n);
-    if ((st = copy_name(n->name, name, "node"))) return st;
+    if ((st = copy_name(g, &n->name, name, "node"))) return st;
+    for (int i = 0; i < DISTQ_MAX_PARAMS; i++) n->param_names[i] = empty_name;
     n->op = op;
     n->attr = attr ? *attr : distq_attrs_default(op);
     n->n_inputs = n_inputs;
@@ -162,10 +191,10 @@ distq_status distq_graph_add_node(distq_graph *g, const char *name, distq_op op,
         return distq_error_set(DISTQ_ERR_NOMEM, "node '%s': out of memory for %d inputs", name,
                                n_inputs);
     }
-    for (int i = 0; i < n_inputs && !st; i++) st = copy_name(n->input_names[i], inputs[i], "input");
+    for (int i = 0; i < n_inputs && !st; i++) st = copy_name(g, &n->input_names[i], inputs[i], "input");
     for (int i = 0; !st && params && i < DISTQ_MAX_PARAMS; i++)
-        if (params[i] && params[i][0]) st = copy_name(n->param_names[i], params[i], "param");
-    if (!st) st = copy_name(n->output_name, output, "output");
+        if (params[i] && params[i][0]) st = copy_name(g, &n->param_names[i], params[i], "param");
+    if (!st) st = copy_name(g, &n->output_name, output, "output");
     if (st) {
         free_node(n);
         return st;
@@ -204,10 +233,10 @@ static distq_status build_values(distq_graph *g)
     g->n_values = 0;
     distq_status st = grow((void **)&g->values, &g->cap_values, g->n_nodes + 1, sizeof *g->values);
     if (st) return st;
-    if (!g->input_name[0]) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no input");
+    if (!g->input_name) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no input");
     distq_value *in = &g->values[g->n_values++];
     memset(in, 0, sizeof *in);
-    strcpy(in->name, g->input_name);
+    in->name = g->input_name;
     in->dtype = DISTQ_DTYPE_F32;
     in->ndim = g->input_ndim;
     memcpy(in->dims, g->input_dims, sizeof in->dims);
@@ -220,7 +249,7 @@ static distq_status build_values(distq_graph *g)
                                    n->output_name);
         distq_value *v = &g->values[g->n_values++];
         memset(v, 0, sizeof *v);
-        strcpy(v->name, n->output_name);
+        v->name = n->output_name;
         v->producer = i;
     }
     return DISTQ_OK;
@@ -307,8 +336,9 @@ distq_status distq_graph_finalize(distq_graph *g)
         for (int k = 0; k < g->nodes[i].n_inputs; k++) g->values[g->nodes[i].inputs[k]].n_consumers++;
     }
     g->input_value = 0;
+    if (!g->output_name) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no output");
     g->output_value = distq_graph_find_value(g, g->output_name);
-    if (!g->output_name[0] || g->output_value < 0)
+    if (g->output_value < 0)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph output '%s' is not produced by any node",
                                g->output_name);
     g->values[g->output_value].n_consumers++;
@@ -353,25 +383,30 @@ distq_status distq_graph_clone(const distq_graph *g, distq_graph **out)
         const distq_tensor *t = &g->params[i];
         st = distq_graph_add_param(c, t->name, t->dtype, t->ndim, t->dims, t->data, NULL);
     }
-    /* g's nodes are valid already: copy them (and their input arrays) as they are */
+    /* g's nodes are valid already: copy them as they are, names into c's store */
     if (!st) st = grow((void **)&c->nodes, &c->cap_nodes, g->n_nodes, sizeof *c->nodes);
     for (int i = 0; i < g->n_nodes && !st; i++) {
         const distq_node *n = &g->nodes[i];
         distq_node *m = &c->nodes[i];
         *m = *n;
-        m->input_names = distq_malloc((size_t)n->n_inputs * sizeof *m->input_names);
+        m->input_names = distq_calloc((size_t)n->n_inputs * sizeof *m->input_names);
         m->inputs = distq_malloc((size_t)n->n_inputs * sizeof *m->inputs);
         c->n_nodes = i + 1; /* destroy frees m's arrays from here on */
         if (!m->input_names || !m->inputs) {
             st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory cloning node '%s'", n->name);
             break;
         }
-        memcpy(m->input_names, n->input_names, (size_t)n->n_inputs * sizeof *m->input_names);
         memcpy(m->inputs, n->inputs, (size_t)n->n_inputs * sizeof *m->inputs);
+        st = copy_name(c, &m->name, n->name, "node");
+        for (int k = 0; k < n->n_inputs && !st; k++)
+            st = copy_name(c, &m->input_names[k], n->input_names[k], "input");
+        for (int k = 0; k < DISTQ_MAX_PARAMS && !st; k++)
+            if (n->param_names[k][0]) st = copy_name(c, &m->param_names[k], n->param_names[k], "param");
+        if (!st) st = copy_name(c, &m->output_name, n->output_name, "output");
     }
+    if (!st && g->input_name) st = copy_name(c, &c->input_name, g->input_name, "graph input");
+    if (!st && g->output_name) st = copy_name(c, &c->output_name, g->output_name, "graph output");
     if (!st) {
-        memcpy(c->input_name, g->input_name, sizeof c->input_name);
-        memcpy(c->output_name, g->output_name, sizeof c->output_name);
         memcpy(c->input_dims, g->input_dims, sizeof c->input_dims);
         c->input_ndim = g->input_ndim;
         if (g->finalized) st = distq_graph_finalize(c);

@@ -396,29 +396,29 @@ cleanup:
     return st;
 }
 
-/* Reads n strings (variable or fixed length) into dst + i * stride, each of
- * capacity cap bytes including the terminator. */
-static distq_status attr_read_strings(hid_t attr, hid_t ftype, hid_t space, int n, char *dst,
-                                      size_t stride, size_t cap, const char *name,
-                                      const char *where)
+/* Reads the n strings of attr (variable or fixed length) into one block:
+ * *out = n pointers followed by the characters they point to; one
+ * distq_free releases it. Strings are of any length. */
+static distq_status attr_read_list(hid_t attr, hid_t ftype, hid_t space, int n, char ***out,
+                                   const char *name, const char *where)
 {
     distq_status st = DISTQ_OK;
     hid_t mtype = H5I_INVALID_HID;
     char **vs = NULL; /* variable-length: one pointer per value */
-    char *fixed = NULL;
+    char *fixed = NULL, **list = NULL;
+    size_t size = 0, total = 0, *lens = NULL;
     htri_t is_var;
     int read_done = 0;
     H5T_cset_t cset;
+    *out = NULL;
     DISTQ_H5_CHECK(is_var = H5Tis_variable_str(ftype), DISTQ_ERR_FORMAT,
                    "%s: attribute '%s': string type", where, name);
     DISTQ_H5_CHECK(cset = H5Tget_cset(ftype), DISTQ_ERR_FORMAT,
                    "%s: attribute '%s': string type", where, name);
+    lens = distq_calloc((size_t)(n > 0 ? n : 1) * sizeof *lens);
+    if (!lens) goto nomem;
     if (is_var) {
-        vs = distq_calloc((size_t)(n > 0 ? n : 1) * sizeof *vs);
-        if (!vs) {
-            st = distq_error_set(DISTQ_ERR_NOMEM, "%s: attribute '%s': out of memory", where, name);
-            goto cleanup;
-        }
+        if (!(vs = distq_calloc((size_t)(n > 0 ? n : 1) * sizeof *vs))) goto nomem;
         DISTQ_H5_CHECK(mtype = H5Tcopy(H5T_C_S1), DISTQ_ERR_FORMAT, "%s: H5Tcopy", where);
         DISTQ_H5_CHECK(H5Tset_size(mtype, H5T_VARIABLE), DISTQ_ERR_FORMAT, "%s: H5Tset_size",
                        where);
@@ -426,51 +426,43 @@ static distq_status attr_read_strings(hid_t attr, hid_t ftype, hid_t space, int 
         DISTQ_H5_CHECK(H5Aread(attr, mtype, vs), DISTQ_ERR_FORMAT,
                        "%s: cannot read attribute '%s'", where, name);
         read_done = 1;
-        for (int i = 0; i < n; i++) {
-            const char *s = vs[i] ? vs[i] : "";
-            size_t len = strlen(s);
-            if (len >= cap) {
-                st = distq_error_set(DISTQ_ERR_FORMAT,
-                                     "%s: attribute '%s' value %d is too long "
-                                     "(%zu bytes, at most %zu)",
-                                     where, name, i, len, cap - 1);
-                goto cleanup;
-            }
-            memcpy(dst + (size_t)i * stride, s, len + 1);
-        }
+        for (int i = 0; i < n; i++) lens[i] = vs[i] ? strlen(vs[i]) : 0;
     } else {
-        size_t size = H5Tget_size(ftype);
+        size = H5Tget_size(ftype);
         if (size == 0) {
             st = distq_h5_fail(DISTQ_ERR_FORMAT, __FILE__, __LINE__,
                                "%s: attribute '%s': string size", where, name);
             goto cleanup;
         }
-        fixed = distq_malloc(size * (size_t)(n > 0 ? n : 1));
-        if (!fixed) {
-            st = distq_error_set(DISTQ_ERR_NOMEM, "%s: attribute '%s': out of memory", where, name);
-            goto cleanup;
-        }
+        if (!(fixed = distq_malloc(size * (size_t)(n > 0 ? n : 1)))) goto nomem;
         DISTQ_H5_CHECK(mtype = H5Tcopy(ftype), DISTQ_ERR_FORMAT, "%s: H5Tcopy", where);
         DISTQ_H5_CHECK(H5Aread(attr, mtype, fixed), DISTQ_ERR_FORMAT,
                        "%s: cannot read attribute '%s'", where, name);
         H5T_str_t pad = H5Tget_strpad(ftype);
         for (int i = 0; i < n; i++) {
-            const char *s = fixed + (size_t)i * size;
+            const char *f = fixed + (size_t)i * size;
             size_t len = 0;
-            while (len < size && s[len]) len++;
+            while (len < size && f[len]) len++;
             if (pad == H5T_STR_SPACEPAD)
-                while (len > 0 && s[len - 1] == ' ') len--;
-            if (len >= cap) {
-                st = distq_error_set(DISTQ_ERR_FORMAT,
-                                     "%s: attribute '%s' value %d is too long "
-                                     "(%zu bytes, at most %zu)",
-                                     where, name, i, len, cap - 1);
-                goto cleanup;
-            }
-            memcpy(dst + (size_t)i * stride, s, len);
-            dst[(size_t)i * stride + len] = '\0';
+                while (len > 0 && f[len - 1] == ' ') len--;
+            lens[i] = len;
         }
     }
+    for (int i = 0; i < n; i++) total += lens[i] + 1;
+    if (!(list = distq_malloc((size_t)(n > 0 ? n : 1) * sizeof *list + total))) goto nomem;
+    char *chars = (char *)(list + (n > 0 ? n : 1));
+    for (int i = 0; i < n; i++) {
+        const char *src = is_var ? (vs[i] ? vs[i] : "") : fixed + (size_t)i * size;
+        memcpy(chars, src, lens[i]);
+        chars[lens[i]] = '\0';
+        list[i] = chars;
+        chars += lens[i] + 1;
+    }
+    *out = list;
+    list = NULL;
+    goto cleanup;
+nomem:
+    st = distq_error_set(DISTQ_ERR_NOMEM, "%s: attribute '%s': out of memory", where, name);
 cleanup:
     if (read_done) {
         H5E_BEGIN_TRY { H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, vs); }
@@ -479,6 +471,29 @@ cleanup:
     distq_h5_close(&mtype);
     distq_free(vs);
     distq_free(fixed);
+    distq_free(lens);
+    distq_free(list);
+    return st;
+}
+
+/* Reads n strings into dst + i * stride, each of capacity cap bytes
+ * including the terminator (a longer one is DISTQ_ERR_FORMAT). */
+static distq_status attr_read_strings(hid_t attr, hid_t ftype, hid_t space, int n, char *dst,
+                                      size_t stride, size_t cap, const char *name,
+                                      const char *where)
+{
+    char **list = NULL;
+    distq_status st = attr_read_list(attr, ftype, space, n, &list, name, where);
+    for (int i = 0; st == DISTQ_OK && i < n; i++) {
+        size_t len = strlen(list[i]);
+        if (len >= cap)
+            st = distq_error_set(DISTQ_ERR_FORMAT,
+                                 "%s: attribute '%s' value %d is too long (%zu bytes, at most %zu)",
+                                 where, name, i, len, cap - 1);
+        else
+            memcpy(dst + (size_t)i * stride, list[i], len + 1);
+    }
+    distq_free(list);
     return st;
 }
 
@@ -515,29 +530,17 @@ cleanup:
     return st;
 }
 
-distq_status distq_h5_attr_read_strs_alloc(hid_t loc, const char *name, int min_n,
-                                           char (**names)[DISTQ_NAME_MAX], int *n,
-                                           const char *where)
+distq_status distq_h5_attr_read_strlist(hid_t loc, const char *name, int min_n, int max_n,
+                                        char ***list, int *n, const char *where)
 {
     distq_status st = DISTQ_OK;
     hid_t attr = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
     *n = 0;
-    *names = NULL;
-    DISTQ_CHECK(attr_open(loc, name, H5T_STRING, "an array of strings", min_n, 1 << 20, &attr,
-                          &type, &space, n, where));
-    *names = distq_calloc((size_t)(*n > 0 ? *n : 1) * sizeof **names);
-    if (!*names) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory for %d names in '%s'", where, *n,
-                             name);
-        goto cleanup;
-    }
-    DISTQ_CHECK(attr_read_strings(attr, type, space, *n, (*names)[0], DISTQ_NAME_MAX,
-                                  DISTQ_NAME_MAX, name, where));
+    *list = NULL;
+    DISTQ_CHECK(attr_open(loc, name, H5T_STRING, min_n == 1 && max_n == 1 ? "a string" : "an array of strings",
+                          min_n, max_n, &attr, &type, &space, n, where));
+    DISTQ_CHECK(attr_read_list(attr, type, space, *n, list, name, where));
 cleanup:
-    if (st) {
-        distq_free(*names);
-        *names = NULL;
-    }
     distq_h5_close(&space);
     distq_h5_close(&type);
     distq_h5_close(&attr);

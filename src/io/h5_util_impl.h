@@ -143,10 +143,11 @@ distq_status distq_h5_attr_read_str(hid_t loc, const char *name, char *buf, size
  * names[max_n][DISTQ_NAME_MAX]; *n gets the count. */
 distq_status distq_h5_attr_read_strs(hid_t loc, const char *name, int min_n, int max_n,
                                      char (*names)[DISTQ_NAME_MAX], int *n, const char *where);
-/* The same for any count >= min_n: *names is allocated (distq_free it). */
-distq_status distq_h5_attr_read_strs_alloc(hid_t loc, const char *name, int min_n,
-                                           char (**names)[DISTQ_NAME_MAX], int *n,
-                                           const char *where);
+/* Reads a string attribute of between min_n and max_n values, each of any
+ * length, into one allocated block: (*list)[i] for i < *n; distq_free(*list)
+ * releases it all. min_n = max_n = 1 reads a scalar string. */
+distq_status distq_h5_attr_read_strlist(hid_t loc, const char *name, int min_n, int max_n,
+                                        char ***list, int *n, const char *where);
 /* Reads an integer attribute of between min_n and max_n values (a scalar
  * counts as 1) into v; *n (optional) gets the count. */
 distq_status distq_h5_attr_read_i64(hid_t loc, const char *name, int min_n, int max_n,

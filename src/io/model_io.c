@@ -216,25 +216,29 @@ cleanup:
 
 // --- load -------------------------------------------------------------------------
 
-/* Name of link idx of group grp in the given index order. */
-static distq_status link_name(hid_t grp, H5_index_t index, hsize_t idx, char *name,
+/* *name = the name (any length, distq_free it) of link idx of group grp in
+ * the given index order. */
+static distq_status link_name(hid_t grp, H5_index_t index, hsize_t idx, char **name,
                               const char *where)
 {
     distq_status st = DISTQ_OK;
     ssize_t len;
+    *name = NULL;
     DISTQ_H5_CHECK(len = H5Lget_name_by_idx(grp, ".", index, H5_ITER_INC, idx, NULL, 0,
                                             H5P_DEFAULT),
                    DISTQ_ERR_FORMAT, "%s: cannot list member %llu", where, (unsigned long long)idx);
-    if (len >= DISTQ_NAME_MAX) {
-        st = distq_error_set(DISTQ_ERR_FORMAT,
-                             "%s: member %llu has a name of %zd bytes (at most %d)", where,
-                             (unsigned long long)idx, len, DISTQ_NAME_MAX - 1);
+    if (!(*name = distq_malloc((size_t)len + 1))) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory for a name of %zd bytes", where, len);
         goto cleanup;
     }
-    DISTQ_H5_CHECK(H5Lget_name_by_idx(grp, ".", index, H5_ITER_INC, idx, name, DISTQ_NAME_MAX,
+    DISTQ_H5_CHECK(H5Lget_name_by_idx(grp, ".", index, H5_ITER_INC, idx, *name, (size_t)len + 1,
                                       H5P_DEFAULT),
                    DISTQ_ERR_FORMAT, "%s: cannot list member %llu", where, (unsigned long long)idx);
 cleanup:
+    if (st) {
+        distq_free(*name);
+        *name = NULL;
+    }
     return st;
 }
 
@@ -263,7 +267,7 @@ static distq_status read_tensors(hid_t fid, const char *path, distq_graph *g)
     distq_status st = DISTQ_OK;
     hid_t tensors = H5I_INVALID_HID, gcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     hid_t type = H5I_INVALID_HID;
-    char gwhere[DISTQ_H5_WHERE_MAX], where[DISTQ_H5_WHERE_MAX], name[DISTQ_NAME_MAX];
+    char gwhere[DISTQ_H5_WHERE_MAX], where[DISTQ_H5_WHERE_MAX], *name = NULL;
     char tt[64];
     H5G_info_t info;
     unsigned crt_flags = 0;
@@ -280,7 +284,8 @@ static distq_status read_tensors(hid_t fid, const char *path, distq_graph *g)
         int ndim = 0;
         int64_t dims[DISTQ_MAX_DIMS];
         distq_tensor *t = NULL;
-        DISTQ_CHECK(link_name(tensors, index, i, name, gwhere));
+        distq_free(name);
+        DISTQ_CHECK(link_name(tensors, index, i, &name, gwhere));
         snprintf(where, sizeof where, "%s: dataset /tensors/%s", path, name);
         DISTQ_H5_CHECK(dset = H5Dopen2(tensors, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
                        "%s: /tensors/%s is not a dataset", path, name);
@@ -308,6 +313,7 @@ static distq_status read_tensors(hid_t fid, const char *path, distq_graph *g)
         distq_h5_close(&dset);
     }
 cleanup:
+    distq_free(name);
     distq_h5_close(&type);
     distq_h5_close(&dset);
     distq_h5_close(&gcpl);
@@ -320,10 +326,10 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
 {
     distq_status st = DISTQ_OK;
     hid_t grp = H5I_INVALID_HID;
-    char where[DISTQ_H5_WHERE_MAX], opname[DISTQ_NAME_MAX], output[DISTQ_NAME_MAX];
-    char (*ins)[DISTQ_NAME_MAX] = NULL, params[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX];
-    const char **in_ptrs = NULL, *param_ptrs[DISTQ_MAX_PARAMS];
-    int n_ins = 0, n_params = 0;
+    char where[DISTQ_H5_WHERE_MAX], opname[DISTQ_NAME_MAX];
+    char **ins = NULL, **output = NULL, **params = NULL; /* strlists: names of any length */
+    const char *param_ptrs[DISTQ_MAX_PARAMS];
+    int n_ins = 0, n_params = 0, n_out = 0;
     distq_op op;
     snprintf(where, sizeof where, "%s: /graph/nodes/%s", path, name);
     DISTQ_H5_CHECK(grp = H5Gopen2(nodes, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
@@ -339,19 +345,13 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
                              path, name, opname, known);
         goto cleanup;
     }
-    DISTQ_CHECK(distq_h5_attr_read_strs_alloc(grp, "inputs", 1, &ins, &n_ins, where));
-    if (!(in_ptrs = distq_calloc((size_t)n_ins * sizeof *in_ptrs))) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
-        goto cleanup;
-    }
-    DISTQ_CHECK(distq_h5_attr_read_str(grp, "output", output, sizeof output, where));
-    DISTQ_CHECK(distq_h5_attr_read_strs(grp, "params", 0, DISTQ_MAX_PARAMS, params, &n_params,
-                                        where));
-    for (int i = n_params; i < DISTQ_MAX_PARAMS; i++) params[i][0] = '\0';
-    for (int i = 0; i < n_ins; i++) in_ptrs[i] = ins[i];
+    DISTQ_CHECK(distq_h5_attr_read_strlist(grp, "inputs", 1, 1 << 20, &ins, &n_ins, where));
+    DISTQ_CHECK(distq_h5_attr_read_strlist(grp, "output", 1, 1, &output, &n_out, where));
+    DISTQ_CHECK(distq_h5_attr_read_strlist(grp, "params", 0, DISTQ_MAX_PARAMS, &params, &n_params,
+                                           where));
     for (int i = 0; i < DISTQ_MAX_PARAMS; i++) {
-        param_ptrs[i] = params[i];
-        if (params[i][0] && !distq_graph_find_param(g, params[i])) {
+        param_ptrs[i] = i < n_params ? params[i] : "";
+        if (param_ptrs[i][0] && !distq_graph_find_param(g, params[i])) {
             st = distq_error_set(DISTQ_ERR_FORMAT,
                                  "%s: node '%s' uses parameter '%s', but there is no dataset "
                                  "/tensors/%s",
@@ -361,22 +361,24 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
     }
     distq_attrs attr;
     DISTQ_CHECK(distq_h5_read_op_attrs(grp, op, &attr, where));
-    st = distq_graph_add_node(g, name, op, &attr, n_ins, in_ptrs, param_ptrs, output);
+    st = distq_graph_add_node(g, name, op, &attr, n_ins, (const char *const *)ins, param_ptrs,
+                              output[0]);
     if (st != DISTQ_OK) st = prefix_error(st, path);
 cleanup:
     distq_free(ins);
-    distq_free(in_ptrs);
+    distq_free(output);
+    distq_free(params);
     distq_h5_close(&grp);
     return st;
 }
 
-/* Fills names[n] with the execution order: /graph's node_order attribute
- * (checked to be a permutation of /graph/nodes) or, without it, name order. */
-static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char (*names)[DISTQ_NAME_MAX],
-                                    const char *path)
+/* Fills names[n] (each distq_malloc'd; the caller frees them) with the
+ * execution order: /graph's node_order attribute (checked to be a
+ * permutation of /graph/nodes) or, without it, name order. */
+static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char **names, const char *path)
 {
     distq_status st = DISTQ_OK;
-    char where[DISTQ_H5_WHERE_MAX];
+    char where[DISTQ_H5_WHERE_MAX], **order = NULL;
     htri_t has;
     int got = 0;
     snprintf(where, sizeof where, "%s: /graph", path);
@@ -385,10 +387,18 @@ static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char (*name
     if (!has) {
         snprintf(where, sizeof where, "%s: /graph/nodes", path);
         for (int i = 0; i < n; i++)
-            DISTQ_CHECK(link_name(nodes, H5_INDEX_NAME, (hsize_t)i, names[i], where));
+            DISTQ_CHECK(link_name(nodes, H5_INDEX_NAME, (hsize_t)i, &names[i], where));
         goto cleanup;
     }
-    DISTQ_CHECK(distq_h5_attr_read_strs(graph, "node_order", n, n, names, &got, where));
+    DISTQ_CHECK(distq_h5_attr_read_strlist(graph, "node_order", n, n, &order, &got, where));
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(order[i]);
+        if (!(names[i] = distq_malloc(len + 1))) {
+            st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
+            goto cleanup;
+        }
+        memcpy(names[i], order[i], len + 1);
+    }
     for (int i = 0; i < n; i++) {
         htri_t exists = 0;
         if (distq_h5_name_ok(names[i]))
@@ -411,6 +421,7 @@ static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char (*name
         }
     }
 cleanup:
+    distq_free(order);
     return st;
 }
 
@@ -418,17 +429,16 @@ distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
 {
     distq_status st = DISTQ_OK;
     hid_t graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
-    char where[DISTQ_H5_WHERE_MAX], input[DISTQ_NAME_MAX], output[DISTQ_NAME_MAX];
-    char (*names)[DISTQ_NAME_MAX] = NULL;
+    char where[DISTQ_H5_WHERE_MAX], **input = NULL, **output = NULL, **names = NULL;
     int64_t input_shape[DISTQ_MAX_DIMS];
-    int input_ndim = 0;
+    int input_ndim = 0, n_names = 0, one = 0;
     H5G_info_t info;
     distq_graph *g = NULL;
     *out = NULL;
 
     snprintf(where, sizeof where, "%s: /graph", path);
     DISTQ_CHECK(distq_h5_open_group(fid, "graph", path, "/graph", &graph));
-    DISTQ_CHECK(distq_h5_attr_read_str(graph, "input", input, sizeof input, where));
+    DISTQ_CHECK(distq_h5_attr_read_strlist(graph, "input", 1, 1, &input, &one, where));
     DISTQ_CHECK(distq_h5_attr_read_i64(graph, "input_shape", 1, DISTQ_MAX_DIMS, input_shape,
                                        &input_ndim, where));
     if (input_shape[0] != DISTQ_FILE_BATCH_ANY && input_shape[0] != 1) {
@@ -438,7 +448,7 @@ distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
         goto cleanup;
     }
     input_shape[0] = 1; /* in memory the batch is a placeholder 1; executors take theirs */
-    DISTQ_CHECK(distq_h5_attr_read_str(graph, "output", output, sizeof output, where));
+    DISTQ_CHECK(distq_h5_attr_read_strlist(graph, "output", 1, 1, &output, &one, where));
     DISTQ_CHECK(distq_h5_open_group(graph, "nodes", path, "/graph/nodes", &nodes));
     DISTQ_H5_CHECK(H5Gget_info(nodes, &info), DISTQ_ERR_FORMAT, "%s: cannot list /graph/nodes",
                    path);
@@ -446,7 +456,8 @@ distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
         st = distq_error_set(DISTQ_ERR_FORMAT, "%s: /graph/nodes is empty", path);
         goto cleanup;
     }
-    names = distq_malloc(info.nlinks * sizeof *names);
+    names = distq_calloc(info.nlinks * sizeof *names);
+    n_names = (int)info.nlinks;
     if (!names) {
         st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", path);
         goto cleanup;
@@ -454,14 +465,14 @@ distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
     DISTQ_CHECK(read_node_order(graph, nodes, (int)info.nlinks, names, path));
 
     st = distq_graph_create(&g);
-    if (st == DISTQ_OK) st = distq_graph_set_input(g, input, input_ndim, input_shape);
+    if (st == DISTQ_OK) st = distq_graph_set_input(g, input[0], input_ndim, input_shape);
     if (st != DISTQ_OK) {
         st = prefix_error(st, path);
         goto cleanup;
     }
     DISTQ_CHECK(read_tensors(fid, path, g));
     for (int i = 0; i < (int)info.nlinks; i++) DISTQ_CHECK(read_node(nodes, names[i], path, g));
-    st = distq_graph_set_output(g, output);
+    st = distq_graph_set_output(g, output[0]);
     if (st == DISTQ_OK) st = distq_graph_finalize(g);
     if (st != DISTQ_OK) {
         st = prefix_error(st, path);
@@ -473,7 +484,10 @@ cleanup:
     distq_h5_close(&nodes);
     distq_h5_close(&graph);
     distq_graph_destroy(g);
+    for (int i = 0; names && i < n_names; i++) distq_free(names[i]);
     distq_free(names);
+    distq_free(input);
+    distq_free(output);
     return st;
 }
 

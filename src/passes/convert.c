@@ -25,23 +25,13 @@ distq_status distq_observer_qparams(const distq_observer *o, int32_t qmax, distq
     return distq_qparams_affine(a, b, 0, qmax, qp);
 }
 
-/* dst = base + suffix, checked against DISTQ_NAME_MAX. */
-static distq_status suffixed(char *dst, const char *base, const char *suffix)
-{
-    if (strlen(base) + strlen(suffix) >= DISTQ_NAME_MAX)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "name '%s%s' too long", base, suffix);
-    strcpy(dst, base);
-    strcat(dst, suffix);
-    return DISTQ_OK;
-}
-
 /* s8 weights: PerChannelMinMax, scale = max(amax / 127.5, eps), q = round_ne(w / s).
  * range_min/max (OC, optional): the range to take the scales from instead of
  * w's. Adds to q: the s8 codes under w's name, the scales as
  * "<w>_scale" (OC) f32, and the f32 bias under its name; fills param names. */
 static distq_status quantize_weights(distq_graph *q, const distq_tensor *w, const distq_tensor *bias,
                                      const float *range_min, const float *range_max,
-                                     char names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX])
+                                     const char *names[DISTQ_MAX_PARAMS])
 {
     int64_t OC = w->dims[0], per = distq_tensor_numel(w) / OC;
     int8_t *codes = distq_malloc((size_t)(OC * per));
@@ -76,13 +66,14 @@ static distq_status quantize_weights(distq_graph *q, const distq_tensor *w, cons
         for (int64_t i = 0; i < per; i++)
             codes[oc * per + i] = (int8_t)distq_quantize_value(wd[oc * per + i], inv, 0, -128, 127);
     }
-    strcpy(names[DISTQ_PARAM_WEIGHT], w->name);
-    if ((st = suffixed(names[DISTQ_PARAM_WEIGHT_SCALE], w->name, "_scale"))) goto cleanup;
+    names[DISTQ_PARAM_WEIGHT] = w->name;
+    if ((st = distq_graph_intern_suffixed(q, w->name, "_scale", &names[DISTQ_PARAM_WEIGHT_SCALE])))
+        goto cleanup;
     if ((st = distq_graph_add_param(q, w->name, DISTQ_DTYPE_S8, w->ndim, w->dims, codes, NULL))) goto cleanup;
     if ((st = distq_graph_add_param(q, names[DISTQ_PARAM_WEIGHT_SCALE], DISTQ_DTYPE_F32, 1, &OC, scale, NULL)))
         goto cleanup;
     if (bias) {
-        strcpy(names[DISTQ_PARAM_BIAS], bias->name);
+        names[DISTQ_PARAM_BIAS] = bias->name;
         st = distq_graph_add_param(q, bias->name, DISTQ_DTYPE_F32, bias->ndim, bias->dims, bias->data, NULL);
     }
 cleanup:
@@ -100,15 +91,6 @@ static void set_out_qparams(distq_attrs *a, const distq_qparams *qp, int32_t qma
     a->out_quant_max = qmax;
 }
 
-/* Adds a node whose param names are names (rows of "" for empty slots). */
-static distq_status add_node(distq_graph *q, const char *name, distq_op op, const distq_attrs *a, int n_in,
-                             const char *const *ins, char names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX],
-                             const char *output)
-{
-    const char *params[DISTQ_MAX_PARAMS];
-    for (int k = 0; k < DISTQ_MAX_PARAMS; k++) params[k] = names ? names[k] : "";
-    return distq_graph_add_node(q, name, op, a, n_in, ins, params, output);
-}
 
 /* The node of the int8 graph for the pattern headed by fp32 node h. */
 static distq_status emit_pattern(const distq_prepared *p, const distq_qparams *qps, int32_t qmax, int h,
@@ -118,7 +100,7 @@ static distq_status emit_pattern(const distq_prepared *p, const distq_qparams *q
     const distq_node *n = &g->nodes[h];
     const distq_node_plan *pl = &p->plan[h];
     distq_attrs a = n->attr;
-    char names[DISTQ_MAX_PARAMS][DISTQ_NAME_MAX] = {{0}};
+    const char *names[DISTQ_MAX_PARAMS] = {0}; /* into g's and q's stores */
     const char *ins[2] = {qname[n->inputs[0]], pl->sum_value >= 0 ? qname[pl->sum_value] : NULL};
     if (!ins[0] || (pl->sum_value >= 0 && !ins[1]))
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': its input is not int8", n->name);
@@ -134,7 +116,7 @@ static distq_status emit_pattern(const distq_prepared *p, const distq_qparams *q
     } else if (obs < 0) {
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': int8 output without qparams", n->name);
     }
-    return add_node(q, n->name, n->op, &a, ins[1] ? 2 : 1, ins, head ? names : NULL,
+    return distq_graph_add_node(q, n->name, n->op, &a, ins[1] ? 2 : 1, ins, head ? names : NULL,
                     g->values[pl->out_value].name);
 }
 
@@ -145,7 +127,7 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, int
 {
     const distq_graph *g = p->g;
     distq_status st;
-    char quant[DISTQ_NAME_MAX], dequant[DISTQ_NAME_MAX];
+    const char *quant = NULL, *dequant = NULL; /* in q's store */
     /* per fp32 value: the name of its int8 counterpart, or NULL */
     const char **qname = distq_calloc((size_t)g->n_values * sizeof *qname);
     if (!qname) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
@@ -156,12 +138,12 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, int
         goto cleanup;
     }
     if ((st = distq_graph_set_input(q, in->name, in->ndim, in->dims))) goto cleanup;
-    if ((st = suffixed(quant, in->name, ".quant"))) goto cleanup;
+    if ((st = distq_graph_intern_suffixed(q, in->name, ".quant", &quant))) goto cleanup;
     {
         distq_attrs a = distq_attrs_default(DISTQ_OP_QUANTIZE);
         set_out_qparams(&a, &qps[in_obs], qmax);
         const char *ins[1] = {in->name};
-        if ((st = add_node(q, quant, DISTQ_OP_QUANTIZE, &a, 1, ins, NULL, quant))) goto cleanup;
+        if ((st = distq_graph_add_node(q, quant, DISTQ_OP_QUANTIZE, &a, 1, ins, NULL, quant))) goto cleanup;
         qname[g->input_value] = quant;
     }
     for (int i = 0; i < g->n_nodes; i++) {
@@ -183,10 +165,10 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, int
         goto cleanup;
     }
     if (p->value_observer[g->output_value] >= 0) { /* u8: end with a dequantize */
-        if ((st = suffixed(dequant, out, ".dequant"))) goto cleanup;
+        if ((st = distq_graph_intern_suffixed(q, out, ".dequant", &dequant))) goto cleanup;
         distq_attrs a = distq_attrs_default(DISTQ_OP_DEQUANTIZE);
         const char *ins[1] = {out};
-        if ((st = add_node(q, dequant, DISTQ_OP_DEQUANTIZE, &a, 1, ins, NULL, dequant))) goto cleanup;
+        if ((st = distq_graph_add_node(q, dequant, DISTQ_OP_DEQUANTIZE, &a, 1, ins, NULL, dequant))) goto cleanup;
         out = dequant;
     }
     if ((st = distq_graph_set_output(q, out))) goto cleanup;

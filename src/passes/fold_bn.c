@@ -37,15 +37,12 @@ static distq_status fold_one(distq_graph *g, int conv_index, int bn_index)
     distq_node *conv = &g->nodes[conv_index];
     const distq_node *bn = &g->nodes[bn_index];
     if (conv->params[DISTQ_PARAM_BIAS] < 0) {
-        char bias_name[DISTQ_NAME_MAX + 8];
+        const char *bias_name = NULL;
         int64_t OC = g->params[conv->params[DISTQ_PARAM_WEIGHT]].dims[0];
-        snprintf(bias_name, sizeof bias_name, "%s.bias", conv->name);
-        if (strlen(bias_name) >= DISTQ_NAME_MAX)
-            return distq_error_set(DISTQ_ERR_INVALID_ARG, "fold_bn: node '%s': name too long",
-                                   conv->name);
-        distq_status st = distq_graph_add_param(g, bias_name, DISTQ_DTYPE_F32, 1, &OC, NULL, NULL);
+        distq_status st = distq_graph_intern_suffixed(g, conv->name, ".bias", &bias_name);
         if (st) return st;
-        strcpy(conv->param_names[DISTQ_PARAM_BIAS], bias_name);
+        if ((st = distq_graph_add_param(g, bias_name, DISTQ_DTYPE_F32, 1, &OC, NULL, NULL))) return st;
+        conv->param_names[DISTQ_PARAM_BIAS] = bias_name;
         conv->params[DISTQ_PARAM_BIAS] = g->n_params - 1;
     }
     distq_tensor *w = &g->params[conv->params[DISTQ_PARAM_WEIGHT]];
@@ -65,7 +62,7 @@ static distq_status fold_one(distq_graph *g, int conv_index, int bn_index)
         bias[oc] = (bias[oc] - mean[oc]) * r * gm + (beta ? beta[oc] : 0.0f);
     }
     /* The conv now produces the BN's output; the BN node goes away. */
-    strcpy(conv->output_name, bn->output_name);
+    conv->output_name = bn->output_name; /* both in g's string store */
     distq_graph_remove_node(g, bn_index);
     return DISTQ_OK;
 }

@@ -11,6 +11,7 @@
  * prepare, so observer i here is observer i there.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "distq/qat.h"
@@ -61,7 +62,8 @@ static distq_status plan_activations(distq_qat *q, const distq_graph *g, const d
                 return distq_error_set(DISTQ_ERR_UNSUPPORTED, "QAT: quantized value '%s' is not in the training graph",
                                        name);
             q->value_obs[v] = o;
-            if (!q->obs_name[o][0]) strcpy(q->obs_name[o], name);
+            /* for messages: a long name is cut */
+            if (!q->obs_name[o][0]) snprintf(q->obs_name[o], sizeof *q->obs_name, "%s", name);
         }
     }
     return DISTQ_OK;

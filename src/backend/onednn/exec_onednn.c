@@ -836,7 +836,7 @@ static distq_status onednn_create(const distq_graph *g0, int64_t batch, void **s
     for (int v = 0; v < g->n_values; v++) {
         char why[2 * DISTQ_NAME_MAX + 64];
         if (S->value_slot[v] < 0) fused_reason(g, groups, group_at, v, why, sizeof why);
-        distq_onednn_set_value(S, v, g->values[v].name, S->value_slot[v], why);
+        TRY(distq_onednn_set_value(S, v, g->values[v].name, S->value_slot[v], why));
     }
     TRY(distq_onednn_plan_buffers(S));
     TRY(distq_onednn_bind_memories(S));

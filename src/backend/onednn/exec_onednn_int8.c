@@ -625,9 +625,9 @@ static distq_status onednn_int8_create(const distq_graph *g, int64_t batch, void
     for (int i = 0; i < g->n_nodes; i++) TRY(emit_node(S, g, &g->nodes[i]));
     TRY(emit_output(S, g));
     for (int v = 0; v < g->n_values; v++)
-        distq_onednn_set_value(S, v, g->values[v].name, S->value_slot[v],
-                               v == g->input_value ? "the f32 input is quantized on the fly and not kept"
-                                             : "no node computes it");
+        TRY(distq_onednn_set_value(S, v, g->values[v].name, S->value_slot[v],
+                                   v == g->input_value ? "the f32 input is quantized on the fly and not kept"
+                                                       : "no node computes it"));
     TRY(distq_onednn_plan_buffers(S));
     TRY(distq_onednn_bind_memories(S));
     *state = S;

@@ -119,7 +119,7 @@ typedef struct {
 
 /* A named graph value as get_value sees it. */
 typedef struct {
-    char name[DISTQ_NAME_MAX];
+    char *name;                  /* the executor's copy (it keeps nothing of the graph) */
     int slot;                    /* its data (any layout), or -1 */
     char why[2 * DISTQ_NAME_MAX + 64]; /* slot < 0: why it is not materialized */
 } distq_onednn_value;
@@ -229,8 +229,8 @@ distq_status distq_onednn_slot_as(distq_onednn_state *S, int s, const dnnl_memor
 /* Names value i (0 <= i < n_values) for get_value and pins its slot (with
  * keep_values); slot -1 with the reason get_value reports. Before
  * plan_buffers. */
-void distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
-                            const char *why);
+distq_status distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
+                                    const char *why);
 
 // --- finishing and running ----------------------------------------------------
 

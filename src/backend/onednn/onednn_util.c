@@ -155,6 +155,7 @@ distq_status distq_onednn_state_free(distq_onednn_state *S, int quiet)
     distq_free(S->bufs);
     distq_free(S->fixed);
     distq_free(S->fixed_data);
+    for (int v = 0; S->values && v < S->n_values; v++) distq_free(S->values[v].name);
     distq_free(S->values);
     distq_free(S->value_slot);
     distq_free(S);
@@ -325,14 +326,19 @@ cleanup:
     return st;
 }
 
-void distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
-                            const char *why)
+distq_status distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
+                                    const char *why)
 {
     distq_onednn_value *v = &S->values[i];
-    snprintf(v->name, sizeof v->name, "%s", name);
+    size_t len = strlen(name);
+    distq_free(v->name);
+    if (!(v->name = distq_malloc(len + 1)))
+        return distq_error_set(DISTQ_ERR_NOMEM, "onednn: out of memory naming value '%s'", name);
+    memcpy(v->name, name, len + 1);
     v->slot = slot;
     snprintf(v->why, sizeof v->why, "%s", slot < 0 && why ? why : "");
     if (slot >= 0 && S->keep_values) S->slots[slot].pinned = 1;
+    return DISTQ_OK;
 }
 
 // --- buffers ------------------------------------------------------------------
@@ -520,7 +526,7 @@ static distq_status copy_value(distq_onednn_state *S, const char *name, void *pl
     const distq_onednn_value *v = NULL;
     snprintf(ctx, sizeof ctx, "%s value '%s'", to_slot ? "writing" : "reading", name);
     for (int i = 0; i < S->n_values && !v; i++)
-        if (strcmp(S->values[i].name, name) == 0) v = &S->values[i];
+        if (S->values[i].name && strcmp(S->values[i].name, name) == 0) v = &S->values[i];
     if (!v) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no value '%s'", name);
     if (v->slot < 0)
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "value '%s' is not kept by the oneDNN executor: %s",
