@@ -108,25 +108,6 @@ distq_status distq_onednn_set_threads(int threads)
 
 // --- small helpers ------------------------------------------------------------
 
-/* A value's dims for batch N: (N, C, H, W) or (N, F). */
-static void value_dims(const distq_value *v, int64_t batch, dnnl_dims_t out)
-{
-    for (int i = 0; i < v->ndim; i++) out[i] = v->dims[i];
-    out[0] = batch;
-}
-
-/* "node 'layer1.0.conv1' (conv2d, input (2, 64, 56, 56))" */
-static void node_ctx(const distq_graph *g, const distq_node *n, int64_t batch, char *buf,
-                     size_t len)
-{
-    const distq_value *in = &g->values[n->inputs[0]];
-    int64_t dims[DISTQ_MAX_DIMS];
-    for (int i = 0; i < in->ndim; i++) dims[i] = in->dims[i];
-    dims[0] = batch;
-    char shape[96];
-    distq_dims_format(in->ndim, dims, shape, sizeof shape);
-    snprintf(buf, len, "node '%s' (%s, input %s)", n->name, distq_op_name(n->op), shape);
-}
 
 static const distq_tensor *node_param(const distq_graph *g, const distq_node *n, int which)
 {
@@ -188,11 +169,11 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     const distq_tensor *b = node_param(g, n, DISTQ_PARAM_BIAS);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
 
     dnnl_dims_t src_dims, dst_dims;
-    value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
-    value_dims(&g->values[n->output], S->batch, dst_dims);
+    distq_onednn_value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
+    distq_onednn_value_dims(&g->values[n->output], S->batch, dst_dims);
     distq_onednn_conv_geom cg;
     distq_onednn_conv_geometry(a, w->dims, &cg);
 
@@ -253,11 +234,11 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
     const distq_value *in = &g->values[first->inputs[0]];
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    node_ctx(g, first, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, first, S->batch, ctx, sizeof ctx);
 
     dnnl_dims_t src_dims, w_dims, b_dims, dst_dims;
-    value_dims(in, S->batch, src_dims);
-    value_dims(&g->values[n->output], S->batch, dst_dims);
+    distq_onednn_value_dims(in, S->batch, src_dims);
+    distq_onednn_value_dims(&g->values[n->output], S->batch, dst_dims);
     w_dims[0] = b_dims[0] = w->dims[0];
     for (int i = 1; i < in->ndim; i++) w_dims[i] = in->dims[i]; /* (OUT, C, H, W) or (OUT, IN) */
     if (distq_value_numel(in, 1) != w->dims[1]) {
@@ -322,7 +303,7 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
     const distq_value *in = &g->values[n->inputs[0]];
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     int s_in = S->value_slot[n->inputs[0]];
     if (in->ndim == 2) { /* flatten(x, 1) of (N, F) is x */
         S->value_slot[n->output] = s_in;
@@ -330,8 +311,8 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
     }
     dnnl_dims_t dims, flat;
     dnnl_memory_desc_t plain_md, flat_md;
-    value_dims(in, S->batch, dims);
-    value_dims(&g->values[n->output], S->batch, flat);
+    distq_onednn_value_dims(in, S->batch, dims);
+    distq_onednn_value_dims(&g->values[n->output], S->batch, flat);
     CHECK(dnnl_memory_desc_init_by_tag(&plain_md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
     CHECK(dnnl_memory_desc_init_by_tag(&flat_md, 2, flat, dnnl_f32, dnnl_ab));
     int s_plain = -1, s_flat = -1;
@@ -387,7 +368,7 @@ static distq_status emit_add(distq_onednn_state *S, const distq_graph *g, const 
 {
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     const distq_value *a0 = &g->values[n->inputs[0]], *a1 = &g->values[n->inputs[1]];
     if (a0->ndim != a1->ndim || memcmp(a0->dims, a1->dims, sizeof(int64_t) * (size_t)a0->ndim))
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: add needs equal shapes (no broadcast)", ctx);
@@ -405,7 +386,7 @@ static distq_status emit_eltwise(distq_onednn_state *S, const distq_graph *g, co
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_post_ops_t ops = NULL;
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     eltwise_chain e = eltwise_ops[n->op](&n->attr);
     int s_src = S->value_slot[n->inputs[0]], s_dst = -1;
     dnnl_memory_desc_t md = *distq_onednn_slot_md(S, s_src);
@@ -443,7 +424,7 @@ static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const 
     distq_status st = DISTQ_OK;
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     const distq_value *out = &g->values[n->output];
     int full = 0;
     if (memcmp(g->values[n->inputs[0]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) full = 1;
@@ -453,7 +434,7 @@ static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const 
                                "(both broadcast here)", ctx);
     int v0 = n->inputs[full], v1 = n->inputs[1 - full];
     dnnl_dims_t d1;
-    value_dims(&g->values[v1], S->batch, d1);
+    distq_onednn_value_dims(&g->values[v1], S->batch, d1);
     dnnl_memory_desc_t md1;
     CHECK(dnnl_memory_desc_init_by_tag(&md1, out->ndim, d1, dnnl_f32, distq_onednn_plain_tag(out->ndim)));
     st = emit_binary(S, g, gr, dnnl_binary_mul, v0, v1, &md1, ctx);
@@ -475,7 +456,7 @@ static distq_status emit_concat(distq_onednn_state *S, const distq_graph *g, con
     const distq_value *out = &g->values[n->output];
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     int axis = (int)distq_axis_index(n->attr.axis, out->ndim);
     int carry = -1; /* slot of the previous round's result */
     TRY(make_attr(0, NULL, ctx, &attr));
@@ -516,7 +497,7 @@ static distq_status emit_batch_norm(distq_onednn_state *S, const distq_graph *g,
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     float *ones = NULL;
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     const distq_tensor *gamma = node_param(g, n, DISTQ_PARAM_WEIGHT);
     const distq_tensor *beta = node_param(g, n, DISTQ_PARAM_BIAS);
     const distq_tensor *mean = node_param(g, n, DISTQ_PARAM_RUNNING_MEAN);
@@ -578,10 +559,10 @@ static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const
 {
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
-    node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     dnnl_dims_t src_dims, dst_dims;
-    value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
-    value_dims(&g->values[n->output], S->batch, dst_dims);
+    distq_onednn_value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
+    distq_onednn_value_dims(&g->values[n->output], S->batch, dst_dims);
     int s_dst = -1;
     distq_status st = distq_onednn_emit_pool(S, n->name, n->op == DISTQ_OP_MAX_POOL2D, &n->attr, src_dims,
                                              dst_dims, dnnl_f32, S->value_slot[n->inputs[0]], ctx, &s_dst);
@@ -620,7 +601,7 @@ static distq_status emit_io(distq_onednn_state *S, const distq_graph *g)
     dnnl_dims_t dims;
     dnnl_memory_desc_t user_md;
 
-    value_dims(in, S->batch, dims);
+    distq_onednn_value_dims(in, S->batch, dims);
     CHECK(dnnl_memory_desc_init_by_tag(&user_md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
     TRY(distq_onednn_make_fixed(S, &user_md, NULL, NULL, 0, ctx, &S->user_in));
     TRY(make_attr(0, NULL, ctx, &attr));
@@ -631,7 +612,7 @@ static distq_status emit_io(distq_onednn_state *S, const distq_graph *g)
     distq_onednn_arg_mem(t, DNNL_ARG_FROM, S->user_in);
     distq_onednn_arg_slot(t, DNNL_ARG_TO, 0, 1);
 
-    value_dims(out, S->batch, dims);
+    distq_onednn_value_dims(out, S->batch, dims);
     CHECK(dnnl_memory_desc_init_by_tag(&user_md, out->ndim, dims, dnnl_f32, distq_onednn_plain_tag(out->ndim)));
     TRY(distq_onednn_make_fixed(S, &user_md, NULL, NULL, 0, ctx, &S->user_out));
     int s_out = S->value_slot[g->output_value];
@@ -800,7 +781,7 @@ static distq_status onednn_create(const distq_graph *g0, int64_t batch, void **s
     const distq_value *in = &g->values[g->input_value];
     dnnl_dims_t in_dims;
     dnnl_memory_desc_t in_md;
-    value_dims(in, batch, in_dims);
+    distq_onednn_value_dims(in, batch, in_dims);
     CHECK(dnnl_memory_desc_init_by_tag(&in_md, in->ndim, in_dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
     int s_in = -1;
     distq_onednn_step *t0 = NULL;

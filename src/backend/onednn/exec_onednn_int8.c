@@ -70,26 +70,6 @@ static const float *bias_of(const distq_graph *g, const distq_node *n)
     return n->params[DISTQ_PARAM_BIAS] >= 0 ? g->params[n->params[DISTQ_PARAM_BIAS]].data : NULL;
 }
 
-/* A value's dims for batch N. */
-static void value_dims8(const distq_value *v, int64_t batch, dnnl_dims_t out)
-{
-    for (int i = 0; i < v->ndim; i++) out[i] = v->dims[i];
-    out[0] = batch;
-}
-
-/* "node 'layer1.0.conv1' (qconv, input 'relu' (2, 64, 56, 56) u8)" */
-static void node_ctx8(const distq_graph *g, const distq_node *n, int64_t batch, char *buf,
-                      size_t len)
-{
-    const distq_value *in = &g->values[n->inputs[0]];
-    int64_t dims[DISTQ_MAX_DIMS];
-    for (int i = 0; i < in->ndim; i++) dims[i] = in->dims[i];
-    dims[0] = batch;
-    char shape[96];
-    distq_dims_format(in->ndim, dims, shape, sizeof shape);
-    snprintf(buf, len, "node '%s' (%s, input '%s' %s %s)", n->name, distq_op_name(n->op), in->name,
-             shape, distq_dtype_name(in->dtype));
-}
 
 /* u8 x s8 without VNNI saturates pairwise sums unless src codes are <= 127. */
 static distq_status check_src(const distq_graph *g, const distq_node *n)
@@ -255,7 +235,7 @@ static distq_status emit_quantize(distq_onednn_state *S, const distq_graph *g, c
     distq_status st = DISTQ_OK;
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
-    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     if (n->inputs[0] != g->input_value || x->dtype != DISTQ_DTYPE_F32 || y->dtype != DISTQ_DTYPE_U8 ||
         S->user_in) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: only the graph input is quantized (f32 -> u8)", ctx);
@@ -263,7 +243,7 @@ static distq_status emit_quantize(distq_onednn_state *S, const distq_graph *g, c
     }
     dnnl_dims_t dims;
     dnnl_memory_desc_t in_md, md;
-    value_dims8(x, S->batch, dims);
+    distq_onednn_value_dims(x, S->batch, dims);
     CHECK(dnnl_memory_desc_init_by_tag(&in_md, x->ndim, dims, dnnl_f32, distq_onednn_plain_tag(x->ndim)));
     CHECK(dnnl_memory_desc_init_by_tag(&md, y->ndim, dims, dnnl_u8, distq_onednn_plain_tag(y->ndim)));
     TRY(distq_onednn_make_fixed(S, &in_md, NULL, NULL, 0, ctx, &S->user_in));
@@ -295,7 +275,7 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     float *bias = NULL;
-    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     TRY(check_src(g, n));
     if (x->ndim != 4 || y->ndim != 4 || weight_t(g, n)->ndim != 4) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: conv wants 4-D values and weights", ctx);
@@ -303,8 +283,8 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     }
 
     dnnl_dims_t src_dims, dst_dims;
-    value_dims8(x, S->batch, src_dims);
-    value_dims8(y, S->batch, dst_dims);
+    distq_onednn_value_dims(x, S->batch, src_dims);
+    distq_onednn_value_dims(y, S->batch, dst_dims);
     distq_onednn_conv_geom cg;
     distq_onednn_conv_geometry(a, weight_t(g, n)->dims, &cg);
 
@@ -409,7 +389,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     float *bias = NULL;
-    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     TRY(check_src(g, n));
     const int64_t OUT = weight_t(g, n)->dims[0], IN = weight_t(g, n)->dims[1];
     int s_in = S->value_slot[n->inputs[0]];
@@ -422,7 +402,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
         goto cleanup;
     }
     dnnl_dims_t dst_dims, b_dims = {OUT};
-    value_dims8(y, S->batch, dst_dims);
+    distq_onednn_value_dims(y, S->batch, dst_dims);
     TRY(prescaled_bias(g, n, ctx, &bias));
 
     dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
@@ -503,12 +483,12 @@ static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const
 {
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
-    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     if (x->dtype != DISTQ_DTYPE_U8 || y->dtype != DISTQ_DTYPE_U8 || x->ndim != 4 || y->ndim != 4)
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: pooling wants 4-D u8 in and out", ctx);
     dnnl_dims_t src_dims, dst_dims;
-    value_dims8(x, S->batch, src_dims);
-    value_dims8(y, S->batch, dst_dims);
+    distq_onednn_value_dims(x, S->batch, src_dims);
+    distq_onednn_value_dims(y, S->batch, dst_dims);
     int s_dst = -1;
     /* u8 in, u8 out, same qparams: max pooling is exact, the average rounds to nearest */
     distq_status st = distq_onednn_emit_pool(S, n->name, n->op == DISTQ_OP_MAX_POOL2D, &n->attr, src_dims,
@@ -525,7 +505,7 @@ static distq_status emit_dequantize(distq_onednn_state *S, const distq_graph *g,
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_value *x = &g->values[n->inputs[0]];
     dnnl_primitive_attr_t attr = NULL;
-    node_ctx8(g, n, S->batch, ctx, sizeof ctx);
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     if (x->dtype != DISTQ_DTYPE_U8 || g->values[n->output].dtype != DISTQ_DTYPE_F32) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: dequantize wants u8 -> f32", ctx);
         goto cleanup;

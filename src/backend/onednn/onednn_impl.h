@@ -229,6 +229,11 @@ distq_status distq_onednn_slot_as(distq_onednn_state *S, int s, const dnnl_memor
 /* Names value i (0 <= i < n_values) for get_value and pins its slot (with
  * keep_values); slot -1 with the reason get_value reports. Before
  * plan_buffers. */
+/* A value's dims at batch N: (N, C, H, W), (N, F), ... */
+void distq_onednn_value_dims(const distq_value *v, int64_t batch, dnnl_dims_t out);
+/* For messages: "node 'layer1.0.conv1' (conv2d, input 'relu' (2, 64, 56, 56) u8)". */
+void distq_onednn_node_ctx(const distq_graph *g, const distq_node *n, int64_t batch, char *buf,
+                           size_t len);
 distq_status distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
                                     const char *why);
 

@@ -179,6 +179,24 @@ distq_status distq_onednn_new_slot(distq_onednn_state *S, const dnnl_memory_desc
     return DISTQ_OK;
 }
 
+void distq_onednn_value_dims(const distq_value *v, int64_t batch, dnnl_dims_t out)
+{
+    for (int i = 0; i < v->ndim; i++) out[i] = v->dims[i];
+    out[0] = batch;
+}
+
+void distq_onednn_node_ctx(const distq_graph *g, const distq_node *n, int64_t batch, char *buf,
+                           size_t len)
+{
+    const distq_value *in = &g->values[n->inputs[0]];
+    dnnl_dims_t dims;
+    distq_onednn_value_dims(in, batch, dims);
+    char shape[96];
+    distq_dims_format(in->ndim, dims, shape, sizeof shape);
+    snprintf(buf, len, "node '%s' (%s, input '%s' %s %s)", n->name, distq_op_name(n->op), in->name,
+             shape, distq_dtype_name(in->dtype));
+}
+
 distq_status distq_onednn_new_step(distq_onednn_state *S, const char *name, distq_onednn_step **out)
 {
     if (S->n_steps == S->cap_steps)
