@@ -164,58 +164,24 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     distq_status st = DISTQ_OK;
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
-    const distq_attrs *a = &n->attr;
     const distq_tensor *w = node_param(g, n, DISTQ_PARAM_WEIGHT);
     const distq_tensor *b = node_param(g, n, DISTQ_PARAM_BIAS);
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_primitive_desc_t pd = NULL;
+    distq_onednn_conv_parts c = {0};
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
-
-    dnnl_dims_t src_dims, dst_dims;
-    distq_onednn_value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
-    distq_onednn_value_dims(&g->values[n->output], S->batch, dst_dims);
-    distq_onednn_conv_geom cg;
-    distq_onednn_conv_geometry(a, w->dims, &cg);
-
-    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
-    CHECK(dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&w_md, cg.w_ndim, cg.w_dims, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, cg.b_dims, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_f32, dnnl_format_tag_any));
-    dnnl_convolution_desc_t cd;
-    CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-                                                     dnnl_convolution_direct, &src_md, &w_md,
-                                                     b ? &b_md : NULL, &dst_md, cg.strides, cg.dil,
-                                                     cg.pad_l, cg.pad_r));
     TRY(make_attr(gr->add >= 0, post_node(g, gr), ctx, &attr));
-    CHECK(dnnl_primitive_desc_create(&pd, &cd, attr, S->engine, NULL));
-    TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 1, &b_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
-
-    int s_src = -1, s_dst = -1;
-    dnnl_memory_t w_mem = NULL, b_mem = NULL;
-    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &src_md, n->name, ctx, &s_src));
-    TRY(distq_onednn_make_param(S, &w_md, cg.w_ndim, cg.w_dims, dnnl_f32, w->data, ctx, &w_mem));
-    if (b) TRY(distq_onednn_make_param(S, &b_md, 1, cg.b_dims, dnnl_f32, b->data, ctx, &b_mem));
-    TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
-
-    distq_onednn_step *t = NULL;
+    const distq_onednn_conv_spec spec = {dnnl_f32, dnnl_f32, dnnl_f32, w->data, b ? b->data : NULL};
+    TRY(distq_onednn_conv_begin(S, g, n, &spec, attr, ctx, &c));
     if (gr->add >= 0) {
         const distq_node *add = &g->nodes[gr->add];
         int other_v = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
-        TRY(distq_onednn_add_residual_copy(S, add->name, S->value_slot[other_v], s_dst, &dst_md, ctx));
+        TRY(distq_onednn_add_residual_copy(S, add->name, S->value_slot[other_v], c.s_dst, &c.dst_md, ctx));
     }
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    TRY(distq_onednn_step_set_prim(t, pd, ctx));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, w_mem);
-    if (b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, b_mem);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    S->value_slot[group_output(g, gr)] = s_dst;
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_conv_step(S, n, &c, ctx, &t));
+    S->value_slot[group_output(g, gr)] = c.s_dst;
 cleanup:
-    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (c.pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(c.pd));
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }
@@ -703,7 +669,6 @@ cleanup:
 
 // --- the interface ------------------------------------------------------------
 
-static void onednn_destroy(void *state) { (void)distq_onednn_state_free(state, 0); }
 
 /* Rejects what the emitters do not handle, naming the value. */
 static distq_status check_graph(const distq_graph *g)
@@ -831,15 +796,6 @@ cleanup:
     return st;
 }
 
-static distq_status onednn_run(void *state, const float *input, float *output)
-{
-    return distq_onednn_run(state, input, output);
-}
-
-static distq_status onednn_get_value(void *state, const char *name, void *out)
-{
-    return distq_onednn_get_value(state, name, out);
-}
 
 static int onednn_has_kernel(distq_op op) { return emitters[op] != NULL; }
 static distq_backend_caps onednn_caps(void)
@@ -852,7 +808,7 @@ const distq_exec_i distq_exec_onednn_i = {
     .has_kernel = onednn_has_kernel,
     .caps = onednn_caps,
     .create = onednn_create,
-    .run = onednn_run,
-    .destroy = onednn_destroy,
-    .get_value = onednn_get_value,
+    .run = distq_onednn_exec_run,
+    .destroy = distq_onednn_exec_destroy,
+    .get_value = distq_onednn_exec_get_value,
 };

@@ -271,9 +271,8 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     distq_status st = DISTQ_OK;
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
-    const distq_attrs *a = &n->attr;
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_primitive_desc_t pd = NULL;
+    distq_onednn_conv_parts c = {0};
     float *bias = NULL;
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     TRY(check_src(g, n));
@@ -281,39 +280,10 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: conv wants 4-D values and weights", ctx);
         goto cleanup;
     }
-
-    dnnl_dims_t src_dims, dst_dims;
-    distq_onednn_value_dims(x, S->batch, src_dims);
-    distq_onednn_value_dims(y, S->batch, dst_dims);
-    distq_onednn_conv_geom cg;
-    distq_onednn_conv_geometry(a, weight_t(g, n)->dims, &cg);
-
-    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
-    CHECK(dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_u8, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&w_md, cg.w_ndim, cg.w_dims, dnnl_s8, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, cg.b_dims, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, qdt(y), dnnl_format_tag_any));
-    dnnl_convolution_desc_t cd;
-    CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-                                                     dnnl_convolution_direct, &src_md, &w_md,
-                                                     bias_of(g, n) ? &b_md : NULL, &dst_md, cg.strides, cg.dil,
-                                                     cg.pad_l, cg.pad_r));
     TRY(make_qattr(g, n, 1, ctx, &attr));
-    CHECK(dnnl_primitive_desc_create(&pd, &cd, attr, S->engine, NULL));
-    TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 1, &b_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
-
-    int s_src = -1, s_dst = -1;
-    dnnl_memory_t w_mem = NULL, b_mem = NULL;
-    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &src_md, n->name, ctx, &s_src));
-    TRY(distq_onednn_make_param(S, &w_md, cg.w_ndim, cg.w_dims, dnnl_s8, weight_t(g, n)->data, ctx, &w_mem));
     TRY(prescaled_bias(g, n, ctx, &bias));
-    if (bias) TRY(distq_onednn_make_param(S, &b_md, 1, cg.b_dims, dnnl_f32, bias, ctx, &b_mem));
-    TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
-
-    distq_onednn_step *t = NULL;
+    const distq_onednn_conv_spec spec = {dnnl_u8, dnnl_s8, qdt(y), weight_t(g, n)->data, bias};
+    TRY(distq_onednn_conv_begin(S, g, n, &spec, attr, ctx, &c));
     if (n->n_inputs > 1) {
         /* u8 dst: the residual codes as they are; f32 dst: converted to f32
          * (the sum post-op then takes (r - r_zp) * r_s in f32) */
@@ -325,19 +295,15 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
         }
         char name[DISTQ_NAME_MAX + 16];
         snprintf(name, sizeof name, "%s (residual)", n->name);
-        TRY(distq_onednn_add_residual_copy(S, name, s_r, s_dst, &dst_md, ctx));
+        TRY(distq_onednn_add_residual_copy(S, name, s_r, c.s_dst, &c.dst_md, ctx));
     }
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    TRY(distq_onednn_step_set_prim(t, pd, ctx));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, w_mem);
-    if (b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, b_mem);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_conv_step(S, n, &c, ctx, &t));
     TRY(add_zp_args(S, g, n, t, ctx));
-    S->value_slot[n->output] = s_dst;
+    S->value_slot[n->output] = c.s_dst;
 cleanup:
     distq_free(bias);
-    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (c.pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(c.pd));
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }
@@ -617,24 +583,13 @@ cleanup:
     return st;
 }
 
-static distq_status onednn_int8_run(void *state, const float *input, float *output)
-{
-    return distq_onednn_run(state, input, output);
-}
-
-static distq_status onednn_int8_get_value(void *state, const char *name, void *out)
-{
-    return distq_onednn_get_value(state, name, out);
-}
-
-static void onednn_int8_destroy(void *state) { (void)distq_onednn_state_free(state, 0); }
 static int onednn_has_int8_kernel(distq_op op) { return qemitters[op] != NULL; }
 
 const distq_exec_i distq_exec_onednn_int8_i = {
     .name = "onednn",
     .create = onednn_int8_create,
     .has_int8_kernel = onednn_has_int8_kernel,
-    .run = onednn_int8_run,
-    .destroy = onednn_int8_destroy,
-    .get_value = onednn_int8_get_value,
+    .run = distq_onednn_exec_run,
+    .destroy = distq_onednn_exec_destroy,
+    .get_value = distq_onednn_exec_get_value,
 };

@@ -176,6 +176,30 @@ typedef struct {
     int w_ndim;
 } distq_onednn_conv_geom;
 void distq_onednn_conv_geometry(const distq_attrs *a, const int64_t *wdims, distq_onednn_conv_geom *out);
+/* One conv primitive, fp32 or int8: what differs is the data types, the
+ * attributes (post-ops, or scales and zero points) and the bias data. */
+typedef struct {
+    dnnl_data_type_t src, wei, dst;
+    const void *weights; /* in wei's type, (OC, IC/G, KH, KW) */
+    const float *bias;   /* (OC) f32, or NULL */
+} distq_onednn_conv_spec;
+typedef struct {
+    dnnl_primitive_desc_t pd; /* the caller destroys it */
+    dnnl_memory_desc_t dst_md;
+    dnnl_memory_t w_mem, b_mem;
+    int s_src, s_dst;
+} distq_onednn_conv_parts;
+/* Builds node n's conv (4-D src and dst at S's batch, layouts left to oneDNN):
+ * the primitive descriptor with attr, n's input slot in the layout it chose,
+ * the weights and bias as fixed memories and a new dst slot. Add any
+ * residual copy into s_dst, then distq_onednn_conv_step. */
+distq_status distq_onednn_conv_begin(distq_onednn_state *S, const distq_graph *g, const distq_node *n,
+                                     const distq_onednn_conv_spec *spec, const_dnnl_primitive_attr_t attr,
+                                     const char *ctx, distq_onednn_conv_parts *out);
+/* The conv's step, named after n, with src, weights, bias and dst bound. */
+distq_status distq_onednn_conv_step(distq_onednn_state *S, const distq_node *n,
+                                    const distq_onednn_conv_parts *c, const char *ctx,
+                                    distq_onednn_step **out);
 /* Copies the md a primitive descriptor chose. */
 distq_status distq_onednn_query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index,
                                    dnnl_memory_desc_t *out, const char *ctx);
@@ -234,6 +258,10 @@ void distq_onednn_value_dims(const distq_value *v, int64_t batch, dnnl_dims_t ou
 /* For messages: "node 'layer1.0.conv1' (conv2d, input 'relu' (2, 64, 56, 56) u8)". */
 void distq_onednn_node_ctx(const distq_graph *g, const distq_node *n, int64_t batch, char *buf,
                            size_t len);
+/* distq_exec_i's run, get_value and destroy over a distq_onednn_state. */
+distq_status distq_onednn_exec_run(void *state, const float *input, float *output);
+distq_status distq_onednn_exec_get_value(void *state, const char *name, void *out);
+void distq_onednn_exec_destroy(void *state);
 distq_status distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
                                     const char *why);
 

@@ -56,6 +56,59 @@ dnnl_format_tag_t distq_onednn_plain_tag(int ndim)
     return ndim >= 1 && ndim <= DISTQ_MAX_DIMS ? plain[ndim] : dnnl_format_tag_undef;
 }
 
+distq_status distq_onednn_conv_begin(distq_onednn_state *S, const distq_graph *g, const distq_node *n,
+                                     const distq_onednn_conv_spec *spec, const_dnnl_primitive_attr_t attr,
+                                     const char *ctx, distq_onednn_conv_parts *out)
+{
+    distq_status st = DISTQ_OK;
+    const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
+    memset(out, 0, sizeof *out);
+    out->s_src = out->s_dst = -1;
+    dnnl_dims_t src_dims, dst_dims;
+    distq_onednn_value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
+    distq_onednn_value_dims(&g->values[n->output], S->batch, dst_dims);
+    distq_onednn_conv_geom cg;
+    distq_onednn_conv_geometry(&n->attr, w->dims, &cg);
+    dnnl_memory_desc_t src_md, w_md, b_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, spec->src, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&w_md, cg.w_ndim, cg.w_dims, spec->wei, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, cg.b_dims, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&out->dst_md, 4, dst_dims, spec->dst, dnnl_format_tag_any));
+    dnnl_convolution_desc_t cd;
+    CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                     &src_md, &w_md, spec->bias ? &b_md : NULL,
+                                                     &out->dst_md, cg.strides, cg.dil, cg.pad_l, cg.pad_r));
+    CHECK(dnnl_primitive_desc_create(&out->pd, &cd, attr, S->engine, NULL));
+    TRY(distq_onednn_query_md(out->pd, dnnl_query_src_md, 0, &src_md, ctx));
+    TRY(distq_onednn_query_md(out->pd, dnnl_query_weights_md, 0, &w_md, ctx));
+    TRY(distq_onednn_query_md(out->pd, dnnl_query_weights_md, 1, &b_md, ctx));
+    TRY(distq_onednn_query_md(out->pd, dnnl_query_dst_md, 0, &out->dst_md, ctx));
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &src_md, n->name, ctx, &out->s_src));
+    TRY(distq_onednn_make_param(S, &w_md, cg.w_ndim, cg.w_dims, spec->wei, spec->weights, ctx, &out->w_mem));
+    if (spec->bias)
+        TRY(distq_onednn_make_param(S, &b_md, 1, cg.b_dims, dnnl_f32, spec->bias, ctx, &out->b_mem));
+    TRY(distq_onednn_new_slot(S, &out->dst_md, &out->s_dst));
+cleanup:
+    return st;
+}
+
+distq_status distq_onednn_conv_step(distq_onednn_state *S, const distq_node *n,
+                                    const distq_onednn_conv_parts *c, const char *ctx,
+                                    distq_onednn_step **out)
+{
+    distq_status st = DISTQ_OK;
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    TRY(distq_onednn_step_set_prim(t, c->pd, ctx));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, c->s_src, 0);
+    distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, c->w_mem);
+    if (c->b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, c->b_mem);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, c->s_dst, 1);
+    *out = t;
+cleanup:
+    return st;
+}
+
 distq_status distq_onednn_query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index,
                                    dnnl_memory_desc_t *out, const char *ctx)
 {
@@ -655,3 +708,17 @@ distq_status distq_onednn_add_residual_copy(distq_onednn_state *S, const char *n
     t->is_copy = 1;
     return DISTQ_OK;
 }
+
+// --- the executor interface's entries, shared by the fp32 and int8 executors -----
+
+distq_status distq_onednn_exec_run(void *state, const float *input, float *output)
+{
+    return distq_onednn_run(state, input, output);
+}
+
+distq_status distq_onednn_exec_get_value(void *state, const char *name, void *out)
+{
+    return distq_onednn_get_value(state, name, out);
+}
+
+void distq_onednn_exec_destroy(void *state) { (void)distq_onednn_state_free(state, 0); }
