@@ -167,10 +167,10 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     const distq_tensor *w = node_param(g, n, DISTQ_PARAM_WEIGHT);
     const distq_tensor *b = node_param(g, n, DISTQ_PARAM_BIAS);
     dnnl_primitive_attr_t attr = NULL;
-    distq_onednn_conv_parts c = {0};
+    distq_onednn_weighted_parts c = {0};
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     TRY(make_attr(gr->add >= 0, post_node(g, gr), ctx, &attr));
-    const distq_onednn_conv_spec spec = {dnnl_f32, dnnl_f32, dnnl_f32, w->data, b ? b->data : NULL};
+    const distq_onednn_weighted_spec spec = {dnnl_f32, dnnl_f32, dnnl_f32, w->data, b ? b->data : NULL};
     TRY(distq_onednn_conv_begin(S, g, n, &spec, attr, ctx, &c));
     if (gr->add >= 0) {
         const distq_node *add = &g->nodes[gr->add];
@@ -178,7 +178,7 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
         TRY(distq_onednn_add_residual_copy(S, add->name, S->value_slot[other_v], c.s_dst, &c.dst_md, ctx));
     }
     distq_onednn_step *t = NULL;
-    TRY(distq_onednn_conv_step(S, n, &c, ctx, &t));
+    TRY(distq_onednn_weighted_step(S, n, &c, ctx, &t));
     S->value_slot[group_output(g, gr)] = c.s_dst;
 cleanup:
     if (c.pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(c.pd));
@@ -199,64 +199,24 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
     const distq_tensor *b = node_param(g, n, DISTQ_PARAM_BIAS);
     const distq_value *in = &g->values[first->inputs[0]];
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_primitive_desc_t pd = NULL;
+    distq_onednn_weighted_parts c = {0};
     distq_onednn_node_ctx(g, first, S->batch, ctx, sizeof ctx);
-
-    dnnl_dims_t src_dims, w_dims, b_dims, dst_dims;
-    distq_onednn_value_dims(in, S->batch, src_dims);
-    distq_onednn_value_dims(&g->values[n->output], S->batch, dst_dims);
-    w_dims[0] = b_dims[0] = w->dims[0];
-    for (int i = 1; i < in->ndim; i++) w_dims[i] = in->dims[i]; /* (OUT, C, H, W) or (OUT, IN) */
     if (distq_value_numel(in, 1) != w->dims[1]) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: %lld input features, weight wants %lld",
                              ctx, (long long)distq_value_numel(in, 1), (long long)w->dims[1]);
         goto cleanup;
     }
-
-    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
     int s_in = S->value_slot[first->inputs[0]];
-    CHECK(dnnl_memory_desc_init_by_tag(&w_md, in->ndim, w_dims, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_format_tag_any));
-    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, dnnl_f32, dnnl_format_tag_any));
     TRY(make_attr(0, post_node(g, gr), ctx, &attr));
-    /* Take the source as it is; only if oneDNN has no kernel for that layout
-     * let it choose one and reorder. */
-    dnnl_inner_product_desc_t ipd;
-    src_md = *distq_onednn_slot_md(S, s_in);
-    CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src_md, &w_md,
-                                               b ? &b_md : NULL, &dst_md));
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &ipd, attr, S->engine, NULL);
-    if (s == dnnl_unimplemented) {
-        CHECK(dnnl_memory_desc_init_by_tag(&src_md, in->ndim, src_dims, dnnl_f32,
-                                           dnnl_format_tag_any));
-        CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src_md, &w_md,
-                                                   b ? &b_md : NULL, &dst_md));
-        s = dnnl_primitive_desc_create(&pd, &ipd, attr, S->engine, NULL);
-    }
-    CHECK(s);
-    TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 1, &b_md, ctx));
-    TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
-
-    int s_src = -1, s_dst = -1;
-    dnnl_memory_t w_mem = NULL, b_mem = NULL;
-    TRY(distq_onednn_slot_as(S, s_in, &src_md, first->name, ctx, &s_src));
-    TRY(distq_onednn_make_param(S, &w_md, in->ndim, w_dims, dnnl_f32, w->data, ctx, &w_mem)); /* same bytes as (OUT, IN) */
-    if (b) TRY(distq_onednn_make_param(S, &b_md, 1, b_dims, dnnl_f32, b->data, ctx, &b_mem));
-    TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
+    const distq_onednn_weighted_spec spec = {dnnl_f32, dnnl_f32, dnnl_f32, w->data, b ? b->data : NULL};
+    TRY(distq_onednn_ip_begin(S, s_in, first->name, w->dims[0], &spec, attr, ctx, &c));
     distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    TRY(distq_onednn_step_set_prim(t, pd, ctx));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, w_mem);
-    if (b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, b_mem);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    S->value_slot[group_output(g, gr)] = s_dst;
+    TRY(distq_onednn_weighted_step(S, n, &c, ctx, &t));
+    S->value_slot[group_output(g, gr)] = c.s_dst;
     /* the flatten's value reads back as its input in plain order (same bytes) */
     if (gr->flatten >= 0) S->value_slot[first->output] = s_in;
 cleanup:
-    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (c.pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(c.pd));
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }

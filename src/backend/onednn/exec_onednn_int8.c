@@ -272,7 +272,7 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     dnnl_primitive_attr_t attr = NULL;
-    distq_onednn_conv_parts c = {0};
+    distq_onednn_weighted_parts c = {0};
     float *bias = NULL;
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     TRY(check_src(g, n));
@@ -282,7 +282,7 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     }
     TRY(make_qattr(g, n, 1, ctx, &attr));
     TRY(prescaled_bias(g, n, ctx, &bias));
-    const distq_onednn_conv_spec spec = {dnnl_u8, dnnl_s8, qdt(y), weight_t(g, n)->data, bias};
+    const distq_onednn_weighted_spec spec = {dnnl_u8, dnnl_s8, qdt(y), weight_t(g, n)->data, bias};
     TRY(distq_onednn_conv_begin(S, g, n, &spec, attr, ctx, &c));
     if (n->n_inputs > 1) {
         /* u8 dst: the residual codes as they are; f32 dst: converted to f32
@@ -298,7 +298,7 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
         TRY(distq_onednn_add_residual_copy(S, name, s_r, c.s_dst, &c.dst_md, ctx));
     }
     distq_onednn_step *t = NULL;
-    TRY(distq_onednn_conv_step(S, n, &c, ctx, &t));
+    TRY(distq_onednn_weighted_step(S, n, &c, ctx, &t));
     TRY(add_zp_args(S, g, n, t, ctx));
     S->value_slot[n->output] = c.s_dst;
 cleanup:
@@ -353,7 +353,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     dnnl_primitive_attr_t attr = NULL;
-    dnnl_primitive_desc_t pd = NULL;
+    distq_onednn_weighted_parts c = {.s_src = -1, .s_dst = -1};
     float *bias = NULL;
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     TRY(check_src(g, n));
@@ -367,79 +367,42 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
                              (long long)features, (long long)IN);
         goto cleanup;
     }
-    dnnl_dims_t dst_dims, b_dims = {OUT};
+    dnnl_dims_t dst_dims;
     distq_onednn_value_dims(y, S->batch, dst_dims);
     TRY(prescaled_bias(g, n, ctx, &bias));
 
-    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
-    int s_src = -1, s_dst = -1;
-    dnnl_memory_t w_mem = NULL, b_mem = NULL;
     distq_onednn_step *t = NULL;
     if (x->zero_point == 0) {
-        int ndim = in_md->ndims;
-        dnnl_dims_t w_dims = {OUT};
-        for (int i = 1; i < ndim; i++) w_dims[i] = in_md->dims[i]; /* (OUT, C, H, W) or (OUT, IN) */
-        CHECK(dnnl_memory_desc_init_by_tag(&w_md, ndim, w_dims, dnnl_s8, dnnl_format_tag_any));
-        CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_format_tag_any));
-        CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, qdt(y), dnnl_format_tag_any));
         TRY(make_qattr(g, n, 0, ctx, &attr));
-        /* Take the source as it is; only if oneDNN has no kernel for that
-         * layout let it choose one and reorder. */
-        dnnl_inner_product_desc_t ipd;
-        src_md = *in_md;
-        CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src_md, &w_md,
-                                                   bias ? &b_md : NULL, &dst_md));
-        dnnl_status_t s = dnnl_primitive_desc_create(&pd, &ipd, attr, S->engine, NULL);
-        if (s == dnnl_unimplemented) {
-            CHECK(dnnl_memory_desc_init_by_tag(&src_md, ndim, in_md->dims, dnnl_u8, dnnl_format_tag_any));
-            CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src_md, &w_md,
-                                                       bias ? &b_md : NULL, &dst_md));
-            s = dnnl_primitive_desc_create(&pd, &ipd, attr, S->engine, NULL);
-        }
-        CHECK(s);
-        TRY(distq_onednn_query_md(pd, dnnl_query_src_md, 0, &src_md, ctx));
-        TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
-        TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 1, &b_md, ctx));
-        TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
-        TRY(distq_onednn_slot_as(S, s_in, &src_md, n->name, ctx, &s_src));
-        /* (OUT, IN) row-major is the same bytes as (OUT, C, H, W) */
-        TRY(distq_onednn_make_param(S, &w_md, ndim, w_dims, dnnl_s8, weight_t(g, n)->data, ctx, &w_mem));
-        if (bias) TRY(distq_onednn_make_param(S, &b_md, 1, b_dims, dnnl_f32, bias, ctx, &b_mem));
-        TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
-        TRY(distq_onednn_new_step(S, n->name, &t));
-        TRY(distq_onednn_step_set_prim(t, pd, ctx));
+        const distq_onednn_weighted_spec spec = {dnnl_u8, dnnl_s8, qdt(y), weight_t(g, n)->data, bias};
+        TRY(distq_onednn_ip_begin(S, s_in, n->name, OUT, &spec, attr, ctx, &c));
     } else {
         /* matmul: src (N, IN) plain, weights (IN, OUT) = our (OUT, IN) read
          * column-major ("ba"), bias (1, OUT) */
         dnnl_dims_t w_dims = {IN, OUT}, mb_dims = {1, OUT};
-        dnnl_memory_desc_t w_user_md;
-        TRY(slot_as_plain_2d(S, s_in, n->name, ctx, &s_src));
-        src_md = S->slots[s_src].md;
+        dnnl_memory_desc_t src_md, w_md, b_md, w_user_md;
+        TRY(slot_as_plain_2d(S, s_in, n->name, ctx, &c.s_src));
+        src_md = S->slots[c.s_src].md;
         CHECK(dnnl_memory_desc_init_by_tag(&w_md, 2, w_dims, dnnl_s8, dnnl_format_tag_any));
         CHECK(dnnl_memory_desc_init_by_tag(&w_user_md, 2, w_dims, dnnl_s8, dnnl_ba));
         CHECK(dnnl_memory_desc_init_by_tag(&b_md, 2, mb_dims, dnnl_f32, dnnl_ab));
-        CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 2, dst_dims, qdt(y), dnnl_format_tag_any));
+        CHECK(dnnl_memory_desc_init_by_tag(&c.dst_md, 2, dst_dims, qdt(y), dnnl_format_tag_any));
         TRY(make_qattr(g, n, 1, ctx, &attr));
         dnnl_matmul_desc_t md;
-        CHECK(dnnl_matmul_desc_init(&md, &src_md, &w_md, bias ? &b_md : NULL, &dst_md));
-        CHECK(dnnl_primitive_desc_create(&pd, &md, attr, S->engine, NULL));
-        TRY(distq_onednn_query_md(pd, dnnl_query_weights_md, 0, &w_md, ctx));
-        TRY(distq_onednn_query_md(pd, dnnl_query_dst_md, 0, &dst_md, ctx));
-        TRY(distq_onednn_make_fixed(S, &w_md, &w_user_md, weight_t(g, n)->data, 1, ctx, &w_mem));
-        if (bias) TRY(distq_onednn_make_param(S, &b_md, 2, mb_dims, dnnl_f32, bias, ctx, &b_mem));
-        TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
-        TRY(distq_onednn_new_step(S, n->name, &t));
-        TRY(distq_onednn_step_set_prim(t, pd, ctx));
+        CHECK(dnnl_matmul_desc_init(&md, &src_md, &w_md, bias ? &b_md : NULL, &c.dst_md));
+        CHECK(dnnl_primitive_desc_create(&c.pd, &md, attr, S->engine, NULL));
+        TRY(distq_onednn_query_md(c.pd, dnnl_query_weights_md, 0, &w_md, ctx));
+        TRY(distq_onednn_query_md(c.pd, dnnl_query_dst_md, 0, &c.dst_md, ctx));
+        TRY(distq_onednn_make_fixed(S, &w_md, &w_user_md, weight_t(g, n)->data, 1, ctx, &c.w_mem));
+        if (bias) TRY(distq_onednn_make_param(S, &b_md, 2, mb_dims, dnnl_f32, bias, ctx, &c.b_mem));
+        TRY(distq_onednn_new_slot(S, &c.dst_md, &c.s_dst));
     }
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_mem(t, DNNL_ARG_WEIGHTS, w_mem);
-    if (b_mem) distq_onednn_arg_mem(t, DNNL_ARG_BIAS, b_mem);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+    TRY(distq_onednn_weighted_step(S, n, &c, ctx, &t));
     if (x->zero_point != 0) TRY(add_zp_args(S, g, n, t, ctx));
-    S->value_slot[n->output] = s_dst;
+    S->value_slot[n->output] = c.s_dst;
 cleanup:
     distq_free(bias);
-    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (c.pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(c.pd));
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }

@@ -176,29 +176,37 @@ typedef struct {
     int w_ndim;
 } distq_onednn_conv_geom;
 void distq_onednn_conv_geometry(const distq_attrs *a, const int64_t *wdims, distq_onednn_conv_geom *out);
-/* One conv primitive, fp32 or int8: what differs is the data types, the
- * attributes (post-ops, or scales and zero points) and the bias data. */
+/* One conv or inner-product primitive, fp32 or int8: what differs is the
+ * data types, the attributes (post-ops, or scales and zero points) and the
+ * bias data. */
 typedef struct {
     dnnl_data_type_t src, wei, dst;
     const void *weights; /* in wei's type, (OC, IC/G, KH, KW) */
     const float *bias;   /* (OC) f32, or NULL */
-} distq_onednn_conv_spec;
+} distq_onednn_weighted_spec;
 typedef struct {
     dnnl_primitive_desc_t pd; /* the caller destroys it */
     dnnl_memory_desc_t dst_md;
     dnnl_memory_t w_mem, b_mem;
     int s_src, s_dst;
-} distq_onednn_conv_parts;
+} distq_onednn_weighted_parts;
 /* Builds node n's conv (4-D src and dst at S's batch, layouts left to oneDNN):
  * the primitive descriptor with attr, n's input slot in the layout it chose,
  * the weights and bias as fixed memories and a new dst slot. Add any
- * residual copy into s_dst, then distq_onednn_conv_step. */
+ * residual copy into s_dst, then distq_onednn_weighted_step. */
 distq_status distq_onednn_conv_begin(distq_onednn_state *S, const distq_graph *g, const distq_node *n,
-                                     const distq_onednn_conv_spec *spec, const_dnnl_primitive_attr_t attr,
-                                     const char *ctx, distq_onednn_conv_parts *out);
-/* The conv's step, named after n, with src, weights, bias and dst bound. */
-distq_status distq_onednn_conv_step(distq_onednn_state *S, const distq_node *n,
-                                    const distq_onednn_conv_parts *c, const char *ctx,
+                                     const distq_onednn_weighted_spec *spec, const_dnnl_primitive_attr_t attr,
+                                     const char *ctx, distq_onednn_weighted_parts *out);
+/* Builds an inner product (linear) reading slot s_in, named src_name, as it
+ * is (a flatten's 4-D input included: weights (OUT, IN) are viewed as (OUT,
+ * C, H, W), the same bytes); only where oneDNN has no kernel for that layout
+ * it chooses one and s_in is reordered. dst (N, OUT) in spec->dst. */
+distq_status distq_onednn_ip_begin(distq_onednn_state *S, int s_in, const char *src_name, int64_t out_features,
+                                   const distq_onednn_weighted_spec *spec, const_dnnl_primitive_attr_t attr,
+                                   const char *ctx, distq_onednn_weighted_parts *out);
+/* The primitive's step, named after n, with src, weights, bias and dst bound. */
+distq_status distq_onednn_weighted_step(distq_onednn_state *S, const distq_node *n,
+                                    const distq_onednn_weighted_parts *c, const char *ctx,
                                     distq_onednn_step **out);
 /* Copies the md a primitive descriptor chose. */
 distq_status distq_onednn_query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index,

@@ -57,8 +57,8 @@ dnnl_format_tag_t distq_onednn_plain_tag(int ndim)
 }
 
 distq_status distq_onednn_conv_begin(distq_onednn_state *S, const distq_graph *g, const distq_node *n,
-                                     const distq_onednn_conv_spec *spec, const_dnnl_primitive_attr_t attr,
-                                     const char *ctx, distq_onednn_conv_parts *out)
+                                     const distq_onednn_weighted_spec *spec, const_dnnl_primitive_attr_t attr,
+                                     const char *ctx, distq_onednn_weighted_parts *out)
 {
     distq_status st = DISTQ_OK;
     const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
@@ -92,8 +92,47 @@ cleanup:
     return st;
 }
 
-distq_status distq_onednn_conv_step(distq_onednn_state *S, const distq_node *n,
-                                    const distq_onednn_conv_parts *c, const char *ctx,
+distq_status distq_onednn_ip_begin(distq_onednn_state *S, int s_in, const char *src_name, int64_t out_features,
+                                   const distq_onednn_weighted_spec *spec, const_dnnl_primitive_attr_t attr,
+                                   const char *ctx, distq_onednn_weighted_parts *out)
+{
+    distq_status st = DISTQ_OK;
+    const dnnl_memory_desc_t *in_md = distq_onednn_slot_md(S, s_in);
+    const int ndim = in_md->ndims;
+    memset(out, 0, sizeof *out);
+    out->s_src = out->s_dst = -1;
+    dnnl_dims_t w_dims = {out_features}, b_dims = {out_features}, dst_dims = {S->batch, out_features};
+    for (int i = 1; i < ndim; i++) w_dims[i] = in_md->dims[i]; /* (OUT, C, H, W) or (OUT, IN) */
+    dnnl_memory_desc_t src_md = *in_md, w_md, b_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&w_md, ndim, w_dims, spec->wei, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&out->dst_md, 2, dst_dims, spec->dst, dnnl_format_tag_any));
+    dnnl_inner_product_desc_t ipd;
+    CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src_md, &w_md,
+                                               spec->bias ? &b_md : NULL, &out->dst_md));
+    dnnl_status_t s = dnnl_primitive_desc_create(&out->pd, &ipd, attr, S->engine, NULL);
+    if (s == dnnl_unimplemented) {
+        CHECK(dnnl_memory_desc_init_by_tag(&src_md, ndim, in_md->dims, spec->src, dnnl_format_tag_any));
+        CHECK(dnnl_inner_product_forward_desc_init(&ipd, dnnl_forward_inference, &src_md, &w_md,
+                                                   spec->bias ? &b_md : NULL, &out->dst_md));
+        s = dnnl_primitive_desc_create(&out->pd, &ipd, attr, S->engine, NULL);
+    }
+    CHECK(s);
+    TRY(distq_onednn_query_md(out->pd, dnnl_query_src_md, 0, &src_md, ctx));
+    TRY(distq_onednn_query_md(out->pd, dnnl_query_weights_md, 0, &w_md, ctx));
+    TRY(distq_onednn_query_md(out->pd, dnnl_query_weights_md, 1, &b_md, ctx));
+    TRY(distq_onednn_query_md(out->pd, dnnl_query_dst_md, 0, &out->dst_md, ctx));
+    TRY(distq_onednn_slot_as(S, s_in, &src_md, src_name, ctx, &out->s_src));
+    TRY(distq_onednn_make_param(S, &w_md, ndim, w_dims, spec->wei, spec->weights, ctx, &out->w_mem));
+    if (spec->bias)
+        TRY(distq_onednn_make_param(S, &b_md, 1, b_dims, dnnl_f32, spec->bias, ctx, &out->b_mem));
+    TRY(distq_onednn_new_slot(S, &out->dst_md, &out->s_dst));
+cleanup:
+    return st;
+}
+
+distq_status distq_onednn_weighted_step(distq_onednn_state *S, const distq_node *n,
+                                    const distq_onednn_weighted_parts *c, const char *ctx,
                                     distq_onednn_step **out)
 {
     distq_status st = DISTQ_OK;
