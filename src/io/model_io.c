@@ -27,6 +27,50 @@
 
 int distq_h5_name_ok(const char *s) { return s[0] && !strchr(s, '/') && strcmp(s, ".") != 0; }
 
+/* Node groups and tensor datasets are named after the node or tensor, but
+ * HDF5 reserves '/' (ONNX names are full of them: /layer1/layer1.0/Conv) and
+ * the name ".". Their link names escape '%' as %25, '/' as %2F and a name
+ * "." as %2E; the real names stay in the attributes (inputs, params,
+ * node_order), so readers see them as they are. *out: distq_free it. */
+static distq_status link_escape(const char *name, char **out)
+{
+    size_t len = 0;
+    for (const char *c = name; *c; c++) len += (*c == '%' || *c == '/') ? 3 : 1;
+    if (!(*out = distq_malloc(len + 4)))
+        return distq_error_set(DISTQ_ERR_NOMEM, "out of memory escaping the name '%s'", name);
+    if (strcmp(name, ".") == 0) {
+        strcpy(*out, "%2E");
+        return DISTQ_OK;
+    }
+    char *o = *out;
+    for (const char *c = name; *c; c++) {
+        if (*c == '%' || *c == '/') {
+            *o++ = '%';
+            *o++ = '2';
+            *o++ = *c == '%' ? '5' : 'F';
+        } else {
+            *o++ = *c;
+        }
+    }
+    *o = '\0';
+    return DISTQ_OK;
+}
+
+/* Undoes link_escape in place; other '%' sequences are left as they are. */
+static void link_unescape(char *s)
+{
+    char *o = s;
+    for (const char *c = s; *c;) {
+        if (c[0] == '%' && c[1] == '2' && (c[2] == '5' || c[2] == 'F' || c[2] == 'E')) {
+            *o++ = c[2] == '5' ? '%' : c[2] == 'F' ? '/' : '.';
+            c += 3;
+        } else {
+            *o++ = *c++;
+        }
+    }
+    *o = '\0';
+}
+
 /* op outside the registry (qmodel_io's quantize/dequantize): no attributes. */
 distq_status distq_h5_write_op_attrs(hid_t grp, distq_op op, const distq_attrs *a,
                                      const char *where)
@@ -109,15 +153,10 @@ static distq_status write_node(hid_t nodes, hid_t gcpl, const distq_node *nd, co
     hid_t grp = H5I_INVALID_HID;
     char where[DISTQ_H5_WHERE_MAX];
     const char *ins[nd->n_inputs], *params[DISTQ_MAX_PARAMS];
+    char *link = NULL;
     snprintf(where, sizeof where, "%s: /graph/nodes/%s", path, nd->name);
-    if (!distq_h5_name_ok(nd->name)) {
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG,
-                             "%s: node name '%s' cannot be stored (HDF5 names must be non-empty "
-                             "and contain no '/')",
-                             path, nd->name);
-        goto cleanup;
-    }
-    DISTQ_H5_CHECK(grp = H5Gcreate2(nodes, nd->name, H5P_DEFAULT, gcpl, H5P_DEFAULT),
+    DISTQ_CHECK(link_escape(nd->name, &link));
+    DISTQ_H5_CHECK(grp = H5Gcreate2(nodes, link, H5P_DEFAULT, gcpl, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s: cannot create group", where);
     for (int i = 0; i < nd->n_inputs; i++) ins[i] = nd->input_names[i];
     for (int i = 0; i < DISTQ_MAX_PARAMS; i++) params[i] = nd->param_names[i];
@@ -127,6 +166,7 @@ static distq_status write_node(hid_t nodes, hid_t gcpl, const distq_node *nd, co
     DISTQ_CHECK(distq_h5_attr_write_strs(grp, "params", DISTQ_MAX_PARAMS, params, where));
     DISTQ_CHECK(distq_h5_write_op_attrs(grp, nd->op, &nd->attr, where));
 cleanup:
+    distq_free(link);
     distq_h5_close(&grp);
     return st;
 }
@@ -136,7 +176,7 @@ distq_status distq_h5_write_graph(hid_t fid, const distq_graph *g, const char *p
     distq_status st = DISTQ_OK;
     hid_t graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
     hid_t tensors = H5I_INVALID_HID, gcpl = H5I_INVALID_HID, attr_gcpl = H5I_INVALID_HID;
-    char where[DISTQ_H5_WHERE_MAX];
+    char where[DISTQ_H5_WHERE_MAX], *link = NULL;
     const char **order = NULL;
     if (!g->finalized)
         return distq_error_set(DISTQ_ERR_INVALID_ARG,
@@ -176,16 +216,12 @@ distq_status distq_h5_write_graph(hid_t fid, const distq_graph *g, const char *p
                    DISTQ_ERR_IO, "%s: cannot create group", where);
     for (int i = 0; i < g->n_params; i++) {
         const distq_tensor *t = &g->params[i];
-        if (!distq_h5_name_ok(t->name)) {
-            st = distq_error_set(DISTQ_ERR_INVALID_ARG,
-                                 "%s: parameter name '%s' cannot be stored (HDF5 names must be "
-                                 "non-empty and contain no '/')",
-                                 path, t->name);
-            goto cleanup;
-        }
-        DISTQ_CHECK(distq_h5_write_tensor(tensors, t->name, t, where));
+        distq_free(link);
+        DISTQ_CHECK(link_escape(t->name, &link));
+        DISTQ_CHECK(distq_h5_write_tensor(tensors, link, t, where));
     }
 cleanup:
+    distq_free(link);
     distq_h5_close(&attr_gcpl);
     distq_h5_close(&gcpl);
     distq_h5_close(&tensors);
@@ -289,6 +325,7 @@ static distq_status read_tensors(hid_t fid, const char *path, distq_graph *g)
         snprintf(where, sizeof where, "%s: dataset /tensors/%s", path, name);
         DISTQ_H5_CHECK(dset = H5Dopen2(tensors, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
                        "%s: /tensors/%s is not a dataset", path, name);
+        link_unescape(name); /* the tensor's own name */
         DISTQ_H5_CHECK(type = H5Dget_type(dset), DISTQ_ERR_FORMAT, "%s: cannot read its type",
                        where);
         if (distq_h5_dtype_of(type, &dt) != 0) {
@@ -331,8 +368,10 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
     const char *param_ptrs[DISTQ_MAX_PARAMS];
     int n_ins = 0, n_params = 0, n_out = 0;
     distq_op op;
+    char *link = NULL;
     snprintf(where, sizeof where, "%s: /graph/nodes/%s", path, name);
-    DISTQ_H5_CHECK(grp = H5Gopen2(nodes, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
+    DISTQ_CHECK(link_escape(name, &link));
+    DISTQ_H5_CHECK(grp = H5Gopen2(nodes, link, H5P_DEFAULT), DISTQ_ERR_FORMAT,
                    "%s: not a group", where);
     DISTQ_CHECK(distq_h5_attr_read_str(grp, "op", opname, sizeof opname, where));
     if (distq_op_from_name(opname, &op) != DISTQ_OK) {
@@ -365,6 +404,7 @@ static distq_status read_node(hid_t nodes, const char *name, const char *path, d
                               output[0]);
     if (st != DISTQ_OK) st = prefix_error(st, path);
 cleanup:
+    distq_free(link);
     distq_free(ins);
     distq_free(output);
     distq_free(params);
@@ -386,8 +426,10 @@ static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char **name
                    "%s: cannot look up attribute 'node_order'", where);
     if (!has) {
         snprintf(where, sizeof where, "%s: /graph/nodes", path);
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             DISTQ_CHECK(link_name(nodes, H5_INDEX_NAME, (hsize_t)i, &names[i], where));
+            link_unescape(names[i]);
+        }
         goto cleanup;
     }
     DISTQ_CHECK(distq_h5_attr_read_strlist(graph, "node_order", n, n, &order, &got, where));
@@ -401,9 +443,12 @@ static distq_status read_node_order(hid_t graph, hid_t nodes, int n, char **name
     }
     for (int i = 0; i < n; i++) {
         htri_t exists = 0;
-        if (distq_h5_name_ok(names[i]))
-            DISTQ_H5_CHECK(exists = H5Lexists(nodes, names[i], H5P_DEFAULT), DISTQ_ERR_FORMAT,
-                           "%s: cannot look up /graph/nodes/%s", path, names[i]);
+        char *link = NULL;
+        DISTQ_CHECK(link_escape(names[i], &link));
+        if (names[i][0])
+            exists = H5Lexists(nodes, link, H5P_DEFAULT);
+        distq_free(link);
+        DISTQ_H5_CHECK(exists, DISTQ_ERR_FORMAT, "%s: cannot look up /graph/nodes/%s", path, names[i]);
         if (!exists) {
             st = distq_error_set(DISTQ_ERR_FORMAT,
                                  "%s: /graph attribute node_order names '%s', but there is no "
