@@ -44,13 +44,24 @@ static double residual(const ref_state *s, const distq_node *n, int64_t i)
     return (double)r->scale * (((const uint8_t *)s->vals[n->inputs[1]])[i] - r->zero_point);
 }
 
+/* Output element o of a quantized conv or linear from its int32 sum: real
+ * domain, + bias, + residual, relu, then u8 or f32 as the output is. */
+static void finish_acc(const ref_state *s, const distq_node *n, int64_t oc, int32_t acc, int64_t o)
+{
+    const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
+    const float *ws = param_data(s, n, DISTQ_PARAM_WEIGHT_SCALE), *bias = param_data(s, n, DISTQ_PARAM_BIAS);
+    double y = (double)xv->scale * ws[oc] * acc + (bias ? bias[oc] : 0.0);
+    y += residual(s, n, o);
+    if (n->attr.post_relu && y < 0) y = 0;
+    store(yv, s->vals[n->output], o, y);
+}
+
 static void qconv_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     (void)count;
     const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
     const uint8_t *x = s->vals[n->inputs[0]];
     const int8_t *w = param_data(s, n, DISTQ_PARAM_WEIGHT);
-    const float *ws = param_data(s, n, DISTQ_PARAM_WEIGHT_SCALE), *bias = param_data(s, n, DISTQ_PARAM_BIAS);
     const distq_tensor *wt = &s->g->params[n->params[DISTQ_PARAM_WEIGHT]];
     const distq_attrs *a = &n->attr;
     int64_t C = xv->dims[1], H = xv->dims[2], W = xv->dims[3];
@@ -73,11 +84,7 @@ static void qconv_ref(const ref_state *s, const distq_node *n, int64_t count)
                                 acc += (xq - xv->zero_point) * w[((oc * ICg + ic) * KH + kh) * KW + kw];
                             }
                         }
-                    int64_t o = ((nb * OC + oc) * OH + oh) * OW + ow;
-                    double y = (double)xv->scale * ws[oc] * acc + (bias ? bias[oc] : 0.0);
-                    y += residual(s, n, o);
-                    if (a->post_relu && y < 0) y = 0;
-                    store(yv, s->vals[n->output], o, y);
+                    finish_acc(s, n, oc, acc, ((nb * OC + oc) * OH + oh) * OW + ow);
                 }
         }
 }
@@ -88,15 +95,12 @@ static void qlinear_ref(const ref_state *s, const distq_node *n, int64_t count)
     const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
     const uint8_t *x = s->vals[n->inputs[0]];
     const int8_t *w = param_data(s, n, DISTQ_PARAM_WEIGHT);
-    const float *ws = param_data(s, n, DISTQ_PARAM_WEIGHT_SCALE), *bias = param_data(s, n, DISTQ_PARAM_BIAS);
     int64_t IN = xv->dims[1], OUT = yv->dims[1];
     for (int64_t nb = 0; nb < s->N; nb++)
         for (int64_t o = 0; o < OUT; o++) {
             int32_t acc = 0;
             for (int64_t i = 0; i < IN; i++) acc += (x[nb * IN + i] - xv->zero_point) * w[o * IN + i];
-            double y = (double)xv->scale * ws[o] * acc + (bias ? bias[o] : 0.0);
-            if (n->attr.post_relu && y < 0) y = 0;
-            store(yv, s->vals[n->output], nb * OUT + o, y);
+            finish_acc(s, n, o, acc, nb * OUT + o);
         }
 }
 
