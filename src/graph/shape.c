@@ -389,9 +389,10 @@ distq_status distq_node_infer(distq_graph *g, distq_node *n)
         return NODE_ERR(n, "has %d inputs, expected %d", n->n_inputs, info->max_inputs);
     }
     /* u8 flows only into int8 heads, ops that share their input's qparams,
-     * and dequantize; every other op runs in f32 */
+     * and quantize / dequantize (whose rules say which dtype each takes);
+     * every other op runs in f32 */
     int takes_u8 = info->qrole == DISTQ_QROLE_HEAD || info->qrole == DISTQ_QROLE_SHARES_INPUT ||
-                   n->op == DISTQ_OP_DEQUANTIZE;
+                   info->qrole == DISTQ_QROLE_QDQ;
     for (int k = 0; k < n->n_inputs; k++) {
         const distq_value *v = in_value(g, n, k);
         if (v->dtype != DISTQ_DTYPE_F32 && !(takes_u8 && is_u8(v)))
