@@ -268,10 +268,12 @@ static void ref_destroy(void *state)
     distq_free(e);
 }
 
-/* The f32 kernel, or the int8 one for a node that reads u8 or quantizes. */
+/* The f32 kernel, or the int8 one for a node that reads u8 or is a
+ * quantize / dequantize. */
 static ref_kernel kernel_of(const distq_graph *g, const distq_node *n, const char **table)
 {
-    int int8 = n->op == DISTQ_OP_QUANTIZE || g->values[n->inputs[0]].dtype == DISTQ_DTYPE_U8;
+    int int8 = distq_op_info_of(n->op)->qrole == DISTQ_QROLE_QDQ ||
+               g->values[n->inputs[0]].dtype == DISTQ_DTYPE_U8;
     *table = int8 ? "ref int8" : "ref";
     return int8 ? distq_ref_int8_kernels[n->op] : ref_kernels[n->op];
 }
