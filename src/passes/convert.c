@@ -105,7 +105,7 @@ static distq_status emit_pattern(const distq_prepared *p, const distq_qparams *q
     if (!ins[0] || (pl->sum_value >= 0 && !ins[1]))
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': its input is not int8", n->name);
     int obs = p->value_observer[pl->out_value];
-    int head = n->op == DISTQ_OP_CONV2D || n->op == DISTQ_OP_LINEAR;
+    int head = distq_op_info_of(n->op)->qrole == DISTQ_QROLE_HEAD;
     if (head) {
         distq_status st;
         const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
