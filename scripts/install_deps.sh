@@ -13,6 +13,10 @@ packages=(
   zlib1g-dev                          # reading gzip'd IDX files
   dataset-fashion-mnist               # Fashion-MNIST (IDX, /usr/share/datasets/fashion-mnist)
   python3-h5py python3-numpy          # scripts/
+  libonnx-dev                         # onnx.proto, compiled by protoc-c at build time
+  protobuf-c-compiler libprotobuf-c-dev # protoc-c and its runtime library
+  libonnx-testdata                    # ONNX's backend test cases (conformance test)
+  python3-onnx python3-torch python3-torchvision # scripts/export_torchvision.py (model tests)
 )
 missing=()
 for p in "${packages[@]}"; do

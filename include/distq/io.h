@@ -62,7 +62,8 @@ distq_status distq_qmodel_save(const struct distq_prepared *p, const distq_graph
  * distq-model); run distq calibrate first"; a version-1 file is refused with
  * the command that regenerates it. Observer states are not read back. */
 distq_status distq_qmodel_load(const char *path, distq_graph **q, distq_graph **fp32);
-/* *quantized = 1 if path is a distq-qmodel file, 0 if a plain distq-model;
+/* *quantized = 1 if path is a distq-qmodel file, 0 if a plain distq-model or
+ * an .onnx file (imported as fp32);
  * anything else (missing, not HDF5, other format, bad version) is the
  * loaders' error. */
 distq_status distq_model_is_quantized(const char *path, int *quantized);

@@ -110,6 +110,29 @@ struct distq_dist;
 distq_status distq_train_job(const distq_config *cfg, struct distq_dist *d, int qat, int resume, distq_epoch_fn on_epoch,
                              void *user, distq_train_report *rep);
 
+/* --- ONNX test cases (src/jobs/onnx_test.c) ----------------------------------
+ * A folder in ONNX's test-case layout (model.onnx, test_data_set_N/input_K.pb
+ * and output_*.pb, as in Debian's libonnx-testdata or what
+ * scripts/export_torchvision.py writes): imported with graph inputs after the
+ * first bound to their data as constants, run on a backend at the batch of
+ * input_0, compared with output_0. */
+typedef struct {
+    double rtol, atol; /* ONNX's runner: |out - ref| <= atol + rtol |ref|, 1e-3 and 1e-7 */
+    double logits_tol; /* > 0: max |out - ref| <= logits_tol * max |ref| instead (whole models) */
+} distq_onnx_test_tol;
+typedef enum { DISTQ_CASE_PASSED = 0, DISTQ_CASE_FAILED, DISTQ_CASE_REFUSED } distq_case_outcome;
+typedef struct {
+    distq_case_outcome outcome;
+    int n_sets;            /* data sets compared */
+    double max_abs_err;    /* the largest |out - ref| */
+    double max_abs_ref;    /* the largest |ref| */
+    char detail[768];      /* why it was refused, or where it differs most */
+} distq_onnx_case_result;
+/* Never an error: what goes wrong is the case's outcome (a refusal names the
+ * file, node, op or tensor at fault). */
+void distq_onnx_test_case(const char *dir, distq_backend b, const distq_onnx_test_tol *tol,
+                          distq_onnx_case_result *r);
+
 #ifdef __cplusplus
 }
 #endif

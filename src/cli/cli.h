@@ -17,6 +17,8 @@ typedef struct {
 } cli_ctx;
 
 int cmd_model(const cli_ctx *ctx, int argc, char **argv);
+int cmd_import(const cli_ctx *ctx, int argc, char **argv);
+int cmd_onnx_test(const cli_ctx *ctx, int argc, char **argv);
 int cmd_data(const cli_ctx *ctx, int argc, char **argv);
 int cmd_infer(const cli_ctx *ctx, int argc, char **argv);
 int cmd_inspect(const cli_ctx *ctx, int argc, char **argv);

@@ -13,6 +13,8 @@ static const struct {
     const char *help;
 } commands[] = {
     {"model", cmd_model, "build a model (resnet18, linear) with seeded weights"},
+    {"import", cmd_import, "import an ONNX model (torch.onnx.export) into a distq model file"},
+    {"onnx-test", cmd_onnx_test, "run ONNX test cases (model.onnx + test_data_set_*) on ref and oneDNN"},
     {"data", cmd_data, "write a synthetic dataset (float32 NCHW, optional labels)"},
     {"infer", cmd_infer, "run a model over a dataset and write the logits"},
     {"run", cmd_run, "the whole flow from a config, under mpirun: calibrate, convert, eval, bench"},

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "distq/io.h"
+#include "distq/onnx.h"
 #include "io/h5_util_impl.h"
 #include "io/model_io_impl.h"
 
@@ -544,6 +545,8 @@ distq_status distq_model_load(const char *path, distq_graph **out)
     if (!out || !path)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_load: NULL path or out");
     *out = NULL;
+    /* an ONNX model is imported in memory: every command that takes a model takes one */
+    if (distq_path_is_onnx(path)) return distq_onnx_import(path, NULL, out);
 
     DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
     /* A quantized model carries its float graph in the same layout: every

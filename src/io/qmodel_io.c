@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "distq/io.h"
+#include "distq/onnx.h"
 #include "distq/quant.h"
 #include "io/h5_util_impl.h"
 #include "io/model_io_impl.h"
@@ -329,6 +330,8 @@ distq_status distq_model_is_quantized(const char *path, int *quantized)
     hid_t fid = H5I_INVALID_HID;
     if (!path || !quantized)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_model_is_quantized: NULL argument");
+    *quantized = 0;
+    if (distq_path_is_onnx(path)) return DISTQ_OK; /* imported as an fp32 graph (distq import) */
     DISTQ_CHECK(open_checked(path, 1, &fid, quantized));
 cleanup:
     distq_h5_close(&fid);

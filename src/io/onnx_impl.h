@@ -1,0 +1,113 @@
+#ifndef DISTQ_ONNX_IMPL_H
+#define DISTQ_ONNX_IMPL_H
+/*
+ * Inside the ONNX importer: onnx_import.c walks the model (file, tensors,
+ * graph input and output, constants, aliases) and onnx_ops.c holds the table
+ * of ONNX op types, each translated into registry ops by one function.
+ */
+#include "distq/graph.h"
+#include "distq/onnx.h"
+#include "onnx.pb-c.h"
+
+/* Runs a distq call and returns its status if it failed. */
+#define ONNX_TRY(call)                  \
+    do {                                \
+        distq_status try_st_ = (call);  \
+        if (try_st_) return try_st_;    \
+    } while (0)
+
+/* A constant: an initializer, a Constant node's output or a bound input.
+ * Floats are f32, integers and bools s64. */
+typedef struct {
+    const char *name; /* the ONNX name (the graph's string store) */
+    distq_dtype dtype;
+    int ndim;
+    int64_t dims[DISTQ_MAX_DIMS];
+    void *data;        /* owned */
+    const char *param; /* the graph parameter holding it unchanged; NULL until one does */
+} onnx_const;
+
+typedef struct {
+    const char *from, *to; /* an ONNX value name and the name it stands for */
+} onnx_alias;
+
+typedef struct {
+    const char *path; /* the model file, for messages */
+    const char *dir;  /* its folder, for external data */
+    int64_t opset;    /* of the default domain */
+    int64_t batch;    /* the graph input's declared first dim; -1 if symbolic */
+    distq_graph *g;
+    onnx_const *consts;
+    int n_consts, cap_consts;
+    onnx_alias *aliases;
+    int n_aliases, cap_aliases;
+    int dirty; /* nodes added since the graph was last finalized */
+    /* the node being translated, for messages */
+    const Onnx__NodeProto *node;
+    const char *node_name;
+} onnx_importer;
+
+/* One ONNX op type: its translation and the attributes it understands (any
+ * other is refused, naming it). */
+typedef distq_status (*onnx_op_fn)(onnx_importer *im, const Onnx__NodeProto *n);
+typedef struct {
+    const char *op_type;
+    onnx_op_fn translate;
+    const char *attrs; /* space-separated names, "" for none */
+} onnx_op_row;
+
+/* The row of op_type, NULL if distq does not import it. */
+const onnx_op_row *onnx_op_find(const char *op_type);
+/* The table, for `distq ops` and docs. */
+const onnx_op_row *onnx_op_table(int *n);
+
+/* "PATH: node 'NAME' (OpType, opset N): detail", returning st. */
+distq_status onnx_node_error(const onnx_importer *im, distq_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Input k of n: 1 if present (ONNX marks a skipped optional input with ""). */
+int onnx_has_input(const Onnx__NodeProto *n, int k);
+/* The constant input k holds, or NULL (absent, or not a constant). */
+onnx_const *onnx_input_const(onnx_importer *im, const Onnx__NodeProto *n, int k);
+/* Input k as a constant; an error naming the input if it is not one. */
+distq_status onnx_need_const(onnx_importer *im, const Onnx__NodeProto *n, int k, const char *role,
+                             onnx_const **out);
+/* Input k as an activation value (its graph name); an error naming the
+ * input if it is a constant or produced by no node before n. */
+distq_status onnx_need_value(onnx_importer *im, const Onnx__NodeProto *n, int k, const char **out);
+/* The dims of value name (dims[0] is the batch, held at 1). */
+distq_status onnx_value_dims(onnx_importer *im, const char *name, int *ndim, int64_t *dims);
+
+/* A graph parameter holding c unchanged, named as c (added on first use). */
+distq_status onnx_param_of(onnx_importer *im, onnx_const *c, const char **name);
+/* A new f32 parameter named base + suffix (data copied): a constant that
+ * import had to change (transposed, scaled). */
+distq_status onnx_param_new(onnx_importer *im, const char *base, const char *suffix, int ndim,
+                            const int64_t *dims, const float *data, const char **name);
+/* A constant named name (n's output); data is taken over (freed on error too). */
+distq_status onnx_const_add(onnx_importer *im, const char *name, distq_dtype dtype, int ndim,
+                            const int64_t *dims, void *data);
+/* A constant from a TensorProto (its data or external file), named name. */
+distq_status onnx_const_from_tensor(onnx_importer *im, const Onnx__TensorProto *t,
+                                    const char *name);
+/* Output k of n stands for the value or constant `to`. */
+distq_status onnx_alias_add(onnx_importer *im, const char *from, const char *to);
+
+/* Adds the node being translated, writing n's output 0. */
+distq_status onnx_emit(onnx_importer *im, distq_op op, const distq_attrs *a, int n_inputs,
+                       const char *const *inputs, const char *const *params);
+
+/* Attributes: NULL if absent. */
+const Onnx__AttributeProto *onnx_attr(const Onnx__NodeProto *n, const char *name);
+distq_status onnx_attr_int(const onnx_importer *im, const Onnx__NodeProto *n, const char *name,
+                           int64_t def, int64_t *out);
+distq_status onnx_attr_float(const onnx_importer *im, const Onnx__NodeProto *n, const char *name,
+                             float def, float *out);
+/* Up to max ints; *count = 0 if absent. */
+distq_status onnx_attr_ints(const onnx_importer *im, const Onnx__NodeProto *n, const char *name,
+                            int max, int *count, int64_t *out);
+/* The string attribute into buf; def if absent. */
+distq_status onnx_attr_string(const onnx_importer *im, const Onnx__NodeProto *n, const char *name,
+                              const char *def, char *buf, size_t len);
+
+#endif

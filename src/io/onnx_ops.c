@@ -1,0 +1,473 @@
+/*
+ * The ONNX op types distq imports, each translated into registry ops by one
+ * function. A translation checks every attribute value and input it reads
+ * and refuses what the registry op cannot compute exactly (asymmetric pads,
+ * a transposed A, a constant where an activation is expected), naming it.
+ * ONNX semantics: https://github.com/onnx/onnx/blob/main/docs/Operators.md
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "io/onnx_impl.h"
+
+#define NO_PARAMS NULL
+
+static distq_status unary(onnx_importer *im, const Onnx__NodeProto *n, distq_op op, const distq_attrs *a)
+{
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    distq_attrs d = a ? *a : distq_attrs_default(op);
+    return onnx_emit(im, op, &d, 1, &x, NO_PARAMS);
+}
+
+static distq_status t_relu(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_RELU, NULL); }
+static distq_status t_sigmoid(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_SIGMOID, NULL); }
+static distq_status t_hardswish(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_HARDSWISH, NULL); }
+
+static distq_status t_hardsigmoid(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    distq_attrs a = distq_attrs_default(DISTQ_OP_HARDSIGMOID);
+    ONNX_TRY(onnx_attr_float(im, n, "alpha", 0.2f, &a.alpha)); /* ONNX's defaults, not PyTorch's */
+    ONNX_TRY(onnx_attr_float(im, n, "beta", 0.5f, &a.beta));
+    return unary(im, n, DISTQ_OP_HARDSIGMOID, &a);
+}
+
+/* The one float a scalar constant input holds. */
+static distq_status scalar_input(onnx_importer *im, const Onnx__NodeProto *n, int k, const char *role,
+                                 float *out)
+{
+    onnx_const *c;
+    ONNX_TRY(onnx_need_const(im, n, k, role, &c));
+    if (distq_dims_numel(c->ndim, c->dims) != 1)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "input %d '%s' (%s) must hold one value", k,
+                               n->input[k], role);
+    *out = c->dtype == DISTQ_DTYPE_F32 ? *(const float *)c->data : (float)*(const int64_t *)c->data;
+    return DISTQ_OK;
+}
+
+/* Clip: min / max are attributes before opset 11, optional inputs after. */
+static distq_status t_clip(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    distq_attrs a = distq_attrs_default(DISTQ_OP_CLIP);
+    a.min = -INFINITY;
+    a.max = INFINITY;
+    if (im->opset < 11) {
+        ONNX_TRY(onnx_attr_float(im, n, "min", -INFINITY, &a.min));
+        ONNX_TRY(onnx_attr_float(im, n, "max", INFINITY, &a.max));
+    } else {
+        if (onnx_has_input(n, 1)) ONNX_TRY(scalar_input(im, n, 1, "min", &a.min));
+        if (onnx_has_input(n, 2)) ONNX_TRY(scalar_input(im, n, 2, "max", &a.max));
+    }
+    if (isnan(a.min) || isnan(a.max) || a.min > a.max)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "min %g and max %g are not an interval",
+                               (double)a.min, (double)a.max);
+    if (a.min == 0.0f && isinf(a.max) && a.max > 0) return unary(im, n, DISTQ_OP_RELU, NULL);
+    return unary(im, n, DISTQ_OP_CLIP, &a);
+}
+
+/* Add and Mul of two activations: add on equal shapes, mul broadcasting. */
+static distq_status binary(onnx_importer *im, const Onnx__NodeProto *n, distq_op op)
+{
+    const char *in[2];
+    ONNX_TRY(onnx_need_value(im, n, 0, &in[0]));
+    ONNX_TRY(onnx_need_value(im, n, 1, &in[1]));
+    distq_attrs a = distq_attrs_default(op);
+    return onnx_emit(im, op, &a, 2, in, NO_PARAMS);
+}
+
+static distq_status t_add(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_ADD); }
+static distq_status t_mul(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_MUL); }
+
+static distq_status t_concat(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    if (n->n_input < 1) return onnx_node_error(im, DISTQ_ERR_FORMAT, "has no inputs");
+    const char **in = distq_malloc(n->n_input * sizeof *in);
+    if (!in) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory");
+    distq_status st = DISTQ_OK;
+    for (size_t k = 0; k < n->n_input && !st; k++) st = onnx_need_value(im, n, (int)k, &in[k]);
+    distq_attrs a = distq_attrs_default(DISTQ_OP_CONCAT);
+    if (!st && im->opset >= 4 && !onnx_attr(n, "axis")) /* before opset 4 it defaults to 1 */
+        st = onnx_node_error(im, DISTQ_ERR_FORMAT, "attribute 'axis' is required");
+    if (!st) st = onnx_attr_int(im, n, "axis", 1, &a.axis);
+    if (!st) st = onnx_emit(im, DISTQ_OP_CONCAT, &a, (int)n->n_input, in, NO_PARAMS);
+    distq_free((void *)in);
+    return st;
+}
+
+// --- windows: Conv, MaxPool ---------------------------------------------------------
+
+/* The spatial window of a 2-D Conv or pool: kernel_shape, strides, dilations
+ * and pads into a (symmetric pads only: the registry ops pad both sides
+ * alike), auto_pad resolved from the input's static size. */
+static distq_status window(onnx_importer *im, const Onnx__NodeProto *n, const char *x,
+                           const int64_t *kernel, distq_attrs *a)
+{
+    int cnt;
+    int64_t v[4];
+    ONNX_TRY(onnx_attr_ints(im, n, "kernel_shape", 4, &cnt, v));
+    if (cnt && (cnt != 2 || v[0] != kernel[0] || v[1] != kernel[1]))
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'kernel_shape' must be 2-D and "
+                               "match the weight (only 2-D windows are supported)");
+    ONNX_TRY(onnx_attr_ints(im, n, "strides", 4, &cnt, v));
+    if (cnt && cnt != 2) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'strides' must have 2 values");
+    a->stride[0] = cnt ? v[0] : 1;
+    a->stride[1] = cnt ? v[1] : 1;
+    ONNX_TRY(onnx_attr_ints(im, n, "dilations", 4, &cnt, v));
+    if (cnt && cnt != 2) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'dilations' must have 2 values");
+    a->dilation[0] = cnt ? v[0] : 1;
+    a->dilation[1] = cnt ? v[1] : 1;
+    char auto_pad[32];
+    ONNX_TRY(onnx_attr_string(im, n, "auto_pad", "NOTSET", auto_pad, sizeof auto_pad));
+    ONNX_TRY(onnx_attr_ints(im, n, "pads", 4, &cnt, v));
+    if (strcmp(auto_pad, "NOTSET") == 0) {
+        if (cnt && cnt != 4) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'pads' must have 4 values");
+        if (!cnt) v[0] = v[1] = v[2] = v[3] = 0;
+    } else if (strcmp(auto_pad, "VALID") == 0) {
+        v[0] = v[1] = v[2] = v[3] = 0;
+    } else if (strcmp(auto_pad, "SAME_UPPER") == 0 || strcmp(auto_pad, "SAME_LOWER") == 0) {
+        int nd;
+        int64_t dims[DISTQ_MAX_DIMS];
+        ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+        if (nd != 4) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "input '%s' must have rank 4", x);
+        for (int i = 0; i < 2; i++) {
+            int64_t out = (dims[2 + i] + a->stride[i] - 1) / a->stride[i];
+            int64_t total = (out - 1) * a->stride[i] + (kernel[i] - 1) * a->dilation[i] + 1 - dims[2 + i];
+            if (total < 0) total = 0;
+            int upper = auto_pad[5] == 'U';
+            v[i] = upper ? total / 2 : total - total / 2;
+            v[2 + i] = total - v[i];
+        }
+    } else {
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'auto_pad' = %s is not supported", auto_pad);
+    }
+    if (v[0] != v[2] || v[1] != v[3])
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED,
+                               "asymmetric pads (%lld, %lld, %lld, %lld) are not supported (only "
+                               "equal padding on both sides)",
+                               (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3]);
+    a->padding[0] = v[0];
+    a->padding[1] = v[1];
+    return DISTQ_OK;
+}
+
+static distq_status t_conv(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    onnx_const *w, *b = NULL;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    ONNX_TRY(onnx_need_const(im, n, 1, "weight", &w));
+    if (w->ndim != 4)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "weight '%s' has rank %d; only 2-D "
+                               "convolution (a rank-4 weight) is supported", w->name, w->ndim);
+    if (onnx_has_input(n, 2)) ONNX_TRY(onnx_need_const(im, n, 2, "bias", &b));
+    distq_attrs a = distq_attrs_default(DISTQ_OP_CONV2D);
+    ONNX_TRY(window(im, n, x, &w->dims[2], &a));
+    ONNX_TRY(onnx_attr_int(im, n, "group", 1, &a.groups));
+    const char *params[DISTQ_MAX_PARAMS] = {0};
+    ONNX_TRY(onnx_param_of(im, w, &params[DISTQ_PARAM_WEIGHT]));
+    if (b) ONNX_TRY(onnx_param_of(im, b, &params[DISTQ_PARAM_BIAS]));
+    return onnx_emit(im, DISTQ_OP_CONV2D, &a, 1, &x, params);
+}
+
+static distq_status t_maxpool(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    if (n->n_output > 1 && n->output[1][0])
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "output 1 (Indices) is not supported");
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int cnt;
+    int64_t k[4];
+    ONNX_TRY(onnx_attr_ints(im, n, "kernel_shape", 4, &cnt, k));
+    if (cnt != 2) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'kernel_shape' must have "
+                                         "2 values (only 2-D pooling is supported)");
+    int64_t storage;
+    ONNX_TRY(onnx_attr_int(im, n, "storage_order", 0, &storage));
+    if (storage != 0) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'storage_order' = %lld is "
+                                             "not supported", (long long)storage);
+    distq_attrs a = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
+    a.kernel[0] = k[0];
+    a.kernel[1] = k[1];
+    ONNX_TRY(window(im, n, x, k, &a));
+    ONNX_TRY(onnx_attr_int(im, n, "ceil_mode", 0, &a.ceil_mode));
+    return onnx_emit(im, DISTQ_OP_MAX_POOL2D, &a, 1, &x, NO_PARAMS);
+}
+
+static distq_status t_global_avg_pool(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    return unary(im, n, DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL);
+}
+
+// --- Gemm, MatMul: linear ------------------------------------------------------------
+
+/* A linear node from a constant weight w (rows OUT, K), optional bias
+ * (OUT): a new parameter where import changed the constant. */
+static distq_status emit_linear(onnx_importer *im, const char *x, onnx_const *b_const, int transposed,
+                                float alpha, onnx_const *c, float beta)
+{
+    const int64_t *bd = b_const->dims;
+    int64_t OUT = transposed ? bd[0] : bd[1], K = transposed ? bd[1] : bd[0];
+    const char *params[DISTQ_MAX_PARAMS] = {0};
+    if (transposed && alpha == 1.0f) {
+        ONNX_TRY(onnx_param_of(im, b_const, &params[DISTQ_PARAM_WEIGHT]));
+    } else {
+        float *w = distq_malloc((size_t)(OUT * K) * sizeof *w);
+        if (!w) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory");
+        const float *src = b_const->data;
+        for (int64_t o = 0; o < OUT; o++)
+            for (int64_t k = 0; k < K; k++)
+                w[o * K + k] = alpha * (transposed ? src[o * K + k] : src[k * OUT + o]);
+        int64_t wd[2] = {OUT, K};
+        distq_status st = onnx_param_new(im, b_const->name, transposed ? ".scaled" : ".T", 2, wd, w,
+                                         &params[DISTQ_PARAM_WEIGHT]);
+        distq_free(w);
+        if (st) return st;
+    }
+    if (c) {
+        int64_t cn = distq_dims_numel(c->ndim, c->dims);
+        int is_row = c->ndim == 1 || (c->ndim == 2 && c->dims[0] == 1);
+        if (c->dtype != DISTQ_DTYPE_F32 || !(cn == 1 || (cn == OUT && is_row)))
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED,
+                                   "bias '%s' must be a float of %lld values (one per output) or one "
+                                   "value; other broadcasts are not supported",
+                                   c->name, (long long)OUT);
+        if (c->ndim == 1 && cn == OUT && beta == 1.0f) {
+            ONNX_TRY(onnx_param_of(im, c, &params[DISTQ_PARAM_BIAS]));
+        } else {
+            float *bias = distq_malloc((size_t)OUT * sizeof *bias);
+            if (!bias) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory");
+            for (int64_t o = 0; o < OUT; o++) bias[o] = beta * ((const float *)c->data)[cn == 1 ? 0 : o];
+            distq_status st = onnx_param_new(im, c->name, ".bias", 1, &OUT, bias, &params[DISTQ_PARAM_BIAS]);
+            distq_free(bias);
+            if (st) return st;
+        }
+    }
+    distq_attrs a = distq_attrs_default(DISTQ_OP_LINEAR);
+    return onnx_emit(im, DISTQ_OP_LINEAR, &a, 1, &x, params);
+}
+
+static distq_status need_matrix(onnx_importer *im, onnx_const *b)
+{
+    if (b->ndim != 2 || b->dtype != DISTQ_DTYPE_F32)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "weight '%s' must be a 2-D float constant", b->name);
+    return DISTQ_OK;
+}
+
+static distq_status t_gemm(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    onnx_const *b, *c = NULL;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    ONNX_TRY(onnx_need_const(im, n, 1, "B", &b));
+    ONNX_TRY(need_matrix(im, b));
+    if (onnx_has_input(n, 2)) ONNX_TRY(onnx_need_const(im, n, 2, "C", &c));
+    int64_t trans_a, trans_b;
+    float alpha, beta;
+    ONNX_TRY(onnx_attr_int(im, n, "transA", 0, &trans_a));
+    ONNX_TRY(onnx_attr_int(im, n, "transB", 0, &trans_b));
+    ONNX_TRY(onnx_attr_float(im, n, "alpha", 1.0f, &alpha));
+    ONNX_TRY(onnx_attr_float(im, n, "beta", 1.0f, &beta));
+    if (trans_a != 0)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'transA' = %lld is not supported "
+                               "(the activation is never transposed)", (long long)trans_a);
+    return emit_linear(im, x, b, trans_b != 0, alpha, c, beta);
+}
+
+/* MatMul of a 2-D activation by a constant matrix (K, N). */
+static distq_status t_matmul(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    onnx_const *b;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    ONNX_TRY(onnx_need_const(im, n, 1, "B", &b));
+    ONNX_TRY(need_matrix(im, b));
+    int nd;
+    int64_t dims[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    if (nd != 2)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "input '%s' has rank %d; only a 2-D MatMul "
+                               "(batch, features) is supported", x, nd);
+    return emit_linear(im, x, b, 0, 1.0f, NULL, 1.0f);
+}
+
+// --- BatchNormalization, Flatten, Reshape ----------------------------------------------
+
+static distq_status t_batchnorm(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    for (size_t k = 1; k < n->n_output; k++)
+        if (n->output[k][0])
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "output %zu (training statistics) is "
+                                   "not supported: export in eval mode", k);
+    int64_t training, spatial;
+    ONNX_TRY(onnx_attr_int(im, n, "training_mode", 0, &training));
+    ONNX_TRY(onnx_attr_int(im, n, "spatial", 1, &spatial));
+    int64_t is_test; /* opset < 7: 0 would update the statistics */
+    ONNX_TRY(onnx_attr_int(im, n, "is_test", 1, &is_test));
+    if (!is_test) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'is_test' = 0 (training) "
+                                         "is not supported: export in eval mode");
+    if (training) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'training_mode' = 1 "
+                                         "is not supported: export in eval mode");
+    if (spatial != 1) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'spatial' = %lld "
+                                             "is not supported", (long long)spatial);
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    static const char *const roles[4] = {"scale", "B", "mean", "var"};
+    static const int slots[4] = {DISTQ_PARAM_WEIGHT, DISTQ_PARAM_BIAS, DISTQ_PARAM_RUNNING_MEAN,
+                                 DISTQ_PARAM_RUNNING_VAR};
+    const char *params[DISTQ_MAX_PARAMS] = {0};
+    for (int k = 0; k < 4; k++) {
+        onnx_const *c;
+        ONNX_TRY(onnx_need_const(im, n, k + 1, roles[k], &c));
+        ONNX_TRY(onnx_param_of(im, c, &params[slots[k]]));
+    }
+    distq_attrs a = distq_attrs_default(DISTQ_OP_BATCH_NORM);
+    ONNX_TRY(onnx_attr_float(im, n, "epsilon", 1e-5f, &a.eps));
+    ONNX_TRY(onnx_attr_float(im, n, "momentum", 0.9f, &a.momentum));
+    a.momentum = 1.0f - a.momentum; /* ONNX keeps the old share, PyTorch the new one */
+    return onnx_emit(im, DISTQ_OP_BATCH_NORM, &a, 1, &x, params);
+}
+
+/* Flatten to (batch, rest): axis 1 (or its negative form) only, since the
+ * batch stays the first dim. */
+static distq_status t_flatten(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int64_t axis;
+    ONNX_TRY(onnx_attr_int(im, n, "axis", 1, &axis));
+    int nd;
+    int64_t dims[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    if (distq_axis_index(axis, nd) != 1)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'axis' = %lld is not supported "
+                               "on rank %d (only a flatten that keeps the batch, axis 1)",
+                               (long long)axis, nd);
+    distq_attrs a = distq_attrs_default(DISTQ_OP_FLATTEN);
+    return onnx_emit(im, DISTQ_OP_FLATTEN, &a, 1, &x, NO_PARAMS);
+}
+
+/* Reshape to (batch, everything else), what torch emits for x.view(N, -1):
+ * a flatten. The first target dim must keep the batch (0, -1 with the rest
+ * fixed, or the batch the model declares). */
+static distq_status t_reshape(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    onnx_const *s;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    ONNX_TRY(onnx_need_const(im, n, 1, "shape", &s));
+    int64_t allowzero;
+    ONNX_TRY(onnx_attr_int(im, n, "allowzero", 0, &allowzero));
+    int nd;
+    int64_t dims[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    const int64_t *t = s->data;
+    int64_t rest = distq_dims_numel(nd - 1, dims + 1);
+    int ok = s->dtype == DISTQ_DTYPE_S64 && s->ndim == 1 && s->dims[0] == 2 && !allowzero;
+    if (ok) {
+        int keeps_batch = t[0] == 0 || (im->batch > 0 && t[0] == im->batch) || (t[0] == -1 && t[1] == rest);
+        ok = keeps_batch && (t[1] == -1 || t[1] == rest || (t[1] == 0 && nd == 2));
+    }
+    if (!ok)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED,
+                               "shape '%s' is not supported: only a reshape to (batch, %lld) (a "
+                               "flatten) is", s->name, (long long)rest);
+    distq_attrs a = distq_attrs_default(DISTQ_OP_FLATTEN);
+    return onnx_emit(im, DISTQ_OP_FLATTEN, &a, 1, &x, NO_PARAMS);
+}
+
+// --- removed at import: Identity, Dropout, Constant ------------------------------------
+
+static distq_status t_identity(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    if (!onnx_has_input(n, 0) || n->n_output < 1) return onnx_node_error(im, DISTQ_ERR_FORMAT, "needs an input and an output");
+    return onnx_alias_add(im, n->output[0], n->input[0]);
+}
+
+/* Dropout is the identity in inference; its mask output is not imported. */
+static distq_status t_dropout(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    if (onnx_has_input(n, 2)) {
+        onnx_const *tm = onnx_input_const(im, n, 2);
+        if (!tm || tm->dtype != DISTQ_DTYPE_S64 || *(const int64_t *)tm->data != 0)
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "input 2 'training_mode' must be a "
+                                   "constant false: export in eval mode");
+    }
+    int64_t is_test;
+    ONNX_TRY(onnx_attr_int(im, n, "is_test", 1, &is_test));
+    if (!is_test) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'is_test' = 0 (training) "
+                                         "is not supported: export in eval mode");
+    return t_identity(im, n);
+}
+
+static distq_status t_constant(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    if (n->n_output < 1 || !n->output[0][0]) return onnx_node_error(im, DISTQ_ERR_FORMAT, "has no output");
+    const char *out = n->output[0];
+    const Onnx__AttributeProto *a;
+    if ((a = onnx_attr(n, "value"))) {
+        if (a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR || !a->t)
+            return onnx_node_error(im, DISTQ_ERR_FORMAT, "attribute 'value' is not a tensor");
+        return onnx_const_from_tensor(im, a->t, out);
+    }
+    int64_t one = 1;
+    if ((a = onnx_attr(n, "value_float")) || (a = onnx_attr(n, "value_int"))) {
+        int is_float = a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+        void *d = distq_malloc(8);
+        if (!d) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory");
+        if (is_float) *(float *)d = a->f;
+        else *(int64_t *)d = a->i;
+        return onnx_const_add(im, out, is_float ? DISTQ_DTYPE_F32 : DISTQ_DTYPE_S64, 0, &one, d);
+    }
+    if ((a = onnx_attr(n, "value_floats")) || (a = onnx_attr(n, "value_ints"))) {
+        int is_float = a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+        int64_t cnt = (int64_t)(is_float ? a->n_floats : a->n_ints);
+        void *d = distq_malloc((size_t)(cnt ? cnt : 1) * 8);
+        if (!d) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < cnt; i++) {
+            if (is_float) ((float *)d)[i] = a->floats[i];
+            else ((int64_t *)d)[i] = a->ints[i];
+        }
+        return onnx_const_add(im, out, is_float ? DISTQ_DTYPE_F32 : DISTQ_DTYPE_S64, 1, &cnt, d);
+    }
+    return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "needs a 'value', 'value_float(s)' or "
+                           "'value_int(s)' attribute (sparse and string constants are not supported)");
+}
+
+// --- the table ------------------------------------------------------------------------
+
+static const onnx_op_row op_table[] = {
+    {"Add", t_add, ""},
+    {"BatchNormalization", t_batchnorm, "epsilon momentum training_mode spatial is_test"},
+    {"Clip", t_clip, "min max"},
+    {"Concat", t_concat, "axis"},
+    {"Constant", t_constant, "value value_float value_floats value_int value_ints"},
+    {"Conv", t_conv, "kernel_shape strides pads dilations group auto_pad"},
+    {"Dropout", t_dropout, "ratio is_test seed"},
+    {"Flatten", t_flatten, "axis"},
+    {"Gemm", t_gemm, "alpha beta transA transB"},
+    {"GlobalAveragePool", t_global_avg_pool, ""},
+    {"HardSigmoid", t_hardsigmoid, "alpha beta"},
+    {"HardSwish", t_hardswish, ""},
+    {"Identity", t_identity, ""},
+    {"MatMul", t_matmul, ""},
+    {"MaxPool", t_maxpool, "kernel_shape strides pads dilations ceil_mode auto_pad storage_order"},
+    {"Mul", t_mul, ""},
+    {"Relu", t_relu, ""},
+    {"Reshape", t_reshape, "allowzero"},
+    {"Sigmoid", t_sigmoid, ""},
+};
+
+const onnx_op_row *onnx_op_table(int *n)
+{
+    *n = (int)(sizeof op_table / sizeof op_table[0]);
+    return op_table;
+}
+
+const onnx_op_row *onnx_op_find(const char *op_type)
+{
+    int n;
+    const onnx_op_row *t = onnx_op_table(&n);
+    for (int i = 0; i < n; i++)
+        if (strcmp(t[i].op_type, op_type) == 0) return &t[i];
+    return NULL;
+}

@@ -1,0 +1,82 @@
+#!/bin/bash
+# ONNX import end to end, against references nobody here wrote:
+#   - ONNX's own backend test cases (Debian's libonnx-testdata): every case
+#     whose ops the importer claims runs on ref and oneDNN; none may fail;
+#   - torchvision models exported by scripts/export_torchvision.py (PyTorch
+#     1.13 computes the reference logits), within 1e-4 of max |logit|, on both
+#     backends, at opset 13 and 17;
+#   - `distq import` and `--model X.onnx` agree bit for bit; PTQ of an imported
+#     model; bad files and unsupported ops are refused naming the culprit.
+set -uo pipefail
+DISTQ=$1
+source "$(dirname "$0")/e2e_lib.sh" onnx
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+DATA=/usr/share/libonnx-testdata/data
+"$DISTQ" onnx-test --help >/dev/null 2>&1 || { echo "no onnx-test command"; exit 1; }
+
+# --- ONNX's suites: "N passed, 0 failed"; N at least what the importer covers
+suite() { # NAME MIN_PASSED
+  "$DISTQ" onnx-test --suite "$DATA/$1" >"$T/out" 2>&1
+  local rc=$? line passed
+  line=$(tail -n 1 "$T/out")
+  echo "  $1: $line"
+  passed=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, 0 failed.*/\1/p')
+  check "onnx suite $1: 0 failed, >= $2 passed (case x backend)" "[ $rc -eq 0 ] && [ -n '$passed' ] && [ '${passed:-0}' -ge $2 ]"
+}
+suite node 76
+suite pytorch-converted 32
+suite pytorch-operator 6
+suite real 0
+# the ISA the numbers came from
+"$DISTQ" onnx-test "$DATA/node/test_relu" | head -n 1
+
+# --- torchvision models: distq's fp32 logits vs PyTorch's
+model_case() { # NAME SIZE OPSET
+  local dir="$T/$1-$3"
+  if ! "$SRC/scripts/export_torchvision.py" "$1" -o "$dir" --image-size "$2" --opset "$3" --classes 100 >"$T/out" 2>&1; then
+    fail "export $1 (opset $3)"
+    return
+  fi
+  "$DISTQ" onnx-test "$dir" --logits-tol 1e-4 -v >"$T/out" 2>&1
+  local rc=$?
+  sed 's/^/  /' "$T/out" | tail -n 2
+  check "$1 opset $3 ${2}x$2: ref and onednn logits within 1e-4 of max |logit| of PyTorch's" \
+    "[ $rc -eq 0 ] && [ \$(grep -c ' passed ' $T/out) -eq 2 ]"
+}
+model_case resnet18 64 13
+model_case mobilenet_v2 64 13
+model_case mobilenet_v3_large 64 13 # hardswish as HardSigmoid + Mul
+model_case mobilenet_v3_large 64 17 # HardSwish
+model_case squeezenet1_1 64 17
+
+# --- import: the file and the in-memory import are the same model
+R="$T/resnet18-13"
+"$DISTQ" import "$R/model.onnx" -o "$T/r18.h5" >"$T/out" 2>&1
+check "import writes a model file" "[ $? -eq 0 ] && grep -q 'wrote .*r18.h5: 49 nodes' $T/out"
+h5ls "$T/r18.h5/tensors" >"$T/out" 2>&1
+check "weights keep their ONNX initializer names" "grep -q 'fc.weight' $T/out"
+"$DISTQ" data --shape 3,64,64 -n 8 --seed 1 -o "$T/x.h5" >/dev/null
+"$DISTQ" infer --model "$T/r18.h5" --data "$T/x.h5" -o "$T/y_h5.h5" >"$T/out" 2>&1 &&
+  "$DISTQ" infer --model "$R/model.onnx" --data "$T/x.h5" -o "$T/y_onnx.h5" >>"$T/out" 2>&1
+check "infer --model X.onnx runs" "[ $? -eq 0 ]"
+# the data only (the files' attributes name their different models)
+logits() { h5dump -d /logits -m %.9g "$1" | awk '/DATA \{/{on=1} on{print} on&&/\}/{exit}'; }
+a=$(logits "$T/y_h5.h5") b=$(logits "$T/y_onnx.h5")
+check "infer: imported file and --model X.onnx give identical logits" '[ -n "$a" ] && [ "$a" = "$b" ]'
+"$DISTQ" calibrate --model "$R/model.onnx" --data "$T/x.h5" --batch-size 4 --batches 2 -o "$T/q.h5" >"$T/out" 2>&1
+check "calibrate --model X.onnx writes an int8 model" "[ $? -eq 0 ] && [ -f $T/q.h5 ]"
+"$DISTQ" eval --model "$T/q.h5" --data "$T/x.h5" >"$T/out" 2>&1
+check "eval of the int8 model from ONNX" "[ $? -eq 0 ] && grep -q 'relative L2' $T/out"
+
+# --- refusals name what is at fault; nothing replaced
+"$DISTQ" import "$R/model.onnx" -o "$R/model.onnx" >"$T/out" 2>&1
+check "import refuses to overwrite its input" "[ $? -ne 0 ] && [ -s $R/model.onnx ]"
+head -c 5000 "$R/model.onnx" >"$T/trunc.onnx"
+"$DISTQ" import "$T/trunc.onnx" -o "$T/t.h5" >"$T/out" 2>&1
+check "a truncated file is an error naming it" "[ $? -ne 0 ] && grep -q 'trunc.onnx' $T/out && [ ! -e $T/t.h5 ]"
+"$DISTQ" import "$DATA/node/test_thresholdedrelu/model.onnx" -o "$T/c.h5" >"$T/out" 2>&1
+check "an unsupported op names the node, op type and opset" \
+  "[ $? -ne 0 ] && grep -q \"node '.*' (ThresholdedRelu, opset [0-9]*): op type ThresholdedRelu is not supported\" $T/out"
+"$DISTQ" onnx-test "$DATA/node/test_thresholdedrelu" >"$T/out" 2>&1
+check "onnx-test of one unsupported case exits non-zero" "[ $? -ne 0 ] && grep -q 'unsupported' $T/out"
+finish
