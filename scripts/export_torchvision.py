@@ -25,7 +25,7 @@ def build(name, seed, num_classes):
     torch.manual_seed(seed)
     kwargs = {"weights": None, "num_classes": num_classes}
     if name in ("googlenet", "inception_v3"):
-        kwargs.update(aux_logits=False, init_weights=True)
+        kwargs.update(aux_logits=False, init_weights=False)  # default init: logits of O(1)
     model = getattr(torchvision.models, name)(**kwargs)
     g = torch.Generator().manual_seed(seed + 1)
     for m in model.modules():

@@ -23,12 +23,18 @@ suite() { # NAME MIN_PASSED
   passed=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, 0 failed.*/\1/p')
   check "onnx suite $1: 0 failed, >= $2 passed (case x backend)" "[ $rc -eq 0 ] && [ -n '$passed' ] && [ '${passed:-0}' -ge $2 ]"
 }
-suite node 76
-suite pytorch-converted 32
+suite node 94
+suite pytorch-converted 36
 suite pytorch-operator 6
 suite real 0
-# the ISA the numbers came from
+# the ISA the numbers came from, then the lower levels oneDNN can dispatch here
 "$DISTQ" onnx-test "$DATA/node/test_relu" | head -n 1
+for isa in AVX2 AVX512_CORE; do
+  ONEDNN_MAX_CPU_ISA=$isa "$DISTQ" onnx-test --suite "$DATA/node" --backend onednn >"$T/out" 2>&1
+  rc=$?
+  echo "  $(head -n 1 "$T/out"): $(tail -n 1 "$T/out")"
+  check "onnx suite node on oneDNN capped at $isa: 0 failed" "[ $rc -eq 0 ] && tail -n 1 $T/out | grep -q ' 0 failed'"
+done
 
 # --- torchvision models: distq's fp32 logits vs PyTorch's
 model_case() { # NAME SIZE OPSET
@@ -48,6 +54,7 @@ model_case mobilenet_v2 64 13
 model_case mobilenet_v3_large 64 13 # hardswish as HardSigmoid + Mul
 model_case mobilenet_v3_large 64 17 # HardSwish
 model_case squeezenet1_1 64 17
+model_case densenet121 64 13 # Pad + AveragePool, Concat
 
 # --- import: the file and the in-memory import are the same model
 R="$T/resnet18-13"

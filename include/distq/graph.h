@@ -52,6 +52,7 @@ typedef enum {
     DISTQ_OP_CONCAT,      /* any number of inputs, along axis */
     DISTQ_OP_QUANTIZE,    /* f32 -> u8 with the node's out_* qparams */
     DISTQ_OP_DEQUANTIZE,  /* u8 -> f32 with the input value's qparams */
+    DISTQ_OP_AVG_POOL2D,  /* windowed average (PyTorch's avg_pool2d, ONNX AveragePool) */
     DISTQ_OP_COUNT
 } distq_op;
 
@@ -61,9 +62,9 @@ distq_status distq_op_from_name(const char *name, distq_op *out);
 
 /* Typed attributes; each op reads only its own fields (see distq_attrs_default). */
 typedef struct {
-    int64_t kernel[2];      /* max_pool2d: (KH, KW) */
-    int64_t stride[2];      /* conv2d, max_pool2d */
-    int64_t padding[2];     /* conv2d, max_pool2d: (PH, PW), both sides */
+    int64_t kernel[2];      /* max_pool2d, avg_pool2d: (KH, KW) */
+    int64_t stride[2];      /* conv2d, max_pool2d, avg_pool2d */
+    int64_t padding[2];     /* conv2d, max_pool2d, avg_pool2d: (PH, PW), both sides */
     int64_t dilation[2];    /* conv2d (1 = dense); max_pool2d must be 1 */
     int64_t groups;         /* conv2d */
     int64_t ceil_mode;      /* max_pool2d: 0 or 1 (PyTorch rule) */
@@ -74,6 +75,7 @@ typedef struct {
     float alpha, beta;      /* hardsigmoid (PyTorch's: 1/6, 1/2) */
     float min, max;         /* clip */
     int64_t axis;           /* concat (may be negative: counted from the end) */
+    int64_t count_include_pad; /* avg_pool2d: 1 divides by the whole window, 0 by its cells inside the image */
     /* Quantized forms (written by convert; optional in files, default off):
      * post_relu: conv2d / linear apply relu last (after the sum, if any);
      * out_scale > 0: the node writes u8 codes with these qparams (quantize;
@@ -86,7 +88,7 @@ typedef struct {
 
 /* PyTorch's defaults for op: stride 1, padding 0, dilation 1, groups 1,
  * eps 1e-5, momentum 0.1, output_size (1,1), start_dim 1, hardsigmoid
- * alpha 1/6 beta 1/2, clip [0, 6], concat axis 1; no post_relu, f32 output
+ * alpha 1/6 beta 1/2, clip [0, 6], concat axis 1, count_include_pad 1; no post_relu, f32 output
  * (out_scale 0, out_zero_point 0, out_quant_max 255). */
 distq_attrs distq_attrs_default(distq_op op);
 

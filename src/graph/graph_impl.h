@@ -18,6 +18,7 @@ distq_status distq_infer_same_shape(distq_graph *g, distq_node *n, distq_value *
 distq_status distq_infer_broadcast(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_concat(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_max_pool2d(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_avg_pool2d(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_adaptive_avg_pool2d(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_flatten(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_linear(distq_graph *g, distq_node *n, distq_value *out);

@@ -45,6 +45,12 @@ static const distq_attr_spec batch_norm_attrs[] = {
     ATTR("eps", F32, eps),
     ATTR("momentum", F32, momentum),
 };
+static const distq_attr_spec avg_pool2d_attrs[] = {
+    ATTR("kernel", PAIR, kernel),
+    ATTR("stride", PAIR, stride),
+    ATTR("padding", PAIR, padding),
+    ATTR("count_include_pad", I64, count_include_pad),
+};
 static const distq_attr_spec avg_pool_attrs[] = {ATTR("output_size", PAIR, output_size)};
 static const distq_attr_spec flatten_attrs[] = {ATTR("start_dim", I64, start_dim)};
 static const distq_attr_spec hardsigmoid_attrs[] = {ATTR("alpha", F32, alpha), ATTR("beta", F32, beta)};
@@ -105,6 +111,17 @@ static void max_pool2d_text(const distq_graph *g, const distq_node *n, char *buf
     pair_text(p, sizeof p, a->padding);
     snprintf(buf, len, "k%lldx%lld s%s p%s%s", (long long)a->kernel[0], (long long)a->kernel[1], s,
              p, a->ceil_mode ? " ceil" : "");
+}
+
+static void avg_pool2d_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    const distq_attrs *a = &n->attr;
+    char s[32], p[32];
+    pair_text(s, sizeof s, a->stride);
+    pair_text(p, sizeof p, a->padding);
+    snprintf(buf, len, "k%lldx%lld s%s p%s%s", (long long)a->kernel[0], (long long)a->kernel[1], s, p,
+             a->count_include_pad || (a->padding[0] == 0 && a->padding[1] == 0) ? "" : " exclude-pad");
 }
 
 static void batch_norm_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
@@ -199,8 +216,10 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
                            distq_infer_quantize, quantize_text},
     [DISTQ_OP_DEQUANTIZE] = {"dequantize", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_QDQ,
                              distq_infer_dequantize, NULL},
+    [DISTQ_OP_AVG_POOL2D] = {"avg_pool2d", 1, 1, 0, 0, 0, SCHEMA(avg_pool2d_attrs),
+                             DISTQ_QROLE_SHARES_INPUT, distq_infer_avg_pool2d, avg_pool2d_text},
 };
-_Static_assert(DISTQ_OP_COUNT == 16, "a new op needs its row in the registry");
+_Static_assert(DISTQ_OP_COUNT == 17, "a new op needs its row in the registry");
 
 const distq_op_info *distq_op_info_of(distq_op op)
 {
@@ -268,6 +287,7 @@ distq_attrs distq_attrs_default(distq_op op)
         .min = 0.0f,
         .max = 6.0f,
         .axis = 1,
+        .count_include_pad = 1,
         .post_relu = 0,
         .out_scale = 0.0f,
         .out_zero_point = 0,

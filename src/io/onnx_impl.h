@@ -29,6 +29,11 @@ typedef struct {
 
 typedef struct {
     const char *from, *to; /* an ONNX value name and the name it stands for */
+    /* A zero-valued Pad's output: `to` padded by (top, left, bottom, right),
+     * folded into the Conv or AveragePool that reads it; pad_node names the
+     * Pad (NULL: no padding). */
+    int64_t pad[4];
+    const char *pad_node;
 } onnx_alias;
 
 typedef struct {
@@ -75,6 +80,10 @@ distq_status onnx_need_const(onnx_importer *im, const Onnx__NodeProto *n, int k,
 /* Input k as an activation value (its graph name); an error naming the
  * input if it is a constant or produced by no node before n. */
 distq_status onnx_need_value(onnx_importer *im, const Onnx__NodeProto *n, int k, const char **out);
+/* As onnx_need_value, and the padding of a Pad between (zeros if none), for
+ * the ops that fold it into their own (Conv, AveragePool). */
+distq_status onnx_need_padded_value(onnx_importer *im, const Onnx__NodeProto *n, int k, const char **out,
+                                    int64_t pad[4]);
 /* The dims of value name (dims[0] is the batch, held at 1). */
 distq_status onnx_value_dims(onnx_importer *im, const char *name, int *ndim, int64_t *dims);
 
@@ -92,10 +101,18 @@ distq_status onnx_const_from_tensor(onnx_importer *im, const Onnx__TensorProto *
                                     const char *name);
 /* Output k of n stands for the value or constant `to`. */
 distq_status onnx_alias_add(onnx_importer *im, const char *from, const char *to);
+/* from is `to` padded by pad (top, left, bottom, right): the node being
+ * translated is a Pad; a Pad of a Pad is refused. */
+distq_status onnx_alias_add_padded(onnx_importer *im, const char *from, const char *to, const int64_t pad[4]);
 
 /* Adds the node being translated, writing n's output 0. */
 distq_status onnx_emit(onnx_importer *im, distq_op op, const distq_attrs *a, int n_inputs,
                        const char *const *inputs, const char *const *params);
+/* Adds one more node for the ONNX node being translated (one ONNX op as two
+ * registry ops): named after it plus suffix, writing value out. */
+distq_status onnx_emit_as(onnx_importer *im, distq_op op, const distq_attrs *a, int n_inputs,
+                          const char *const *inputs, const char *const *params, const char *suffix,
+                          const char *out);
 
 /* Attributes: NULL if absent. */
 const Onnx__AttributeProto *onnx_attr(const Onnx__NodeProto *n, const char *name);

@@ -307,11 +307,18 @@ static onnx_const *find_const(onnx_importer *im, const char *name)
 }
 
 /* The name `name` stands for after Identity / Dropout removal. */
-static const char *resolve(const onnx_importer *im, const char *name)
+static const onnx_alias *find_alias(const onnx_importer *im, const char *name)
 {
     for (int i = im->n_aliases - 1; i >= 0; i--)
-        if (strcmp(im->aliases[i].from, name) == 0) return im->aliases[i].to;
-    return name;
+        if (strcmp(im->aliases[i].from, name) == 0) return &im->aliases[i];
+    return NULL;
+}
+
+/* What name stands for (aliases are kept flat: `to` is never an alias). */
+static const char *resolve(const onnx_importer *im, const char *name)
+{
+    const onnx_alias *a = find_alias(im, name);
+    return a ? a->to : name;
 }
 
 static distq_status grow(void **arr, int *cap, int need, size_t elem)
@@ -356,14 +363,32 @@ distq_status onnx_const_from_tensor(onnx_importer *im, const Onnx__TensorProto *
     return onnx_const_add(im, name, dt, ndim, dims, data);
 }
 
-distq_status onnx_alias_add(onnx_importer *im, const char *from, const char *to)
+distq_status onnx_alias_add_padded(onnx_importer *im, const char *from, const char *to, const int64_t pad[4])
 {
+    onnx_alias a = {0};
+    const onnx_alias *via = find_alias(im, to);
+    if (via) { /* copied before the array may move */
+        to = via->to;
+        memcpy(a.pad, via->pad, sizeof a.pad);
+        a.pad_node = via->pad_node;
+    }
+    if (pad && (pad[0] || pad[1] || pad[2] || pad[3])) {
+        if (a.pad_node)
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "pads the output of Pad node '%s' (distq folds "
+                                   "one Pad into the Conv or AveragePool after it)", a.pad_node);
+        memcpy(a.pad, pad, sizeof a.pad);
+        a.pad_node = im->node_name;
+    }
     ONNX_TRY(grow((void **)&im->aliases, &im->cap_aliases, im->n_aliases + 1, sizeof *im->aliases));
-    onnx_alias a;
     ONNX_TRY(distq_graph_intern(im->g, from, &a.from));
     ONNX_TRY(distq_graph_intern(im->g, to, &a.to));
     im->aliases[im->n_aliases++] = a;
     return DISTQ_OK;
+}
+
+distq_status onnx_alias_add(onnx_importer *im, const char *from, const char *to)
+{
+    return onnx_alias_add_padded(im, from, to, NULL);
 }
 
 // --- inputs of a node ---------------------------------------------------------------
@@ -403,8 +428,26 @@ static int is_value(const onnx_importer *im, const char *name)
 
 distq_status onnx_need_value(onnx_importer *im, const Onnx__NodeProto *n, int k, const char **out)
 {
+    int64_t pad[4];
+    ONNX_TRY(onnx_need_padded_value(im, n, k, out, pad));
+    const onnx_alias *a = find_alias(im, n->input[k]);
+    if (a && a->pad_node) {
+        *out = NULL;
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "input %d '%s' is the output of Pad node '%s', which "
+                               "distq folds only into a Conv or AveragePool that reads it", k, n->input[k],
+                               a->pad_node);
+    }
+    return DISTQ_OK;
+}
+
+distq_status onnx_need_padded_value(onnx_importer *im, const Onnx__NodeProto *n, int k, const char **out,
+                                    int64_t pad[4])
+{
     *out = NULL;
+    memset(pad, 0, 4 * sizeof *pad);
     if (!onnx_has_input(n, k)) return onnx_node_error(im, DISTQ_ERR_FORMAT, "input %d is missing", k);
+    const onnx_alias *a = find_alias(im, n->input[k]);
+    if (a) memcpy(pad, a->pad, 4 * sizeof *pad);
     const char *name = resolve(im, n->input[k]);
     if (find_const(im, name))
         return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED,
@@ -477,18 +520,29 @@ distq_status onnx_param_new(onnx_importer *im, const char *base, const char *suf
     return DISTQ_OK;
 }
 
+distq_status onnx_emit_as(onnx_importer *im, distq_op op, const distq_attrs *a, int n_inputs,
+                          const char *const *inputs, const char *const *params, const char *suffix,
+                          const char *out)
+{
+    if (is_value(im, out) || find_const(im, out))
+        return onnx_node_error(im, DISTQ_ERR_FORMAT, "output '%s' is written twice", out);
+    size_t len = strlen(im->node_name) + strlen(suffix) + 1;
+    char *name = distq_malloc(len);
+    if (!name) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory importing ONNX");
+    snprintf(name, len, "%s%s", im->node_name, suffix);
+    distq_status st = distq_graph_add_node(im->g, name, op, a, n_inputs, inputs, params, out);
+    distq_free(name);
+    if (st) return onnx_node_error(im, st, "%s", distq_error_message());
+    im->dirty = 1;
+    return DISTQ_OK;
+}
+
 distq_status onnx_emit(onnx_importer *im, distq_op op, const distq_attrs *a, int n_inputs,
                        const char *const *inputs, const char *const *params)
 {
     const Onnx__NodeProto *n = im->node;
     if (n->n_output < 1 || !n->output[0][0]) return onnx_node_error(im, DISTQ_ERR_FORMAT, "has no output");
-    if (is_value(im, n->output[0]) || find_const(im, n->output[0]))
-        return onnx_node_error(im, DISTQ_ERR_FORMAT, "output '%s' is written twice", n->output[0]);
-    distq_status st = distq_graph_add_node(im->g, im->node_name, op, a, n_inputs, inputs, params,
-                                           n->output[0]);
-    if (st) return onnx_node_error(im, st, "%s", distq_error_message());
-    im->dirty = 1;
-    return DISTQ_OK;
+    return onnx_emit_as(im, op, a, n_inputs, inputs, params, "", n->output[0]);
 }
 
 // --- attributes ---------------------------------------------------------------------

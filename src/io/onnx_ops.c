@@ -151,11 +151,32 @@ static distq_status window(onnx_importer *im, const Onnx__NodeProto *n, const ch
     return DISTQ_OK;
 }
 
+/* Adds the padding of a zero Pad before n (top, left, bottom, right) to a's,
+ * as ORT's pad fusion does: equal on both sides, and never under auto_pad
+ * (computed from the unpadded size). */
+static distq_status fold_pad(onnx_importer *im, const Onnx__NodeProto *n, const int64_t *pad, distq_attrs *a)
+{
+    if (!pad[0] && !pad[1] && !pad[2] && !pad[3]) return DISTQ_OK;
+    char auto_pad[32];
+    ONNX_TRY(onnx_attr_string(im, n, "auto_pad", "NOTSET", auto_pad, sizeof auto_pad));
+    if (strcmp(auto_pad, "NOTSET") != 0)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "reads a Pad's output and has auto_pad = %s (a Pad "
+                               "folds only into explicit pads)", auto_pad);
+    if (pad[0] != pad[2] || pad[1] != pad[3])
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "reads a Pad's output padded asymmetrically (%lld, "
+                               "%lld, %lld, %lld); only equal padding on both sides is supported",
+                               (long long)pad[0], (long long)pad[1], (long long)pad[2], (long long)pad[3]);
+    a->padding[0] += pad[0];
+    a->padding[1] += pad[1];
+    return DISTQ_OK;
+}
+
 static distq_status t_conv(onnx_importer *im, const Onnx__NodeProto *n)
 {
     const char *x;
     onnx_const *w, *b = NULL;
-    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int64_t pad[4];
+    ONNX_TRY(onnx_need_padded_value(im, n, 0, &x, pad));
     ONNX_TRY(onnx_need_const(im, n, 1, "weight", &w));
     if (w->ndim != 4)
         return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "weight '%s' has rank %d; only 2-D "
@@ -163,6 +184,7 @@ static distq_status t_conv(onnx_importer *im, const Onnx__NodeProto *n)
     if (onnx_has_input(n, 2)) ONNX_TRY(onnx_need_const(im, n, 2, "bias", &b));
     distq_attrs a = distq_attrs_default(DISTQ_OP_CONV2D);
     ONNX_TRY(window(im, n, x, &w->dims[2], &a));
+    ONNX_TRY(fold_pad(im, n, pad, &a));
     ONNX_TRY(onnx_attr_int(im, n, "group", 1, &a.groups));
     const char *params[DISTQ_MAX_PARAMS] = {0};
     ONNX_TRY(onnx_param_of(im, w, &params[DISTQ_PARAM_WEIGHT]));
@@ -191,6 +213,123 @@ static distq_status t_maxpool(onnx_importer *im, const Onnx__NodeProto *n)
     ONNX_TRY(window(im, n, x, k, &a));
     ONNX_TRY(onnx_attr_int(im, n, "ceil_mode", 0, &a.ceil_mode));
     return onnx_emit(im, DISTQ_OP_MAX_POOL2D, &a, 1, &x, NO_PARAMS);
+}
+
+/* AveragePool: ceil_mode only where it adds no window (the registry op has
+ * PyTorch's floor rule); a zero Pad before it folds in as counted padding. */
+static distq_status t_avgpool(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    int64_t pad[4];
+    ONNX_TRY(onnx_need_padded_value(im, n, 0, &x, pad));
+    int cnt;
+    int64_t k[4];
+    ONNX_TRY(onnx_attr_ints(im, n, "kernel_shape", 4, &cnt, k));
+    if (cnt != 2) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'kernel_shape' must have "
+                                         "2 values (only 2-D pooling is supported)");
+    distq_attrs a = distq_attrs_default(DISTQ_OP_AVG_POOL2D);
+    a.kernel[0] = k[0];
+    a.kernel[1] = k[1];
+    ONNX_TRY(window(im, n, x, k, &a));
+    ONNX_TRY(onnx_attr_int(im, n, "count_include_pad", 0, &a.count_include_pad));
+    if (pad[0] || pad[1] || pad[2] || pad[3]) {
+        if (!a.count_include_pad && (a.padding[0] || a.padding[1]))
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "reads a Pad's output and pads again without "
+                                   "counting its padding (count_include_pad = 0)");
+        a.count_include_pad = 1; /* the Pad's zeros are cells of the window */
+        ONNX_TRY(fold_pad(im, n, pad, &a));
+    }
+    int64_t ceil;
+    ONNX_TRY(onnx_attr_int(im, n, "ceil_mode", 0, &ceil));
+    if (ceil) {
+        int nd;
+        int64_t dims[DISTQ_MAX_DIMS];
+        ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+        for (int i = 0; i < 2 && nd == 4; i++)
+            if (distq_conv_out_dim(dims[2 + i], a.kernel[i], a.stride[i], a.padding[i], 1, 1) !=
+                distq_conv_out_dim(dims[2 + i], a.kernel[i], a.stride[i], a.padding[i], 1, 0))
+                return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'ceil_mode' = 1 adds a partial "
+                                       "window on this input, which distq's avg_pool2d does not compute");
+    }
+    return onnx_emit(im, DISTQ_OP_AVG_POOL2D, &a, 1, &x, NO_PARAMS);
+}
+
+/* A zero constant Pad of H and W only: an alias carrying the padding, which
+ * the Conv or AveragePool reading it folds into its own. */
+static distq_status t_pad(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    char mode[32];
+    ONNX_TRY(onnx_attr_string(im, n, "mode", "constant", mode, sizeof mode));
+    if (strcmp(mode, "constant") != 0)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'mode' = %s is not supported (only "
+                               "constant zero padding, folded into the Conv or AveragePool after it)", mode);
+    int64_t p[8];
+    int cnt = 0;
+    float value = 0.0f;
+    if (im->opset < 11) { /* pads and value are attributes ('paddings' in opset 1) */
+        ONNX_TRY(onnx_attr_ints(im, n, im->opset < 2 ? "paddings" : "pads", 8, &cnt, p));
+        ONNX_TRY(onnx_attr_float(im, n, "value", 0.0f, &value));
+    } else {
+        onnx_const *c;
+        ONNX_TRY(onnx_need_const(im, n, 1, "pads", &c));
+        cnt = c->dtype == DISTQ_DTYPE_S64 ? (int)distq_dims_numel(c->ndim, c->dims) : -1;
+        for (int i = 0; i < cnt && i < 8; i++) p[i] = ((const int64_t *)c->data)[i];
+        if (onnx_has_input(n, 2)) {
+            onnx_const *v;
+            ONNX_TRY(onnx_need_const(im, n, 2, "constant_value", &v));
+            if (distq_dims_numel(v->ndim, v->dims) != 1)
+                return onnx_node_error(im, DISTQ_ERR_FORMAT, "constant_value must be one value");
+            value = v->dtype == DISTQ_DTYPE_F32 ? *(const float *)v->data : (float)*(const int64_t *)v->data;
+        }
+    }
+    if (value != 0.0f)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "pads with %g; only zero padding is supported", (double)value);
+    if (cnt != 8)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "pads must be 8 integers (a rank-4 input; other "
+                               "ranks are not supported)");
+    if (p[0] || p[1] || p[4] || p[5])
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "pads the batch or channel dim; only H and W are supported");
+    for (int i = 0; i < 8; i++)
+        if (p[i] < 0) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "negative pads (cropping) are not supported");
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int64_t hw[4] = {p[2], p[3], p[6], p[7]};
+    return onnx_alias_add_padded(im, n->output[0], x, hw);
+}
+
+/* ReduceMean over H and W of a rank-4 input: the global average pool, then
+ * a flatten when keepdims = 0 (opset 18 moved axes to an input: refused by
+ * the opset range). */
+static distq_status t_reduce_mean(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int nd, cnt;
+    int64_t dims[DISTQ_MAX_DIMS], axes[DISTQ_MAX_DIMS], keep;
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    ONNX_TRY(onnx_attr_ints(im, n, "axes", DISTQ_MAX_DIMS, &cnt, axes));
+    ONNX_TRY(onnx_attr_int(im, n, "keepdims", 1, &keep));
+    int h = 0, w = 0;
+    for (int i = 0; i < cnt; i++) {
+        int ax = distq_axis_index(axes[i], nd);
+        h += ax == 2;
+        w += ax == 3;
+    }
+    if (nd != 4 || cnt != 2 || h != 1 || w != 1)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "only a mean over H and W (axes 2, 3) of a rank-4 "
+                               "input is supported");
+    distq_attrs a = distq_attrs_default(DISTQ_OP_ADAPTIVE_AVG_POOL2D);
+    if (keep) return onnx_emit(im, DISTQ_OP_ADAPTIVE_AVG_POOL2D, &a, 1, &x, NO_PARAMS);
+    size_t len = strlen(n->output[0]) + sizeof "/pooled";
+    char *pooled = distq_malloc(len);
+    if (!pooled) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory importing ONNX");
+    snprintf(pooled, len, "%s/pooled", n->output[0]);
+    distq_status st = onnx_emit_as(im, DISTQ_OP_ADAPTIVE_AVG_POOL2D, &a, 1, &x, NO_PARAMS, "/pool", pooled);
+    distq_attrs f = distq_attrs_default(DISTQ_OP_FLATTEN);
+    const char *in = pooled;
+    if (!st) st = onnx_emit(im, DISTQ_OP_FLATTEN, &f, 1, &in, NO_PARAMS);
+    distq_free(pooled);
+    return st;
 }
 
 static distq_status t_global_avg_pool(onnx_importer *im, const Onnx__NodeProto *n)
@@ -437,6 +576,7 @@ static distq_status t_constant(onnx_importer *im, const Onnx__NodeProto *n)
 
 static const onnx_op_row op_table[] = {
     {"Add", t_add, ""},
+    {"AveragePool", t_avgpool, "kernel_shape strides pads ceil_mode count_include_pad auto_pad"},
     {"BatchNormalization", t_batchnorm, "epsilon momentum training_mode spatial is_test"},
     {"Clip", t_clip, "min max"},
     {"Concat", t_concat, "axis"},
@@ -452,6 +592,8 @@ static const onnx_op_row op_table[] = {
     {"MatMul", t_matmul, ""},
     {"MaxPool", t_maxpool, "kernel_shape strides pads dilations ceil_mode auto_pad storage_order"},
     {"Mul", t_mul, ""},
+    {"Pad", t_pad, "mode pads paddings value"},
+    {"ReduceMean", t_reduce_mean, "axes keepdims"},
     {"Relu", t_relu, ""},
     {"Reshape", t_reshape, "allowzero"},
     {"Sigmoid", t_sigmoid, ""},

@@ -480,7 +480,7 @@ cleanup:
     return st;
 }
 
-/* max_pool2d (any ceil_mode) and adaptive_avg_pool2d to (1, 1). */
+/* max_pool2d (any ceil_mode), avg_pool2d and adaptive_avg_pool2d to (1, 1). */
 static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
     char ctx[DISTQ_NAME_MAX + 128];
@@ -490,7 +490,7 @@ static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const
     distq_onednn_value_dims(&g->values[n->inputs[0]], S->batch, src_dims);
     distq_onednn_value_dims(&g->values[n->output], S->batch, dst_dims);
     int s_dst = -1;
-    distq_status st = distq_onednn_emit_pool(S, n->name, n->op == DISTQ_OP_MAX_POOL2D, &n->attr, src_dims,
+    distq_status st = distq_onednn_emit_pool(S, n->name, n->op, &n->attr, src_dims,
                                              dst_dims, dnnl_f32, S->value_slot[n->inputs[0]], ctx, &s_dst);
     if (!st) S->value_slot[n->output] = s_dst;
     return st;
@@ -511,6 +511,7 @@ static const emit_fn emitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_SIGMOID] = emit_eltwise,
     [DISTQ_OP_BATCH_NORM] = emit_batch_norm,
     [DISTQ_OP_MAX_POOL2D] = emit_pool,
+    [DISTQ_OP_AVG_POOL2D] = emit_pool,
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = emit_pool,
 };
 

@@ -420,7 +420,7 @@ static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const
     distq_onednn_value_dims(y, S->batch, dst_dims);
     int s_dst = -1;
     /* u8 in, u8 out, same qparams: max pooling is exact, the average rounds to nearest */
-    distq_status st = distq_onednn_emit_pool(S, n->name, n->op == DISTQ_OP_MAX_POOL2D, &n->attr, src_dims,
+    distq_status st = distq_onednn_emit_pool(S, n->name, n->op, &n->attr, src_dims,
                                              dst_dims, dnnl_u8, S->value_slot[n->inputs[0]], ctx, &s_dst);
     if (!st) S->value_slot[n->output] = s_dst;
     return st;

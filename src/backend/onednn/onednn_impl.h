@@ -161,10 +161,11 @@ distq_status distq_onednn_state_free(distq_onednn_state *S, int quiet);
 /* dnnl_a .. dnnl_abcde for 1..5 dims, else format_tag_undef. */
 dnnl_format_tag_t distq_onednn_plain_tag(int ndim);
 
-/* Adds a pooling step from slot s_src to a new slot *s_dst: max pooling with
- * PyTorch's window (ceil_mode through the right padding) or, is_max == 0,
- * the global average to 1x1. dt is the src and dst data type. */
-distq_status distq_onednn_emit_pool(distq_onednn_state *S, const char *name, int is_max, const distq_attrs *a,
+/* Adds a pooling step of op from slot s_src to a new slot *s_dst: max or
+ * average pooling with PyTorch's window (ceil_mode through the right
+ * padding), or the global average to 1x1 (adaptive_avg_pool2d). dt is the
+ * src and dst data type. */
+distq_status distq_onednn_emit_pool(distq_onednn_state *S, const char *name, distq_op op, const distq_attrs *a,
                                     const dnnl_dims_t src_dims, const dnnl_dims_t dst_dims, dnnl_data_type_t dt,
                                     int s_src, const char *ctx, int *s_dst);
 

@@ -682,7 +682,7 @@ distq_status distq_onednn_put_value(distq_onednn_state *S, const char *name, con
     return copy_value(S, name, (void *)in, 1);
 }
 
-distq_status distq_onednn_emit_pool(distq_onednn_state *S, const char *name, int is_max, const distq_attrs *a,
+distq_status distq_onednn_emit_pool(distq_onednn_state *S, const char *name, distq_op op, const distq_attrs *a,
                                     const dnnl_dims_t src_dims, const dnnl_dims_t dst_dims, dnnl_data_type_t dt,
                                     int s_src, const char *ctx, int *s_dst)
 {
@@ -691,8 +691,10 @@ distq_status distq_onednn_emit_pool(distq_onednn_state *S, const char *name, int
     dnnl_primitive_desc_t pd = NULL;
     dnnl_dims_t kernel, strides, dil, pad_l, pad_r;
     dnnl_alg_kind_t alg;
-    if (is_max) {
-        alg = dnnl_pooling_max;
+    if (op == DISTQ_OP_MAX_POOL2D || op == DISTQ_OP_AVG_POOL2D) {
+        alg = op == DISTQ_OP_MAX_POOL2D    ? dnnl_pooling_max
+              : a->count_include_pad ? dnnl_pooling_avg_include_padding
+                                     : dnnl_pooling_avg_exclude_padding;
         for (int i = 0; i < 2; i++) {
             kernel[i] = a->kernel[i];
             strides[i] = a->stride[i];

@@ -114,6 +114,34 @@ static void max_pool2d_ref(const ref_state *s, const distq_node *n, int64_t coun
             }
 }
 
+/* The window's sum over its cells inside the image, divided by the whole
+ * window (count_include_pad: padding counts as zeros) or by those cells. */
+static void avg_pool2d_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    (void)count;
+    const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
+    const distq_attrs *a = &n->attr;
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    int64_t C = xv->dims[1], H = xv->dims[2], W = xv->dims[3], OH = yv->dims[2], OW = yv->dims[3];
+    for (int64_t nc = 0; nc < s->N * C; nc++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                double sum = 0.0;
+                int64_t cells = 0;
+                for (int64_t kh = 0; kh < a->kernel[0]; kh++)
+                    for (int64_t kw = 0; kw < a->kernel[1]; kw++) {
+                        int64_t ih = oh * a->stride[0] - a->padding[0] + kh;
+                        int64_t iw = ow * a->stride[1] - a->padding[1] + kw;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        sum += x[(nc * H + ih) * W + iw];
+                        cells++;
+                    }
+                int64_t div = a->count_include_pad ? a->kernel[0] * a->kernel[1] : cells;
+                y[(nc * OH + oh) * OW + ow] = (float)(sum / (double)div);
+            }
+}
+
 static void adaptive_avg_pool2d_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const distq_value *xv = &s->g->values[n->inputs[0]];
@@ -240,6 +268,7 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_RELU] = relu_ref,
     [DISTQ_OP_ADD] = add_ref,
     [DISTQ_OP_MAX_POOL2D] = max_pool2d_ref,
+    [DISTQ_OP_AVG_POOL2D] = avg_pool2d_ref,
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = adaptive_avg_pool2d_ref,
     [DISTQ_OP_FLATTEN] = flatten_ref,
     [DISTQ_OP_LINEAR] = linear_ref,
