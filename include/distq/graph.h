@@ -53,6 +53,10 @@ typedef enum {
     DISTQ_OP_QUANTIZE,    /* f32 -> u8 with the node's out_* qparams */
     DISTQ_OP_DEQUANTIZE,  /* u8 -> f32 with the input value's qparams */
     DISTQ_OP_AVG_POOL2D,  /* windowed average (PyTorch's avg_pool2d, ONNX AveragePool) */
+    DISTQ_OP_TANH,
+    DISTQ_OP_LEAKY_RELU,  /* x >= 0 ? x : alpha * x */
+    DISTQ_OP_SUB,         /* broadcasting as mul */
+    DISTQ_OP_DIV,         /* broadcasting as mul */
     DISTQ_OP_COUNT
 } distq_op;
 
@@ -72,7 +76,7 @@ typedef struct {
     int64_t start_dim;      /* flatten: only 1 supported (flatten(x, 1)) */
     float eps;              /* batch_norm */
     float momentum;         /* batch_norm (training only) */
-    float alpha, beta;      /* hardsigmoid (PyTorch's: 1/6, 1/2) */
+    float alpha, beta;      /* hardsigmoid (PyTorch's: 1/6, 1/2); leaky_relu's slope is alpha (0.01) */
     float min, max;         /* clip */
     int64_t axis;           /* concat (may be negative: counted from the end) */
     int64_t count_include_pad; /* avg_pool2d: 1 divides by the whole window, 0 by its cells inside the image */

@@ -54,6 +54,7 @@ static const distq_attr_spec avg_pool2d_attrs[] = {
 static const distq_attr_spec avg_pool_attrs[] = {ATTR("output_size", PAIR, output_size)};
 static const distq_attr_spec flatten_attrs[] = {ATTR("start_dim", I64, start_dim)};
 static const distq_attr_spec hardsigmoid_attrs[] = {ATTR("alpha", F32, alpha), ATTR("beta", F32, beta)};
+static const distq_attr_spec leaky_relu_attrs[] = {ATTR("alpha", F32, alpha)};
 static const distq_attr_spec clip_attrs[] = {ATTR("min", F32, min), ATTR("max", F32, max)};
 static const distq_attr_spec concat_attrs[] = {ATTR("axis", I64, axis)};
 
@@ -165,6 +166,12 @@ static void hardsigmoid_text(const distq_graph *g, const distq_node *n, char *bu
     snprintf(buf, len, "alpha %g beta %g", (double)n->attr.alpha, (double)n->attr.beta);
 }
 
+static void leaky_relu_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "alpha %g", (double)n->attr.alpha);
+}
+
 static void clip_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
 {
     (void)g;
@@ -218,8 +225,13 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
                              distq_infer_dequantize, NULL},
     [DISTQ_OP_AVG_POOL2D] = {"avg_pool2d", 1, 1, 0, 0, 0, SCHEMA(avg_pool2d_attrs),
                              DISTQ_QROLE_SHARES_INPUT, distq_infer_avg_pool2d, avg_pool2d_text},
+    [DISTQ_OP_TANH] = {"tanh", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_unary, NULL},
+    [DISTQ_OP_LEAKY_RELU] = {"leaky_relu", 1, 1, 0, 0, 0, SCHEMA(leaky_relu_attrs), DISTQ_QROLE_FP32,
+                             distq_infer_unary, leaky_relu_text},
+    [DISTQ_OP_SUB] = {"sub", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
+    [DISTQ_OP_DIV] = {"div", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
 };
-_Static_assert(DISTQ_OP_COUNT == 17, "a new op needs its row in the registry");
+_Static_assert(DISTQ_OP_COUNT == 21, "a new op needs its row in the registry");
 
 const distq_op_info *distq_op_info_of(distq_op op)
 {
@@ -270,7 +282,7 @@ int distq_attrs_equal(distq_op op, const distq_attrs *a, const distq_attrs *b)
 
 distq_attrs distq_attrs_default(distq_op op)
 {
-    (void)op; /* one default per field serves every op that has it */
+    /* one default per field serves every op that has it, but leaky_relu's slope */
     distq_attrs a = {
         .kernel = {1, 1},
         .stride = {1, 1},
@@ -293,5 +305,6 @@ distq_attrs distq_attrs_default(distq_op op)
         .out_zero_point = 0,
         .out_quant_max = 255,
     };
+    if (op == DISTQ_OP_LEAKY_RELU) a.alpha = 0.01f;
     return a;
 }

@@ -23,8 +23,9 @@ typedef struct {
     distq_dtype dtype;
     int ndim;
     int64_t dims[DISTQ_MAX_DIMS];
-    void *data;        /* owned */
+    void *data;        /* owned, until a parameter takes it over */
     const char *param; /* the graph parameter holding it unchanged; NULL until one does */
+    int borrowed;      /* data is that parameter's (the graph frees it) */
 } onnx_const;
 
 typedef struct {

@@ -118,6 +118,10 @@ static void convert_raw(int32_t type, const uint8_t *raw, int64_t n, void *out)
 {
     float *f = out;
     int64_t *q = out;
+    if (type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) { /* little-endian, as ONNX stores it (x86) */
+        memcpy(f, raw, (size_t)n * sizeof *f);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         switch (type) {
         case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: memcpy(&f[i], raw + 4 * i, 4); break;
@@ -200,7 +204,7 @@ static distq_status tensor_data(const onnx_importer *im, const char *path, const
         return distq_error_set(DISTQ_ERR_FORMAT, "%s: tensor '%s' holds %lld values for %lld elements "
                                "(sequences and optionals are not read)", path, where,
                                (long long)inline_count(t, *dt, esize), (long long)n);
-    void *out = distq_malloc((size_t)(n ? n : 1) * 8);
+    void *out = distq_malloc((size_t)(n ? n : 1) * (*dt == DISTQ_DTYPE_F32 ? sizeof(float) : sizeof(int64_t)));
     if (!out) return distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory for tensor '%s'", path, where);
     distq_status st = DISTQ_OK;
     int64_t have = -1;
@@ -500,6 +504,13 @@ distq_status onnx_param_of(onnx_importer *im, onnx_const *c, const char **name)
         ONNX_TRY(distq_graph_add_param(im->g, c->name, DISTQ_DTYPE_F32, c->ndim, c->dims,
                                               c->data, NULL));
         c->param = c->name;
+        /* one copy of a weight, not two: the constant now reads the parameter's */
+        const distq_tensor *p = distq_graph_find_param(im->g, c->name);
+        if (p && p->data) {
+            distq_free(c->data);
+            c->data = p->data;
+            c->borrowed = 1;
+        }
     }
     *name = c->param;
     return DISTQ_OK;
@@ -700,6 +711,28 @@ static distq_status import_node(onnx_importer *im, const Onnx__NodeProto *n, int
     return row->translate(im, n);
 }
 
+/* Frees the values of an unpacked tensor once converted, so the parse and
+ * the converted weights are not both held whole (protobuf-c allocates each
+ * field with malloc and skips NULL ones when freeing the message). */
+static void release_tensor_data(Onnx__TensorProto *t)
+{
+    free(t->raw_data.data);
+    t->raw_data.data = NULL;
+    t->raw_data.len = 0;
+    free(t->float_data);
+    t->float_data = NULL;
+    t->n_float_data = 0;
+    free(t->double_data);
+    t->double_data = NULL;
+    t->n_double_data = 0;
+    free(t->int64_data);
+    t->int64_data = NULL;
+    t->n_int64_data = 0;
+    free(t->int32_data);
+    t->int32_data = NULL;
+    t->n_int32_data = 0;
+}
+
 static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
                                  const distq_onnx_options *opt)
 {
@@ -726,6 +759,7 @@ static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
         if (!t->name || !t->name[0])
             return distq_error_set(DISTQ_ERR_FORMAT, "%s: initializer %zu has no name", im->path, i);
         ONNX_TRY(onnx_const_from_tensor(im, t, t->name));
+        release_tensor_data(gp->initializer[i]);
     }
     if (gp->n_sparse_initializer)
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: sparse initializers are not supported", im->path);
@@ -773,6 +807,7 @@ static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
 
 static distq_status unpack_model(const char *path, Onnx__ModelProto **m);
 
+
 distq_status distq_onnx_import(const char *path, const distq_onnx_options *opt, distq_graph **out)
 {
     if (!path || !out) return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_onnx_import: NULL argument");
@@ -794,7 +829,8 @@ distq_status distq_onnx_import(const char *path, const distq_onnx_options *opt, 
         st = distq_graph_create(&im.g);
     }
     if (!st) st = import_graph(&im, m, opt);
-    for (int i = 0; i < im.n_consts; i++) distq_free(im.consts[i].data);
+    for (int i = 0; i < im.n_consts; i++)
+        if (!im.consts[i].borrowed) distq_free(im.consts[i].data);
     distq_free(im.consts);
     distq_free(im.aliases);
     distq_free(dir);

@@ -78,6 +78,16 @@ static distq_status binary(onnx_importer *im, const Onnx__NodeProto *n, distq_op
 
 static distq_status t_add(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_ADD); }
 static distq_status t_mul(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_MUL); }
+static distq_status t_sub(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_SUB); }
+static distq_status t_div(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_DIV); }
+static distq_status t_tanh(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_TANH, NULL); }
+
+static distq_status t_leaky_relu(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    distq_attrs a = distq_attrs_default(DISTQ_OP_LEAKY_RELU);
+    ONNX_TRY(onnx_attr_float(im, n, "alpha", 0.01f, &a.alpha));
+    return unary(im, n, DISTQ_OP_LEAKY_RELU, &a);
+}
 
 static distq_status t_concat(onnx_importer *im, const Onnx__NodeProto *n)
 {
@@ -582,6 +592,7 @@ static const onnx_op_row op_table[] = {
     {"Concat", t_concat, "axis"},
     {"Constant", t_constant, "value value_float value_floats value_int value_ints"},
     {"Conv", t_conv, "kernel_shape strides pads dilations group auto_pad"},
+    {"Div", t_div, ""},
     {"Dropout", t_dropout, "ratio is_test seed"},
     {"Flatten", t_flatten, "axis"},
     {"Gemm", t_gemm, "alpha beta transA transB"},
@@ -589,6 +600,7 @@ static const onnx_op_row op_table[] = {
     {"HardSigmoid", t_hardsigmoid, "alpha beta"},
     {"HardSwish", t_hardswish, ""},
     {"Identity", t_identity, ""},
+    {"LeakyRelu", t_leaky_relu, "alpha"},
     {"MatMul", t_matmul, ""},
     {"MaxPool", t_maxpool, "kernel_shape strides pads dilations ceil_mode auto_pad storage_order"},
     {"Mul", t_mul, ""},
@@ -597,6 +609,8 @@ static const onnx_op_row op_table[] = {
     {"Relu", t_relu, ""},
     {"Reshape", t_reshape, "allowzero"},
     {"Sigmoid", t_sigmoid, ""},
+    {"Sub", t_sub, ""},
+    {"Tanh", t_tanh, ""},
 };
 
 const onnx_op_row *onnx_op_table(int *n)

@@ -82,7 +82,17 @@ static eltwise_chain hardsigmoid_chain(const distq_attrs *a)
     return (eltwise_chain){2, {dnnl_eltwise_linear, dnnl_eltwise_clip}, {a->alpha, 0.0f},
                            {a->beta, 1.0f}};
 }
+static eltwise_chain tanh_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_tanh}, {0.0f}, {0.0f}};
+}
+static eltwise_chain leaky_relu_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_relu}, {a->alpha}, {0.0f}}; /* relu's alpha: the negative slope */
+}
 static const eltwise_fn eltwise_ops[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_TANH] = tanh_chain,
+    [DISTQ_OP_LEAKY_RELU] = leaky_relu_chain,
     [DISTQ_OP_RELU] = relu_chain,
     [DISTQ_OP_CLIP] = clip_chain,
     [DISTQ_OP_HARDSWISH] = hardswish_chain,
@@ -345,6 +355,8 @@ cleanup:
 /* mul with numpy broadcasting (the SE block's x * scale): src1 broadcasts
  * along its dims of size 1, read plain. Mul commutes, so the full-shape
  * input goes first; both broadcasting is not supported. */
+/* mul, sub, div: oneDNN broadcasts src1 only, so the full-shape input goes
+ * first (swapped for mul, which commutes; sub and div need it as input 0). */
 static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
     distq_status st = DISTQ_OK;
@@ -354,6 +366,10 @@ static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const 
     const distq_value *out = &g->values[n->output];
     int full = 0;
     if (memcmp(g->values[n->inputs[0]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) full = 1;
+    if (full && n->op != DISTQ_OP_MUL)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                               "%s: on oneDNN input 0 of %s must have the output's shape (it broadcasts here)",
+                               ctx, distq_op_name(n->op));
     if (memcmp(g->values[n->inputs[full]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim))
         return distq_error_set(DISTQ_ERR_UNSUPPORTED,
                                "%s: on oneDNN one input of mul must have the output's shape "
@@ -363,7 +379,9 @@ static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const 
     distq_onednn_value_dims(&g->values[v1], S->batch, d1);
     dnnl_memory_desc_t md1;
     CHECK(dnnl_memory_desc_init_by_tag(&md1, out->ndim, d1, dnnl_f32, distq_onednn_plain_tag(out->ndim)));
-    st = emit_binary(S, g, gr, dnnl_binary_mul, v0, v1, &md1, ctx);
+    dnnl_alg_kind_t alg = n->op == DISTQ_OP_MUL ? dnnl_binary_mul : n->op == DISTQ_OP_SUB ? dnnl_binary_sub
+                                                                                       : dnnl_binary_div;
+    st = emit_binary(S, g, gr, alg, v0, v1, &md1, ctx);
 cleanup:
     return st;
 }
@@ -503,6 +521,10 @@ static const emit_fn emitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_FLATTEN] = emit_flatten,
     [DISTQ_OP_ADD] = emit_add,
     [DISTQ_OP_MUL] = emit_mul,
+    [DISTQ_OP_SUB] = emit_mul,
+    [DISTQ_OP_DIV] = emit_mul,
+    [DISTQ_OP_TANH] = emit_eltwise,
+    [DISTQ_OP_LEAKY_RELU] = emit_eltwise,
     [DISTQ_OP_CONCAT] = emit_concat,
     [DISTQ_OP_RELU] = emit_eltwise,
     [DISTQ_OP_CLIP] = emit_eltwise,

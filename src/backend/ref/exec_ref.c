@@ -219,7 +219,22 @@ static void broadcast_strides(const distq_value *v, int64_t *stride)
     }
 }
 
-static void mul_ref(const ref_state *s, const distq_node *n, int64_t count)
+static void tanh_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    for (int64_t i = 0; i < count; i++) y[i] = tanhf(x[i]);
+}
+
+static void leaky_relu_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    for (int64_t i = 0; i < count; i++) y[i] = x[i] >= 0.0f ? x[i] : n->attr.alpha * x[i];
+}
+
+/* mul, sub, div with numpy broadcasting of either input. */
+static void binary_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const distq_value *xv = &s->g->values[n->inputs[0]], *zv = &s->g->values[n->inputs[1]];
     const distq_value *yv = &s->g->values[n->output];
@@ -238,7 +253,9 @@ static void mul_ref(const ref_state *s, const distq_node *n, int64_t count)
             ox += c * sx[d];
             oz += c * sz[d];
         }
-        y[i] = x[ox] * z[oz];
+        y[i] = n->op == DISTQ_OP_MUL   ? x[ox] * z[oz]
+               : n->op == DISTQ_OP_SUB ? x[ox] - z[oz]
+                                       : x[ox] / z[oz];
     }
 }
 
@@ -276,7 +293,11 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_HARDSIGMOID] = hardsigmoid_ref,
     [DISTQ_OP_CLIP] = clip_ref,
     [DISTQ_OP_SIGMOID] = sigmoid_ref,
-    [DISTQ_OP_MUL] = mul_ref,
+    [DISTQ_OP_MUL] = binary_ref,
+    [DISTQ_OP_SUB] = binary_ref,
+    [DISTQ_OP_DIV] = binary_ref,
+    [DISTQ_OP_TANH] = tanh_ref,
+    [DISTQ_OP_LEAKY_RELU] = leaky_relu_ref,
     [DISTQ_OP_CONCAT] = concat_ref,
 };
 
