@@ -26,7 +26,6 @@ suite() { # NAME MIN_PASSED
 suite node 100
 suite pytorch-converted 42
 suite pytorch-operator 6
-suite real 0
 # the ISA the numbers came from, then the lower levels oneDNN can dispatch here
 "$DISTQ" onnx-test "$DATA/node/test_relu" | head -n 1
 for isa in AVX2 AVX512_CORE; do

@@ -207,14 +207,15 @@ static void test_conv_relu_values(void)
     distq_graph_destroy(g);
 }
 
-/* Pad (zeros, 1 on each side of H and W) then AveragePool 3x3: the pad
- * folds into the pool as counted padding. On a 1x1 image of value 9 the
- * result is 9 / 9 = 1. */
+/* Pad (zeros, 1 on each side of H, 2 of W) then AveragePool 3x5: the pad
+ * folds into the pool as counted padding, H and W in ONNX's order. On a 1x1
+ * image of value 15 the result is 15 / 15 = 1 (swapped pads would give a 3x1
+ * output instead). */
 static void test_pad_folds_into_avgpool(void)
 {
     model md;
     model_init(&md, 13, 1, 1, 1);
-    int64_t pd[1] = {8}, pads[8] = {0, 0, 1, 1, 0, 0, 1, 1}, k[2] = {3, 3};
+    int64_t pd[1] = {8}, pads[8] = {0, 0, 1, 2, 0, 0, 1, 2}, k[2] = {3, 5};
     add_init(&md, "pads", 1, pd, 8, NULL, pads);
     char *pin[] = {"x", "pads"}, *ain[] = {"p"};
     add_node(&md, "pad", "Pad", 2, pin, "p");
@@ -227,8 +228,10 @@ static void test_pad_folds_into_avgpool(void)
     CU_ASSERT_EQUAL_FATAL(g->n_nodes, 1);
     CU_ASSERT_EQUAL(g->nodes[0].op, DISTQ_OP_AVG_POOL2D);
     CU_ASSERT_EQUAL(g->nodes[0].attr.padding[0], 1);
+    CU_ASSERT_EQUAL(g->nodes[0].attr.padding[1], 2);
     CU_ASSERT_EQUAL(g->nodes[0].attr.count_include_pad, 1);
-    float x = 9.0f, y = 0.0f;
+    CU_ASSERT_EQUAL(distq_value_numel(&g->values[g->output_value], 1), 1); /* a 1x1 output */
+    float x = 15.0f, y = 0.0f;
     run_ref(g, 1, &x, &y);
     CU_ASSERT_DOUBLE_EQUAL(y, 1.0, 1e-6);
     distq_graph_destroy(g);
@@ -249,10 +252,37 @@ static void test_reduce_mean(void)
     distq_graph *g = NULL;
     TEST_OK(distq_onnx_import(path, NULL, &g));
     CU_ASSERT_EQUAL(g->n_nodes, 2);
-    float x[4] = {1, 3, -2, 6}, y[2];
+    float x[4] = {1, 3, -2, 8}, y[2];
     run_ref(g, 1, x, y);
     CU_ASSERT_DOUBLE_EQUAL(y[0], 2.0, 1e-6);
-    CU_ASSERT_DOUBLE_EQUAL(y[1], 2.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(y[1], 3.0, 1e-6);
+    distq_graph_destroy(g);
+}
+
+/* Sub and Div of activations, operand order kept, on both backends:
+ * (x - relu(x)) / (x * x) = min(x, 0) / x^2, i.e. 1/x for x < 0, 0 above. */
+static void test_sub_div(void)
+{
+    model md;
+    model_init(&md, 14, 1, 2, 3);
+    char *rin[] = {"x"}, *min[] = {"x", "x"}, *sin[] = {"x", "r"}, *din[] = {"s", "m"};
+    add_node(&md, "relu", "Relu", 1, rin, "r");
+    add_node(&md, "sq", "Mul", 2, min, "m");
+    add_node(&md, "sub", "Sub", 2, sin, "s");
+    add_node(&md, "div", "Div", 2, din, "y");
+    char path[512];
+    model_write(&md, "sub_div.onnx", path, sizeof path);
+    distq_graph *g = NULL;
+    TEST_OK(distq_onnx_import(path, NULL, &g));
+    float x[12] = {-2, -0.5f, 4, 1, -1, -8, 3, -4, 0.25f, -0.25f, 2, -3}, y[12];
+    distq_backend backends[2] = {DISTQ_BACKEND_REF, DISTQ_BACKEND_ONEDNN};
+    for (int b = 0; b < 2; b++) {
+        distq_exec *e = NULL;
+        TEST_OK(distq_exec_create(backends[b], g, 2, &e));
+        TEST_OK(distq_exec_run(e, x, y));
+        distq_exec_destroy(e);
+        for (int i = 0; i < 12; i++) CU_ASSERT_DOUBLE_EQUAL(y[i], x[i] < 0 ? 1.0 / x[i] : 0.0, 1e-6);
+    }
     distq_graph_destroy(g);
 }
 
@@ -367,6 +397,7 @@ int main(void)
         {"Conv + Relu values, initializer names kept", test_conv_relu_values},
         {"Pad folds into AveragePool as counted padding", test_pad_folds_into_avgpool},
         {"ReduceMean over H, W without keepdims", test_reduce_mean},
+        {"Sub and Div keep operand order, ref and oneDNN", test_sub_div},
         {"external data at an unaligned offset; escaping paths refused", test_external_data},
         {"refusals name node, op type, opset, attribute", test_refusals},
         {"missing and malformed files", test_bad_files},

@@ -27,7 +27,7 @@ distq_status onnx_node_error(const onnx_importer *im, distq_status st, const cha
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     return distq_error_set(st, "%s: node '%s' (%s, opset %lld): %s", im->path, im->node_name,
-                           im->node->op_type, (long long)im->opset, detail);
+                           im->node->op_type ? im->node->op_type : "no op_type", (long long)im->opset, detail);
 }
 
 // --- files ------------------------------------------------------------------------
@@ -194,7 +194,8 @@ static distq_status tensor_data(const onnx_importer *im, const char *path, const
     *ndim = (int)t->n_dims;
     for (size_t i = 0; i < t->n_dims; i++) dims[i] = t->dims[i];
     int64_t n = distq_dims_numel(*ndim, dims);
-    if (n < 0)
+    /* bounded so that n * 8 bytes fits (external data is sized from n) */
+    if (n < 0 || n > INT64_MAX / 8)
         return distq_error_set(DISTQ_ERR_FORMAT, "%s: tensor '%s' has a negative or huge dim", path,
                                where);
     int external = t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
@@ -703,7 +704,7 @@ static distq_status import_node(onnx_importer *im, const Onnx__NodeProto *n, int
     const onnx_op_row *row = onnx_op_find(n->op_type);
     if (!row)
         return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED,
-                               "op type %s is not supported (`distq ops` lists what is)", n->op_type);
+                               "op type %s is not supported (docs/onnx.md lists the ONNX ops distq imports)", n->op_type);
     ONNX_TRY(check_attrs(im, n, row));
     const char *name;
     ONNX_TRY(distq_graph_intern(im->g, im->node_name, &name));
@@ -791,6 +792,13 @@ static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
         return distq_error_set(DISTQ_ERR_UNSUPPORTED,
                                "%s: the graph has %zu outputs; distq takes exactly one", im->path,
                                gp->n_output);
+    if (!gp->output[0]->name || !gp->output[0]->name[0])
+        return distq_error_set(DISTQ_ERR_FORMAT, "%s: the graph output has no name", im->path);
+    const onnx_alias *padded = find_alias(im, gp->output[0]->name);
+    if (padded && padded->pad_node)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: the graph output '%s' is Pad node '%s''s output "
+                               "(distq folds a Pad only into a Conv or AveragePool after it)", im->path,
+                               gp->output[0]->name, padded->pad_node);
     const char *out = resolve(im, gp->output[0]->name);
     if (!is_value(im, out) || strcmp(out, im->g->input_name) == 0)
         return distq_error_set(DISTQ_ERR_UNSUPPORTED,

@@ -56,6 +56,8 @@ static distq_status t_clip(onnx_importer *im, const Onnx__NodeProto *n)
         ONNX_TRY(onnx_attr_float(im, n, "min", -INFINITY, &a.min));
         ONNX_TRY(onnx_attr_float(im, n, "max", INFINITY, &a.max));
     } else {
+        if (onnx_attr(n, "min") || onnx_attr(n, "max")) /* inputs since opset 11 */
+            return onnx_node_error(im, DISTQ_ERR_FORMAT, "attributes 'min' / 'max' are inputs since opset 11");
         if (onnx_has_input(n, 1)) ONNX_TRY(scalar_input(im, n, 1, "min", &a.min));
         if (onnx_has_input(n, 2)) ONNX_TRY(scalar_input(im, n, 2, "max", &a.max));
     }
@@ -123,10 +125,14 @@ static distq_status window(onnx_importer *im, const Onnx__NodeProto *n, const ch
     if (cnt && cnt != 2) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'strides' must have 2 values");
     a->stride[0] = cnt ? v[0] : 1;
     a->stride[1] = cnt ? v[1] : 1;
+    if (a->stride[0] < 1 || a->stride[1] < 1)
+        return onnx_node_error(im, DISTQ_ERR_FORMAT, "attribute 'strides' must be positive");
     ONNX_TRY(onnx_attr_ints(im, n, "dilations", 4, &cnt, v));
     if (cnt && cnt != 2) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'dilations' must have 2 values");
     a->dilation[0] = cnt ? v[0] : 1;
     a->dilation[1] = cnt ? v[1] : 1;
+    if (a->dilation[0] < 1 || a->dilation[1] < 1 || kernel[0] < 1 || kernel[1] < 1)
+        return onnx_node_error(im, DISTQ_ERR_FORMAT, "attributes 'dilations' and 'kernel_shape' must be positive");
     char auto_pad[32];
     ONNX_TRY(onnx_attr_string(im, n, "auto_pad", "NOTSET", auto_pad, sizeof auto_pad));
     ONNX_TRY(onnx_attr_ints(im, n, "pads", 4, &cnt, v));
@@ -158,6 +164,28 @@ static distq_status window(onnx_importer *im, const Onnx__NodeProto *n, const ch
                                (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3]);
     a->padding[0] = v[0];
     a->padding[1] = v[1];
+    return DISTQ_OK;
+}
+
+/* With ceil_mode, PyTorch (and distq's ops) drop a last window that would
+ * start in the right padding; ONNX's formula up to opset 17 keeps it. Where
+ * the two disagree on this input, refuse rather than compute another size. */
+static distq_status check_ceil(onnx_importer *im, const Onnx__NodeProto *n, const char *x, const distq_attrs *a,
+                               const int64_t *kernel)
+{
+    int nd;
+    int64_t dims[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    for (int i = 0; i < 2 && nd == 4; i++) {
+        int64_t span = a->dilation[i] * (kernel[i] - 1) + 1, room = dims[2 + i] + 2 * a->padding[i] - span;
+        if (room < 0) continue; /* the shape rule reports it */
+        int64_t onnx_out = (room + a->stride[i] - 1) / a->stride[i] + 1;
+        int64_t ours = distq_conv_out_dim(dims[2 + i], kernel[i], a->stride[i], a->padding[i], a->dilation[i], 1);
+        if (onnx_out != ours)
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "ceil_mode = 1 gives %lld outputs in dim %d by ONNX's "
+                                   "rule, %lld by PyTorch's (a last window in the padding); not supported",
+                                   (long long)onnx_out, 2 + i, (long long)ours);
+    }
     return DISTQ_OK;
 }
 
@@ -222,6 +250,7 @@ static distq_status t_maxpool(onnx_importer *im, const Onnx__NodeProto *n)
     a.kernel[1] = k[1];
     ONNX_TRY(window(im, n, x, k, &a));
     ONNX_TRY(onnx_attr_int(im, n, "ceil_mode", 0, &a.ceil_mode));
+    if (a.ceil_mode) ONNX_TRY(check_ceil(im, n, x, &a, k));
     return onnx_emit(im, DISTQ_OP_MAX_POOL2D, &a, 1, &x, NO_PARAMS);
 }
 
@@ -252,6 +281,7 @@ static distq_status t_avgpool(onnx_importer *im, const Onnx__NodeProto *n)
     int64_t ceil;
     ONNX_TRY(onnx_attr_int(im, n, "ceil_mode", 0, &ceil));
     if (ceil) {
+        ONNX_TRY(check_ceil(im, n, x, &a, a.kernel));
         int nd;
         int64_t dims[DISTQ_MAX_DIMS];
         ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
@@ -280,6 +310,8 @@ static distq_status t_pad(onnx_importer *im, const Onnx__NodeProto *n)
         ONNX_TRY(onnx_attr_ints(im, n, im->opset < 2 ? "paddings" : "pads", 8, &cnt, p));
         ONNX_TRY(onnx_attr_float(im, n, "value", 0.0f, &value));
     } else {
+        if (onnx_attr(n, "pads") || onnx_attr(n, "value") || onnx_attr(n, "paddings"))
+            return onnx_node_error(im, DISTQ_ERR_FORMAT, "attributes 'pads' / 'value' are inputs since opset 11");
         onnx_const *c;
         ONNX_TRY(onnx_need_const(im, n, 1, "pads", &c));
         cnt = c->dtype == DISTQ_DTYPE_S64 ? (int)distq_dims_numel(c->ndim, c->dims) : -1;
@@ -537,7 +569,8 @@ static distq_status t_dropout(onnx_importer *im, const Onnx__NodeProto *n)
 {
     if (onnx_has_input(n, 2)) {
         onnx_const *tm = onnx_input_const(im, n, 2);
-        if (!tm || tm->dtype != DISTQ_DTYPE_S64 || *(const int64_t *)tm->data != 0)
+        if (!tm || tm->dtype != DISTQ_DTYPE_S64 || distq_dims_numel(tm->ndim, tm->dims) != 1 ||
+            *(const int64_t *)tm->data != 0)
             return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "input 2 'training_mode' must be a "
                                    "constant false: export in eval mode");
     }
