@@ -5,6 +5,7 @@
  * what does not import is refused naming the file, node, op type, opset and
  * attribute or tensor at fault.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,57 @@ static void test_sub_div(void)
     distq_graph_destroy(g);
 }
 
+/* x * HardSigmoid(x; 1/6, 1/2) becomes one hardswish node and x * Sigmoid(x)
+ * one silu node, with their values; a gate read by another node stays. */
+static void test_gates_fused(void)
+{
+    const char *gates[2] = {"HardSigmoid", "Sigmoid"};
+    distq_op want[2] = {DISTQ_OP_HARDSWISH, DISTQ_OP_SILU};
+    for (int k = 0; k < 2; k++) {
+        model md;
+        model_init(&md, 13, 1, 2, 2);
+        char *gin[] = {"x"}, *min[] = {"x", "g"};
+        Onnx__NodeProto *gate = add_node(&md, "gate", gates[k], 1, gin, "g");
+        if (k == 0) { /* PyTorch's hardswish constants, as torch exports them */
+            Onnx__AttributeProto *a = &md.attrs[md.n_attrs++];
+            onnx__attribute_proto__init(a);
+            a->name = "alpha";
+            a->has_type = 1;
+            a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+            a->has_f = 1;
+            a->f = 1.0f / 6.0f;
+            gate->attribute[gate->n_attribute++] = a;
+        }
+        add_node(&md, "mul", "Mul", 2, min, "y");
+        char path[512];
+        model_write(&md, "gate.onnx", path, sizeof path);
+        distq_graph *g = NULL;
+        TEST_OK(distq_onnx_import(path, NULL, &g));
+        CU_ASSERT_EQUAL_FATAL(g->n_nodes, 1);
+        CU_ASSERT_EQUAL(g->nodes[0].op, want[k]);
+        float x[4] = {-4, -1, 0.5f, 3.5f}, y[4];
+        run_ref(g, 1, x, y);
+        for (int i = 0; i < 4; i++) {
+            float gv = k == 0 ? fminf(fmaxf(x[i] / 6.0f + 0.5f, 0.0f), 1.0f) : 1.0f / (1.0f + expf(-x[i]));
+            CU_ASSERT_DOUBLE_EQUAL(y[i], x[i] * gv, 1e-6);
+        }
+        distq_graph_destroy(g);
+    }
+    /* the gate also feeds the graph's next op: not fused */
+    model md;
+    model_init(&md, 13, 1, 2, 2);
+    char *gin[] = {"x"}, *min[] = {"x", "g"}, *ain[] = {"m", "g"};
+    add_node(&md, "gate", "Sigmoid", 1, gin, "g");
+    add_node(&md, "mul", "Mul", 2, min, "m");
+    add_node(&md, "add", "Add", 2, ain, "y");
+    char path[512];
+    model_write(&md, "gate_shared.onnx", path, sizeof path);
+    distq_graph *g = NULL;
+    TEST_OK(distq_onnx_import(path, NULL, &g));
+    CU_ASSERT_EQUAL(g->n_nodes, 3);
+    distq_graph_destroy(g);
+}
+
 /* A weight in an external file at an offset that is not aligned. */
 static void test_external_data(void)
 {
@@ -398,6 +450,7 @@ int main(void)
         {"Pad folds into AveragePool as counted padding", test_pad_folds_into_avgpool},
         {"ReduceMean over H, W without keepdims", test_reduce_mean},
         {"Sub and Div keep operand order, ref and oneDNN", test_sub_div},
+        {"x * HardSigmoid(x), x * Sigmoid(x) become hardswish, silu", test_gates_fused},
         {"external data at an unaligned offset; escaping paths refused", test_external_data},
         {"refusals name node, op type, opset, attribute", test_refusals},
         {"missing and malformed files", test_bad_files},

@@ -57,6 +57,7 @@ typedef enum {
     DISTQ_OP_LEAKY_RELU,  /* x >= 0 ? x : alpha * x */
     DISTQ_OP_SUB,         /* broadcasting as mul */
     DISTQ_OP_DIV,         /* broadcasting as mul */
+    DISTQ_OP_SILU,        /* x * sigmoid(x) (swish) */
     DISTQ_OP_COUNT
 } distq_op;
 

@@ -230,8 +230,9 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
                              distq_infer_unary, leaky_relu_text},
     [DISTQ_OP_SUB] = {"sub", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
     [DISTQ_OP_DIV] = {"div", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
+    [DISTQ_OP_SILU] = {"silu", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_POST_OP, distq_infer_unary, NULL},
 };
-_Static_assert(DISTQ_OP_COUNT == 21, "a new op needs its row in the registry");
+_Static_assert(DISTQ_OP_COUNT == 22, "a new op needs its row in the registry");
 
 const distq_op_info *distq_op_info_of(distq_op op)
 {

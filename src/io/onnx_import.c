@@ -712,6 +712,55 @@ static distq_status import_node(onnx_importer *im, const Onnx__NodeProto *n, int
     return row->translate(im, n);
 }
 
+/* The index of the node writing value v, or -1 (the graph input). */
+static int producer(const distq_graph *g, int v)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].output == v) return i;
+    return -1;
+}
+
+/* The gate of x * gate(x) as one op: torch exports hardswish below opset 14
+ * as x * HardSigmoid(x; 1/6, 1/2) and SiLU (no ONNX op up to 17) as
+ * x * Sigmoid(x); as hardswish / silu nodes oneDNN fuses them into the conv
+ * before them (the same values up to rounding). DISTQ_OP_COUNT if none. */
+static distq_op gated_op(const distq_node *gate)
+{
+    if (gate->op == DISTQ_OP_SIGMOID) return DISTQ_OP_SILU;
+    if (gate->op == DISTQ_OP_HARDSIGMOID && fabsf(gate->attr.alpha - 1.0f / 6.0f) <= 1e-7f &&
+        gate->attr.beta == 0.5f)
+        return DISTQ_OP_HARDSWISH;
+    return DISTQ_OP_COUNT;
+}
+
+/* Rewrites every x * gate(x) whose gate feeds only that mul (gated_op).
+ * Needs a finalized graph; leaves it finalized. */
+static distq_status fuse_gates(distq_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        distq_node *mul = &g->nodes[i];
+        if (mul->op != DISTQ_OP_MUL || mul->n_inputs != 2) continue;
+        for (int k = 0; k < 2; k++) {
+            int h = producer(g, mul->inputs[k]);
+            if (h < 0) continue;
+            const distq_node *gate = &g->nodes[h];
+            distq_op op = gated_op(gate);
+            if (op == DISTQ_OP_COUNT || gate->inputs[0] != mul->inputs[1 - k] ||
+                g->values[gate->output].n_consumers != 1)
+                continue;
+            mul->op = op;
+            mul->attr = distq_attrs_default(op);
+            mul->input_names[0] = mul->input_names[1 - k];
+            mul->n_inputs = 1;
+            distq_graph_remove_node(g, h);
+            ONNX_TRY(distq_graph_finalize(g));
+            i = -1; /* indices moved */
+            break;
+        }
+    }
+    return DISTQ_OK;
+}
+
 /* Frees the values of an unpacked tensor once converted, so the parse and
  * the converted weights are not both held whole (protobuf-c allocates each
  * field with malloc and skips NULL ones when freeing the message). */
@@ -806,6 +855,7 @@ static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
                                gp->output[0]->name, find_const(im, out) ? "a constant" : "not an op's output");
     ONNX_TRY(distq_graph_set_output(im->g, out));
     distq_status st = distq_graph_finalize(im->g);
+    if (!st) st = fuse_gates(im->g);
     if (st) return distq_error_set(st, "%s: %s", im->path, distq_error_message());
     distq_graph_remove_unused_params(im->g, NULL);
     st = distq_graph_finalize(im->g);
@@ -814,6 +864,7 @@ static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
 }
 
 static distq_status unpack_model(const char *path, Onnx__ModelProto **m);
+
 
 
 distq_status distq_onnx_import(const char *path, const distq_onnx_options *opt, distq_graph **out)

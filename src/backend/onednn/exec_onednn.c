@@ -90,7 +90,12 @@ static eltwise_chain leaky_relu_chain(const distq_attrs *a)
 {
     return (eltwise_chain){1, {dnnl_eltwise_relu}, {a->alpha}, {0.0f}}; /* relu's alpha: the negative slope */
 }
+static eltwise_chain silu_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_swish}, {1.0f}, {0.0f}}; /* x * sigmoid(alpha x) */
+}
 static const eltwise_fn eltwise_ops[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_SILU] = silu_chain,
     [DISTQ_OP_TANH] = tanh_chain,
     [DISTQ_OP_LEAKY_RELU] = leaky_relu_chain,
     [DISTQ_OP_RELU] = relu_chain,
@@ -269,13 +274,14 @@ cleanup:
  * md1's layout, or v0's when md1 is NULL. */
 static distq_status emit_binary(distq_onednn_state *S, const distq_graph *g, const group *gr,
                                 dnnl_alg_kind_t alg, int v0, int v1, const dnnl_memory_desc_t *md1,
-                                const char *ctx)
+                                const dnnl_memory_desc_t *want0, const char *ctx)
 {
     distq_status st = DISTQ_OK;
     const distq_node *n = &g->nodes[gr->head];
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     int s0 = S->value_slot[v0], s1 = -1, s_dst = -1;
+    if (want0) TRY(distq_onednn_slot_as(S, s0, want0, n->name, ctx, &s0)); /* src0 in another layout */
     dnnl_memory_desc_t md0 = *distq_onednn_slot_md(S, s0);
     if (!md1) md1 = &md0;
     TRY(distq_onednn_slot_as(S, S->value_slot[v1], md1, n->name, ctx, &s1));
@@ -299,6 +305,25 @@ cleanup:
     return st;
 }
 
+/* *is_ref = 1 if oneDNN would run binary alg on (md0, md1) with its
+ * reference implementation. */
+static distq_status binary_is_ref(distq_onednn_state *S, const dnnl_memory_desc_t *md0,
+                                  const dnnl_memory_desc_t *md1, dnnl_alg_kind_t alg, const char *ctx, int *is_ref)
+{
+    distq_status st = DISTQ_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    const char *impl = NULL;
+    dnnl_binary_desc_t bd;
+    *is_ref = 0;
+    CHECK(dnnl_binary_desc_init(&bd, alg, md0, md1, md0));
+    CHECK(dnnl_primitive_desc_create(&pd, &bd, NULL, S->engine, NULL));
+    CHECK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
+    *is_ref = impl && strncmp(impl, "ref", 3) == 0;
+cleanup:
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    return st;
+}
+
 /* add [+ eltwise]: both inputs of one shape, the second read in the first's layout. */
 static distq_status emit_add(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
@@ -308,12 +333,14 @@ static distq_status emit_add(distq_onednn_state *S, const distq_graph *g, const 
     const distq_value *a0 = &g->values[n->inputs[0]], *a1 = &g->values[n->inputs[1]];
     if (a0->ndim != a1->ndim || memcmp(a0->dims, a1->dims, sizeof(int64_t) * (size_t)a0->ndim))
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: add needs equal shapes (no broadcast)", ctx);
-    return emit_binary(S, g, gr, dnnl_binary_add, n->inputs[0], n->inputs[1], NULL, ctx);
+    return emit_binary(S, g, gr, dnnl_binary_add, n->inputs[0], n->inputs[1], NULL, NULL, ctx);
 }
 
 /* An eltwise op not fused into its producer (relu, clip, hardswish, sigmoid,
- * hardsigmoid): the chain's first algorithm as a primitive, in place when
- * possible, the second (if any) as its post-op. */
+ * hardsigmoid, ...): each algorithm of its chain as its own primitive, in
+ * place when possible. Not one primitive with the second as a post-op:
+ * oneDNN 2.6 runs an eltwise with post-ops on its reference kernel, ~20x
+ * slower (hardsigmoid is linear + clip). */
 static distq_status emit_eltwise(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
     distq_status st = DISTQ_OK;
@@ -321,40 +348,38 @@ static distq_status emit_eltwise(distq_onednn_state *S, const distq_graph *g, co
     const distq_node *n = &g->nodes[gr->head];
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_post_ops_t ops = NULL;
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     eltwise_chain e = eltwise_ops[n->op](&n->attr);
-    int s_src = S->value_slot[n->inputs[0]], s_dst = -1;
+    int s_src = S->value_slot[n->inputs[0]];
     dnnl_memory_desc_t md = *distq_onednn_slot_md(S, s_src);
-    dnnl_eltwise_desc_t ed;
-    CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, e.alg[0], &md, e.alpha[0],
-                                         e.beta[0]));
-    TRY(make_attr(0, NULL, ctx, &attr));
-    if (e.n > 1) {
-        CHECK(dnnl_post_ops_create(&ops));
-        CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, e.alg[1], e.alpha[1], e.beta[1]));
-        CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
+    for (int k = 0; k < e.n; k++) {
+        dnnl_eltwise_desc_t ed;
+        int s_dst = -1;
+        CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, e.alg[k], &md, e.alpha[k],
+                                             e.beta[k]));
+        TRY(make_attr(0, NULL, ctx, &attr));
+        CHECK(dnnl_primitive_desc_create(&pd, &ed, attr, S->engine, NULL));
+        TRY(distq_onednn_new_slot(S, &md, &s_dst));
+        distq_onednn_step *t = NULL;
+        TRY(distq_onednn_new_step(S, n->name, &t));
+        TRY(distq_onednn_step_set_prim(t, pd, ctx));
+        distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+        distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+        t->inplace_dst = s_dst;
+        t->inplace_src = s_src;
+        CHECK(dnnl_primitive_desc_destroy(pd));
+        pd = NULL;
+        CHECK(dnnl_primitive_attr_destroy(attr));
+        attr = NULL;
+        s_src = s_dst; /* the next algorithm reads this one's output */
     }
-    CHECK(dnnl_primitive_desc_create(&pd, &ed, attr, S->engine, NULL));
-    TRY(distq_onednn_new_slot(S, &md, &s_dst));
-    distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    TRY(distq_onednn_step_set_prim(t, pd, ctx));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    t->inplace_dst = s_dst;
-    t->inplace_src = s_src;
-    S->value_slot[n->output] = s_dst;
+    S->value_slot[n->output] = s_src;
 cleanup:
-    if (ops) CHECK_CLEANUP(dnnl_post_ops_destroy(ops));
     if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }
 
-/* mul with numpy broadcasting (the SE block's x * scale): src1 broadcasts
- * along its dims of size 1, read plain. Mul commutes, so the full-shape
- * input goes first; both broadcasting is not supported. */
 /* mul, sub, div: oneDNN broadcasts src1 only, so the full-shape input goes
  * first (swapped for mul, which commutes; sub and div need it as input 0). */
 static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const group *gr)
@@ -375,13 +400,41 @@ static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const 
                                "%s: on oneDNN one input of mul must have the output's shape "
                                "(both broadcast here)", ctx);
     int v0 = n->inputs[full], v1 = n->inputs[1 - full];
+    if (!memcmp(g->values[v1].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) {
+        /* no broadcast: input 1 in input 0's layout, as add does */
+        dnnl_alg_kind_t alg = n->op == DISTQ_OP_MUL ? dnnl_binary_mul : n->op == DISTQ_OP_SUB ? dnnl_binary_sub
+                                                                                           : dnnl_binary_div;
+        return emit_binary(S, g, gr, alg, v0, v1, NULL, NULL, ctx);
+    }
     dnnl_dims_t d1;
     distq_onednn_value_dims(&g->values[v1], S->batch, d1);
     dnnl_memory_desc_t md1;
-    CHECK(dnnl_memory_desc_init_by_tag(&md1, out->ndim, d1, dnnl_f32, distq_onednn_plain_tag(out->ndim)));
+    /* the broadcast input in the full one's channel blocking (aBcd8b, ...):
+     * a plain src1 beside a blocked src0 sends oneDNN 2.6 to its reference
+     * binary, ~50x slower on the SE blocks of regnet and efficientnet */
+    const dnnl_memory_desc_t *md0 = distq_onednn_slot_md(S, S->value_slot[v0]);
+    const dnnl_blocking_desc_t *blk = &md0->format_desc.blocking;
+    dnnl_format_tag_t tag = distq_onednn_plain_tag(out->ndim);
+    if (out->ndim == 4 && md0->format_kind == dnnl_blocked && blk->inner_nblks == 1 && blk->inner_idxs[0] == 1 &&
+        blk->strides[1] > blk->strides[2]) /* C blocked outermost after N: aBcdXb */
+        tag = blk->inner_blks[0] == 8 ? dnnl_aBcd8b : blk->inner_blks[0] == 16 ? dnnl_aBcd16b : tag;
+    CHECK(dnnl_memory_desc_init_by_tag(&md1, out->ndim, d1, dnnl_f32, tag));
+    /* where oneDNN has no jitted kernel for that pair (a block of 8 on
+     * AVX-512), both go channels-last: one reorder of src0 beats the reference */
+    dnnl_memory_desc_t nhwc0, plain1;
+    int fallback = 0;
+    if (out->ndim == 4) {
+        TRY(binary_is_ref(S, md0, &md1, dnnl_binary_mul, ctx, &fallback));
+        if (fallback) {
+            dnnl_dims_t d0;
+            distq_onednn_value_dims(&g->values[v0], S->batch, d0);
+            CHECK(dnnl_memory_desc_init_by_tag(&nhwc0, 4, d0, dnnl_f32, dnnl_acdb));
+            CHECK(dnnl_memory_desc_init_by_tag(&plain1, 4, d1, dnnl_f32, dnnl_acdb));
+        }
+    }
     dnnl_alg_kind_t alg = n->op == DISTQ_OP_MUL ? dnnl_binary_mul : n->op == DISTQ_OP_SUB ? dnnl_binary_sub
                                                                                        : dnnl_binary_div;
-    st = emit_binary(S, g, gr, alg, v0, v1, &md1, ctx);
+    st = emit_binary(S, g, gr, alg, v0, v1, fallback ? &plain1 : &md1, fallback ? &nhwc0 : NULL, ctx);
 cleanup:
     return st;
 }
@@ -524,6 +577,7 @@ static const emit_fn emitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_SUB] = emit_mul,
     [DISTQ_OP_DIV] = emit_mul,
     [DISTQ_OP_TANH] = emit_eltwise,
+    [DISTQ_OP_SILU] = emit_eltwise,
     [DISTQ_OP_LEAKY_RELU] = emit_eltwise,
     [DISTQ_OP_CONCAT] = emit_concat,
     [DISTQ_OP_RELU] = emit_eltwise,

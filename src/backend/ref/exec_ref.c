@@ -219,6 +219,13 @@ static void broadcast_strides(const distq_value *v, int64_t *stride)
     }
 }
 
+static void silu_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    for (int64_t i = 0; i < count; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
 static void tanh_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const float *x = s->vals[n->inputs[0]];
@@ -297,6 +304,7 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_SUB] = binary_ref,
     [DISTQ_OP_DIV] = binary_ref,
     [DISTQ_OP_TANH] = tanh_ref,
+    [DISTQ_OP_SILU] = silu_ref,
     [DISTQ_OP_LEAKY_RELU] = leaky_relu_ref,
     [DISTQ_OP_CONCAT] = concat_ref,
 };
