@@ -58,6 +58,8 @@ typedef enum {
     DISTQ_OP_SUB,         /* broadcasting as mul */
     DISTQ_OP_DIV,         /* broadcasting as mul */
     DISTQ_OP_SILU,        /* x * sigmoid(x) (swish) */
+    DISTQ_OP_SOFTMAX,     /* along axis (not the batch) */
+    DISTQ_OP_LOG_SOFTMAX, /* along axis (not the batch) */
     DISTQ_OP_COUNT
 } distq_op;
 
@@ -79,7 +81,7 @@ typedef struct {
     float momentum;         /* batch_norm (training only) */
     float alpha, beta;      /* hardsigmoid (PyTorch's: 1/6, 1/2); leaky_relu's slope is alpha (0.01) */
     float min, max;         /* clip */
-    int64_t axis;           /* concat (may be negative: counted from the end) */
+    int64_t axis;           /* concat, softmax, log_softmax (may be negative: counted from the end) */
     int64_t count_include_pad; /* avg_pool2d: 1 divides by the whole window, 0 by its cells inside the image */
     /* Quantized forms (written by convert; optional in files, default off):
      * post_relu: conv2d / linear apply relu last (after the sum, if any);

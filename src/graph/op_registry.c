@@ -57,6 +57,7 @@ static const distq_attr_spec hardsigmoid_attrs[] = {ATTR("alpha", F32, alpha), A
 static const distq_attr_spec leaky_relu_attrs[] = {ATTR("alpha", F32, alpha)};
 static const distq_attr_spec clip_attrs[] = {ATTR("min", F32, min), ATTR("max", F32, max)};
 static const distq_attr_spec concat_attrs[] = {ATTR("axis", I64, axis)};
+static const distq_attr_spec softmax_attrs[] = {ATTR("axis", I64, axis)};
 
 // --- describe text ---------------------------------------------------------------
 
@@ -231,8 +232,12 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
     [DISTQ_OP_SUB] = {"sub", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
     [DISTQ_OP_DIV] = {"div", 2, 2, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
     [DISTQ_OP_SILU] = {"silu", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_POST_OP, distq_infer_unary, NULL},
+    [DISTQ_OP_SOFTMAX] = {"softmax", 1, 1, 0, 0, 0, SCHEMA(softmax_attrs), DISTQ_QROLE_FP32, distq_infer_softmax,
+                          concat_text},
+    [DISTQ_OP_LOG_SOFTMAX] = {"log_softmax", 1, 1, 0, 0, 0, SCHEMA(softmax_attrs), DISTQ_QROLE_FP32,
+                              distq_infer_softmax, concat_text},
 };
-_Static_assert(DISTQ_OP_COUNT == 22, "a new op needs its row in the registry");
+_Static_assert(DISTQ_OP_COUNT == 24, "a new op needs its row in the registry");
 
 const distq_op_info *distq_op_info_of(distq_op op)
 {

@@ -219,6 +219,18 @@ distq_status distq_infer_unary(distq_graph *g, distq_node *n, distq_value *out)
     return DISTQ_OK;
 }
 
+/* softmax / log_softmax: the input's shape; the axis is one of its dims
+ * other than the batch (each image normalised on its own). */
+distq_status distq_infer_softmax(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0);
+    int64_t axis = distq_axis_index(n->attr.axis, x->ndim);
+    if (axis < 1 || axis >= x->ndim)
+        return NODE_ERR(n, "axis %lld is not a dim of rank %d other than the batch (0)", (long long)n->attr.axis,
+                        x->ndim);
+    return distq_infer_unary(g, n, out);
+}
+
 distq_status distq_infer_clip(distq_graph *g, distq_node *n, distq_value *out)
 {
     if (!(n->attr.min <= n->attr.max)) /* also refuses NaN */

@@ -82,6 +82,31 @@ static distq_status t_add(onnx_importer *im, const Onnx__NodeProto *n) { return 
 static distq_status t_mul(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_MUL); }
 static distq_status t_sub(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_SUB); }
 static distq_status t_div(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_DIV); }
+/* Softmax, LogSoftmax: from opset 13 along one axis (default -1); before,
+ * over the input coerced to 2-D at axis (default 1), which is the same
+ * only when axis is the last dim. */
+static distq_status softmax(onnx_importer *im, const Onnx__NodeProto *n, distq_op op)
+{
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    distq_attrs a = distq_attrs_default(op);
+    ONNX_TRY(onnx_attr_int(im, n, "axis", im->opset >= 13 ? -1 : 1, &a.axis));
+    if (im->opset < 13) {
+        int nd;
+        int64_t dims[DISTQ_MAX_DIMS];
+        ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+        if (distq_axis_index(a.axis, nd) != nd - 1)
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "axis %lld before opset 13 flattens the dims from it "
+                                   "on; only the last axis is supported", (long long)a.axis);
+    }
+    return onnx_emit(im, op, &a, 1, &x, NO_PARAMS);
+}
+static distq_status t_softmax(onnx_importer *im, const Onnx__NodeProto *n) { return softmax(im, n, DISTQ_OP_SOFTMAX); }
+static distq_status t_log_softmax(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    return softmax(im, n, DISTQ_OP_LOG_SOFTMAX);
+}
+
 static distq_status t_tanh(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_TANH, NULL); }
 
 static distq_status t_leaky_relu(onnx_importer *im, const Onnx__NodeProto *n)
@@ -634,6 +659,7 @@ static const onnx_op_row op_table[] = {
     {"HardSwish", t_hardswish, ""},
     {"Identity", t_identity, ""},
     {"LeakyRelu", t_leaky_relu, "alpha"},
+    {"LogSoftmax", t_log_softmax, "axis"},
     {"MatMul", t_matmul, ""},
     {"MaxPool", t_maxpool, "kernel_shape strides pads dilations ceil_mode auto_pad storage_order"},
     {"Mul", t_mul, ""},
@@ -642,6 +668,7 @@ static const onnx_op_row op_table[] = {
     {"Relu", t_relu, ""},
     {"Reshape", t_reshape, "allowzero"},
     {"Sigmoid", t_sigmoid, ""},
+    {"Softmax", t_softmax, "axis"},
     {"Sub", t_sub, ""},
     {"Tanh", t_tanh, ""},
 };

@@ -439,6 +439,37 @@ cleanup:
     return st;
 }
 
+/* softmax / log_softmax along the node's axis, in the input's layout. */
+static distq_status emit_softmax(distq_onednn_state *S, const distq_graph *g, const group *gr)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[DISTQ_NAME_MAX + 128];
+    const distq_node *n = &g->nodes[gr->head];
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    const distq_value *x = &g->values[n->inputs[0]];
+    int s_src = S->value_slot[n->inputs[0]], s_dst = -1;
+    dnnl_memory_desc_t md = *distq_onednn_slot_md(S, s_src);
+    dnnl_softmax_v2_desc_t sd;
+    CHECK(dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference,
+                                            n->op == DISTQ_OP_SOFTMAX ? dnnl_softmax_accurate : dnnl_softmax_log,
+                                            &md, &md, (int)distq_axis_index(n->attr.axis, x->ndim)));
+    TRY(make_attr(0, NULL, ctx, &attr));
+    CHECK(dnnl_primitive_desc_create(&pd, &sd, attr, S->engine, NULL));
+    TRY(distq_onednn_new_slot(S, &md, &s_dst));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    TRY(distq_onednn_step_set_prim(t, pd, ctx));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+    S->value_slot[n->output] = s_dst;
+cleanup:
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
 /* At most this many sources per concat primitive (a step also holds the dst
  * and the scratchpad); more inputs are joined in rounds, each round's result
  * the first source of the next. */
@@ -578,6 +609,8 @@ static const emit_fn emitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_DIV] = emit_mul,
     [DISTQ_OP_TANH] = emit_eltwise,
     [DISTQ_OP_SILU] = emit_eltwise,
+    [DISTQ_OP_SOFTMAX] = emit_softmax,
+    [DISTQ_OP_LOG_SOFTMAX] = emit_softmax,
     [DISTQ_OP_LEAKY_RELU] = emit_eltwise,
     [DISTQ_OP_CONCAT] = emit_concat,
     [DISTQ_OP_RELU] = emit_eltwise,

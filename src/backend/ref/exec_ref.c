@@ -226,6 +226,30 @@ static void silu_ref(const ref_state *s, const distq_node *n, int64_t count)
     for (int64_t i = 0; i < count; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
+/* Per image and position off the axis: exp(x - max) / sum, or its log. */
+static void softmax_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    (void)count;
+    const distq_value *xv = &s->g->values[n->inputs[0]];
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    int64_t axis = distq_axis_index(n->attr.axis, xv->ndim), len = xv->dims[axis], inner = 1, outer = s->N;
+    for (int i = (int)axis + 1; i < xv->ndim; i++) inner *= xv->dims[i];
+    for (int i = 1; i < (int)axis; i++) outer *= xv->dims[i];
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            const float *xs = x + o * len * inner + in;
+            float *ys = y + o * len * inner + in;
+            float mx = -INFINITY;
+            for (int64_t k = 0; k < len; k++) mx = fmaxf(mx, xs[k * inner]);
+            double sum = 0.0;
+            for (int64_t k = 0; k < len; k++) sum += exp((double)xs[k * inner] - mx);
+            for (int64_t k = 0; k < len; k++)
+                ys[k * inner] = n->op == DISTQ_OP_SOFTMAX ? (float)(exp((double)xs[k * inner] - mx) / sum)
+                                                          : (float)((double)xs[k * inner] - mx - log(sum));
+        }
+}
+
 static void tanh_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const float *x = s->vals[n->inputs[0]];
@@ -305,6 +329,8 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_DIV] = binary_ref,
     [DISTQ_OP_TANH] = tanh_ref,
     [DISTQ_OP_SILU] = silu_ref,
+    [DISTQ_OP_SOFTMAX] = softmax_ref,
+    [DISTQ_OP_LOG_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LEAKY_RELU] = leaky_relu_ref,
     [DISTQ_OP_CONCAT] = concat_ref,
 };
