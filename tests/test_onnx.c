@@ -181,6 +181,8 @@ static void run_ref(distq_graph *g, int64_t N, const float *x, float *y)
     distq_exec_destroy(e);
 }
 
+static void import_expect(model *md, const char *file, distq_status want, const char *needle);
+
 // --- what imports -----------------------------------------------------------------
 
 /* Conv 1x1 (weight 2, bias 1) then Relu: y = max(2x + 1, 0), any batch. */
@@ -285,6 +287,52 @@ static void test_sub_div(void)
         for (int i = 0; i < 12; i++) CU_ASSERT_DOUBLE_EQUAL(y[i], x[i] < 0 ? 1.0 / x[i] : 0.0, 1e-6);
     }
     distq_graph_destroy(g);
+}
+
+/* Constant operands, broadcast as ONNX aligns them (trailing dims):
+ * y = ((x * s[c]) + 0.5 - b[w]) / 4 with s of shape (C, 1, 1), the scalar
+ * first in the Add, b of shape (W), on both backends. */
+static void test_constant_operands(void)
+{
+    model md;
+    model_init(&md, 14, 2, 1, 3);
+    int64_t sd[3] = {2, 1, 1}, bd[1] = {3};
+    float sv[2] = {2.0f, -1.0f}, half = 0.5f, bv[3] = {1.0f, 0.0f, -1.0f}, four = 4.0f;
+    add_init(&md, "scale", 3, sd, 2, sv, NULL);
+    add_init(&md, "half", 0, NULL, 1, &half, NULL);
+    add_init(&md, "shift", 1, bd, 3, bv, NULL);
+    add_init(&md, "four", 0, NULL, 1, &four, NULL);
+    char *min[] = {"x", "scale"}, *ain[] = {"half", "m"}, *sin[] = {"a", "shift"}, *din[] = {"s", "four"};
+    add_node(&md, "mul", "Mul", 2, min, "m");
+    add_node(&md, "add", "Add", 2, ain, "a");
+    add_node(&md, "sub", "Sub", 2, sin, "s");
+    add_node(&md, "div", "Div", 2, din, "y");
+    char path[512];
+    model_write(&md, "consts.onnx", path, sizeof path);
+    distq_graph *g = NULL;
+    TEST_OK(distq_onnx_import(path, NULL, &g));
+    CU_ASSERT_EQUAL_FATAL(g->n_nodes, 4);
+    CU_ASSERT_EQUAL(g->nodes[0].n_inputs, 1);
+    float x[12], y[12];
+    for (int i = 0; i < 12; i++) x[i] = (float)i - 5.0f;
+    distq_backend backends[2] = {DISTQ_BACKEND_REF, DISTQ_BACKEND_ONEDNN};
+    for (int b = 0; b < 2; b++) {
+        distq_exec *e = NULL;
+        TEST_OK(distq_exec_create(backends[b], g, 2, &e));
+        TEST_OK(distq_exec_run(e, x, y));
+        distq_exec_destroy(e);
+        for (int i = 0; i < 12; i++) {
+            int c = (i / 3) % 2, w = i % 3;
+            CU_ASSERT_DOUBLE_EQUAL(y[i], (x[i] * sv[c] + 0.5f - bv[w]) / 4.0f, 1e-6);
+        }
+    }
+    distq_graph_destroy(g);
+    /* c - x is refused, naming the constant */
+    model_init(&md, 14, 2, 1, 3);
+    add_init(&md, "half", 0, NULL, 1, &half, NULL);
+    char *rin[] = {"half", "x"};
+    add_node(&md, "rsub", "Sub", 2, rin, "y");
+    import_expect(&md, "rsub.onnx", DISTQ_ERR_UNSUPPORTED, "a constant first operand 'half'");
 }
 
 /* x * HardSigmoid(x; 1/6, 1/2) becomes one hardswish node and x * Sigmoid(x)
@@ -451,6 +499,7 @@ int main(void)
         {"ReduceMean over H, W without keepdims", test_reduce_mean},
         {"Sub and Div keep operand order, ref and oneDNN", test_sub_div},
         {"x * HardSigmoid(x), x * Sigmoid(x) become hardswish, silu", test_gates_fused},
+        {"constant operands of Add, Mul, Sub, Div broadcast as ONNX's", test_constant_operands},
         {"external data at an unaligned offset; escaping paths refused", test_external_data},
         {"refusals name node, op type, opset, attribute", test_refusals},
         {"missing and malformed files", test_bad_files},

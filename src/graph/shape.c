@@ -255,8 +255,29 @@ static distq_status shape_mismatch(const distq_node *n, const distq_value *x, co
 }
 
 /* add: both inputs of one shape (the residual of a CNN). */
+/* A binary op's operand 1: a second input, or (one input) its constant
+ * WEIGHT, of x's rank with dims[0] 1 and every other dim x's or 1, so the
+ * output has x's shape. */
+static distq_status const_operand(distq_graph *g, distq_node *n, const distq_value *x)
+{
+    const distq_tensor *c = param(g, n, DISTQ_PARAM_WEIGHT);
+    if (n->n_inputs == 2)
+        return c ? NODE_ERR(n, "has a second input and a constant operand '%s'", c->name) : DISTQ_OK;
+    if (!c) return NODE_ERR(n, "needs a second input or a constant operand (its weight)");
+    if (c->dtype != DISTQ_DTYPE_F32 || c->ndim != x->ndim || c->dims[0] != 1)
+        return NODE_ERR(n, "constant operand '%s' must be float of rank %d with dim 0 of 1", c->name, x->ndim);
+    for (int i = 1; i < x->ndim; i++)
+        if (c->dims[i] != x->dims[i] && c->dims[i] != 1)
+            return NODE_ERR(n, "constant operand '%s' dim %d is %lld, neither %lld nor 1", c->name, i,
+                            (long long)c->dims[i], (long long)x->dims[i]);
+    return DISTQ_OK;
+}
+
 distq_status distq_infer_same_shape(distq_graph *g, distq_node *n, distq_value *out)
 {
+    distq_status st;
+    if ((st = const_operand(g, n, in_value(g, n, 0)))) return st;
+    if (n->n_inputs == 1) return distq_infer_unary(g, n, out);
     const distq_value *x = in_value(g, n, 0), *y = in_value(g, n, 1);
     if (x->ndim != y->ndim || memcmp(x->dims, y->dims, (size_t)x->ndim * sizeof *x->dims))
         return shape_mismatch(n, x, y, "add needs equal shapes");
@@ -268,6 +289,9 @@ distq_status distq_infer_same_shape(distq_graph *g, distq_node *n, distq_value *
  * which never broadcasts): each pair of dims equal or one of them 1. */
 distq_status distq_infer_broadcast(distq_graph *g, distq_node *n, distq_value *out)
 {
+    distq_status st;
+    if ((st = const_operand(g, n, in_value(g, n, 0)))) return st;
+    if (n->n_inputs == 1) return distq_infer_unary(g, n, out);
     const distq_value *x = in_value(g, n, 0), *y = in_value(g, n, 1);
     if (x->ndim != y->ndim) return shape_mismatch(n, x, y, "broadcasting needs equal ranks");
     int64_t dims[DISTQ_MAX_DIMS];

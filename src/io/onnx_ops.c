@@ -69,13 +69,49 @@ static distq_status t_clip(onnx_importer *im, const Onnx__NodeProto *n)
 }
 
 /* Add and Mul of two activations: add on equal shapes, mul broadcasting. */
+/* Add, Mul, Sub, Div of two activations, or of an activation x and a float
+ * constant c: x op c (c op x too where op commutes), c aligned to x's rank
+ * as ONNX broadcasts (leading 1s), never broadcasting x itself. */
 static distq_status binary(onnx_importer *im, const Onnx__NodeProto *n, distq_op op)
 {
-    const char *in[2];
-    ONNX_TRY(onnx_need_value(im, n, 0, &in[0]));
-    ONNX_TRY(onnx_need_value(im, n, 1, &in[1]));
     distq_attrs a = distq_attrs_default(op);
-    return onnx_emit(im, op, &a, 2, in, NO_PARAMS);
+    onnx_const *c0 = onnx_input_const(im, n, 0), *c1 = onnx_input_const(im, n, 1);
+    if (!c0 && !c1) {
+        const char *in[2];
+        ONNX_TRY(onnx_need_value(im, n, 0, &in[0]));
+        ONNX_TRY(onnx_need_value(im, n, 1, &in[1]));
+        return onnx_emit(im, op, &a, 2, in, NO_PARAMS);
+    }
+    if (c0 && c1)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "both inputs are constants (constant folding is not supported)");
+    if (c0 && (op == DISTQ_OP_SUB || op == DISTQ_OP_DIV))
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "a constant first operand '%s' is not supported (x - c "
+                               "and x / c are)", c0->name);
+    onnx_const *c = c1 ? c1 : c0;
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, c1 ? 0 : 1, &x));
+    if (c->dtype != DISTQ_DTYPE_F32)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "constant '%s' is an integer tensor", c->name);
+    int nd;
+    int64_t dims[DISTQ_MAX_DIMS], cd[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    if (c->ndim > nd)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "constant '%s' has rank %d, above the input's %d",
+                               c->name, c->ndim, nd);
+    for (int i = 0; i < nd; i++) cd[i] = i < nd - c->ndim ? 1 : c->dims[i - (nd - c->ndim)];
+    if (cd[0] != 1)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "constant '%s' has %lld entries along the batch dim; "
+                               "distq's batch is symbolic, so a constant cannot vary along it", c->name,
+                               (long long)cd[0]);
+    for (int i = 1; i < nd; i++)
+        if (cd[i] != dims[i] && cd[i] != 1)
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "constant '%s' dim %d is %lld, neither the input's "
+                                   "%lld nor 1 (it would broadcast the input)", c->name, i, (long long)cd[i],
+                                   (long long)dims[i]);
+    const char *params[DISTQ_MAX_PARAMS] = {0};
+    if (c->ndim == nd) ONNX_TRY(onnx_param_of(im, c, &params[DISTQ_PARAM_WEIGHT]));
+    else ONNX_TRY(onnx_param_new(im, c->name, ".aligned", nd, cd, c->data, &params[DISTQ_PARAM_WEIGHT]));
+    return onnx_emit(im, op, &a, 1, &x, params);
 }
 
 static distq_status t_add(onnx_importer *im, const Onnx__NodeProto *n) { return binary(im, n, DISTQ_OP_ADD); }

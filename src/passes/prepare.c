@@ -45,7 +45,7 @@ static void match_conv(const distq_graph *g, int i, char *claimed, distq_node_pl
     pl->add_node = pl->sum_value = -1;
     claimed[i] = 1;
     int c = sole_consumer(g, n->output);
-    if (c >= 0 && !claimed[c] && g->nodes[c].op == DISTQ_OP_ADD) {
+    if (c >= 0 && !claimed[c] && g->nodes[c].op == DISTQ_OP_ADD && g->nodes[c].n_inputs == 2) {
         const distq_node *add = &g->nodes[c];
         int other = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
         if (other != n->output) {

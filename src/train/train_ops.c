@@ -740,6 +740,9 @@ distq_status distq_train_check_ops(const distq_graph *g)
                                    g->nodes[i].name, distq_op_name(g->nodes[i].op));
     for (int i = 0; i < g->n_nodes; i++) {
         const distq_node *n = &g->nodes[i];
+        if (n->op == DISTQ_OP_ADD && n->n_inputs != 2)
+            return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                   "trainer: node '%s': add with a constant operand has no training kernel", n->name);
         int head = n->op == DISTQ_OP_CONV2D || n->op == DISTQ_OP_LINEAR;
         if (head && (n->attr.post_relu || n->n_inputs > 1 ||
                      g->values[n->inputs[0]].dtype != DISTQ_DTYPE_F32))

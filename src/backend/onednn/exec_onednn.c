@@ -272,9 +272,12 @@ cleanup:
 /* A binary primitive dst = v0 (alg) v1 [+ the group's eltwise post-op],
  * written in v0's layout (in place when v0 dies here). v1 is read in
  * md1's layout, or v0's when md1 is NULL. */
+/* src0 (value v0, read as want0 if given) alg src1: value v1 read as md1
+ * (NULL: src0's layout), or when v1 < 0 the frozen constant c1 laid out as
+ * md1; the group's eltwise post-op fused. */
 static distq_status emit_binary(distq_onednn_state *S, const distq_graph *g, const group *gr,
-                                dnnl_alg_kind_t alg, int v0, int v1, const dnnl_memory_desc_t *md1,
-                                const dnnl_memory_desc_t *want0, const char *ctx)
+                                dnnl_alg_kind_t alg, int v0, int v1, dnnl_memory_t c1,
+                                const dnnl_memory_desc_t *md1, const dnnl_memory_desc_t *want0, const char *ctx)
 {
     distq_status st = DISTQ_OK;
     const distq_node *n = &g->nodes[gr->head];
@@ -284,7 +287,7 @@ static distq_status emit_binary(distq_onednn_state *S, const distq_graph *g, con
     if (want0) TRY(distq_onednn_slot_as(S, s0, want0, n->name, ctx, &s0)); /* src0 in another layout */
     dnnl_memory_desc_t md0 = *distq_onednn_slot_md(S, s0);
     if (!md1) md1 = &md0;
-    TRY(distq_onednn_slot_as(S, S->value_slot[v1], md1, n->name, ctx, &s1));
+    if (v1 >= 0) TRY(distq_onednn_slot_as(S, S->value_slot[v1], md1, n->name, ctx, &s1));
     dnnl_binary_desc_t bd;
     CHECK(dnnl_binary_desc_init(&bd, alg, &md0, md1, &md0));
     TRY(make_attr(0, post_node(g, gr), ctx, &attr));
@@ -294,7 +297,8 @@ static distq_status emit_binary(distq_onednn_state *S, const distq_graph *g, con
     TRY(distq_onednn_new_step(S, n->name, &t));
     TRY(distq_onednn_step_set_prim(t, pd, ctx));
     distq_onednn_arg_slot(t, DNNL_ARG_SRC_0, s0, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC_1, s1, 0);
+    if (v1 >= 0) distq_onednn_arg_slot(t, DNNL_ARG_SRC_1, s1, 0);
+    else distq_onednn_arg_mem(t, DNNL_ARG_SRC_1, c1);
     distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
     t->inplace_dst = s_dst;
     t->inplace_src = s0;
@@ -324,16 +328,20 @@ cleanup:
     return st;
 }
 
+static distq_status emit_const_binary(distq_onednn_state *S, const distq_graph *g, const group *gr,
+                                      dnnl_alg_kind_t alg, const char *ctx);
+
 /* add [+ eltwise]: both inputs of one shape, the second read in the first's layout. */
 static distq_status emit_add(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    if (n->n_inputs == 1) return emit_const_binary(S, g, gr, dnnl_binary_add, ctx);
     const distq_value *a0 = &g->values[n->inputs[0]], *a1 = &g->values[n->inputs[1]];
     if (a0->ndim != a1->ndim || memcmp(a0->dims, a1->dims, sizeof(int64_t) * (size_t)a0->ndim))
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: add needs equal shapes (no broadcast)", ctx);
-    return emit_binary(S, g, gr, dnnl_binary_add, n->inputs[0], n->inputs[1], NULL, NULL, ctx);
+    return emit_binary(S, g, gr, dnnl_binary_add, n->inputs[0], n->inputs[1], NULL, NULL, NULL, ctx);
 }
 
 /* An eltwise op not fused into its producer (relu, clip, hardswish, sigmoid,
@@ -380,6 +388,65 @@ cleanup:
     return st;
 }
 
+/* The layout of a broadcasting src1 of dims d1 beside src0 (value v0): src0's
+ * channel blocking (aBcd8b, ...), since a plain src1 beside a blocked src0
+ * sends oneDNN 2.6 to its reference binary (~50x slower on the SE blocks of
+ * regnet and efficientnet); where oneDNN has no jitted kernel for that pair
+ * either (a block of 8 on AVX-512), both channels-last: *want0 is then
+ * src0's new layout (*fallback = 1), one reorder cheaper than the reference. */
+static distq_status src1_layout(distq_onednn_state *S, const distq_graph *g, int v0, int ndim, const dnnl_dims_t d1,
+                                dnnl_memory_desc_t *md1, dnnl_memory_desc_t *want0, int *fallback, const char *ctx)
+{
+    distq_status st = DISTQ_OK;
+    const dnnl_memory_desc_t *md0 = distq_onednn_slot_md(S, S->value_slot[v0]);
+    const dnnl_blocking_desc_t *blk = &md0->format_desc.blocking;
+    dnnl_format_tag_t tag = distq_onednn_plain_tag(ndim);
+    *fallback = 0;
+    if (ndim == 4 && md0->format_kind == dnnl_blocked && blk->inner_nblks == 1 && blk->inner_idxs[0] == 1 &&
+        blk->strides[1] > blk->strides[2]) /* C blocked outermost after N: aBcdXb */
+        tag = blk->inner_blks[0] == 8 ? dnnl_aBcd8b : blk->inner_blks[0] == 16 ? dnnl_aBcd16b : tag;
+    CHECK(dnnl_memory_desc_init_by_tag(md1, ndim, d1, dnnl_f32, tag));
+    if (ndim == 4) {
+        TRY(binary_is_ref(S, md0, md1, dnnl_binary_mul, ctx, fallback));
+        if (*fallback) {
+            dnnl_dims_t d0;
+            distq_onednn_value_dims(&g->values[v0], S->batch, d0);
+            CHECK(dnnl_memory_desc_init_by_tag(want0, 4, d0, dnnl_f32, dnnl_acdb));
+            CHECK(dnnl_memory_desc_init_by_tag(md1, 4, d1, dnnl_f32, dnnl_acdb));
+        }
+    }
+cleanup:
+    return st;
+}
+
+static dnnl_alg_kind_t binary_alg(distq_op op)
+{
+    return op == DISTQ_OP_ADD   ? dnnl_binary_add
+           : op == DISTQ_OP_MUL ? dnnl_binary_mul
+           : op == DISTQ_OP_SUB ? dnnl_binary_sub
+                                : dnnl_binary_div;
+}
+
+/* x op c with the node's constant operand (its WEIGHT parameter, of x's rank,
+ * dims[0] 1), frozen into src1's layout once. */
+static distq_status emit_const_binary(distq_onednn_state *S, const distq_graph *g, const group *gr,
+                                      dnnl_alg_kind_t alg, const char *ctx)
+{
+    distq_status st = DISTQ_OK;
+    const distq_node *n = &g->nodes[gr->head];
+    const distq_tensor *c = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
+    dnnl_dims_t d1;
+    for (int i = 0; i < c->ndim; i++) d1[i] = c->dims[i];
+    dnnl_memory_desc_t md1, want0;
+    int fallback;
+    dnnl_memory_t mem = NULL;
+    TRY(src1_layout(S, g, n->inputs[0], c->ndim, d1, &md1, &want0, &fallback, ctx));
+    TRY(distq_onednn_make_param(S, &md1, c->ndim, d1, dnnl_f32, c->data, ctx, &mem));
+    TRY(emit_binary(S, g, gr, alg, n->inputs[0], -1, mem, &md1, fallback ? &want0 : NULL, ctx));
+cleanup:
+    return st;
+}
+
 /* mul, sub, div: oneDNN broadcasts src1 only, so the full-shape input goes
  * first (swapped for mul, which commutes; sub and div need it as input 0). */
 static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const group *gr)
@@ -388,6 +455,8 @@ static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const 
     char ctx[DISTQ_NAME_MAX + 128];
     const distq_node *n = &g->nodes[gr->head];
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    dnnl_alg_kind_t alg = binary_alg(n->op);
+    if (n->n_inputs == 1) return emit_const_binary(S, g, gr, alg, ctx);
     const distq_value *out = &g->values[n->output];
     int full = 0;
     if (memcmp(g->values[n->inputs[0]].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) full = 1;
@@ -400,41 +469,14 @@ static distq_status emit_mul(distq_onednn_state *S, const distq_graph *g, const 
                                "%s: on oneDNN one input of mul must have the output's shape "
                                "(both broadcast here)", ctx);
     int v0 = n->inputs[full], v1 = n->inputs[1 - full];
-    if (!memcmp(g->values[v1].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim)) {
-        /* no broadcast: input 1 in input 0's layout, as add does */
-        dnnl_alg_kind_t alg = n->op == DISTQ_OP_MUL ? dnnl_binary_mul : n->op == DISTQ_OP_SUB ? dnnl_binary_sub
-                                                                                           : dnnl_binary_div;
-        return emit_binary(S, g, gr, alg, v0, v1, NULL, NULL, ctx);
-    }
+    if (!memcmp(g->values[v1].dims, out->dims, sizeof(int64_t) * (size_t)out->ndim))
+        return emit_binary(S, g, gr, alg, v0, v1, NULL, NULL, NULL, ctx); /* src1 in src0's layout, as add */
     dnnl_dims_t d1;
     distq_onednn_value_dims(&g->values[v1], S->batch, d1);
-    dnnl_memory_desc_t md1;
-    /* the broadcast input in the full one's channel blocking (aBcd8b, ...):
-     * a plain src1 beside a blocked src0 sends oneDNN 2.6 to its reference
-     * binary, ~50x slower on the SE blocks of regnet and efficientnet */
-    const dnnl_memory_desc_t *md0 = distq_onednn_slot_md(S, S->value_slot[v0]);
-    const dnnl_blocking_desc_t *blk = &md0->format_desc.blocking;
-    dnnl_format_tag_t tag = distq_onednn_plain_tag(out->ndim);
-    if (out->ndim == 4 && md0->format_kind == dnnl_blocked && blk->inner_nblks == 1 && blk->inner_idxs[0] == 1 &&
-        blk->strides[1] > blk->strides[2]) /* C blocked outermost after N: aBcdXb */
-        tag = blk->inner_blks[0] == 8 ? dnnl_aBcd8b : blk->inner_blks[0] == 16 ? dnnl_aBcd16b : tag;
-    CHECK(dnnl_memory_desc_init_by_tag(&md1, out->ndim, d1, dnnl_f32, tag));
-    /* where oneDNN has no jitted kernel for that pair (a block of 8 on
-     * AVX-512), both go channels-last: one reorder of src0 beats the reference */
-    dnnl_memory_desc_t nhwc0, plain1;
-    int fallback = 0;
-    if (out->ndim == 4) {
-        TRY(binary_is_ref(S, md0, &md1, dnnl_binary_mul, ctx, &fallback));
-        if (fallback) {
-            dnnl_dims_t d0;
-            distq_onednn_value_dims(&g->values[v0], S->batch, d0);
-            CHECK(dnnl_memory_desc_init_by_tag(&nhwc0, 4, d0, dnnl_f32, dnnl_acdb));
-            CHECK(dnnl_memory_desc_init_by_tag(&plain1, 4, d1, dnnl_f32, dnnl_acdb));
-        }
-    }
-    dnnl_alg_kind_t alg = n->op == DISTQ_OP_MUL ? dnnl_binary_mul : n->op == DISTQ_OP_SUB ? dnnl_binary_sub
-                                                                                       : dnnl_binary_div;
-    st = emit_binary(S, g, gr, alg, v0, v1, fallback ? &plain1 : &md1, fallback ? &nhwc0 : NULL, ctx);
+    dnnl_memory_desc_t md1, want0;
+    int fallback;
+    TRY(src1_layout(S, g, v0, out->ndim, d1, &md1, &want0, &fallback, ctx));
+    st = emit_binary(S, g, gr, alg, v0, v1, NULL, &md1, fallback ? &want0 : NULL, ctx);
 cleanup:
     return st;
 }
@@ -710,7 +752,7 @@ static distq_status plan_groups(const distq_graph *g, group *groups, int *group_
         const distq_node *h = &g->nodes[gr.head];
         int cur = h->output;
         if (h->op == DISTQ_OP_CONV2D && (c = sole_reader(g, readers, reader, cur)) >= 0 &&
-            g->nodes[c].op == DISTQ_OP_ADD && !in_group[c] &&
+            g->nodes[c].op == DISTQ_OP_ADD && !in_group[c] && g->nodes[c].n_inputs == 2 &&
             g->nodes[c].inputs[0] != g->nodes[c].inputs[1]) {
             gr.add = c;
             cur = g->nodes[c].output;

@@ -83,8 +83,14 @@ static void relu_ref(const ref_state *s, const distq_node *n, int64_t count)
     for (int64_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+static void binary_ref(const ref_state *s, const distq_node *n, int64_t count);
+
 static void add_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
+    if (n->n_inputs == 1) { /* a constant operand broadcasts */
+        binary_ref(s, n, count);
+        return;
+    }
     const float *x = s->vals[n->inputs[0]], *z = s->vals[n->inputs[1]];
     float *y = s->vals[n->output];
     for (int64_t i = 0; i < count; i++) y[i] = x[i] + z[i];
@@ -264,18 +270,30 @@ static void leaky_relu_ref(const ref_state *s, const distq_node *n, int64_t coun
     for (int64_t i = 0; i < count; i++) y[i] = x[i] >= 0.0f ? x[i] : n->attr.alpha * x[i];
 }
 
-/* mul, sub, div with numpy broadcasting of either input. */
+/* add, mul, sub, div with numpy broadcasting of either input; operand 1 is
+ * input 1 or the constant WEIGHT (the same for every image). */
 static void binary_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
-    const distq_value *xv = &s->g->values[n->inputs[0]], *zv = &s->g->values[n->inputs[1]];
+    const distq_value *xv = &s->g->values[n->inputs[0]], *zv;
     const distq_value *yv = &s->g->values[n->output];
-    const float *x = s->vals[n->inputs[0]], *z = s->vals[n->inputs[1]];
+    const float *x = s->vals[n->inputs[0]], *z;
+    distq_value cv = {0};
+    if (n->n_inputs == 2) {
+        zv = &s->g->values[n->inputs[1]];
+        z = s->vals[n->inputs[1]];
+    } else {
+        const distq_tensor *c = &s->g->params[n->params[DISTQ_PARAM_WEIGHT]];
+        cv.ndim = c->ndim;
+        memcpy(cv.dims, c->dims, sizeof cv.dims);
+        zv = &cv;
+        z = c->data;
+    }
     float *y = s->vals[n->output];
     int nd = yv->ndim;
     int64_t sx[DISTQ_MAX_DIMS], sz[DISTQ_MAX_DIMS], per_image = distq_value_numel(yv, 1);
     broadcast_strides(xv, sx);
     broadcast_strides(zv, sz);
-    int64_t x_image = distq_value_numel(xv, 1), z_image = distq_value_numel(zv, 1);
+    int64_t x_image = distq_value_numel(xv, 1), z_image = n->n_inputs == 2 ? distq_value_numel(zv, 1) : 0;
     for (int64_t i = 0; i < count; i++) {
         int64_t nb = i / per_image, rest = i % per_image, ox = nb * x_image, oz = nb * z_image;
         for (int d = nd - 1; d >= 1; d--) {
@@ -284,7 +302,8 @@ static void binary_ref(const ref_state *s, const distq_node *n, int64_t count)
             ox += c * sx[d];
             oz += c * sz[d];
         }
-        y[i] = n->op == DISTQ_OP_MUL   ? x[ox] * z[oz]
+        y[i] = n->op == DISTQ_OP_ADD   ? x[ox] + z[oz]
+               : n->op == DISTQ_OP_MUL ? x[ox] * z[oz]
                : n->op == DISTQ_OP_SUB ? x[ox] - z[oz]
                                        : x[ox] / z[oz];
     }
