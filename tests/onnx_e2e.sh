@@ -74,6 +74,43 @@ check "calibrate --model X.onnx writes an int8 model" "[ $? -eq 0 ] && [ -f $T/q
 "$DISTQ" eval --model "$T/q.h5" --data "$T/x.h5" >"$T/out" 2>&1
 check "eval of the int8 model from ONNX" "[ $? -eq 0 ] && grep -q 'relative L2' $T/out"
 
+# --- under mpirun: rank 0 parses the ONNX file, the others get the imported
+# model from it; np = 2 quantizes exactly as np = 1
+"$DISTQ" data --shape 3,64,64 -n 4 --seed 2 -o "$T/held.h5" >/dev/null
+run_config() { # NAME MODEL
+  cat >"$T/$1.ini" <<INI
+[model]
+path = $2
+[calibration]
+data = $T/x.h5
+batches = 2
+batch_size = 4
+[output]
+quantized = $T/q_$1.h5
+results = $T/res_$1.h5
+[bench]
+batch = 1
+min_time = 0.1
+min_iters = 2
+precision = int8
+[eval]
+data = $T/held.h5
+batch_size = 4
+INI
+}
+for np in 1 2; do
+  run_config "np$np" "$R/model.onnx"
+  "$MPIEXEC" -np "$np" "$DISTQ" run "$T/np$np.ini" >"$T/out" 2>&1
+  check "mpirun -np $np distq run with an ONNX model" "[ $? -eq 0 ] && [ -f $T/q_np$np.h5 ]"
+done
+h5diff -r "$T/q_np1.h5" "$T/q_np2.h5" /int8 /int8 >"$T/out" 2>&1 && h5diff -r "$T/q_np1.h5" "$T/q_np2.h5" /tensors /tensors >>"$T/out" 2>&1
+check "np = 2 (one parse, model sent to rank 1) quantizes bit for bit as np = 1" "[ $? -eq 0 ]"
+head -c 5000 "$R/model.onnx" >"$T/trunc_run.onnx"
+run_config bad "$T/trunc_run.onnx"
+"$MPIEXEC" -np 2 "$DISTQ" run "$T/bad.ini" >"$T/out" 2>&1
+check "a bad ONNX file under mpirun: every rank stops, one line names it" \
+  "[ $? -ne 0 ] && [ \$(grep -c 'error:.*trunc_run.onnx' $T/out) -eq 1 ] && [ ! -e $T/q_bad.h5 ]"
+
 # --- refusals name what is at fault; nothing replaced
 "$DISTQ" import "$R/model.onnx" -o "$R/model.onnx" >"$T/out" 2>&1
 check "import refuses to overwrite its input" "[ $? -ne 0 ] && [ -s $R/model.onnx ]"

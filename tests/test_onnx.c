@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "distq/exec.h"
+#include "distq/io.h"
 #include "distq/onnx.h"
 #include "onnx.pb-c.h"
 #include "test_util.h"
@@ -386,6 +387,44 @@ static void test_gates_fused(void)
     distq_graph_destroy(g);
 }
 
+/* What rank 0 sends under MPI: the imported model as model-file bytes and
+ * back, the same nodes, weights and outputs. */
+static void test_model_image_round_trip(void)
+{
+    model md;
+    model_init(&md, 13, 1, 1, 2);
+    int64_t wd[4] = {2, 1, 1, 1}, sd[1] = {1};
+    float w[2] = {1.5f, -2.0f}, c = 0.25f;
+    add_init(&md, "w", 4, wd, 2, w, NULL);
+    add_init(&md, "c", 1, sd, 1, &c, NULL);
+    char *cin[] = {"x", "w"}, *ain[] = {"v", "c"};
+    add_node(&md, "conv", "Conv", 2, cin, "v");
+    add_node(&md, "add", "Add", 2, ain, "y");
+    char path[512];
+    model_write(&md, "image.onnx", path, sizeof path);
+    distq_graph *g = NULL, *back = NULL;
+    TEST_OK(distq_onnx_import(path, NULL, &g));
+    void *buf = NULL;
+    size_t len = 0;
+    TEST_OK(distq_model_to_image(g, path, &buf, &len));
+    CU_ASSERT(len > 0);
+    TEST_OK(distq_model_from_image(buf, len, path, &back));
+    free(buf);
+    CU_ASSERT_EQUAL_FATAL(back->n_nodes, g->n_nodes);
+    CU_ASSERT_EQUAL(back->nodes[1].n_inputs, 1);
+    float x[2] = {2.0f, -1.0f}, y0[4], y1[4];
+    run_ref(g, 1, x, y0);
+    run_ref(back, 1, x, y1);
+    for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(y0[i], y1[i]);
+    CU_ASSERT_DOUBLE_EQUAL(y1[0], 3.25, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(y1[3], 2.25, 1e-6);
+    distq_graph_destroy(g);
+    distq_graph_destroy(back);
+    /* bytes that are not a model file */
+    char junk[64] = "not an HDF5 file";
+    TEST_ERR(distq_model_from_image(junk, sizeof junk, "junk", &back), DISTQ_ERR_FORMAT, "junk");
+}
+
 /* A weight in an external file at an offset that is not aligned. */
 static void test_external_data(void)
 {
@@ -500,6 +539,7 @@ int main(void)
         {"Sub and Div keep operand order, ref and oneDNN", test_sub_div},
         {"x * HardSigmoid(x), x * Sigmoid(x) become hardswish, silu", test_gates_fused},
         {"constant operands of Add, Mul, Sub, Div broadcast as ONNX's", test_constant_operands},
+        {"the model as model-file bytes and back (what MPI ranks get)", test_model_image_round_trip},
         {"external data at an unaligned offset; escaping paths refused", test_external_data},
         {"refusals name node, op type, opset, attribute", test_refusals},
         {"missing and malformed files", test_bad_files},

@@ -62,6 +62,12 @@ distq_status distq_qmodel_save(const struct distq_prepared *p, const distq_graph
  * distq-model); run distq calibrate first"; a version-1 file is refused with
  * the command that regenerates it. Observer states are not read back. */
 distq_status distq_qmodel_load(const char *path, distq_graph **q, distq_graph **fp32);
+/* A model as the bytes of its model file, in memory (*buf: free() it), and
+ * back: how one rank's import reaches the others under MPI. what names the
+ * model in messages. */
+distq_status distq_model_to_image(const distq_graph *g, const char *what, void **buf, size_t *len);
+distq_status distq_model_from_image(const void *buf, size_t len, const char *what, distq_graph **out);
+
 /* *quantized = 1 if path is a distq-qmodel file, 0 if a plain distq-model or
  * an .onnx file (imported as fp32);
  * anything else (missing, not HDF5, other format, bad version) is the

@@ -38,6 +38,12 @@ typedef struct {
     void *progress_user;
 } distq_job_ctx;
 
+/* The fp32 model at path for a job on ctx's ranks (ctx may be NULL): an ONNX
+ * file is parsed by rank 0 alone and reaches the others as the bytes of a
+ * model file (distq_model_to_image), not parsed once per rank; any rank's
+ * failure is every rank's. Collective when ctx has more than one rank. */
+distq_status distq_job_load_model(const char *path, const distq_job_ctx *ctx, distq_graph **out);
+
 typedef struct {
     int64_t images, batches;
     int n_observers;

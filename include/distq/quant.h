@@ -97,6 +97,9 @@ typedef struct {
     distq_status (*agree)(void *ctx, distq_status local);
     distq_status (*min_max)(void *ctx, float *lo, float *hi, int n);  /* MIN / MAX in place */
     distq_status (*sum_i64)(void *ctx, int64_t *counts, int n);       /* SUM in place */
+    /* rank 0's *buf (*len bytes) to every rank: elsewhere *buf becomes a
+     * malloc'd copy (free() it) and *len its size. */
+    distq_status (*bcast_bytes)(void *ctx, void **buf, size_t *len);
 } distq_reducer;
 
 typedef struct distq_calibrator distq_calibrator;

@@ -4,7 +4,9 @@
  * communicator returns errors instead of aborting.
  */
 #include <hwloc.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "distq/dist.h"
@@ -108,9 +110,37 @@ static distq_status sum_i64_cb(void *ctx, int64_t *counts, int n)
     return DISTQ_OK;
 }
 
+/* In pieces of at most 1 GiB: MPI counts are ints. */
+static distq_status bcast_bytes_cb(void *ctx, void **buf, size_t *len)
+{
+    distq_dist *d = ctx;
+    uint64_t n = d->rank == 0 ? (uint64_t)*len : 0;
+    MPI_CHECK(MPI_Bcast(&n, 1, MPI_UINT64_T, 0, d->comm), "MPI_Bcast (size)");
+    distq_status st = DISTQ_OK;
+    if (d->rank != 0) {
+        *len = (size_t)n;
+        *buf = malloc(n ? (size_t)n : 1);
+        if (!*buf) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory receiving %llu bytes", (unsigned long long)n);
+    }
+    if ((st = distq_dist_agree(d, st))) {
+        if (d->rank != 0) {
+            free(*buf);
+            *buf = NULL;
+        }
+        return st;
+    }
+    const size_t piece = (size_t)1 << 30;
+    for (size_t off = 0; off < (size_t)n; off += piece) {
+        size_t k = (size_t)n - off < piece ? (size_t)n - off : piece;
+        MPI_CHECK(MPI_Bcast((char *)*buf + off, (int)k, MPI_BYTE, 0, d->comm), "MPI_Bcast (bytes)");
+    }
+    return DISTQ_OK;
+}
+
 distq_reducer distq_dist_reducer(distq_dist *d)
 {
-    distq_reducer r = {.ctx = d, .agree = agree_cb, .min_max = min_max_cb, .sum_i64 = sum_i64_cb};
+    distq_reducer r = {.ctx = d, .agree = agree_cb, .min_max = min_max_cb, .sum_i64 = sum_i64_cb,
+                       .bcast_bytes = bcast_bytes_cb};
     return r;
 }
 

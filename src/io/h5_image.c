@@ -239,6 +239,33 @@ distq_status distq_h5_image_close_write(hid_t *fid, const char *tmp, const char 
     return st;
 }
 
+distq_status distq_h5_image_close_take(hid_t *fid, const char *what, void **buf, size_t *len)
+{
+    distq_status st = DISTQ_OK;
+    image_slot *s = slot_of(*fid);
+    herr_t rc = H5Fclose(*fid);
+    *fid = H5I_INVALID_HID;
+    *buf = NULL;
+    *len = 0;
+    if (!s) return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: not a file started by distq_h5_create_tmp", what);
+    int64_t n = s->kept ? image_length(s->buf, s->size) : -1;
+    if (rc < 0)
+        st = distq_h5_fail(DISTQ_ERR_IO, __FILE__, __LINE__, "%s: closing the in-memory file failed", what);
+    else if (n < 0)
+        st = distq_error_set(DISTQ_ERR_IO, "%s: the in-memory file has no version 2 superblock", what);
+    if (rc < 0 && !s->kept) {
+        s->orphan = 1; /* as in close_write */
+        return st;
+    }
+    if (!st) { /* the caller's now */
+        *buf = s->buf;
+        *len = (size_t)n;
+        s->buf = NULL;
+    }
+    slot_release(s);
+    return st;
+}
+
 void distq_h5_image_close_drop(hid_t *fid)
 {
     image_slot *s = slot_of(*fid);

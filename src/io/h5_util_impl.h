@@ -92,6 +92,9 @@ distq_status distq_h5_image_fapl(hid_t fapl, const char *path);
 void distq_h5_image_bind(hid_t fid);
 distq_status distq_h5_image_close_write(hid_t *fid, const char *tmp, const char *path);
 void distq_h5_image_close_drop(hid_t *fid);
+/* Closes the in-memory file fid and hands its image over: *buf (free() it),
+ * *len bytes, a complete HDF5 file. */
+distq_status distq_h5_image_close_take(hid_t *fid, const char *what, void **buf, size_t *len);
 /* The temporary file is gone (renamed or removed): a signal no longer needs to remove it. */
 void distq_h5_image_written(void);
 

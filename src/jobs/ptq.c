@@ -35,7 +35,7 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "PTQ needs a model, calibration data and an output path");
 
     double t0 = distq_now_s();
-    distq_status st = distq_model_load(cfg->model, &g);
+    distq_status st = distq_job_load_model(cfg->model, ctx, &g); /* an ONNX file parsed once */
     /* the open is collective under MPI-IO: every rank makes it */
     distq_status st_open = distq_data_open(cfg->calib_data, ctx->comm, &data);
     if (!st) st = st_open;
