@@ -18,4 +18,4 @@ cmake --build build-asan -j "$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-(cd build-asan && ctest --output-on-failure -j 2 -E '@|cli_e2e|dist_e2e|train_e2e|qat_e2e|isa_e2e')
+(cd build-asan && ctest --output-on-failure -j 2 -E '@|cli_e2e|dist_e2e|train_e2e|qat_e2e|isa_e2e|onnx_e2e')

@@ -35,6 +35,16 @@ for isa in AVX2 AVX512_CORE; do
   check "onnx suite node on oneDNN capped at $isa: 0 failed" "[ $rc -eq 0 ] && tail -n 1 $T/out | grep -q ' 0 failed'"
 done
 
+# ONNX_SUITES_ONLY=1: the suites above and the refusals below, not the
+# torchvision models (the sanitizer build's run: the importer on ~1,000 files)
+if [ "${ONNX_SUITES_ONLY:-0}" = 1 ]; then
+  "$DISTQ" import "$DATA/node/test_thresholdedrelu/model.onnx" -o "$T/c.h5" >"$T/out" 2>&1
+  check "an unsupported op names the node, op type and opset" \
+    "[ $? -ne 0 ] && grep -q \"node '.*' (ThresholdedRelu, opset [0-9]*): op type ThresholdedRelu is not supported\" $T/out"
+  finish
+  exit
+fi
+
 # --- torchvision models: distq's fp32 logits vs PyTorch's
 model_case() { # NAME SIZE OPSET
   local dir="$T/$1-$3"

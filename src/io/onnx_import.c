@@ -119,7 +119,7 @@ static void convert_raw(int32_t type, const uint8_t *raw, int64_t n, void *out)
     float *f = out;
     int64_t *q = out;
     if (type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) { /* little-endian, as ONNX stores it (x86) */
-        memcpy(f, raw, (size_t)n * sizeof *f);
+        if (n) memcpy(f, raw, (size_t)n * sizeof *f); /* an empty tensor may have no bytes at all */
         return;
     }
     for (int64_t i = 0; i < n; i++) {

@@ -31,7 +31,7 @@
 
 #include "backend/exec_impl.h"
 
-#define DISTQ_ONEDNN_MAX_ARGS 10
+#define DISTQ_ONEDNN_MAX_ARGS 66 /* a concat of 64 sources in one primitive (densenet: up to 33) */
 
 // --- errors -------------------------------------------------------------------
 
