@@ -1,6 +1,7 @@
 /* Out of memory at every allocation in turn (test_alloc_sweep): the model,
- * quantized-model, data and config readers, the describe (inspect) path, and
- * one prepare + calibrate + convert + save, each failing cleanly with an error
+ * quantized-model, data and config readers, the describe (inspect) path, the
+ * ONNX importer, the model image MPI ranks exchange, and one prepare +
+ * calibrate + convert + save, each failing cleanly with an error
  * and nothing leaked. The results writer and reader: test_results_io. */
 #include <dirent.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "distq/io.h"
+#include "distq/onnx.h"
 #include "distq/passes.h"
 #include "distq/quant.h"
 #include "test_util.h"
@@ -90,6 +92,26 @@ static distq_status describe_model(void *ctx) { return distq_h5_describe(model_p
 static distq_status describe_qmodel(void *ctx) { return distq_h5_describe(qmodel_path, &((made *)ctx)->text); }
 static distq_status describe_data(void *ctx) { return distq_h5_describe(data_path, &((made *)ctx)->text); }
 
+/* ONNX's own files (Debian's libonnx-testdata): a padded conv, an eval BN */
+static const char *const onnx_files[] = {
+    "/usr/share/libonnx-testdata/data/pytorch-converted/test_Conv2d_padding/model.onnx",
+    "/usr/share/libonnx-testdata/data/pytorch-converted/test_BatchNorm2d_eval/model.onnx",
+};
+static int onnx_file;
+static distq_status import_onnx(void *ctx) { return distq_onnx_import(onnx_files[onnx_file], NULL, &((made *)ctx)->g2); }
+
+/* what rank 0 sends other ranks under MPI, and what they make of it */
+static distq_status model_image(void *ctx)
+{
+    made *m = ctx;
+    void *buf = NULL;
+    size_t len = 0;
+    distq_status st = distq_model_to_image(m->g, "small_net", &buf, &len);
+    if (!st) st = distq_model_from_image(buf, len, "small_net", &m->g2);
+    free(buf);
+    return st;
+}
+
 /* prepare, calibrate on the data, convert, save: the PTQ flow of one rank */
 static distq_status ptq(void *ctx)
 {
@@ -138,6 +160,8 @@ static void test_sweep(void)
     total += test_alloc_sweep("describe quantized model", describe_qmodel, cleanup, &m);
     total += test_alloc_sweep("describe data", describe_data, cleanup, &m);
     total += test_alloc_sweep("prepare + calibrate + convert + save", ptq, cleanup, &m);
+    for (onnx_file = 0; onnx_file < 2; onnx_file++) total += test_alloc_sweep("ONNX import", import_onnx, cleanup, &m);
+    total += test_alloc_sweep("model as image bytes and back", model_image, cleanup, &m);
     printf("\n    all: %lld allocations failed, each handled", (long long)total);
     /* no failed save left a temporary behind, and the last (whole) one is valid */
     DIR *dir = opendir(test_tmpdir());
