@@ -60,6 +60,8 @@ typedef enum {
     DISTQ_OP_SILU,        /* x * sigmoid(x) (swish) */
     DISTQ_OP_SOFTMAX,     /* along axis (not the batch) */
     DISTQ_OP_LOG_SOFTMAX, /* along axis (not the batch) */
+    DISTQ_OP_TRANSPOSE,   /* out dim i = in dim perm[i]; perm[0] == 0 (the batch stays first) */
+    DISTQ_OP_RESHAPE,     /* to (batch, shape[1..]) */
     DISTQ_OP_COUNT
 } distq_op;
 
@@ -83,6 +85,8 @@ typedef struct {
     float min, max;         /* clip */
     int64_t axis;           /* concat, softmax, log_softmax (may be negative: counted from the end) */
     int64_t count_include_pad; /* avg_pool2d: 1 divides by the whole window, 0 by its cells inside the image */
+    int64_t perm[DISTQ_MAX_DIMS];  /* transpose: one entry per input dim, 0 past the rank */
+    int64_t shape[DISTQ_MAX_DIMS]; /* reshape: per-image dims after shape[0] == 1 (the batch), 0 past the rank */
     /* Quantized forms (written by convert; optional in files, default off):
      * post_relu: conv2d / linear apply relu last (after the sum, if any);
      * out_scale > 0: the node writes u8 codes with these qparams (quantize;
@@ -168,7 +172,7 @@ typedef struct distq_graph {
  * finalize checks arity and calls `infer`, describe prints `attr_text`,
  * prepare reads `qrole`. Executors and the trainer hold their own kernel
  * tables indexed by op (a missing kernel is an error when they are built). */
-typedef enum { DISTQ_ATTR_I64, DISTQ_ATTR_PAIR, DISTQ_ATTR_F32 } distq_attr_kind;
+typedef enum { DISTQ_ATTR_I64, DISTQ_ATTR_PAIR, DISTQ_ATTR_F32, DISTQ_ATTR_DIMS } distq_attr_kind; /* DIMS: int64[DISTQ_MAX_DIMS] */
 typedef struct {
     const char *name; /* HDF5 attribute name */
     distq_attr_kind kind;

@@ -58,6 +58,8 @@ static const distq_attr_spec leaky_relu_attrs[] = {ATTR("alpha", F32, alpha)};
 static const distq_attr_spec clip_attrs[] = {ATTR("min", F32, min), ATTR("max", F32, max)};
 static const distq_attr_spec concat_attrs[] = {ATTR("axis", I64, axis)};
 static const distq_attr_spec softmax_attrs[] = {ATTR("axis", I64, axis)};
+static const distq_attr_spec transpose_attrs[] = {ATTR("perm", DIMS, perm)};
+static const distq_attr_spec reshape_attrs[] = {ATTR("shape", DIMS, shape)};
 
 // --- describe text ---------------------------------------------------------------
 
@@ -167,6 +169,33 @@ static void hardsigmoid_text(const distq_graph *g, const distq_node *n, char *bu
     snprintf(buf, len, "alpha %g beta %g", (double)n->attr.alpha, (double)n->attr.beta);
 }
 
+/* "(0, 2, 1, 3)": the entries up to the rank (a 0 after the first ends them) */
+static void dims_text(char *buf, size_t len, const int64_t *v, int n)
+{
+    int used = snprintf(buf, len, "(");
+    for (int i = 0; i < n && used > 0 && (size_t)used < len; i++)
+        used += snprintf(buf + used, len - (size_t)used, i ? ", %lld" : "%lld", (long long)v[i]);
+    if (used > 0 && (size_t)used < len) snprintf(buf + used, len - (size_t)used, ")");
+}
+
+static void transpose_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    int nd = n->n_inputs > 0 && g->finalized ? g->values[n->inputs[0]].ndim : DISTQ_MAX_DIMS;
+    char d[128];
+    dims_text(d, sizeof d, n->attr.perm, nd);
+    snprintf(buf, len, "perm %s", d);
+}
+
+static void reshape_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    int r = 1;
+    while (r < DISTQ_MAX_DIMS && n->attr.shape[r] > 0) r++;
+    char d[128];
+    dims_text(d, sizeof d, n->attr.shape, r);
+    snprintf(buf, len, "to %s", d);
+}
+
 static void leaky_relu_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
 {
     (void)g;
@@ -238,8 +267,12 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
                           concat_text},
     [DISTQ_OP_LOG_SOFTMAX] = {"log_softmax", 1, 1, 0, 0, 0, SCHEMA(softmax_attrs), DISTQ_QROLE_FP32,
                               distq_infer_softmax, concat_text},
+    [DISTQ_OP_TRANSPOSE] = {"transpose", 1, 1, 0, 0, 0, SCHEMA(transpose_attrs), DISTQ_QROLE_FP32,
+                            distq_infer_transpose, transpose_text},
+    [DISTQ_OP_RESHAPE] = {"reshape", 1, 1, 0, 0, 0, SCHEMA(reshape_attrs), DISTQ_QROLE_FP32, distq_infer_reshape,
+                          reshape_text},
 };
-_Static_assert(DISTQ_OP_COUNT == 24, "a new op needs its row in the registry");
+_Static_assert(DISTQ_OP_COUNT == 26, "a new op needs its row in the registry");
 
 const distq_op_info *distq_op_info_of(distq_op op)
 {
@@ -275,7 +308,10 @@ distq_status distq_op_from_name(const char *name, distq_op *out)
 
 size_t distq_attr_size(const distq_attr_spec *s)
 {
-    return s->kind == DISTQ_ATTR_F32 ? sizeof(float) : s->kind == DISTQ_ATTR_PAIR ? 2 * sizeof(int64_t) : sizeof(int64_t);
+    return s->kind == DISTQ_ATTR_F32    ? sizeof(float)
+           : s->kind == DISTQ_ATTR_PAIR ? 2 * sizeof(int64_t)
+           : s->kind == DISTQ_ATTR_DIMS ? DISTQ_MAX_DIMS * sizeof(int64_t)
+                                        : sizeof(int64_t);
 }
 
 int distq_attrs_equal(distq_op op, const distq_attrs *a, const distq_attrs *b)

@@ -231,6 +231,42 @@ distq_status distq_infer_softmax(distq_graph *g, distq_node *n, distq_value *out
     return distq_infer_unary(g, n, out);
 }
 
+distq_status distq_infer_transpose(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0);
+    const int64_t *p = n->attr.perm;
+    int seen[DISTQ_MAX_DIMS] = {0};
+    int64_t dims[DISTQ_MAX_DIMS];
+    for (int i = 0; i < DISTQ_MAX_DIMS; i++) {
+        if (i >= x->ndim) {
+            if (p[i] != 0) return NODE_ERR(n, "perm has entries past the input's rank %d", x->ndim);
+            continue;
+        }
+        if (p[i] < 0 || p[i] >= x->ndim || seen[p[i]]++)
+            return NODE_ERR(n, "perm is not a permutation of the input's %d dims", x->ndim);
+        dims[i] = x->dims[p[i]];
+    }
+    if (p[0] != 0) return NODE_ERR(n, "perm[0] is %lld: the batch (dim 0) must stay first", (long long)p[0]);
+    set_out(out, x, x->ndim, dims);
+    return DISTQ_OK;
+}
+
+distq_status distq_infer_reshape(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0);
+    const int64_t *s = n->attr.shape;
+    int r = 1;
+    while (r < DISTQ_MAX_DIMS && s[r] > 0) r++;
+    for (int i = r; i < DISTQ_MAX_DIMS; i++)
+        if (s[i] != 0) return NODE_ERR(n, "shape has a dim %lld after its end", (long long)s[i]);
+    if (s[0] != 1 || r < 2) return NODE_ERR(n, "shape must be (1, dims...): the batch, then at least one dim");
+    if (distq_dims_numel(r, s) != distq_value_numel(x, 1))
+        return NODE_ERR(n, "shape holds %lld values per image, the input %lld", (long long)distq_dims_numel(r, s),
+                        (long long)distq_value_numel(x, 1));
+    set_out(out, x, r, s);
+    return DISTQ_OK;
+}
+
 distq_status distq_infer_clip(distq_graph *g, distq_node *n, distq_value *out)
 {
     if (!(n->attr.min <= n->attr.max)) /* also refuses NaN */

@@ -88,7 +88,10 @@ distq_status distq_h5_write_op_attrs(hid_t grp, distq_op op, const distq_attrs *
         if (s->kind == DISTQ_ATTR_F32)
             DISTQ_CHECK(distq_h5_attr_write_f32(grp, s->name, *(const float *)field, where));
         else
-            DISTQ_CHECK(distq_h5_attr_write_i64(grp, s->name, s->kind == DISTQ_ATTR_PAIR ? 2 : 0,
+            DISTQ_CHECK(distq_h5_attr_write_i64(grp, s->name,
+                                                s->kind == DISTQ_ATTR_PAIR   ? 2
+                                                : s->kind == DISTQ_ATTR_DIMS ? DISTQ_MAX_DIMS
+                                                                             : 0,
                                                 (const int64_t *)field, where));
     }
 cleanup:
@@ -112,7 +115,7 @@ distq_status distq_h5_read_op_attrs(hid_t grp, distq_op op, distq_attrs *a, cons
         if (s->kind == DISTQ_ATTR_F32) {
             DISTQ_CHECK(distq_h5_attr_read_f32(grp, s->name, (float *)field, where));
         } else {
-            int n = s->kind == DISTQ_ATTR_PAIR ? 2 : 1;
+            int n = s->kind == DISTQ_ATTR_PAIR ? 2 : s->kind == DISTQ_ATTR_DIMS ? DISTQ_MAX_DIMS : 1;
             DISTQ_CHECK(distq_h5_attr_read_i64(grp, s->name, n, n, (int64_t *)field, NULL, where));
         }
     }

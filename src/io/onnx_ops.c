@@ -591,6 +591,10 @@ static distq_status t_flatten(onnx_importer *im, const Onnx__NodeProto *n)
 /* Reshape to (batch, everything else), what torch emits for x.view(N, -1):
  * a flatten. The first target dim must keep the batch (0, -1 with the rest
  * fixed, or the batch the model declares). */
+/* Reshape with a constant shape: 0 copies the input's dim (allowzero 0),
+ * one -1 is inferred. Entry 0 must be the batch: 0, -1 with the rest
+ * accounting for every value of an image, or the model's fixed batch. To
+ * (batch, rest) it is a flatten (which fuses into a following linear). */
 static distq_status t_reshape(onnx_importer *im, const Onnx__NodeProto *n)
 {
     const char *x;
@@ -602,19 +606,57 @@ static distq_status t_reshape(onnx_importer *im, const Onnx__NodeProto *n)
     int nd;
     int64_t dims[DISTQ_MAX_DIMS];
     ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    int r = s->ndim == 1 ? (int)s->dims[0] : -1;
+    if (s->dtype != DISTQ_DTYPE_S64 || r < 2 || r > DISTQ_MAX_DIMS)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "shape '%s' must be 2 to %d integers (the batch, then "
+                               "at least one dim)", s->name, DISTQ_MAX_DIMS);
     const int64_t *t = s->data;
-    int64_t rest = distq_dims_numel(nd - 1, dims + 1);
-    int ok = s->dtype == DISTQ_DTYPE_S64 && s->ndim == 1 && s->dims[0] == 2 && !allowzero;
-    if (ok) {
-        int keeps_batch = t[0] == 0 || (im->batch > 0 && t[0] == im->batch) || (t[0] == -1 && t[1] == rest);
-        ok = keeps_batch && (t[1] == -1 || t[1] == rest || (t[1] == 0 && nd == 2));
+    int64_t per_image = distq_dims_numel(nd - 1, dims + 1), known = 1, out[DISTQ_MAX_DIMS] = {0};
+    int infer = -1;
+    out[0] = 1;
+    for (int i = 1; i < r; i++) {
+        if (t[i] == 0 && !allowzero && i < nd) out[i] = dims[i];
+        else if (t[i] == -1 && infer < 0) infer = i;
+        else if (t[i] > 0) out[i] = t[i];
+        else
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "shape '%s' entry %d is %lld (a second -1, or a zero "
+                                   "dim)", s->name, i, (long long)t[i]);
+        if (i != infer) known *= out[i];
     }
-    if (!ok)
-        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED,
-                               "shape '%s' is not supported: only a reshape to (batch, %lld) (a "
-                               "flatten) is", s->name, (long long)rest);
-    distq_attrs a = distq_attrs_default(DISTQ_OP_FLATTEN);
-    return onnx_emit(im, DISTQ_OP_FLATTEN, &a, 1, &x, NO_PARAMS);
+    if (infer > 0) out[infer] = known > 0 && per_image % known == 0 ? per_image / known : -1;
+    int keeps_batch = t[0] == 0 || (im->batch > 0 && t[0] == im->batch) || (t[0] == -1 && infer < 0);
+    if (!keeps_batch || (infer > 0 && out[infer] < 1) || distq_dims_numel(r, out) != per_image)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "shape '%s' does not keep the batch as dim 0 with %lld "
+                               "values per image (reshapes across the batch are not supported)", s->name,
+                               (long long)per_image);
+    if (r == 2) { /* (batch, rest) */
+        distq_attrs a = distq_attrs_default(DISTQ_OP_FLATTEN);
+        return onnx_emit(im, DISTQ_OP_FLATTEN, &a, 1, &x, NO_PARAMS);
+    }
+    distq_attrs a = distq_attrs_default(DISTQ_OP_RESHAPE);
+    memcpy(a.shape, out, sizeof a.shape);
+    return onnx_emit(im, DISTQ_OP_RESHAPE, &a, 1, &x, NO_PARAMS);
+}
+
+/* Transpose keeping the batch first (the default, reversed dims, does not). */
+static distq_status t_transpose(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int nd, cnt;
+    int64_t dims[DISTQ_MAX_DIMS], p[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    ONNX_TRY(onnx_attr_ints(im, n, "perm", DISTQ_MAX_DIMS, &cnt, p));
+    if (!cnt)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "no attribute 'perm': the default reverses the dims, "
+                               "moving the batch");
+    if (cnt != nd) return onnx_node_error(im, DISTQ_ERR_FORMAT, "attribute 'perm' has %d entries for rank %d", cnt, nd);
+    if (p[0] != 0)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'perm' moves the batch (perm[0] = %lld)",
+                               (long long)p[0]);
+    distq_attrs a = distq_attrs_default(DISTQ_OP_TRANSPOSE);
+    memcpy(a.perm, p, (size_t)cnt * sizeof *p);
+    return onnx_emit(im, DISTQ_OP_TRANSPOSE, &a, 1, &x, NO_PARAMS);
 }
 
 // --- removed at import: Identity, Dropout, Constant ------------------------------------
@@ -707,6 +749,7 @@ static const onnx_op_row op_table[] = {
     {"Softmax", t_softmax, "axis"},
     {"Sub", t_sub, ""},
     {"Tanh", t_tanh, ""},
+    {"Transpose", t_transpose, "perm"},
 };
 
 const onnx_op_row *onnx_op_table(int *n)

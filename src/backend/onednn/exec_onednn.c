@@ -238,6 +238,7 @@ cleanup:
 
 /* A flatten that does not feed a linear: reorder to plain (if needed), then
  * reinterpret the same buffer as (N, C*H*W). */
+/* flatten and reshape: the input in plain layout, viewed with the output's dims */
 static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
     distq_status st = DISTQ_OK;
@@ -246,7 +247,8 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
     const distq_value *in = &g->values[n->inputs[0]];
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     int s_in = S->value_slot[n->inputs[0]];
-    if (in->ndim == 2) { /* flatten(x, 1) of (N, F) is x */
+    const distq_value *outv = &g->values[n->output];
+    if (in->ndim == 2 && outv->ndim == 2) { /* flatten(x, 1) of (N, F) is x */
         S->value_slot[n->output] = s_in;
         return DISTQ_OK;
     }
@@ -255,7 +257,7 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
     distq_onednn_value_dims(in, S->batch, dims);
     distq_onednn_value_dims(&g->values[n->output], S->batch, flat);
     CHECK(dnnl_memory_desc_init_by_tag(&plain_md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
-    CHECK(dnnl_memory_desc_init_by_tag(&flat_md, 2, flat, dnnl_f32, dnnl_ab));
+    CHECK(dnnl_memory_desc_init_by_tag(&flat_md, outv->ndim, flat, dnnl_f32, distq_onednn_plain_tag(outv->ndim)));
     int s_plain = -1, s_flat = -1;
     TRY(distq_onednn_slot_as(S, s_in, &plain_md, n->name, ctx, &s_plain));
     TRY(distq_onednn_new_slot(S, &flat_md, &s_flat));
@@ -481,6 +483,46 @@ cleanup:
     return st;
 }
 
+/* transpose: the input in plain layout, viewed with the output's dims and the
+ * input's strides permuted, then reordered into a plain output. */
+static distq_status emit_transpose(distq_onednn_state *S, const distq_graph *g, const group *gr)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[DISTQ_NAME_MAX + 128];
+    const distq_node *n = &g->nodes[gr->head];
+    const distq_value *in = &g->values[n->inputs[0]], *outv = &g->values[n->output];
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    int nd = in->ndim;
+    dnnl_dims_t dims, out_dims, in_strides, view_strides;
+    distq_onednn_value_dims(in, S->batch, dims);
+    distq_onednn_value_dims(outv, S->batch, out_dims);
+    int64_t st_acc = 1;
+    for (int d = nd - 1; d >= 0; d--) {
+        in_strides[d] = st_acc;
+        st_acc *= dims[d];
+    }
+    for (int d = 0; d < nd; d++) view_strides[d] = in_strides[n->attr.perm[d]];
+    dnnl_memory_desc_t plain_md, view_md, out_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, nd, dims, dnnl_f32, distq_onednn_plain_tag(nd)));
+    CHECK(dnnl_memory_desc_init_by_strides(&view_md, nd, out_dims, dnnl_f32, view_strides));
+    CHECK(dnnl_memory_desc_init_by_tag(&out_md, nd, out_dims, dnnl_f32, distq_onednn_plain_tag(nd)));
+    int s_plain = -1, s_view = -1, s_out = -1;
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &plain_md, n->name, ctx, &s_plain));
+    TRY(distq_onednn_new_slot(S, &view_md, &s_view));
+    S->slots[s_view].view_of = s_plain;
+    distq_onednn_step *t = NULL; /* no primitive: where the view starts to live */
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_plain, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_view, 1);
+    TRY(distq_onednn_new_slot(S, &out_md, &s_out));
+    TRY(distq_onednn_add_reorder(S, n->name, &view_md, &out_md, NULL, ctx, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_view, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_out, 1);
+    S->value_slot[n->output] = s_out;
+cleanup:
+    return st;
+}
+
 /* softmax / log_softmax along the node's axis, in the input's layout. */
 static distq_status emit_softmax(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
@@ -651,6 +693,8 @@ static const emit_fn emitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_DIV] = emit_mul,
     [DISTQ_OP_TANH] = emit_eltwise,
     [DISTQ_OP_SILU] = emit_eltwise,
+    [DISTQ_OP_TRANSPOSE] = emit_transpose,
+    [DISTQ_OP_RESHAPE] = emit_flatten,
     [DISTQ_OP_SOFTMAX] = emit_softmax,
     [DISTQ_OP_LOG_SOFTMAX] = emit_softmax,
     [DISTQ_OP_LEAKY_RELU] = emit_eltwise,

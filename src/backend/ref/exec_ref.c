@@ -183,6 +183,28 @@ static void flatten_ref(const ref_state *s, const distq_node *n, int64_t count)
     memcpy(s->vals[n->output], s->vals[n->inputs[0]], (size_t)count * sizeof(float));
 }
 
+/* Output element (b, i1, ..) reads input element with dim perm[k] at ik. */
+static void transpose_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    int nd = xv->ndim;
+    int64_t in_stride[DISTQ_MAX_DIMS], st = 1, per_image = distq_value_numel(yv, 1);
+    for (int d = nd - 1; d >= 1; d--) {
+        in_stride[d] = st;
+        st *= xv->dims[d];
+    }
+    for (int64_t i = 0; i < count; i++) {
+        int64_t nb = i / per_image, rest = i % per_image, off = nb * per_image;
+        for (int d = nd - 1; d >= 1; d--) {
+            off += (rest % yv->dims[d]) * in_stride[n->attr.perm[d]];
+            rest /= yv->dims[d];
+        }
+        y[i] = x[off];
+    }
+}
+
 static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 static void hardswish_ref(const ref_state *s, const distq_node *n, int64_t count)
@@ -348,6 +370,8 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_DIV] = binary_ref,
     [DISTQ_OP_TANH] = tanh_ref,
     [DISTQ_OP_SILU] = silu_ref,
+    [DISTQ_OP_TRANSPOSE] = transpose_ref,
+    [DISTQ_OP_RESHAPE] = flatten_ref, /* plain f32 in and out: the same bytes */
     [DISTQ_OP_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LOG_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LEAKY_RELU] = leaky_relu_ref,
