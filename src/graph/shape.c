@@ -290,7 +290,6 @@ static distq_status shape_mismatch(const distq_node *n, const distq_value *x, co
     return NODE_ERR(n, "shape mismatch: '%s' %s vs '%s' %s (%s)", x->name, a, y->name, b, rule);
 }
 
-/* add: both inputs of one shape (the residual of a CNN). */
 /* A binary op's operand 1: a second input, or (one input) its constant
  * WEIGHT, of x's rank with dims[0] 1 and every other dim x's or 1, so the
  * output has x's shape. */
@@ -309,6 +308,7 @@ static distq_status const_operand(distq_graph *g, distq_node *n, const distq_val
     return DISTQ_OK;
 }
 
+/* add: both inputs of one shape (the residual of a CNN), or a constant operand. */
 distq_status distq_infer_same_shape(distq_graph *g, distq_node *n, distq_value *out)
 {
     distq_status st;

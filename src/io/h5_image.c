@@ -266,6 +266,69 @@ distq_status distq_h5_image_close_take(hid_t *fid, const char *what, void **buf,
     return st;
 }
 
+/* Reading a caller's image in place: HDF5 would copy it into the fapl, again
+ * into every fapl copy and once more for the core driver (3-4x a model's
+ * size); these callbacks hand out the caller's bytes instead and never free
+ * them (what H5LT's DONT_COPY | DONT_RELEASE does). */
+typedef struct {
+    void *buf;
+    size_t len;
+} read_image;
+
+static void *ro_malloc(size_t n, H5FD_file_image_op_t op, void *u)
+{
+    (void)op;
+    read_image *r = u;
+    return n == r->len ? r->buf : NULL;
+}
+
+static void *ro_memcpy(void *dst, const void *src, size_t n, H5FD_file_image_op_t op, void *u)
+{
+    (void)src;
+    (void)op;
+    read_image *r = u;
+    return dst == r->buf && n <= r->len ? dst : NULL; /* the bytes are already there */
+}
+
+static void *ro_realloc(void *p, size_t n, H5FD_file_image_op_t op, void *u)
+{
+    (void)p;
+    (void)n;
+    (void)op;
+    (void)u;
+    return NULL; /* read-only */
+}
+
+static herr_t ro_free(void *p, H5FD_file_image_op_t op, void *u)
+{
+    (void)p;
+    (void)op;
+    (void)u;
+    return 0; /* the caller's */
+}
+
+distq_status distq_h5_image_open_read(const void *buf, size_t len, const char *what, hid_t *out)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    *out = H5I_INVALID_HID;
+    static read_image r; /* HDF5 keeps the pointer until the file closes: one image open at a time */
+    r.buf = (void *)buf;
+    r.len = len;
+    H5FD_file_image_callbacks_t cb = {ro_malloc, ro_memcpy, ro_realloc, ro_free, cb_udata_copy, cb_udata_free, &r};
+    distq_h5_quiet();
+    DISTQ_H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS), DISTQ_ERR_IO, "%s: H5Pcreate", what);
+    DISTQ_H5_CHECK(H5Pset_fapl_core(fapl, (size_t)1 << 20, 0), DISTQ_ERR_IO, "%s: H5Pset_fapl_core", what);
+    DISTQ_H5_CHECK(H5Pset_file_image_callbacks(fapl, &cb), DISTQ_ERR_IO, "%s: H5Pset_file_image_callbacks", what);
+    DISTQ_H5_CHECK(H5Pset_file_image(fapl, (void *)buf, len), DISTQ_ERR_IO, "%s: H5Pset_file_image", what);
+    /* a name no file has: HDF5 checks the disk for the name even with an image */
+    *out = H5Fopen("/nonexistent/distq-model-image", H5F_ACC_RDONLY, fapl);
+    DISTQ_H5_CHECK(*out, DISTQ_ERR_FORMAT, "%s: the model image does not open", what);
+cleanup:
+    distq_h5_close(&fapl);
+    return st;
+}
+
 void distq_h5_image_close_drop(hid_t *fid)
 {
     image_slot *s = slot_of(*fid);

@@ -95,6 +95,9 @@ void distq_h5_image_close_drop(hid_t *fid);
 /* Closes the in-memory file fid and hands its image over: *buf (free() it),
  * *len bytes, a complete HDF5 file. */
 distq_status distq_h5_image_close_take(hid_t *fid, const char *what, void **buf, size_t *len);
+/* Opens the HDF5 file image buf (len bytes) read-only, in place: buf must
+ * outlive *fid and is never copied or freed by HDF5. */
+distq_status distq_h5_image_open_read(const void *buf, size_t len, const char *what, hid_t *fid);
 /* The temporary file is gone (renamed or removed): a signal no longer needs to remove it. */
 void distq_h5_image_written(void);
 

@@ -547,8 +547,9 @@ distq_status distq_model_to_image(const distq_graph *g, const char *what, void *
     char tmp[DISTQ_H5_WHERE_MAX];
     *buf = NULL;
     *len = 0;
-    /* the in-memory file of distq_model_save, handed over instead of written */
-    DISTQ_CHECK(distq_h5_create_tmp(what, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION, tmp, &fid));
+    /* the in-memory file of distq_model_save, handed over instead of written
+     * (a short name of its own: nothing is written, so what's length is moot) */
+    DISTQ_CHECK(distq_h5_create_tmp("distq-model-image", DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION, tmp, &fid));
     DISTQ_CHECK(distq_h5_write_graph(fid, g, what));
     DISTQ_CHECK(distq_h5_image_close_take(&fid, what, buf, len));
 cleanup:
@@ -559,22 +560,15 @@ cleanup:
 distq_status distq_model_from_image(const void *buf, size_t len, const char *what, distq_graph **out)
 {
     distq_status st = DISTQ_OK;
-    hid_t fapl = H5I_INVALID_HID, fid = H5I_INVALID_HID;
+    hid_t fid = H5I_INVALID_HID;
     char format[DISTQ_NAME_MAX] = "";
     *out = NULL;
-    distq_h5_quiet();
-    DISTQ_H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS), DISTQ_ERR_IO, "%s: H5Pcreate", what);
-    DISTQ_H5_CHECK(H5Pset_fapl_core(fapl, (size_t)1 << 20, 0), DISTQ_ERR_IO, "%s: H5Pset_fapl_core", what);
-    DISTQ_H5_CHECK(H5Pset_file_image(fapl, (void *)buf, len), DISTQ_ERR_IO, "%s: H5Pset_file_image", what);
-    /* a name no file has: HDF5 checks the disk for the name even with an image */
-    fid = H5Fopen("/nonexistent/distq-model-image", H5F_ACC_RDONLY, fapl);
-    DISTQ_H5_CHECK(fid, DISTQ_ERR_FORMAT, "%s: the model image does not open", what);
+    DISTQ_CHECK(distq_h5_image_open_read(buf, len, what, &fid));
     DISTQ_CHECK(distq_h5_read_format(fid, what, format, sizeof format));
     DISTQ_CHECK(distq_h5_check_format_since(fid, what, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION, DISTQ_MODEL_VERSION));
     DISTQ_CHECK(distq_h5_read_graph(fid, what, out));
 cleanup:
     distq_h5_close(&fid);
-    distq_h5_close(&fapl);
     return st;
 }
 

@@ -12,7 +12,8 @@ distq_status distq_job_load_model(const char *path, const distq_job_ctx *ctx, di
     const distq_reducer *r = ctx ? ctx->reducer : NULL;
     if (!r || !r->bcast_bytes || ctx->nranks < 2 || !distq_path_is_onnx(path)) return distq_model_load(path, out);
     /* an ONNX parse holds ~2x the file: one rank parses, the others get the
-     * imported model as the bytes of its model file (read by HDF5, 1x) */
+     * imported model as the bytes of its model file (read in place, 1x, plus
+     * the graph) */
     distq_graph *g = NULL;
     void *buf = NULL;
     size_t len = 0;

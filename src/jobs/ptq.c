@@ -31,8 +31,10 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     distq_data_info info = {0};
     memset(rep, 0, sizeof *rep);
     if (q_out) *q_out = NULL;
+    distq_status st_args = DISTQ_OK;
     if (!cfg->model[0] || !cfg->calib_data[0] || (ctx->rank == 0 && !cfg->quantized[0]))
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "PTQ needs a model, calibration data and an output path");
+        st_args = distq_error_set(DISTQ_ERR_INVALID_ARG, "PTQ needs a model, calibration data and an output path");
+    if ((st_args = sync(ctx, st_args))) return st_args; /* rank 0's output path: every rank stops */
 
     double t0 = distq_now_s();
     distq_status st = distq_job_load_model(cfg->model, ctx, &g); /* an ONNX file parsed once */
