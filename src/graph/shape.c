@@ -367,6 +367,24 @@ distq_status distq_infer_concat(distq_graph *g, distq_node *n, distq_value *out)
     return DISTQ_OK;
 }
 
+/* The output of a max or average pooling window over x (rank 4): padding
+ * below the kernel (PyTorch asks <= k/2, ONNX only this), PyTorch's size
+ * rule with ceil_mode as given. */
+static distq_status pool_out(distq_node *n, const distq_value *x, int ceil_mode, distq_value *out)
+{
+    const distq_attrs *a = &n->attr;
+    for (int i = 0; i < 2; i++)
+        if (a->padding[i] >= a->kernel[i])
+            return NODE_ERR(n, "padding %lld is not below the kernel %lld (a window could hold padding only)",
+                            (long long)a->padding[i], (long long)a->kernel[i]);
+    int64_t OH = distq_conv_out_dim(x->dims[2], a->kernel[0], a->stride[0], a->padding[0], 1, ceil_mode);
+    int64_t OW = distq_conv_out_dim(x->dims[3], a->kernel[1], a->stride[1], a->padding[1], 1, ceil_mode);
+    if (OH < 1 || OW < 1) return NODE_ERR(n, "window larger than padded input");
+    int64_t dims[4] = {1, x->dims[1], OH, OW};
+    set_out(out, x, 4, dims);
+    return DISTQ_OK;
+}
+
 distq_status distq_infer_max_pool2d(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
@@ -375,18 +393,7 @@ distq_status distq_infer_max_pool2d(distq_graph *g, distq_node *n, distq_value *
     if ((st = need_rank(n, x, 4)) || (st = check_window(n, a, 1))) return st;
     if (a->dilation[0] != 1 || a->dilation[1] != 1)
         return NODE_ERR(n, "dilation other than 1 is not supported");
-    for (int i = 0; i < 2; i++)
-        if (a->padding[i] >= a->kernel[i]) /* PyTorch asks <= k/2, ONNX only this */
-            return NODE_ERR(n, "padding %lld is not below the kernel %lld (a window could hold padding only)",
-                            (long long)a->padding[i], (long long)a->kernel[i]);
-    int64_t OH = distq_conv_out_dim(x->dims[2], a->kernel[0], a->stride[0], a->padding[0], 1,
-                                    (int)a->ceil_mode);
-    int64_t OW = distq_conv_out_dim(x->dims[3], a->kernel[1], a->stride[1], a->padding[1], 1,
-                                    (int)a->ceil_mode);
-    if (OH < 1 || OW < 1) return NODE_ERR(n, "window larger than padded input");
-    int64_t dims[4] = {1, x->dims[1], OH, OW};
-    set_out(out, x, 4, dims);
-    return DISTQ_OK;
+    return pool_out(n, x, (int)a->ceil_mode, out);
 }
 
 /* PyTorch's avg_pool2d without ceil_mode (the importer turns an ONNX ceil
@@ -399,16 +406,7 @@ distq_status distq_infer_avg_pool2d(distq_graph *g, distq_node *n, distq_value *
     if ((st = need_rank(n, x, 4)) || (st = check_window(n, a, 1))) return st;
     if (a->count_include_pad != 0 && a->count_include_pad != 1)
         return NODE_ERR(n, "count_include_pad must be 0 or 1, not %lld", (long long)a->count_include_pad);
-    for (int i = 0; i < 2; i++)
-        if (a->padding[i] >= a->kernel[i]) /* PyTorch asks <= k/2, ONNX only this */
-            return NODE_ERR(n, "padding %lld is not below the kernel %lld (a window could hold padding only)",
-                            (long long)a->padding[i], (long long)a->kernel[i]);
-    int64_t OH = distq_conv_out_dim(x->dims[2], a->kernel[0], a->stride[0], a->padding[0], 1, 0);
-    int64_t OW = distq_conv_out_dim(x->dims[3], a->kernel[1], a->stride[1], a->padding[1], 1, 0);
-    if (OH < 1 || OW < 1) return NODE_ERR(n, "window larger than padded input");
-    int64_t dims[4] = {1, x->dims[1], OH, OW};
-    set_out(out, x, 4, dims);
-    return DISTQ_OK;
+    return pool_out(n, x, 0, out);
 }
 
 distq_status distq_infer_adaptive_avg_pool2d(distq_graph *g, distq_node *n, distq_value *out)

@@ -712,14 +712,6 @@ static distq_status import_node(onnx_importer *im, const Onnx__NodeProto *n, int
     return row->translate(im, n);
 }
 
-/* The index of the node writing value v, or -1 (the graph input). */
-static int producer(const distq_graph *g, int v)
-{
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].output == v) return i;
-    return -1;
-}
-
 /* The gate of x * gate(x) as one op: torch exports hardswish below opset 14
  * as x * HardSigmoid(x; 1/6, 1/2) and SiLU (no ONNX op up to 17) as
  * x * Sigmoid(x); as hardswish / silu nodes oneDNN fuses them into the conv
@@ -741,7 +733,7 @@ static distq_status fuse_gates(distq_graph *g)
         distq_node *mul = &g->nodes[i];
         if (mul->op != DISTQ_OP_MUL || mul->n_inputs != 2) continue;
         for (int k = 0; k < 2; k++) {
-            int h = producer(g, mul->inputs[k]);
+            int h = g->values[mul->inputs[k]].producer; /* -1: the graph input */
             if (h < 0) continue;
             const distq_node *gate = &g->nodes[h];
             distq_op op = gated_op(gate);

@@ -238,6 +238,22 @@ cleanup:
 
 /* A flatten that does not feed a linear: reorder to plain (if needed), then
  * reinterpret the same buffer as (N, C*H*W). */
+/* A new slot *s_view reading slot s_src's buffer as view_md, and the step
+ * (no primitive) from which that view lives. */
+static distq_status view_step(distq_onednn_state *S, const char *name, int s_src, const dnnl_memory_desc_t *view_md,
+                              int *s_view)
+{
+    distq_status st = DISTQ_OK;
+    TRY(distq_onednn_new_slot(S, view_md, s_view));
+    S->slots[*s_view].view_of = s_src;
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, name, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, *s_view, 1);
+cleanup:
+    return st;
+}
+
 /* flatten and reshape: the input in plain layout, viewed with the output's dims */
 static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
@@ -260,12 +276,7 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
     CHECK(dnnl_memory_desc_init_by_tag(&flat_md, outv->ndim, flat, dnnl_f32, distq_onednn_plain_tag(outv->ndim)));
     int s_plain = -1, s_flat = -1;
     TRY(distq_onednn_slot_as(S, s_in, &plain_md, n->name, ctx, &s_plain));
-    TRY(distq_onednn_new_slot(S, &flat_md, &s_flat));
-    S->slots[s_flat].view_of = s_plain;
-    distq_onednn_step *t = NULL; /* no primitive: it only marks where the view starts to live */
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_plain, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_flat, 1);
+    TRY(view_step(S, n->name, s_plain, &flat_md, &s_flat));
     S->value_slot[n->output] = s_flat;
 cleanup:
     return st;
@@ -508,12 +519,8 @@ static distq_status emit_transpose(distq_onednn_state *S, const distq_graph *g, 
     CHECK(dnnl_memory_desc_init_by_tag(&out_md, nd, out_dims, dnnl_f32, distq_onednn_plain_tag(nd)));
     int s_plain = -1, s_view = -1, s_out = -1;
     TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &plain_md, n->name, ctx, &s_plain));
-    TRY(distq_onednn_new_slot(S, &view_md, &s_view));
-    S->slots[s_view].view_of = s_plain;
-    distq_onednn_step *t = NULL; /* no primitive: where the view starts to live */
-    TRY(distq_onednn_new_step(S, n->name, &t));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_plain, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_view, 1);
+    TRY(view_step(S, n->name, s_plain, &view_md, &s_view));
+    distq_onednn_step *t = NULL;
     TRY(distq_onednn_new_slot(S, &out_md, &s_out));
     TRY(distq_onednn_add_reorder(S, n->name, &view_md, &out_md, NULL, ctx, &t));
     distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_view, 0);
