@@ -64,6 +64,9 @@ model_case mobilenet_v3_large 64 13 # hardswish as HardSigmoid + Mul
 model_case mobilenet_v3_large 64 17 # HardSwish
 model_case squeezenet1_1 64 17
 model_case densenet121 64 13 # Pad + AveragePool, Concat
+model_case shufflenet_v2_x1_0 64 13 # shape subgraphs folded, channel shuffle (5-D), chunk as Slice
+model_case convnext_tiny 32 13 # LayerNorm decomposed (ReduceMean/Sub/Pow/Sqrt/Div), GELU as Erf, MatMul on (N,H,W,C)
+model_case convnext_tiny 32 17 # LayerNormalization
 
 # --- import: the file and the in-memory import are the same model
 R="$T/resnet18-13"

@@ -468,6 +468,56 @@ static void test_external_data(void)
     CU_ASSERT_PTR_NULL(g);
 }
 
+/* torch's x.view(x.size(0), 2, 2, 3) (Shape -> Gather -> Unsqueeze -> Concat
+ * -> Reshape, folded at import with the batch symbolic) then chunk's Split:
+ * output 1 is each image's values 6..11, at batch 1 and 3 alike; arithmetic
+ * on the batch size is refused. */
+static void test_shape_subgraph_folds(void)
+{
+    model md;
+    model_init(&md, 13, 4, 1, 3);
+    int64_t scalar[1] = {0}, one = 1, three = 3, zero = 0, rest[3] = {2, 2, 3}, two = 2, halves[2] = {1, 1};
+    add_init(&md, "idx0", 0, NULL, 1, NULL, &zero);
+    add_init(&md, "axes0", 1, &one, 1, NULL, scalar);
+    add_init(&md, "rest", 1, &three, 3, NULL, rest);
+    add_init(&md, "halves", 1, &two, 2, NULL, halves);
+    char *sin[] = {"x"}, *gin[] = {"s", "idx0"}, *uin[] = {"b", "axes0"}, *cin[] = {"bu", "rest"},
+         *rin[] = {"x", "shape"}, *pin[] = {"r", "halves"};
+    add_node(&md, "shape", "Shape", 1, sin, "s");
+    add_node(&md, "gather", "Gather", 2, gin, "b");
+    add_node(&md, "unsq", "Unsqueeze", 2, uin, "bu");
+    Onnx__NodeProto *n = add_node(&md, "concat", "Concat", 2, cin, "shape");
+    add_int_attr(&md, n, "axis", 0);
+    add_node(&md, "reshape", "Reshape", 2, rin, "r");
+    n = add_node(&md, "split", "Split", 2, pin, "a");
+    add_int_attr(&md, n, "axis", 1);
+    static char *split_out[2] = {"a", "y"};
+    n->n_output = 2;
+    n->output = split_out;
+    char path[512];
+    model_write(&md, "shape_fold.onnx", path, sizeof path);
+    distq_graph *g = NULL;
+    TEST_OK(distq_onnx_import(path, NULL, &g));
+    CU_ASSERT_EQUAL(g->n_nodes, 3); /* reshape and two slices; the shape arithmetic left no node */
+    float x[36], y[18];
+    for (int i = 0; i < 36; i++) x[i] = (float)(i / 12 * 100 + i % 12);
+    for (int64_t N = 1; N <= 3; N += 2) {
+        run_ref(g, N, x, y);
+        for (int i = 0; i < 6 * N; i++) CU_ASSERT_EQUAL(y[i], (float)(i / 6 * 100 + 6 + i % 6));
+    }
+    distq_graph_destroy(g);
+    /* Mul of the batch size: refused, naming the constant */
+    model_init(&md, 13, 4, 1, 3);
+    add_init(&md, "idx0", 0, NULL, 1, NULL, &zero);
+    add_init(&md, "two", 0, NULL, 1, NULL, &two);
+    char *min[] = {"b", "two"};
+    add_node(&md, "shape", "Shape", 1, sin, "s");
+    add_node(&md, "gather", "Gather", 2, gin, "b");
+    add_node(&md, "twice", "Mul", 2, min, "y");
+    import_expect(&md, "batch_arith.onnx", DISTQ_ERR_UNSUPPORTED, "node 'twice' (Mul, opset 13): computes with 'b', "
+                  "which holds the batch size");
+}
+
 // --- what is refused ----------------------------------------------------------------
 
 static void import_expect(model *md, const char *file, distq_status want, const char *needle)
@@ -537,6 +587,7 @@ int main(void)
         {"Pad folds into AveragePool as counted padding", test_pad_folds_into_avgpool},
         {"ReduceMean over H, W without keepdims", test_reduce_mean},
         {"Sub and Div keep operand order, ref and oneDNN", test_sub_div},
+        {"Shape/Gather/Unsqueeze/Concat fold into Reshape; Split; batch arithmetic refused", test_shape_subgraph_folds},
         {"x * HardSigmoid(x), x * Sigmoid(x) become hardswish, silu", test_gates_fused},
         {"constant operands of Add, Mul, Sub, Div broadcast as ONNX's", test_constant_operands},
         {"the model as model-file bytes and back (what MPI ranks get)", test_model_image_round_trip},

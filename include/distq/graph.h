@@ -62,6 +62,9 @@ typedef enum {
     DISTQ_OP_LOG_SOFTMAX, /* along axis (not the batch) */
     DISTQ_OP_TRANSPOSE,   /* out dim i = in dim perm[i]; perm[0] == 0 (the batch stays first) */
     DISTQ_OP_RESHAPE,     /* to (batch, shape[1..]) */
+    DISTQ_OP_SLICE,       /* the box [starts[i], ends[i]) of each dim i >= 1, step 1 (the batch whole) */
+    DISTQ_OP_GELU,        /* x * Phi(x) = x/2 (1 + erf(x / sqrt 2)) (PyTorch's default, not the tanh form) */
+    DISTQ_OP_LAYER_NORM,  /* over the dims from axis on: (x - mean) / sqrt(var + eps) * weight + bias */
     DISTQ_OP_COUNT
 } distq_op;
 
@@ -79,14 +82,15 @@ typedef struct {
     int64_t ceil_mode;      /* max_pool2d: 0 or 1 (PyTorch rule) */
     int64_t output_size[2]; /* adaptive_avg_pool2d: only (1, 1) supported */
     int64_t start_dim;      /* flatten: only 1 supported (flatten(x, 1)) */
-    float eps;              /* batch_norm */
+    float eps;              /* batch_norm, layer_norm */
     float momentum;         /* batch_norm (training only) */
     float alpha, beta;      /* hardsigmoid (PyTorch's: 1/6, 1/2); leaky_relu's slope is alpha (0.01) */
     float min, max;         /* clip */
-    int64_t axis;           /* concat, softmax, log_softmax (may be negative: counted from the end) */
+    int64_t axis;           /* concat, softmax, log_softmax, layer_norm (may be negative: counted from the end) */
     int64_t count_include_pad; /* avg_pool2d: 1 divides by the whole window, 0 by its cells inside the image */
     int64_t perm[DISTQ_MAX_DIMS];  /* transpose: one entry per input dim, 0 past the rank */
     int64_t shape[DISTQ_MAX_DIMS]; /* reshape: per-image dims after shape[0] == 1 (the batch), 0 past the rank */
+    int64_t starts[DISTQ_MAX_DIMS], ends[DISTQ_MAX_DIMS]; /* slice: [0] and past the rank 0 */
     /* Quantized forms (written by convert; optional in files, default off):
      * post_relu: conv2d / linear apply relu last (after the sum, if any);
      * out_scale > 0: the node writes u8 codes with these qparams (quantize;
@@ -104,7 +108,9 @@ typedef struct {
 distq_attrs distq_attrs_default(distq_op op);
 
 /* Parameter slots. conv2d: WEIGHT (OC, IC/groups, KH, KW), BIAS (OC) optional.
- * linear: WEIGHT (OUT, IN), BIAS (OUT) optional. batch_norm: WEIGHT, BIAS,
+ * linear: WEIGHT (OUT, IN), BIAS (OUT) optional; on the last dim of an input of
+ * any rank >= 2 (f32; u8 at rank 2). layer_norm: WEIGHT, BIAS optional, one
+ * value per normalized element (any shape). batch_norm: WEIGHT, BIAS,
  * RUNNING_MEAN, RUNNING_VAR (C), NUM_BATCHES_TRACKED (s64 scalar) optional.
  * A conv2d / linear on a u8 input has s8 WEIGHT codes and WEIGHT_SCALE (OC)
  * f32, the per-output-channel symmetric scales; its BIAS stays f32. */

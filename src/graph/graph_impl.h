@@ -22,6 +22,8 @@ distq_status distq_infer_avg_pool2d(distq_graph *g, distq_node *n, distq_value *
 distq_status distq_infer_softmax(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_transpose(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_reshape(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_layer_norm(distq_graph *g, distq_node *n, distq_value *out);
+distq_status distq_infer_slice(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_adaptive_avg_pool2d(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_flatten(distq_graph *g, distq_node *n, distq_value *out);
 distq_status distq_infer_linear(distq_graph *g, distq_node *n, distq_value *out);

@@ -60,6 +60,8 @@ static const distq_attr_spec concat_attrs[] = {ATTR("axis", I64, axis)};
 static const distq_attr_spec softmax_attrs[] = {ATTR("axis", I64, axis)};
 static const distq_attr_spec transpose_attrs[] = {ATTR("perm", DIMS, perm)};
 static const distq_attr_spec reshape_attrs[] = {ATTR("shape", DIMS, shape)};
+static const distq_attr_spec layer_norm_attrs[] = {ATTR("axis", I64, axis), ATTR("eps", F32, eps)};
+static const distq_attr_spec slice_attrs[] = {ATTR("starts", DIMS, starts), ATTR("ends", DIMS, ends)};
 
 // --- describe text ---------------------------------------------------------------
 
@@ -196,6 +198,21 @@ static void reshape_text(const distq_graph *g, const distq_node *n, char *buf, s
     snprintf(buf, len, "to %s", d);
 }
 
+/* "dim 1 [0, 58)" per dim it cuts */
+static void slice_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    int nd = n->n_inputs > 0 && g->finalized ? g->values[n->inputs[0]].ndim : DISTQ_MAX_DIMS;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 1; i < nd && used < len; i++) {
+        if (g->finalized && n->attr.starts[i] == 0 && n->attr.ends[i] == g->values[n->inputs[0]].dims[i]) continue;
+        int w = snprintf(buf + used, len - used, "%sdim %d [%lld, %lld)", used ? " " : "", i,
+                         (long long)n->attr.starts[i], (long long)n->attr.ends[i]);
+        if (w < 0) return;
+        used += (size_t)w;
+    }
+}
+
 static void leaky_relu_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
 {
     (void)g;
@@ -271,8 +288,12 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
                             distq_infer_transpose, transpose_text},
     [DISTQ_OP_RESHAPE] = {"reshape", 1, 1, 0, 0, 0, SCHEMA(reshape_attrs), DISTQ_QROLE_FP32, distq_infer_reshape,
                           reshape_text},
+    [DISTQ_OP_SLICE] = {"slice", 1, 1, 0, 0, 0, SCHEMA(slice_attrs), DISTQ_QROLE_FP32, distq_infer_slice, slice_text},
+    [DISTQ_OP_GELU] = {"gelu", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_unary, NULL},
+    [DISTQ_OP_LAYER_NORM] = {"layer_norm", 1, 1, P(WEIGHT) | P(BIAS), 0, P(WEIGHT) | P(BIAS), SCHEMA(layer_norm_attrs),
+                             DISTQ_QROLE_FP32, distq_infer_layer_norm, concat_text},
 };
-_Static_assert(DISTQ_OP_COUNT == 26, "a new op needs its row in the registry");
+_Static_assert(DISTQ_OP_COUNT == 29, "a new op needs its row in the registry");
 
 const distq_op_info *distq_op_info_of(distq_op op)
 {
@@ -350,5 +371,6 @@ distq_attrs distq_attrs_default(distq_op op)
         .out_quant_max = 255,
     };
     if (op == DISTQ_OP_LEAKY_RELU) a.alpha = 0.01f;
+    if (op == DISTQ_OP_LAYER_NORM) a.axis = -1;
     return a;
 }

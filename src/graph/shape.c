@@ -267,6 +267,47 @@ distq_status distq_infer_reshape(distq_graph *g, distq_node *n, distq_value *out
     return DISTQ_OK;
 }
 
+/* layer_norm: over the dims from axis on (not the batch), eps > 0, weight and
+ * bias with one value per normalized element. */
+distq_status distq_infer_layer_norm(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0);
+    int64_t axis = distq_axis_index(n->attr.axis, x->ndim);
+    if (axis < 1 || axis >= x->ndim)
+        return NODE_ERR(n, "axis %lld is not a dim of rank %d other than the batch (0)", (long long)n->attr.axis, x->ndim);
+    if (!(n->attr.eps > 0.0f)) return NODE_ERR(n, "eps must be > 0");
+    int64_t inner = distq_dims_numel(x->ndim - (int)axis, x->dims + axis);
+    for (int slot = DISTQ_PARAM_WEIGHT; slot <= DISTQ_PARAM_BIAS; slot++) {
+        const distq_tensor *t = param(g, n, slot);
+        if (t && (t->dtype != DISTQ_DTYPE_F32 || distq_tensor_numel(t) != inner))
+            return NODE_ERR(n, "%s '%s' must be %lld floats (one per normalized element)", distq_param_slot_name(slot),
+                            t->name, (long long)inner);
+    }
+    return distq_infer_unary(g, n, out);
+}
+
+/* slice: a box of every dim but the batch, [starts[i], ends[i]) inside it and
+ * not empty; entries past the rank 0. */
+distq_status distq_infer_slice(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0);
+    const int64_t *s = n->attr.starts, *e = n->attr.ends;
+    int64_t dims[DISTQ_MAX_DIMS] = {1};
+    if (s[0] != 0 || e[0] != 0) return NODE_ERR(n, "starts[0] and ends[0] must be 0 (the batch is never sliced)");
+    for (int i = 1; i < DISTQ_MAX_DIMS; i++) {
+        if (i >= x->ndim) {
+            if (s[i] || e[i]) return NODE_ERR(n, "starts / ends have entries past the input's rank %d", x->ndim);
+            continue;
+        }
+        if (s[i] < 0 || s[i] >= e[i] || e[i] > x->dims[i])
+            return NODE_ERR(n, "dim %d: [%lld, %lld) is not a non-empty range inside [0, %lld)", i, (long long)s[i],
+                            (long long)e[i], (long long)x->dims[i]);
+        dims[i] = e[i] - s[i];
+    }
+    set_out(out, x, x->ndim, dims);
+    return DISTQ_OK;
+}
+
 distq_status distq_infer_clip(distq_graph *g, distq_node *n, distq_value *out)
 {
     if (!(n->attr.min <= n->attr.max)) /* also refuses NaN */
@@ -430,19 +471,24 @@ distq_status distq_infer_flatten(distq_graph *g, distq_node *n, distq_value *out
     return DISTQ_OK;
 }
 
+/* linear: on the last dim of x (rank 2, or any rank >= 2 in f32, as
+ * torch.nn.Linear and ONNX MatMul on (N, H, W, C)). */
 distq_status distq_infer_linear(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
     distq_status st;
-    if ((st = need_rank(n, x, 2))) return st;
+    if (x->ndim < 2 || (is_u8(x) && x->ndim != 2))
+        return NODE_ERR(n, "input '%s' has rank %d; linear takes rank >= 2 (rank 2 when u8)", x->name, x->ndim);
     const distq_tensor *w = param(g, n, DISTQ_PARAM_WEIGHT);
     if (!w) return NODE_ERR(n, "missing weight");
     int64_t OUT = w->ndim == 2 ? w->dims[0] : -1;
-    int64_t wdims[2] = {OUT, x->dims[1]};
+    int64_t wdims[2] = {OUT, x->dims[x->ndim - 1]};
     if ((st = check_weight(g, n, x, 2, wdims))) return st;
     if ((st = check_param(g, n, DISTQ_PARAM_BIAS, "bias", 0, 1, &OUT))) return st;
-    int64_t dims[2] = {1, OUT};
-    set_out(out, x, 2, dims);
+    int64_t dims[DISTQ_MAX_DIMS];
+    memcpy(dims, x->dims, sizeof dims);
+    dims[x->ndim - 1] = OUT;
+    set_out(out, x, x->ndim, dims);
     return set_head_out(g, n, x, out);
 }
 

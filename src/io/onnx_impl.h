@@ -37,6 +37,17 @@ typedef struct {
     const char *pad_node;
 } onnx_alias;
 
+/* An ONNX pattern imported as one op (onnx_fuse.c), emitted at its last node. */
+typedef struct {
+    distq_op op;
+    int last;      /* the ONNX node at which it is emitted */
+    const char *x; /* its input (an ONNX name) */
+    float eps;     /* layer_norm */
+    int weight_node, bias_node; /* layer_norm: the Mul / Add of its affine part, -1 if none */
+} onnx_fusion;
+#define ONNX_NOT_FUSED (-1)
+#define ONNX_ABSORBED (-2)
+
 typedef struct {
     const char *path; /* the model file, for messages */
     const char *dir;  /* its folder, for external data */
@@ -48,6 +59,9 @@ typedef struct {
     onnx_alias *aliases;
     int n_aliases, cap_aliases;
     int dirty; /* nodes added since the graph was last finalized */
+    int *fusion_of; /* per ONNX node: ONNX_NOT_FUSED, ONNX_ABSORBED or the fusion it emits */
+    onnx_fusion *fusions;
+    int n_fusions, cap_fusions;
     /* the node being translated, for messages */
     const Onnx__NodeProto *node;
     const char *node_name;
@@ -127,5 +141,27 @@ distq_status onnx_attr_ints(const onnx_importer *im, const Onnx__NodeProto *n, c
 /* The string attribute into buf; def if absent. */
 distq_status onnx_attr_string(const onnx_importer *im, const Onnx__NodeProto *n, const char *name,
                               const char *def, char *buf, size_t len);
+
+/* --- patterns (onnx_fuse.c) --- */
+/* Finds the patterns of gp imported as one op, filling fusion_of. */
+distq_status onnx_find_fusions(onnx_importer *im, const Onnx__GraphProto *gp);
+/* Emits fusion f (the node being translated is its last). */
+distq_status onnx_emit_fusion(onnx_importer *im, const Onnx__GraphProto *gp, const onnx_fusion *f);
+
+/* --- constant folding (onnx_fold.c) --- */
+/* Shape's entry for the batch, which stays symbolic. */
+#define ONNX_SYM_BATCH INT64_MIN
+/* The folding of n when every input is a constant and its op folds, else NULL. */
+onnx_op_fn onnx_fold_find(onnx_importer *im, const Onnx__NodeProto *n);
+/* Rows whose ONNX ops distq runs only on constants (shape arithmetic). */
+distq_status onnx_fold_shape(onnx_importer *im, const Onnx__NodeProto *n);
+distq_status onnx_fold_gather(onnx_importer *im, const Onnx__NodeProto *n);
+distq_status onnx_fold_cast(onnx_importer *im, const Onnx__NodeProto *n);
+/* Squeeze / Unsqueeze: the axes (attribute or input, by opset) and the dims after. */
+distq_status onnx_axes(onnx_importer *im, const Onnx__NodeProto *n, int *count, int64_t *axes);
+distq_status onnx_unsqueezed_dims(onnx_importer *im, const Onnx__NodeProto *n, int nd, const int64_t *dims,
+                                  int *out_nd, int64_t *out);
+distq_status onnx_squeezed_dims(onnx_importer *im, const Onnx__NodeProto *n, int nd, const int64_t *dims,
+                                int *out_nd, int64_t *out);
 
 #endif

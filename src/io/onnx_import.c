@@ -688,8 +688,10 @@ static const distq_tensor *bound(const distq_onnx_options *opt, int k)
     return opt && k < opt->n_inputs ? opt->input_values[k] : NULL;
 }
 
-static distq_status import_node(onnx_importer *im, const Onnx__NodeProto *n, int index)
+static distq_status import_node(onnx_importer *im, const Onnx__GraphProto *gp, int index)
 {
+    const Onnx__NodeProto *n = gp->node[index];
+    if (im->fusion_of[index] == ONNX_ABSORBED) return DISTQ_OK; /* emitted with its pattern's last node */
     char fallback[64];
     im->node = n;
     im->node_name = n->name && n->name[0] ? n->name : NULL;
@@ -709,7 +711,9 @@ static distq_status import_node(onnx_importer *im, const Onnx__NodeProto *n, int
     const char *name;
     ONNX_TRY(distq_graph_intern(im->g, im->node_name, &name));
     im->node_name = name;
-    return row->translate(im, n);
+    if (im->fusion_of[index] >= 0) return onnx_emit_fusion(im, gp, &im->fusions[im->fusion_of[index]]);
+    onnx_op_fn fold = onnx_fold_find(im, n); /* every input a constant: computed here */
+    return fold ? fold(im, n) : row->translate(im, n);
 }
 
 /* The gate of x * gate(x) as one op: torch exports hardswish below opset 14
@@ -749,6 +753,37 @@ static distq_status fuse_gates(distq_graph *g)
             i = -1; /* indices moved */
             break;
         }
+    }
+    return DISTQ_OK;
+}
+
+/* Folds an add of a constant row after a bias-less linear (MatMul + Add, as
+ * torch exports nn.Linear on a rank > 2 input) into the linear's bias, where
+ * the linear feeds nothing else. Needs a finalized graph; leaves it so. */
+static distq_status fold_linear_bias(distq_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        distq_node *add = &g->nodes[i];
+        if (add->op != DISTQ_OP_ADD || add->n_inputs != 1 || add->params[DISTQ_PARAM_WEIGHT] < 0) continue;
+        int h = g->values[add->inputs[0]].producer;
+        if (h < 0) continue;
+        distq_node *lin = &g->nodes[h];
+        if (lin->op != DISTQ_OP_LINEAR || lin->params[DISTQ_PARAM_BIAS] >= 0 ||
+            g->values[lin->output].n_consumers != 1)
+            continue;
+        const distq_tensor *c = &g->params[add->params[DISTQ_PARAM_WEIGHT]];
+        int64_t OUT = g->values[lin->output].dims[g->values[lin->output].ndim - 1];
+        if (distq_tensor_numel(c) != OUT || c->dims[c->ndim - 1] != OUT) continue; /* one value per output */
+        const char *name;
+        ONNX_TRY(distq_graph_intern_suffixed(g, c->name, ".bias", &name));
+        if (distq_graph_find_param(g, name)) continue;
+        ONNX_TRY(distq_graph_add_param(g, name, DISTQ_DTYPE_F32, 1, &OUT, c->data, NULL));
+        lin = &g->nodes[h]; /* add_param may move nothing of nodes, but keep it plain */
+        lin->param_names[DISTQ_PARAM_BIAS] = name;
+        lin->output_name = g->nodes[i].output_name;
+        distq_graph_remove_node(g, i);
+        ONNX_TRY(distq_graph_finalize(g));
+        i = -1; /* indices moved */
     }
     return DISTQ_OK;
 }
@@ -828,7 +863,8 @@ static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
     }
     if (!input) return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: the graph has no activation input", im->path);
     ONNX_TRY(graph_input(im, input));
-    for (size_t i = 0; i < gp->n_node; i++) ONNX_TRY(import_node(im, gp->node[i], (int)i));
+    ONNX_TRY(onnx_find_fusions(im, gp));
+    for (size_t i = 0; i < gp->n_node; i++) ONNX_TRY(import_node(im, gp, (int)i));
     if (gp->n_output != 1)
         return distq_error_set(DISTQ_ERR_UNSUPPORTED,
                                "%s: the graph has %zu outputs; distq takes exactly one", im->path,
@@ -848,6 +884,7 @@ static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
     ONNX_TRY(distq_graph_set_output(im->g, out));
     distq_status st = distq_graph_finalize(im->g);
     if (!st) st = fuse_gates(im->g);
+    if (!st) st = fold_linear_bias(im->g);
     if (st) return distq_error_set(st, "%s: %s", im->path, distq_error_message());
     distq_graph_remove_unused_params(im->g, NULL);
     st = distq_graph_finalize(im->g);
@@ -884,6 +921,8 @@ distq_status distq_onnx_import(const char *path, const distq_onnx_options *opt, 
         if (!im.consts[i].borrowed) distq_free(im.consts[i].data);
     distq_free(im.consts);
     distq_free(im.aliases);
+    distq_free(im.fusion_of);
+    distq_free(im.fusions);
     distq_free(dir);
     onnx__model_proto__free_unpacked(m, NULL);
     if (st) {

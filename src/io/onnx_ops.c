@@ -515,7 +515,7 @@ static distq_status t_gemm(onnx_importer *im, const Onnx__NodeProto *n)
     return emit_linear(im, x, b, trans_b != 0, alpha, c, beta);
 }
 
-/* MatMul of a 2-D activation by a constant matrix (K, N). */
+/* MatMul of an activation (..., K) by a constant matrix (K, N). */
 static distq_status t_matmul(onnx_importer *im, const Onnx__NodeProto *n)
 {
     const char *x;
@@ -523,13 +523,7 @@ static distq_status t_matmul(onnx_importer *im, const Onnx__NodeProto *n)
     ONNX_TRY(onnx_need_value(im, n, 0, &x));
     ONNX_TRY(onnx_need_const(im, n, 1, "B", &b));
     ONNX_TRY(need_matrix(im, b));
-    int nd;
-    int64_t dims[DISTQ_MAX_DIMS];
-    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
-    if (nd != 2)
-        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "input '%s' has rank %d; only a 2-D MatMul "
-                               "(batch, features) is supported", x, nd);
-    return emit_linear(im, x, b, 0, 1.0f, NULL, 1.0f);
+    return emit_linear(im, x, b, 0, 1.0f, NULL, 1.0f); /* on the last dim, any rank >= 2 */
 }
 
 // --- BatchNormalization, Flatten, Reshape ----------------------------------------------
@@ -588,13 +582,24 @@ static distq_status t_flatten(onnx_importer *im, const Onnx__NodeProto *n)
     return onnx_emit(im, DISTQ_OP_FLATTEN, &a, 1, &x, NO_PARAMS);
 }
 
-/* Reshape to (batch, everything else), what torch emits for x.view(N, -1):
- * a flatten. The first target dim must keep the batch (0, -1 with the rest
- * fixed, or the batch the model declares). */
+/* x as (batch, out[1..r)): a flatten for rank 2 (which fuses into a
+ * following linear), else a reshape. */
+static distq_status emit_reshape_to(onnx_importer *im, const char *x, int r, const int64_t *out)
+{
+    if (r == 2) {
+        distq_attrs a = distq_attrs_default(DISTQ_OP_FLATTEN);
+        return onnx_emit(im, DISTQ_OP_FLATTEN, &a, 1, &x, NO_PARAMS);
+    }
+    distq_attrs a = distq_attrs_default(DISTQ_OP_RESHAPE);
+    a.shape[0] = 1;
+    for (int i = 1; i < r; i++) a.shape[i] = out[i];
+    return onnx_emit(im, DISTQ_OP_RESHAPE, &a, 1, &x, NO_PARAMS);
+}
+
 /* Reshape with a constant shape: 0 copies the input's dim (allowzero 0),
- * one -1 is inferred. Entry 0 must be the batch: 0, -1 with the rest
- * accounting for every value of an image, or the model's fixed batch. To
- * (batch, rest) it is a flatten (which fuses into a following linear). */
+ * one -1 is inferred. Entry 0 must be the batch: 0, the batch a Shape read
+ * (ONNX_SYM_BATCH), -1 with the rest accounting for every value of an
+ * image, or the model's fixed batch. */
 static distq_status t_reshape(onnx_importer *im, const Onnx__NodeProto *n)
 {
     const char *x;
@@ -618,24 +623,167 @@ static distq_status t_reshape(onnx_importer *im, const Onnx__NodeProto *n)
         if (t[i] == 0 && !allowzero && i < nd) out[i] = dims[i];
         else if (t[i] == -1 && infer < 0) infer = i;
         else if (t[i] > 0) out[i] = t[i];
+        else if (t[i] == ONNX_SYM_BATCH)
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "shape '%s' entry %d is the batch size (reshapes "
+                                   "across the batch are not supported)", s->name, i);
         else
             return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "shape '%s' entry %d is %lld (a second -1, or a zero "
                                    "dim)", s->name, i, (long long)t[i]);
         if (i != infer) known *= out[i];
     }
     if (infer > 0) out[infer] = known > 0 && per_image % known == 0 ? per_image / known : -1;
-    int keeps_batch = t[0] == 0 || (im->batch > 0 && t[0] == im->batch) || (t[0] == -1 && infer < 0);
+    int keeps_batch = t[0] == 0 || t[0] == ONNX_SYM_BATCH || (im->batch > 0 && t[0] == im->batch) ||
+                      (t[0] == -1 && infer < 0);
     if (!keeps_batch || (infer > 0 && out[infer] < 1) || distq_dims_numel(r, out) != per_image)
         return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "shape '%s' does not keep the batch as dim 0 with %lld "
                                "values per image (reshapes across the batch are not supported)", s->name,
                                (long long)per_image);
-    if (r == 2) { /* (batch, rest) */
-        distq_attrs a = distq_attrs_default(DISTQ_OP_FLATTEN);
-        return onnx_emit(im, DISTQ_OP_FLATTEN, &a, 1, &x, NO_PARAMS);
+    return emit_reshape_to(im, x, r, out);
+}
+
+/* Squeeze and Unsqueeze of an activation: reshapes that keep the batch first. */
+static distq_status squeeze(onnx_importer *im, const Onnx__NodeProto *n, int un)
+{
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int nd, r;
+    int64_t dims[DISTQ_MAX_DIMS], out[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    dims[0] = 2; /* the batch is never a dim of size 1 to squeeze */
+    if (un) ONNX_TRY(onnx_unsqueezed_dims(im, n, nd, dims, &r, out));
+    else ONNX_TRY(onnx_squeezed_dims(im, n, nd, dims, &r, out));
+    if (out[0] != 2 || r < 2)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "moves the batch from dim 0 or leaves rank %d (distq "
+                               "keeps the batch first and at least one dim after it)", r);
+    return emit_reshape_to(im, x, r, out);
+}
+static distq_status t_squeeze(onnx_importer *im, const Onnx__NodeProto *n) { return squeeze(im, n, 0); }
+static distq_status t_unsqueeze(onnx_importer *im, const Onnx__NodeProto *n) { return squeeze(im, n, 1); }
+
+/* One [start, end) of ONNX Slice along axis of a dim of size d, clamped as
+ * ONNX does; the batch only whole. */
+static distq_status slice_range(onnx_importer *im, int axis, int64_t d, int64_t start, int64_t end, int64_t *s,
+                                int64_t *e)
+{
+    if (axis == 0) {
+        if (start == 0 && (end == ONNX_SYM_BATCH || end >= INT32_MAX)) return DISTQ_OK;
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "slices the batch (dim 0); only whole batches are supported");
     }
-    distq_attrs a = distq_attrs_default(DISTQ_OP_RESHAPE);
-    memcpy(a.shape, out, sizeof a.shape);
-    return onnx_emit(im, DISTQ_OP_RESHAPE, &a, 1, &x, NO_PARAMS);
+    if (start == ONNX_SYM_BATCH || end == ONNX_SYM_BATCH)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "slices dim %d by the batch size", axis);
+    if (start < 0) start += d;
+    if (end < 0) end += d;
+    start = start < 0 ? 0 : start > d ? d : start;
+    end = end < 0 ? 0 : end > d ? d : end;
+    if (start >= end)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "leaves dim %d empty (empty tensors are not supported)", axis);
+    s[axis] = start;
+    e[axis] = end;
+    return DISTQ_OK;
+}
+
+/* The integers of constant input k into v (at most max); *cnt = -1 if absent. */
+static distq_status int_list(onnx_importer *im, const Onnx__NodeProto *n, int k, const char *role, int max, int *cnt,
+                             int64_t *v)
+{
+    *cnt = -1;
+    if (!onnx_has_input(n, k)) return DISTQ_OK;
+    onnx_const *c;
+    ONNX_TRY(onnx_need_const(im, n, k, role, &c));
+    int64_t count = distq_dims_numel(c->ndim, c->dims);
+    if (c->dtype != DISTQ_DTYPE_S64 || c->ndim > 1 || count > max)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "%s '%s' must be at most %d integers", role, c->name, max);
+    memcpy(v, c->data, (size_t)count * sizeof *v);
+    *cnt = (int)count;
+    return DISTQ_OK;
+}
+
+/* Slice with constant starts / ends / axes and steps of 1 (inputs from
+ * opset 10, attributes before). */
+static distq_status t_slice(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int nd, ns, ne, na, nst = -1;
+    int64_t dims[DISTQ_MAX_DIMS], st[DISTQ_MAX_DIMS], en[DISTQ_MAX_DIMS], ax[DISTQ_MAX_DIMS], sp[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    if (im->opset < 10) {
+        ONNX_TRY(onnx_attr_ints(im, n, "starts", DISTQ_MAX_DIMS, &ns, st));
+        ONNX_TRY(onnx_attr_ints(im, n, "ends", DISTQ_MAX_DIMS, &ne, en));
+        ONNX_TRY(onnx_attr_ints(im, n, "axes", DISTQ_MAX_DIMS, &na, ax));
+        if (!onnx_attr(n, "axes")) na = -1;
+    } else {
+        if (onnx_attr(n, "starts") || onnx_attr(n, "ends") || onnx_attr(n, "axes"))
+            return onnx_node_error(im, DISTQ_ERR_FORMAT, "attributes 'starts' / 'ends' / 'axes' are inputs since opset 10");
+        ONNX_TRY(int_list(im, n, 1, "starts", DISTQ_MAX_DIMS, &ns, st));
+        ONNX_TRY(int_list(im, n, 2, "ends", DISTQ_MAX_DIMS, &ne, en));
+        ONNX_TRY(int_list(im, n, 3, "axes", DISTQ_MAX_DIMS, &na, ax));
+        ONNX_TRY(int_list(im, n, 4, "steps", DISTQ_MAX_DIMS, &nst, sp));
+    }
+    if (ns < 0 || ns != ne || (na >= 0 && na != ns) || (nst >= 0 && nst != ns))
+        return onnx_node_error(im, DISTQ_ERR_FORMAT, "starts, ends, axes and steps must have one length");
+    distq_attrs a = distq_attrs_default(DISTQ_OP_SLICE);
+    for (int i = 1; i < nd; i++) a.ends[i] = dims[i];
+    int seen[DISTQ_MAX_DIMS] = {0};
+    for (int i = 0; i < ns; i++) {
+        int64_t axis = distq_axis_index(na >= 0 ? ax[i] : i, nd);
+        if (axis < 0 || axis >= nd || seen[axis]++)
+            return onnx_node_error(im, DISTQ_ERR_FORMAT, "axis %lld is out of range or repeated", (long long)(na >= 0 ? ax[i] : i));
+        if (nst >= 0 && sp[i] != 1)
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "step %lld along axis %lld (only steps of 1 are supported)",
+                                   (long long)sp[i], (long long)axis);
+        ONNX_TRY(slice_range(im, (int)axis, dims[axis], st[i], en[i], a.starts, a.ends));
+    }
+    return onnx_emit(im, DISTQ_OP_SLICE, &a, 1, &x, NO_PARAMS);
+}
+
+/* Split along axis into outputs of the sizes given (input from opset 13, the
+ * 'split' attribute before) or equal parts: one slice node per output. */
+static distq_status t_split(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    int nd, cnt = -1;
+    int64_t dims[DISTQ_MAX_DIMS], axis, sizes[64];
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    ONNX_TRY(onnx_attr_int(im, n, "axis", 0, &axis));
+    int64_t ax = distq_axis_index(axis, nd);
+    if (ax < 1 || ax >= nd)
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "axis %lld is the batch or out of range for rank %d",
+                               (long long)axis, nd);
+    if (n->n_output < 1 || n->n_output > 64) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "needs 1 to 64 outputs");
+    if (im->opset < 13) {
+        ONNX_TRY(onnx_attr_ints(im, n, "split", 64, &cnt, sizes));
+        if (!onnx_attr(n, "split")) cnt = -1;
+    } else {
+        if (onnx_attr(n, "split")) return onnx_node_error(im, DISTQ_ERR_FORMAT, "attribute 'split' is an input since opset 13");
+        ONNX_TRY(int_list(im, n, 1, "split", 64, &cnt, sizes));
+    }
+    int k_out = (int)n->n_output;
+    if (cnt < 0) {
+        if (dims[ax] % k_out)
+            return onnx_node_error(im, DISTQ_ERR_FORMAT, "dim %lld (%lld) does not split into %d equal parts", (long long)ax,
+                                   (long long)dims[ax], k_out);
+        for (int k = 0; k < k_out; k++) sizes[k] = dims[ax] / k_out;
+        cnt = k_out;
+    }
+    int64_t total = 0;
+    for (int k = 0; k < cnt; k++) total += sizes[k];
+    if (cnt != k_out || total != dims[ax])
+        return onnx_node_error(im, DISTQ_ERR_FORMAT, "split sizes for %d outputs must sum to dim %lld (%lld)", k_out,
+                               (long long)ax, (long long)dims[ax]);
+    int64_t at = 0;
+    for (int k = 0; k < k_out; k++) {
+        distq_attrs a = distq_attrs_default(DISTQ_OP_SLICE);
+        for (int i = 1; i < nd; i++) a.ends[i] = dims[i];
+        a.starts[ax] = at;
+        a.ends[ax] = at += sizes[k];
+        if (!n->output[k][0]) continue; /* an output nobody reads */
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, "/%d", k);
+        ONNX_TRY(onnx_emit_as(im, DISTQ_OP_SLICE, &a, 1, &x, NO_PARAMS, suffix, n->output[k]));
+    }
+    return DISTQ_OK;
 }
 
 /* Transpose keeping the batch first (the default, reversed dims, does not). */
@@ -657,6 +805,30 @@ static distq_status t_transpose(onnx_importer *im, const Onnx__NodeProto *n)
     distq_attrs a = distq_attrs_default(DISTQ_OP_TRANSPOSE);
     memcpy(a.perm, p, (size_t)cnt * sizeof *p);
     return onnx_emit(im, DISTQ_OP_TRANSPOSE, &a, 1, &x, NO_PARAMS);
+}
+
+/* LayerNormalization (opset 17) over the dims from axis on; its optional
+ * Mean / InvStdDev outputs are not imported. */
+static distq_status t_layer_norm(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    for (size_t k = 1; k < n->n_output; k++)
+        if (n->output[k][0])
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "output %zu '%s' (Mean / InvStdDev) is not supported", k,
+                                   n->output[k]);
+    const char *x;
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    distq_attrs a = distq_attrs_default(DISTQ_OP_LAYER_NORM);
+    ONNX_TRY(onnx_attr_int(im, n, "axis", -1, &a.axis));
+    ONNX_TRY(onnx_attr_float(im, n, "epsilon", 1e-5f, &a.eps));
+    const char *params[DISTQ_MAX_PARAMS] = {0};
+    onnx_const *c;
+    ONNX_TRY(onnx_need_const(im, n, 1, "Scale", &c));
+    ONNX_TRY(onnx_param_of(im, c, &params[DISTQ_PARAM_WEIGHT]));
+    if (onnx_has_input(n, 2)) {
+        ONNX_TRY(onnx_need_const(im, n, 2, "B", &c));
+        ONNX_TRY(onnx_param_of(im, c, &params[DISTQ_PARAM_BIAS]));
+    }
+    return onnx_emit(im, DISTQ_OP_LAYER_NORM, &a, 1, &x, params);
 }
 
 // --- removed at import: Identity, Dropout, Constant ------------------------------------
@@ -724,6 +896,7 @@ static const onnx_op_row op_table[] = {
     {"Add", t_add, ""},
     {"AveragePool", t_avgpool, "kernel_shape strides pads ceil_mode count_include_pad auto_pad"},
     {"BatchNormalization", t_batchnorm, "epsilon momentum training_mode spatial is_test"},
+    {"Cast", onnx_fold_cast, "to"},
     {"Clip", t_clip, "min max"},
     {"Concat", t_concat, "axis"},
     {"Constant", t_constant, "value value_float value_floats value_int value_ints"},
@@ -732,10 +905,12 @@ static const onnx_op_row op_table[] = {
     {"Dropout", t_dropout, "ratio is_test seed"},
     {"Flatten", t_flatten, "axis"},
     {"Gemm", t_gemm, "alpha beta transA transB"},
+    {"Gather", onnx_fold_gather, "axis"},
     {"GlobalAveragePool", t_global_avg_pool, ""},
     {"HardSigmoid", t_hardsigmoid, "alpha beta"},
     {"HardSwish", t_hardswish, ""},
     {"Identity", t_identity, ""},
+    {"LayerNormalization", t_layer_norm, "axis epsilon stash_type"},
     {"LeakyRelu", t_leaky_relu, "alpha"},
     {"LogSoftmax", t_log_softmax, "axis"},
     {"MatMul", t_matmul, ""},
@@ -745,11 +920,16 @@ static const onnx_op_row op_table[] = {
     {"ReduceMean", t_reduce_mean, "axes keepdims"},
     {"Relu", t_relu, ""},
     {"Reshape", t_reshape, "allowzero"},
+    {"Shape", onnx_fold_shape, "start end"},
     {"Sigmoid", t_sigmoid, ""},
+    {"Slice", t_slice, "starts ends axes"},
     {"Softmax", t_softmax, "axis"},
+    {"Split", t_split, "axis split"},
+    {"Squeeze", t_squeeze, "axes"},
     {"Sub", t_sub, ""},
     {"Tanh", t_tanh, ""},
     {"Transpose", t_transpose, "perm"},
+    {"Unsqueeze", t_unsqueeze, "axes"},
 };
 
 const onnx_op_row *onnx_op_table(int *n)

@@ -94,7 +94,12 @@ static eltwise_chain silu_chain(const distq_attrs *a)
 {
     return (eltwise_chain){1, {dnnl_eltwise_swish}, {1.0f}, {0.0f}}; /* x * sigmoid(alpha x) */
 }
+static eltwise_chain gelu_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_gelu_erf}, {0.0f}, {0.0f}};
+}
 static const eltwise_fn eltwise_ops[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_GELU] = gelu_chain,
     [DISTQ_OP_SILU] = silu_chain,
     [DISTQ_OP_TANH] = tanh_chain,
     [DISTQ_OP_LEAKY_RELU] = leaky_relu_chain,
@@ -201,6 +206,22 @@ cleanup:
     return st;
 }
 
+/* A new slot *s_view reading slot s_src's buffer as view_md, and the step
+ * (no primitive) from which that view lives. */
+static distq_status view_step(distq_onednn_state *S, const char *name, int s_src, const dnnl_memory_desc_t *view_md,
+                              int *s_view)
+{
+    distq_status st = DISTQ_OK;
+    TRY(distq_onednn_new_slot(S, view_md, s_view));
+    S->slots[*s_view].view_of = s_src;
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, name, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, *s_view, 1);
+cleanup:
+    return st;
+}
+
 /* [flatten +] linear [+ relu]: an inner product. After a flatten the inner
  * product reads the 4-D tensor directly, with weights (OUT, IN) viewed as
  * (OUT, C, H, W): flatten(x, 1) orders features C, H, W. */
@@ -216,41 +237,47 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
     dnnl_primitive_attr_t attr = NULL;
     distq_onednn_weighted_parts c = {0};
     distq_onednn_node_ctx(g, first, S->batch, ctx, sizeof ctx);
-    if (distq_value_numel(in, 1) != w->dims[1]) {
+    if (gr->flatten >= 0 && distq_value_numel(in, 1) != w->dims[1]) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: %lld input features, weight wants %lld",
                              ctx, (long long)distq_value_numel(in, 1), (long long)w->dims[1]);
         goto cleanup;
     }
     int s_in = S->value_slot[first->inputs[0]];
+    /* a linear on the last dim of a rank > 2 input: its rows, (N * H * W, C), in plain layout */
+    int rows_view = gr->flatten < 0 && in->ndim > 2;
+    const distq_value *outv = &g->values[n->output];
+    dnnl_dims_t dims, rows_dims = {S->batch, w->dims[1]}, out_dims, out_rows = {S->batch, w->dims[0]};
+    dnnl_memory_desc_t md, rows_md;
+    if (rows_view) {
+        distq_onednn_value_dims(in, S->batch, dims);
+        rows_dims[0] = distq_value_numel(in, S->batch) / w->dims[1];
+        out_rows[0] = rows_dims[0];
+        CHECK(dnnl_memory_desc_init_by_tag(&md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
+        CHECK(dnnl_memory_desc_init_by_tag(&rows_md, 2, rows_dims, dnnl_f32, dnnl_ab));
+        int s_plain = -1;
+        TRY(distq_onednn_slot_as(S, s_in, &md, first->name, ctx, &s_plain));
+        TRY(view_step(S, first->name, s_plain, &rows_md, &s_in));
+    }
     TRY(make_attr(0, post_node(g, gr), ctx, &attr));
     const distq_onednn_weighted_spec spec = {dnnl_f32, dnnl_f32, dnnl_f32, w->data, b ? b->data : NULL};
     TRY(distq_onednn_ip_begin(S, s_in, first->name, w->dims[0], &spec, attr, ctx, &c));
     distq_onednn_step *t = NULL;
     TRY(distq_onednn_weighted_step(S, n, &c, ctx, &t));
     S->value_slot[group_output(g, gr)] = c.s_dst;
+    if (rows_view) { /* the rows back in the output's shape */
+        int s_rows = -1, s_out = -1;
+        CHECK(dnnl_memory_desc_init_by_tag(&rows_md, 2, out_rows, dnnl_f32, dnnl_ab));
+        TRY(distq_onednn_slot_as(S, c.s_dst, &rows_md, n->name, ctx, &s_rows));
+        distq_onednn_value_dims(outv, S->batch, out_dims);
+        CHECK(dnnl_memory_desc_init_by_tag(&md, outv->ndim, out_dims, dnnl_f32, distq_onednn_plain_tag(outv->ndim)));
+        TRY(view_step(S, n->name, s_rows, &md, &s_out));
+        S->value_slot[group_output(g, gr)] = s_out;
+    }
     /* the flatten's value reads back as its input in plain order (same bytes) */
     if (gr->flatten >= 0) S->value_slot[first->output] = s_in;
 cleanup:
     if (c.pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(c.pd));
     if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
-    return st;
-}
-
-/* A flatten that does not feed a linear: reorder to plain (if needed), then
- * reinterpret the same buffer as (N, C*H*W). */
-/* A new slot *s_view reading slot s_src's buffer as view_md, and the step
- * (no primitive) from which that view lives. */
-static distq_status view_step(distq_onednn_state *S, const char *name, int s_src, const dnnl_memory_desc_t *view_md,
-                              int *s_view)
-{
-    distq_status st = DISTQ_OK;
-    TRY(distq_onednn_new_slot(S, view_md, s_view));
-    S->slots[*s_view].view_of = s_src;
-    distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_step(S, name, &t));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, *s_view, 1);
-cleanup:
     return st;
 }
 
@@ -530,6 +557,91 @@ cleanup:
     return st;
 }
 
+/* layer_norm: the input in plain layout viewed as rows of the normalized
+ * dims, (outer, inner), normalized by oneDNN over the last; the output
+ * viewed back. Without weight or bias, ones and zeros. */
+static distq_status emit_layer_norm(distq_onednn_state *S, const distq_graph *g, const group *gr)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[DISTQ_NAME_MAX + 128];
+    const distq_node *n = &g->nodes[gr->head];
+    const distq_value *in = &g->values[n->inputs[0]];
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    float *ones = NULL;
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    int64_t axis = distq_axis_index(n->attr.axis, in->ndim);
+    int64_t inner = distq_dims_numel(in->ndim - (int)axis, in->dims + axis);
+    dnnl_dims_t dims, rows = {distq_value_numel(in, S->batch) / inner, inner}, c_dims = {inner};
+    distq_onednn_value_dims(in, S->batch, dims);
+    dnnl_memory_desc_t plain_md, rows_md, c_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
+    CHECK(dnnl_memory_desc_init_by_tag(&rows_md, 2, rows, dnnl_f32, dnnl_ab));
+    CHECK(dnnl_memory_desc_init_by_tag(&c_md, 1, c_dims, dnnl_f32, dnnl_a));
+    int s_plain = -1, s_rows = -1, s_dst = -1, s_out = -1;
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &plain_md, n->name, ctx, &s_plain));
+    TRY(view_step(S, n->name, s_plain, &rows_md, &s_rows));
+    const distq_tensor *w = node_param(g, n, DISTQ_PARAM_WEIGHT), *b = node_param(g, n, DISTQ_PARAM_BIAS);
+    if (!(ones = distq_calloc(sizeof(float) * (size_t)(2 * inner)))) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", ctx);
+        goto cleanup;
+    }
+    for (int64_t i = 0; i < inner; i++) ones[i] = 1.0f;
+    dnnl_layer_normalization_desc_t ld;
+    CHECK(dnnl_layer_normalization_forward_desc_init(&ld, dnnl_forward_inference, &rows_md, NULL, n->attr.eps,
+                                                     dnnl_use_scale | dnnl_use_shift));
+    TRY(make_attr(0, NULL, ctx, &attr));
+    CHECK(dnnl_primitive_desc_create(&pd, &ld, attr, S->engine, NULL));
+    dnnl_memory_t m_scale, m_shift;
+    TRY(distq_onednn_make_param(S, &c_md, 1, c_dims, dnnl_f32, w ? w->data : ones, ctx, &m_scale));
+    TRY(distq_onednn_make_param(S, &c_md, 1, c_dims, dnnl_f32, b ? b->data : ones + inner, ctx, &m_shift));
+    TRY(distq_onednn_new_slot(S, &rows_md, &s_dst));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    TRY(distq_onednn_step_set_prim(t, pd, ctx));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_rows, 0);
+    distq_onednn_arg_mem(t, DNNL_ARG_SCALE, m_scale);
+    distq_onednn_arg_mem(t, DNNL_ARG_SHIFT, m_shift);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
+    TRY(view_step(S, n->name, s_dst, &plain_md, &s_out));
+    S->value_slot[n->output] = s_out;
+cleanup:
+    distq_free(ones);
+    if (pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(pd));
+    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
+    return st;
+}
+
+/* slice: a submemory of the input in plain layout, reordered into a plain output. */
+static distq_status emit_slice(distq_onednn_state *S, const distq_graph *g, const group *gr)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[DISTQ_NAME_MAX + 128];
+    const distq_node *n = &g->nodes[gr->head];
+    const distq_value *in = &g->values[n->inputs[0]], *outv = &g->values[n->output];
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    int nd = in->ndim;
+    dnnl_dims_t dims, out_dims, offsets = {0};
+    distq_onednn_value_dims(in, S->batch, dims);
+    distq_onednn_value_dims(outv, S->batch, out_dims);
+    for (int d = 1; d < nd; d++) offsets[d] = n->attr.starts[d];
+    dnnl_memory_desc_t plain_md, view_md, out_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, nd, dims, dnnl_f32, distq_onednn_plain_tag(nd)));
+    CHECK(dnnl_memory_desc_init_submemory(&view_md, &plain_md, out_dims, offsets));
+    CHECK(dnnl_memory_desc_init_by_tag(&out_md, nd, out_dims, dnnl_f32, distq_onednn_plain_tag(nd)));
+    int s_plain = -1, s_view = -1, s_out = -1;
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &plain_md, n->name, ctx, &s_plain));
+    TRY(view_step(S, n->name, s_plain, &view_md, &s_view));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_slot(S, &out_md, &s_out));
+    TRY(distq_onednn_add_reorder(S, n->name, &view_md, &out_md, NULL, ctx, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_view, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_out, 1);
+    S->value_slot[n->output] = s_out;
+cleanup:
+    return st;
+}
+
 /* softmax / log_softmax along the node's axis, in the input's layout. */
 static distq_status emit_softmax(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
@@ -702,6 +814,9 @@ static const emit_fn emitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_SILU] = emit_eltwise,
     [DISTQ_OP_TRANSPOSE] = emit_transpose,
     [DISTQ_OP_RESHAPE] = emit_flatten,
+    [DISTQ_OP_SLICE] = emit_slice,
+    [DISTQ_OP_GELU] = emit_eltwise,
+    [DISTQ_OP_LAYER_NORM] = emit_layer_norm,
     [DISTQ_OP_SOFTMAX] = emit_softmax,
     [DISTQ_OP_LOG_SOFTMAX] = emit_softmax,
     [DISTQ_OP_LEAKY_RELU] = emit_eltwise,

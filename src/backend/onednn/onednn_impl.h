@@ -201,7 +201,7 @@ distq_status distq_onednn_conv_begin(distq_onednn_state *S, const distq_graph *g
 /* Builds an inner product (linear) reading slot s_in, named src_name, as it
  * is (a flatten's 4-D input included: weights (OUT, IN) are viewed as (OUT,
  * C, H, W), the same bytes); only where oneDNN has no kernel for that layout
- * it chooses one and s_in is reordered. dst (N, OUT) in spec->dst. */
+ * it chooses one and s_in is reordered. dst (rows of s_in, OUT) in spec->dst. */
 distq_status distq_onednn_ip_begin(distq_onednn_state *S, int s_in, const char *src_name, int64_t out_features,
                                    const distq_onednn_weighted_spec *spec, const_dnnl_primitive_attr_t attr,
                                    const char *ctx, distq_onednn_weighted_parts *out);

@@ -101,7 +101,7 @@ distq_status distq_onednn_ip_begin(distq_onednn_state *S, int s_in, const char *
     const int ndim = in_md->ndims;
     memset(out, 0, sizeof *out);
     out->s_src = out->s_dst = -1;
-    dnnl_dims_t w_dims = {out_features}, b_dims = {out_features}, dst_dims = {S->batch, out_features};
+    dnnl_dims_t w_dims = {out_features}, b_dims = {out_features}, dst_dims = {in_md->dims[0], out_features};
     for (int i = 1; i < ndim; i++) w_dims[i] = in_md->dims[i]; /* (OUT, C, H, W) or (OUT, IN) */
     dnnl_memory_desc_t src_md = *in_md, w_md, b_md;
     CHECK(dnnl_memory_desc_init_by_tag(&w_md, ndim, w_dims, spec->wei, dnnl_format_tag_any));

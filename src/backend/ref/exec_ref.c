@@ -162,13 +162,15 @@ static void adaptive_avg_pool2d_ref(const ref_state *s, const distq_node *n, int
 }
 
 /* x (N, IN) * w^T (OUT, IN) + b -> y (N, OUT) */
+/* y = x w^T + b along the last dim: rows are every position of every image */
 static void linear_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
-    int64_t IN = s->g->values[n->inputs[0]].dims[1], OUT = s->g->values[n->output].dims[1];
+    const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
+    int64_t IN = xv->dims[xv->ndim - 1], OUT = yv->dims[yv->ndim - 1], rows = count / OUT;
     const float *x = s->vals[n->inputs[0]], *w = P(s, n, DISTQ_PARAM_WEIGHT);
     const float *b = P(s, n, DISTQ_PARAM_BIAS);
     float *y = s->vals[n->output];
-    for (int64_t nb = 0; nb < s->N; nb++)
+    for (int64_t nb = 0; nb < rows; nb++)
         for (int64_t o = 0; o < OUT; o++) {
             double acc = b ? b[o] : 0.0;
             for (int64_t i = 0; i < IN; i++) acc += (double)x[nb * IN + i] * w[o * IN + i];
@@ -203,6 +205,56 @@ static void transpose_ref(const ref_state *s, const distq_node *n, int64_t count
         }
         y[i] = x[off];
     }
+}
+
+/* Output element (b, i1, ..) reads input element (b, i1 + starts[1], ..). */
+static void slice_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    int nd = xv->ndim;
+    int64_t in_stride[DISTQ_MAX_DIMS], st = 1, per_image = distq_value_numel(yv, 1);
+    for (int d = nd - 1; d >= 1; d--) {
+        in_stride[d] = st;
+        st *= xv->dims[d];
+    }
+    for (int64_t i = 0; i < count; i++) {
+        int64_t rest = i % per_image, off = (i / per_image) * st;
+        for (int d = nd - 1; d >= 1; d--) {
+            off += (rest % yv->dims[d] + n->attr.starts[d]) * in_stride[d];
+            rest /= yv->dims[d];
+        }
+        y[i] = x[off];
+    }
+}
+
+/* Per row of the dims from axis on: mean and (biased) variance in double. */
+static void layer_norm_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const distq_value *xv = &s->g->values[n->inputs[0]];
+    int64_t axis = distq_axis_index(n->attr.axis, xv->ndim);
+    int64_t inner = distq_dims_numel(xv->ndim - (int)axis, xv->dims + axis);
+    const float *x = s->vals[n->inputs[0]], *w = P(s, n, DISTQ_PARAM_WEIGHT), *b = P(s, n, DISTQ_PARAM_BIAS);
+    float *y = s->vals[n->output];
+    for (int64_t r = 0; r < count / inner; r++) {
+        const float *xr = x + r * inner;
+        double mean = 0.0, var = 0.0;
+        for (int64_t i = 0; i < inner; i++) mean += xr[i];
+        mean /= (double)inner;
+        for (int64_t i = 0; i < inner; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+        var /= (double)inner;
+        double inv = 1.0 / sqrt(var + (double)n->attr.eps);
+        for (int64_t i = 0; i < inner; i++)
+            y[r * inner + i] = (float)(((double)xr[i] - mean) * inv * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f));
+    }
+}
+
+static void gelu_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const float *x = s->vals[n->inputs[0]];
+    float *y = s->vals[n->output];
+    for (int64_t i = 0; i < count; i++) y[i] = (float)(0.5 * x[i] * (1.0 + erf((double)x[i] / sqrt(2.0))));
 }
 
 static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -371,6 +423,9 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_TANH] = tanh_ref,
     [DISTQ_OP_SILU] = silu_ref,
     [DISTQ_OP_TRANSPOSE] = transpose_ref,
+    [DISTQ_OP_SLICE] = slice_ref,
+    [DISTQ_OP_GELU] = gelu_ref,
+    [DISTQ_OP_LAYER_NORM] = layer_norm_ref,
     [DISTQ_OP_RESHAPE] = flatten_ref, /* plain f32 in and out: the same bytes */
     [DISTQ_OP_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LOG_SOFTMAX] = softmax_ref,
