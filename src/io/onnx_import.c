@@ -778,7 +778,6 @@ static distq_status fold_linear_bias(distq_graph *g)
         ONNX_TRY(distq_graph_intern_suffixed(g, c->name, ".bias", &name));
         if (distq_graph_find_param(g, name)) continue;
         ONNX_TRY(distq_graph_add_param(g, name, DISTQ_DTYPE_F32, 1, &OUT, c->data, NULL));
-        lin = &g->nodes[h]; /* add_param may move nothing of nodes, but keep it plain */
         lin->param_names[DISTQ_PARAM_BIAS] = name;
         lin->output_name = g->nodes[i].output_name;
         distq_graph_remove_node(g, i);

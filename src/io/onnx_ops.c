@@ -649,7 +649,15 @@ static distq_status squeeze(onnx_importer *im, const Onnx__NodeProto *n, int un)
     int nd, r;
     int64_t dims[DISTQ_MAX_DIMS], out[DISTQ_MAX_DIMS];
     ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
-    dims[0] = 2; /* the batch is never a dim of size 1 to squeeze */
+    if (!un) { /* the batch is never a dim of size 1 to squeeze */
+        int cnt;
+        int64_t axes[DISTQ_MAX_DIMS];
+        ONNX_TRY(onnx_axes(im, n, &cnt, axes));
+        for (int i = 0; i < cnt; i++)
+            if (distq_axis_index(axes[i], nd) == 0)
+                return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "squeezes the batch (dim 0), which distq keeps");
+    }
+    dims[0] = 2;
     if (un) ONNX_TRY(onnx_unsqueezed_dims(im, n, nd, dims, &r, out));
     else ONNX_TRY(onnx_squeezed_dims(im, n, nd, dims, &r, out));
     if (out[0] != 2 || r < 2)
