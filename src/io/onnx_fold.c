@@ -161,11 +161,20 @@ distq_status onnx_fold_cast(onnx_importer *im, const Onnx__NodeProto *n)
             ((int64_t *)d)[i] = to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL && ((const int64_t *)c->data)[i] != ONNX_SYM_BATCH
                                     ? ((const int64_t *)c->data)[i] != 0
                                     : ((const int64_t *)c->data)[i];
-        else
-            ((int64_t *)d)[i] = to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? ((const float *)c->data)[i] != 0.0f
-                                                                          : (int64_t)((const float *)c->data)[i];
+        else {
+            float f = ((const float *)c->data)[i];
+            if (to != ONNX__TENSOR_PROTO__DATA_TYPE__BOOL && !(fabsf(f) < 9.2e18f)) { /* NaN, inf, out of range */
+                distq_free(d);
+                return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "casts %g in '%s' to an integer type", (double)f,
+                                       c->name);
+            }
+            ((int64_t *)d)[i] = to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? f != 0.0f : (int64_t)f;
+        }
     }
-    return put(im, n, dt, c->ndim, c->dims, d);
+    int ndim = c->ndim;
+    int64_t dims[DISTQ_MAX_DIMS];
+    memcpy(dims, c->dims, sizeof dims); /* put may move im->consts, and c with it */
+    return put(im, n, dt, ndim, dims, d);
 }
 
 /* Add, Sub, Mul, Div of two constants of one dtype, numpy broadcasting;
@@ -231,6 +240,7 @@ static distq_status fold_concat(onnx_importer *im, const Onnx__NodeProto *n)
     dims[ax] = 0;
     for (size_t k = 0; k < n->n_input; k++) {
         onnx_const *c = onnx_input_const(im, n, (int)k);
+        if (!c) return onnx_node_error(im, DISTQ_ERR_FORMAT, "input %zu is missing", k);
         if (c->dtype != first->dtype || c->ndim != first->ndim)
             return onnx_node_error(im, DISTQ_ERR_FORMAT, "inputs '%s' and '%s' differ in type or rank", first->name, c->name);
         for (int i = 0; i < c->ndim; i++)
@@ -333,7 +343,8 @@ static distq_status fold_squeeze(onnx_importer *im, const Onnx__NodeProto *n)
 static distq_status fold_reshape(onnx_importer *im, const Onnx__NodeProto *n)
 {
     onnx_const *c = onnx_input_const(im, n, 0), *s = onnx_input_const(im, n, 1);
-    int64_t r = s && s->ndim == 1 ? s->dims[0] : -1, dims[DISTQ_MAX_DIMS], known = 1, allowzero;
+    if (!s) return onnx_node_error(im, DISTQ_ERR_FORMAT, "input 1 (shape) is missing");
+    int64_t r = s->ndim == 1 ? s->dims[0] : -1, dims[DISTQ_MAX_DIMS], known = 1, allowzero;
     ONNX_TRY(onnx_attr_int(im, n, "allowzero", 0, &allowzero));
     if (s->dtype != DISTQ_DTYPE_S64 || r < 0 || r > DISTQ_MAX_DIMS || holds_batch(s))
         return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "shape '%s' must be 0 to %d integers", s->name, DISTQ_MAX_DIMS);

@@ -64,22 +64,40 @@ static const char *out0(const Onnx__GraphProto *gp, int i)
     return gp->node[i]->n_output > 0 ? gp->node[i]->output[0] : NULL;
 }
 
-/* 1 if name is a constant: an initializer or a Constant node's output,
- * through Identity nodes (torch shares equal initializers that way). */
-static int is_constant(const Onnx__GraphProto *gp, const char *name)
+/* The tensor of constant name: an initializer or a Constant node's value,
+ * through Identity nodes (torch shares equal initializers that way); NULL if
+ * name is not one. */
+static const Onnx__TensorProto *constant_tensor(const Onnx__GraphProto *gp, const char *name)
 {
     for (int hops = 0; name && hops < 16; hops++) {
         int p = producer(gp, name);
-        if (is_op(gp, p, "Constant")) return 1;
+        if (is_op(gp, p, "Constant")) {
+            for (size_t a = 0; a < gp->node[p]->n_attribute; a++)
+                if (same(gp->node[p]->attribute[a]->name, "value")) return gp->node[p]->attribute[a]->t;
+            return NULL;
+        }
         if (!is_op(gp, p, "Identity")) {
-            if (p >= 0) return 0;
+            if (p >= 0) return NULL;
             for (size_t i = 0; i < gp->n_initializer; i++)
-                if (same(gp->initializer[i]->name, name)) return 1;
-            return 0;
+                if (same(gp->initializer[i]->name, name)) return gp->initializer[i];
+            return NULL;
         }
         name = gp->node[p]->n_input ? gp->node[p]->input[0] : NULL;
     }
-    return 0;
+    return NULL;
+}
+
+/* 1 if name is a constant of one value per element of the last dim
+ * (dims (1, ..., 1, C) with C > 1, or (C)): the affine part of a LayerNorm
+ * over the last axis, as ONNX broadcasts it. A scalar or any other shape
+ * would broadcast differently, so the pattern stops before it. */
+static int is_affine_row(const Onnx__GraphProto *gp, const char *name)
+{
+    const Onnx__TensorProto *t = constant_tensor(gp, name);
+    if (!t || t->n_dims < 1 || t->dims[t->n_dims - 1] < 2) return 0;
+    for (size_t i = 0; i + 1 < t->n_dims; i++)
+        if (t->dims[i] != 1) return 0;
+    return 1;
 }
 
 /* The single float of a tensor, if it holds exactly one. */
@@ -224,11 +242,11 @@ static distq_status match_layer_norm(onnx_importer *im, const Onnx__GraphProto *
     int members[8] = {r1, s, p, r2, a, q}, n_members = 6;
     /* the affine part: * weight, + bias, each a constant (checked when emitted) */
     int mul = sole_reader(gp, out0(gp, dv));
-    if (is_op(gp, mul, "Mul") && is_constant(gp, other_input(gp, mul, out0(gp, dv)))) {
+    if (is_op(gp, mul, "Mul") && is_affine_row(gp, other_input(gp, mul, out0(gp, dv)))) {
         members[n_members++] = dv;
         f.last = f.weight_node = mul;
         int add = sole_reader(gp, out0(gp, mul));
-        if (is_op(gp, add, "Add") && is_constant(gp, other_input(gp, add, out0(gp, mul)))) {
+        if (is_op(gp, add, "Add") && is_affine_row(gp, other_input(gp, add, out0(gp, mul)))) {
             members[n_members++] = mul;
             f.last = f.bias_node = add;
         }
@@ -275,12 +293,12 @@ distq_status onnx_emit_fusion(onnx_importer *im, const Onnx__GraphProto *gp, con
         a.eps = f->eps;
         if (f->weight_node >= 0) {
             const Onnx__NodeProto *mul = gp->node[f->weight_node];
-            int from_k = is_constant(gp, mul->input[0]) ? 1 : 0; /* the normalized value's side */
+            int from_k = constant_tensor(gp, mul->input[0]) ? 1 : 0; /* the normalized value's side */
             ONNX_TRY(affine_param(im, gp, f->weight_node, mul->input[from_k], &params[DISTQ_PARAM_WEIGHT]));
         }
         if (f->bias_node >= 0) {
             const Onnx__NodeProto *add = gp->node[f->bias_node];
-            int from_k = is_constant(gp, add->input[0]) ? 1 : 0;
+            int from_k = constant_tensor(gp, add->input[0]) ? 1 : 0;
             ONNX_TRY(affine_param(im, gp, f->bias_node, add->input[from_k], &params[DISTQ_PARAM_BIAS]));
         }
     }

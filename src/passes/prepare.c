@@ -136,6 +136,12 @@ static distq_status annotate(distq_prepared *p)
         if (g->nodes[i].op == DISTQ_OP_CONV2D) match_conv(g, i, claimed, p->plan);
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].op != DISTQ_OP_LINEAR) continue;
+        if (g->values[g->nodes[i].inputs[0]].ndim != 2) {
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                 "node '%s' (linear) reads a rank-%d input; the int8 linear takes (batch, "
+                                 "features) only", g->nodes[i].name, g->values[g->nodes[i].inputs[0]].ndim);
+            goto cleanup;
+        }
         distq_node_plan *pl = &p->plan[i];
         pl->pattern = DISTQ_PATTERN_LINEAR;
         pl->add_node = pl->sum_value = -1;

@@ -732,6 +732,13 @@ int distq_train_has_kernel(distq_op op)
 
 distq_status distq_train_check_ops(const distq_graph *g)
 {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const distq_node *n = &g->nodes[i];
+        if (n->op == DISTQ_OP_LINEAR && g->values[n->inputs[0]].ndim != 2)
+            return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                   "trainer: node '%s' (linear) reads a rank-%d input; the trainer's linear "
+                                   "takes (batch, features) only", n->name, g->values[n->inputs[0]].ndim);
+    }
     for (int i = 0; i < g->n_nodes; i++)
         if (!train_kernels[g->nodes[i].op].fwd)
             return distq_error_set(DISTQ_ERR_UNSUPPORTED,
