@@ -521,6 +521,32 @@ cleanup:
     return st;
 }
 
+/* n's output: its input in plain layout (plain_md), read through view_md
+ * (the same bytes, other strides or an offset box) and reordered into a new
+ * plain slot of the output's dims. transpose and slice. */
+static distq_status emit_view_copy(distq_onednn_state *S, const distq_graph *g, const distq_node *n,
+                                   const dnnl_memory_desc_t *plain_md, const dnnl_memory_desc_t *view_md,
+                                   const char *ctx)
+{
+    distq_status st = DISTQ_OK;
+    const distq_value *outv = &g->values[n->output];
+    dnnl_dims_t out_dims;
+    distq_onednn_value_dims(outv, S->batch, out_dims);
+    dnnl_memory_desc_t out_md;
+    CHECK(dnnl_memory_desc_init_by_tag(&out_md, outv->ndim, out_dims, dnnl_f32, distq_onednn_plain_tag(outv->ndim)));
+    int s_plain = -1, s_view = -1, s_out = -1;
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], plain_md, n->name, ctx, &s_plain));
+    TRY(view_step(S, n->name, s_plain, view_md, &s_view));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_slot(S, &out_md, &s_out));
+    TRY(distq_onednn_add_reorder(S, n->name, view_md, &out_md, NULL, ctx, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_view, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_out, 1);
+    S->value_slot[n->output] = s_out;
+cleanup:
+    return st;
+}
+
 /* transpose: the input in plain layout, viewed with the output's dims and the
  * input's strides permuted, then reordered into a plain output. */
 static distq_status emit_transpose(distq_onednn_state *S, const distq_graph *g, const group *gr)
@@ -540,19 +566,10 @@ static distq_status emit_transpose(distq_onednn_state *S, const distq_graph *g, 
         st_acc *= dims[d];
     }
     for (int d = 0; d < nd; d++) view_strides[d] = in_strides[n->attr.perm[d]];
-    dnnl_memory_desc_t plain_md, view_md, out_md;
+    dnnl_memory_desc_t plain_md, view_md;
     CHECK(dnnl_memory_desc_init_by_tag(&plain_md, nd, dims, dnnl_f32, distq_onednn_plain_tag(nd)));
     CHECK(dnnl_memory_desc_init_by_strides(&view_md, nd, out_dims, dnnl_f32, view_strides));
-    CHECK(dnnl_memory_desc_init_by_tag(&out_md, nd, out_dims, dnnl_f32, distq_onednn_plain_tag(nd)));
-    int s_plain = -1, s_view = -1, s_out = -1;
-    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &plain_md, n->name, ctx, &s_plain));
-    TRY(view_step(S, n->name, s_plain, &view_md, &s_view));
-    distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_slot(S, &out_md, &s_out));
-    TRY(distq_onednn_add_reorder(S, n->name, &view_md, &out_md, NULL, ctx, &t));
-    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_view, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_out, 1);
-    S->value_slot[n->output] = s_out;
+    TRY(emit_view_copy(S, g, n, &plain_md, &view_md, ctx));
 cleanup:
     return st;
 }
@@ -625,19 +642,10 @@ static distq_status emit_slice(distq_onednn_state *S, const distq_graph *g, cons
     distq_onednn_value_dims(in, S->batch, dims);
     distq_onednn_value_dims(outv, S->batch, out_dims);
     for (int d = 1; d < nd; d++) offsets[d] = n->attr.starts[d];
-    dnnl_memory_desc_t plain_md, view_md, out_md;
+    dnnl_memory_desc_t plain_md, view_md;
     CHECK(dnnl_memory_desc_init_by_tag(&plain_md, nd, dims, dnnl_f32, distq_onednn_plain_tag(nd)));
     CHECK(dnnl_memory_desc_init_submemory(&view_md, &plain_md, out_dims, offsets));
-    CHECK(dnnl_memory_desc_init_by_tag(&out_md, nd, out_dims, dnnl_f32, distq_onednn_plain_tag(nd)));
-    int s_plain = -1, s_view = -1, s_out = -1;
-    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &plain_md, n->name, ctx, &s_plain));
-    TRY(view_step(S, n->name, s_plain, &view_md, &s_view));
-    distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_slot(S, &out_md, &s_out));
-    TRY(distq_onednn_add_reorder(S, n->name, &view_md, &out_md, NULL, ctx, &t));
-    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_view, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_out, 1);
-    S->value_slot[n->output] = s_out;
+    TRY(emit_view_copy(S, g, n, &plain_md, &view_md, ctx));
 cleanup:
     return st;
 }

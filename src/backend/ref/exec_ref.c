@@ -185,30 +185,11 @@ static void flatten_ref(const ref_state *s, const distq_node *n, int64_t count)
     memcpy(s->vals[n->output], s->vals[n->inputs[0]], (size_t)count * sizeof(float));
 }
 
-/* Output element (b, i1, ..) reads input element with dim perm[k] at ik. */
-static void transpose_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    int nd = xv->ndim;
-    int64_t in_stride[DISTQ_MAX_DIMS], st = 1, per_image = distq_value_numel(yv, 1);
-    for (int d = nd - 1; d >= 1; d--) {
-        in_stride[d] = st;
-        st *= xv->dims[d];
-    }
-    for (int64_t i = 0; i < count; i++) {
-        int64_t nb = i / per_image, rest = i % per_image, off = nb * per_image;
-        for (int d = nd - 1; d >= 1; d--) {
-            off += (rest % yv->dims[d]) * in_stride[n->attr.perm[d]];
-            rest /= yv->dims[d];
-        }
-        y[i] = x[off];
-    }
-}
-
-/* Output element (b, i1, ..) reads input element (b, i1 + starts[1], ..). */
-static void slice_ref(const ref_state *s, const distq_node *n, int64_t count)
+/* y[i] = x[off(i)] for an output of the input's rank: output dim d at index
+ * k reads input dim src_dim[d] at k + start[d] (the batch is dim 0 of both).
+ * transpose: src_dim = perm, start 0; slice: src_dim = d, start = starts. */
+static void gather_ref(const ref_state *s, const distq_node *n, int64_t count, const int64_t *src_dim,
+                       const int64_t *start)
 {
     const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
     const float *x = s->vals[n->inputs[0]];
@@ -222,11 +203,24 @@ static void slice_ref(const ref_state *s, const distq_node *n, int64_t count)
     for (int64_t i = 0; i < count; i++) {
         int64_t rest = i % per_image, off = (i / per_image) * st;
         for (int d = nd - 1; d >= 1; d--) {
-            off += (rest % yv->dims[d] + n->attr.starts[d]) * in_stride[d];
+            off += (rest % yv->dims[d] + start[d]) * in_stride[src_dim[d]];
             rest /= yv->dims[d];
         }
         y[i] = x[off];
     }
+}
+
+static void transpose_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    static const int64_t zero[DISTQ_MAX_DIMS];
+    gather_ref(s, n, count, n->attr.perm, zero);
+}
+
+static void slice_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    static const int64_t same_dim[DISTQ_MAX_DIMS] = {0, 1, 2, 3, 4, 5, 6, 7};
+    _Static_assert(DISTQ_MAX_DIMS == 8, "one entry per dim");
+    gather_ref(s, n, count, same_dim, n->attr.starts);
 }
 
 /* Per row of the dims from axis on: mean and (biased) variance in double. */
