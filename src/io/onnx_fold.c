@@ -321,23 +321,18 @@ distq_status onnx_squeezed_dims(onnx_importer *im, const Onnx__NodeProto *n, int
     return DISTQ_OK;
 }
 
-static distq_status fold_unsqueeze(onnx_importer *im, const Onnx__NodeProto *n)
+/* Squeeze and Unsqueeze of a constant: its values under the new dims. */
+static distq_status fold_squeeze_or_unsqueeze(onnx_importer *im, const Onnx__NodeProto *n, int un)
 {
     onnx_const *c = onnx_input_const(im, n, 0);
     int r;
     int64_t dims[DISTQ_MAX_DIMS];
-    ONNX_TRY(onnx_unsqueezed_dims(im, n, c->ndim, c->dims, &r, dims));
+    if (un) ONNX_TRY(onnx_unsqueezed_dims(im, n, c->ndim, c->dims, &r, dims));
+    else ONNX_TRY(onnx_squeezed_dims(im, n, c->ndim, c->dims, &r, dims));
     return put_copy(im, n, c, r, dims);
 }
-
-static distq_status fold_squeeze(onnx_importer *im, const Onnx__NodeProto *n)
-{
-    onnx_const *c = onnx_input_const(im, n, 0);
-    int r;
-    int64_t dims[DISTQ_MAX_DIMS];
-    ONNX_TRY(onnx_squeezed_dims(im, n, c->ndim, c->dims, &r, dims));
-    return put_copy(im, n, c, r, dims);
-}
+static distq_status fold_unsqueeze(onnx_importer *im, const Onnx__NodeProto *n) { return fold_squeeze_or_unsqueeze(im, n, 1); }
+static distq_status fold_squeeze(onnx_importer *im, const Onnx__NodeProto *n) { return fold_squeeze_or_unsqueeze(im, n, 0); }
 
 /* Reshape of a constant: 0 copies a dim (allowzero 0), one -1 is inferred. */
 static distq_status fold_reshape(onnx_importer *im, const Onnx__NodeProto *n)

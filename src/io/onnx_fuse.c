@@ -126,18 +126,14 @@ static int tensor_scalar(const Onnx__TensorProto *t, float *v)
 /* The float constant name holds (an initializer or a Constant node), if one. */
 static int scalar_of(const Onnx__GraphProto *gp, const char *name, float *v)
 {
-    for (size_t i = 0; i < gp->n_initializer; i++)
-        if (same(gp->initializer[i]->name, name)) return tensor_scalar(gp->initializer[i], v);
-    int p = producer(gp, name);
-    if (!is_op(gp, p, "Constant")) return 0;
-    for (size_t a = 0; a < gp->node[p]->n_attribute; a++) {
-        const Onnx__AttributeProto *at = gp->node[p]->attribute[a];
-        if (same(at->name, "value") && at->t) return tensor_scalar(at->t, v);
-        if (same(at->name, "value_float")) {
-            *v = at->f;
+    const Onnx__TensorProto *t = constant_tensor(gp, name);
+    if (t) return tensor_scalar(t, v);
+    int p = producer(gp, name); /* a Constant of value_float has no tensor */
+    for (size_t a = 0; is_op(gp, p, "Constant") && a < gp->node[p]->n_attribute; a++)
+        if (same(gp->node[p]->attribute[a]->name, "value_float")) {
+            *v = gp->node[p]->attribute[a]->f;
             return 1;
         }
-    }
     return 0;
 }
 
