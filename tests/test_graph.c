@@ -248,14 +248,17 @@ static void test_pool_attrs_checked(void)
 /* PyTorch's output-size rule, values from torch.nn.MaxPool2d / Conv2d docs. */
 static void test_out_dim(void)
 {
-    CU_ASSERT_EQUAL(distq_conv_out_dim(224, 7, 2, 3, 1, 0), 112);
-    CU_ASSERT_EQUAL(distq_conv_out_dim(112, 3, 2, 1, 1, 0), 56);
-    CU_ASSERT_EQUAL(distq_conv_out_dim(5, 2, 2, 0, 1, 0), 2);
-    CU_ASSERT_EQUAL(distq_conv_out_dim(5, 2, 2, 0, 1, 1), 3);
-    CU_ASSERT_EQUAL(distq_conv_out_dim(6, 3, 2, 1, 1, 1), 4);
+    CU_ASSERT_EQUAL(distq_conv_out_dim(224, 7, 2, 3, 3, 1, 0), 112);
+    CU_ASSERT_EQUAL(distq_conv_out_dim(112, 3, 2, 1, 1, 1, 0), 56);
+    CU_ASSERT_EQUAL(distq_conv_out_dim(5, 2, 2, 0, 0, 1, 0), 2);
+    CU_ASSERT_EQUAL(distq_conv_out_dim(5, 2, 2, 0, 0, 1, 1), 3);
+    CU_ASSERT_EQUAL(distq_conv_out_dim(6, 3, 2, 1, 1, 1, 1), 4);
     /* ceil mode: a window that would start in the right padding is dropped (5 -> 3, not 4). */
-    CU_ASSERT_EQUAL(distq_conv_out_dim(5, 2, 2, 1, 1, 1), 3);
-    CU_ASSERT_EQUAL(distq_conv_out_dim(10, 3, 1, 0, 2, 0), 6);
+    CU_ASSERT_EQUAL(distq_conv_out_dim(5, 2, 2, 1, 1, 1, 1), 3);
+    CU_ASSERT_EQUAL(distq_conv_out_dim(10, 3, 1, 0, 0, 2, 0), 6);
+    /* asymmetric (ONNX pads): TF's SAME 3x3 stride 2 on 224 pads 0 before, 1 after -> 112 */
+    CU_ASSERT_EQUAL(distq_conv_out_dim(224, 3, 2, 0, 1, 1, 0), 112);
+    CU_ASSERT_EQUAL(distq_conv_out_dim(5, 2, 1, 1, 0, 1, 0), 5);
 }
 
 /* torchvision resnet18: 11,689,512 learnable parameters, state_dict key names. */

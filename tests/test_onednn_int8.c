@@ -104,8 +104,8 @@ static void print_summary(const char *what, const cmp_summary *sum)
                sum->all_exact ? "all exact" : "not all exact", sum->worst_f32);
 }
 
-/* Free run: every value but the f32 input (not kept by oneDNN), in production
- * order, strict while every u8 value before was exact. After a difference,
+/* Free run: every value (the f32 input too where oneDNN keeps it: where
+ * fp32 nodes read it, not where one quantize does), in production order, strict while every u8 value before was exact. After a difference,
  * the downstream values differ by propagation (a quantized network amplifies
  * a flipped code): the forced run below is the per-layer check. */
 static void compare_free(distq_exec *ref, distq_exec *dnn, const distq_graph *q, int64_t batch,
@@ -113,7 +113,8 @@ static void compare_free(distq_exec *ref, distq_exec *dnn, const distq_graph *q,
 {
     for (int v = 0; v < q->n_values; v++) {
         const distq_value *val = &q->values[v];
-        if (v == q->input_value) {
+        if (v == q->input_value && q->values[v].n_consumers == 1 &&
+            q->nodes[0].op == DISTQ_OP_QUANTIZE && q->nodes[0].inputs[0] == v) {
             char dummy[16];
             TEST_ERR(distq_exec_get_value(dnn, val->name, dummy), DISTQ_ERR_UNSUPPORTED, "not kept");
             continue;
@@ -190,8 +191,8 @@ static void check_graph(distq_graph *g, uint64_t seed, const char *what)
 /* x -> conv [-> relu] -> maxpool 2x2 -> conv2 (f32 out): the conv under test
  * writes u8 (zero point != 0 without the relu) and reads the quantized input
  * (zero point != 0); conv2 writes f32. Random shapes, 2 seeds, bias on/off. */
-static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t dil, int64_t groups,
-                       int64_t K, int relu)
+static void conv_cases_padded(const char *what, int64_t stride, int64_t pad, int64_t pad_end, int64_t dil,
+                              int64_t groups, int64_t K, int relu)
 {
     for (uint64_t seed = 1; seed <= 2; seed++) {
         for (int bias = 0; bias <= 1; bias++) {
@@ -212,6 +213,7 @@ static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t di
             int64_t in[4] = {1, C, span + 2 + test_rand_int(&r, 2, 9), span + 2 + test_rand_int(&r, 2, 9)};
             distq_graph *g = test_new_graph(4, in);
             test_add_conv(g, "conv", "x", C, c, seed);
+            g->nodes[g->n_nodes - 1].attr.padding_end[0] = pad_end;
             const char *out = "conv";
             if (relu) {
                 test_add_op(g, "relu", DISTQ_OP_RELU, NULL, out, NULL, NULL);
@@ -220,6 +222,7 @@ static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t di
             distq_attrs mp = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
             mp.kernel[0] = mp.kernel[1] = 2;
             mp.stride[0] = mp.stride[1] = 1;
+            if (pad_end >= 0) mp.padding_end[1] = 1; /* asymmetric pools too: SAME_UPPER's 2x2 */
             test_add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &mp, out, NULL, NULL);
             test_add_conv(g, "conv2", "pool", OC, (test_conv_spec){5, 3, 1, 1, 1, 1, 1}, seed + 9);
             test_finish(g, "conv2");
@@ -231,6 +234,12 @@ static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t di
     }
 }
 
+static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t dil, int64_t groups, int64_t K,
+                       int relu)
+{
+    conv_cases_padded(what, stride, pad, -1, dil, groups, K, relu);
+}
+
 static void test_conv_strided(void) { conv_cases("conv 3x3 stride 2", 2, 0, 1, 1, 3, 0); }
 static void test_conv_padded(void) { conv_cases("conv 3x3 pad 1", 1, 1, 1, 1, 3, 0); }
 static void test_conv_dilated(void) { conv_cases("conv 3x3 dil 2 pad 2", 1, 2, 2, 1, 3, 0); }
@@ -238,6 +247,8 @@ static void test_conv_grouped(void) { conv_cases("conv groups 2", 1, 1, 1, 2, 3,
 static void test_conv_depthwise(void) { conv_cases("conv depthwise", 2, 1, 1, 0, 3, 1); }
 static void test_conv_1x1(void) { conv_cases("conv 1x1", 1, 0, 1, 1, 1, 0); }
 static void test_conv_7x7(void) { conv_cases("conv 7x7 s2 p3", 2, 3, 1, 1, 7, 1); }
+/* ONNX pads (top 1, left 1, bottom 2, right 1), the pool padded on the right only */
+static void test_conv_asymmetric(void) { conv_cases_padded("conv 3x3 s2 pads 1,1/2,1", 2, 1, 2, 1, 1, 3, 0); }
 static void test_conv_relu(void) { conv_cases("conv+relu", 1, 1, 1, 1, 3, 1); }
 
 // --- conv + add (sum post-op) -------------------------------------------------------
@@ -298,6 +309,49 @@ static void test_downsample_block(void)
     test_add_conv(g, "head", "relu", 16, (test_conv_spec){3, 1, 1, 0, 1, 1, 1}, 4);
     test_finish(g, "head");
     check_graph(g, 700, "downsample block");
+}
+
+/* A graph that is part int8, part fp32, as PT2E leaves an SE-style gate:
+ * x * s (fp32: a constant per channel, so the input is read by an fp32 node)
+ * -> conv + relu -> max_pool (int8) -> sigmoid (fp32, reads the pool
+ * dequantized) -> mul (fp32: pool * gate) -> conv2 (int8 again: a quantize
+ * of an fp32 value in the middle) -> f32 out. Checks convert's form of it,
+ * then oneDNN against the reference. */
+static void test_mixed_graph(void)
+{
+    int64_t in[4] = {1, 6, 9, 8}, sd[4] = {1, 6, 1, 1};
+    distq_graph *g = test_new_graph(4, in);
+    test_add_param(g, "scale", 4, sd, 5, 0.5f, 1.5f);
+    const char *sp[DISTQ_MAX_PARAMS] = {"scale"};
+    test_add_op(g, "norm", DISTQ_OP_MUL, NULL, "x", NULL, sp);
+    test_add_conv(g, "conv", "norm", 6, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 6);
+    test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
+    distq_attrs mp = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
+    mp.kernel[0] = mp.kernel[1] = 2;
+    mp.stride[0] = mp.stride[1] = 2;
+    test_add_op(g, "pool", DISTQ_OP_MAX_POOL2D, &mp, "relu", NULL, NULL);
+    test_add_op(g, "gate", DISTQ_OP_SIGMOID, NULL, "pool", NULL, NULL);
+    test_add_op(g, "mul", DISTQ_OP_MUL, NULL, "pool", "gate", NULL);
+    test_add_conv(g, "conv2", "mul", 8, (test_conv_spec){5, 1, 1, 0, 1, 1, 1}, 7);
+    test_finish(g, "conv2");
+    distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, 900);
+    /* norm stays fp32 and reads the input; pool is int8 and dequantized for
+     * the fp32 gate and mul; conv2 quantizes mul's output */
+    const char *want[][2] = {{"norm", "mul"}, {"norm.quant", "quantize"}, {"conv", "conv2d"},
+                             {"pool", "max_pool2d"}, {"pool.dequant", "dequantize"}, {"gate", "sigmoid"},
+                             {"mul", "mul"}, {"mul.quant", "quantize"}, {"conv2", "conv2d"}};
+    CU_ASSERT_EQUAL_FATAL(q->n_nodes, 9);
+    for (int i = 0; i < 9; i++) {
+        CU_ASSERT_STRING_EQUAL(q->nodes[i].name, want[i][0]);
+        CU_ASSERT_STRING_EQUAL(distq_op_name(q->nodes[i].op), want[i][1]);
+    }
+    CU_ASSERT_EQUAL(q->values[distq_graph_find_value(q, "pool")].dtype, DISTQ_DTYPE_U8);
+    CU_ASSERT_EQUAL(q->values[distq_graph_find_value(q, "gate")].dtype, DISTQ_DTYPE_F32);
+    CU_ASSERT_EQUAL(q->values[q->output_value].dtype, DISTQ_DTYPE_F32);
+    check_int8(q, g, 1, 901, "mixed int8/fp32");
+    check_int8(q, g, 3, 902, "mixed int8/fp32");
+    distq_graph_destroy(g);
+    distq_graph_destroy(q);
 }
 
 // --- pooling --------------------------------------------------------------------------
@@ -604,11 +658,13 @@ int main(void)
         {"conv depthwise + relu", test_conv_depthwise},
         {"conv 1x1", test_conv_1x1},
         {"conv 7x7 + relu", test_conv_7x7},
+        {"conv and max_pool2d with asymmetric pads", test_conv_asymmetric},
         {"conv + relu", test_conv_relu},
         {"conv + add + relu", test_conv_add},
         {"conv + add, zero points", test_conv_add_zp},
         {"conv + add + relu, f32 out", test_conv_add_f32_out},
         {"downsample block", test_downsample_block},
+        {"mixed int8 / fp32 graph (fp32 nodes, quantize and dequantize inside)", test_mixed_graph},
         {"max_pool2d", test_max_pool},
         {"avg pool, flatten, linear head", test_avg_pool_head},
         {"linear", test_linear},

@@ -135,6 +135,19 @@ static void add_int_attr(model *md, Onnx__NodeProto *n, const char *name, int64_
     n->attribute[n->n_attribute++] = a;
 }
 
+static void add_string_attr(model *md, Onnx__NodeProto *n, const char *name, const char *v)
+{
+    Onnx__AttributeProto *a = &md->attrs[md->n_attrs++];
+    onnx__attribute_proto__init(a);
+    a->name = (char *)name;
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+    a->has_s = 1;
+    a->s.len = strlen(v);
+    a->s.data = (uint8_t *)v;
+    n->attribute[n->n_attribute++] = a;
+}
+
 /* An initializer of float_data (f32) or int64_data (s64 when i64 != NULL). */
 static Onnx__TensorProto *add_init(model *md, const char *name, int ndim, int64_t *dims, int n, float *f32,
                                    int64_t *i64)
@@ -215,6 +228,68 @@ static void test_conv_relu_values(void)
  * folds into the pool as counted padding, H and W in ONNX's order. On a 1x1
  * image of value 15 the result is 15 / 15 = 1 (swapped pads would give a 3x1
  * output instead). */
+/* Conv 2x2 of ones with pads (top 1, left 1, bottom 0, right 0), then a
+ * 2x2 MaxPool with auto_pad SAME_UPPER (its extra padding after): on a 3x3
+ * image both keep 3x3, each window summed / maxed over its cells inside the
+ * image (computed here, on both backends, and after a model-file round trip). */
+static void test_asymmetric_pads(void)
+{
+    model md;
+    model_init(&md, 13, 1, 3, 3);
+    int64_t wd[4] = {1, 1, 2, 2}, pads[4] = {1, 1, 0, 0}, k[2] = {2, 2};
+    float w[4] = {1, 1, 1, 1};
+    add_init(&md, "w", 4, wd, 4, w, NULL);
+    char *cin[] = {"x", "w"}, *pin[] = {"c"};
+    Onnx__NodeProto *n = add_node(&md, "conv", "Conv", 2, cin, "c");
+    add_ints_attr(&md, n, "pads", 4, pads);
+    n = add_node(&md, "pool", "MaxPool", 1, pin, "y");
+    add_ints_attr(&md, n, "kernel_shape", 2, k);
+    add_string_attr(&md, n, "auto_pad", "SAME_UPPER");
+    char path[512];
+    model_write(&md, "asym_pads.onnx", path, sizeof path);
+    distq_graph *g = NULL, *back = NULL;
+    TEST_OK(distq_onnx_import(path, NULL, &g));
+    CU_ASSERT_EQUAL_FATAL(g->n_nodes, 2);
+    CU_ASSERT_EQUAL(g->nodes[0].attr.padding[0], 1);
+    CU_ASSERT_EQUAL(distq_pad_end(&g->nodes[0].attr, 0), 0);
+    CU_ASSERT_EQUAL(g->nodes[1].attr.padding[1], 0);
+    CU_ASSERT_EQUAL(distq_pad_end(&g->nodes[1].attr, 1), 1);
+    CU_ASSERT_EQUAL(distq_value_numel(&g->values[g->output_value], 1), 9);
+    test_tmp_path(path, sizeof path, "asym_pads.h5");
+    TEST_OK(distq_model_save(g, path));
+    TEST_OK(distq_model_load(path, &back));
+    CU_ASSERT_EQUAL(distq_pad_end(&back->nodes[1].attr, 1), 1);
+    float x[9] = {1, -2, 3, 0.5f, 4, -1, 2, 0, -3}, c[9], want[9], y[9];
+    for (int oh = 0; oh < 3; oh++)
+        for (int ow = 0; ow < 3; ow++) {
+            float sum = 0;
+            for (int ih = oh - 1; ih <= oh; ih++)
+                for (int iw = ow - 1; iw <= ow; iw++)
+                    if (ih >= 0 && iw >= 0) sum += x[ih * 3 + iw];
+            c[oh * 3 + ow] = sum;
+        }
+    for (int oh = 0; oh < 3; oh++)
+        for (int ow = 0; ow < 3; ow++) {
+            float m = c[oh * 3 + ow];
+            for (int ih = oh; ih <= oh + 1 && ih < 3; ih++)
+                for (int iw = ow; iw <= ow + 1 && iw < 3; iw++)
+                    if (c[ih * 3 + iw] > m) m = c[ih * 3 + iw];
+            want[oh * 3 + ow] = m;
+        }
+    distq_backend backends[2] = {DISTQ_BACKEND_REF, DISTQ_BACKEND_ONEDNN};
+    distq_graph *graphs[2] = {g, back};
+    for (int m = 0; m < 2; m++)
+        for (int b = 0; b < 2; b++) {
+            distq_exec *e = NULL;
+            TEST_OK(distq_exec_create(backends[b], graphs[m], 1, &e));
+            TEST_OK(distq_exec_run(e, x, y));
+            distq_exec_destroy(e);
+            for (int i = 0; i < 9; i++) CU_ASSERT_DOUBLE_EQUAL(y[i], want[i], 1e-6);
+        }
+    distq_graph_destroy(g);
+    distq_graph_destroy(back);
+}
+
 static void test_pad_folds_into_avgpool(void)
 {
     model md;
@@ -543,15 +618,6 @@ static void test_refusals(void)
     Onnx__NodeProto *n = add_node(&md, "relu", "Relu", 1, in, "y");
     add_int_attr(&md, n, "bogus", 1);
     import_expect(&md, "attr.onnx", DISTQ_ERR_UNSUPPORTED, "attribute 'bogus' is not supported");
-    /* asymmetric conv pads */
-    model_init(&md, 13, 1, 3, 3);
-    int64_t wd[4] = {1, 1, 2, 2}, pads[4] = {1, 1, 0, 0};
-    float w[4] = {1, 1, 1, 1};
-    add_init(&md, "w", 4, wd, 4, w, NULL);
-    char *cin[] = {"x", "w"};
-    n = add_node(&md, "conv", "Conv", 2, cin, "y");
-    add_ints_attr(&md, n, "pads", 4, pads);
-    import_expect(&md, "pads.onnx", DISTQ_ERR_UNSUPPORTED, "(Conv, opset 13): asymmetric pads (1, 1, 0, 0)");
     /* a Pad read by an op it cannot fold into names the Pad */
     model_init(&md, 13, 1, 2, 2);
     int64_t pd[1] = {8}, p8[8] = {0, 0, 1, 1, 0, 0, 1, 1};
@@ -585,6 +651,7 @@ int main(void)
     static const test_case cases[] = {
         {"Conv + Relu values, initializer names kept", test_conv_relu_values},
         {"Pad folds into AveragePool as counted padding", test_pad_folds_into_avgpool},
+        {"asymmetric pads and auto_pad SAME_UPPER, ref and oneDNN, through a model file", test_asymmetric_pads},
         {"ReduceMean over H, W without keepdims", test_reduce_mean},
         {"Sub and Div keep operand order, ref and oneDNN", test_sub_div},
         {"Shape/Gather/Unsqueeze/Concat fold into Reshape; Split; batch arithmetic refused", test_shape_subgraph_folds},

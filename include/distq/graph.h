@@ -76,7 +76,8 @@ distq_status distq_op_from_name(const char *name, distq_op *out);
 typedef struct {
     int64_t kernel[2];      /* max_pool2d, avg_pool2d: (KH, KW) */
     int64_t stride[2];      /* conv2d, max_pool2d, avg_pool2d */
-    int64_t padding[2];     /* conv2d, max_pool2d, avg_pool2d: (PH, PW), both sides */
+    int64_t padding[2];     /* conv2d, max_pool2d, avg_pool2d: (PH, PW) before (top, left) */
+    int64_t padding_end[2]; /* ... after (bottom, right); -1: as padding (symmetric, PyTorch's) */
     int64_t dilation[2];    /* conv2d (1 = dense); max_pool2d must be 1 */
     int64_t groups;         /* conv2d */
     int64_t ceil_mode;      /* max_pool2d: 0 or 1 (PyTorch rule) */
@@ -286,10 +287,17 @@ int64_t distq_axis_index(int64_t axis, int ndim);
 /* Number of elements of a value for batch N (per-image numel times N). */
 int64_t distq_value_numel(const distq_value *v, int64_t batch);
 
-/* Output size of one spatial dim of a conv or pool, PyTorch's formula
- * (ceil_mode: the last window must start inside the input or left padding). */
-int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
-                           int64_t dilation, int ceil_mode);
+/* Output size of one spatial dim of a conv or pool padded pad_begin before
+ * and pad_end after, PyTorch's formula (ceil_mode: the last window must start
+ * inside the input or the padding before it). */
+int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+                           int64_t pad_end, int64_t dilation, int ceil_mode);
+
+/* The padding after spatial dim i (0: H, 1: W) of a conv or pool. */
+static inline int64_t distq_pad_end(const distq_attrs *a, int i)
+{
+    return a->padding_end[i] < 0 ? a->padding[i] : a->padding_end[i];
+}
 
 /* --- builders (src/graph/builders.c) --------------------------------------
  * Deterministic init from seed (README "Model init"): conv weights ~

@@ -55,7 +55,8 @@ typedef enum {
     DISTQ_PATTERN_LINEAR,     /* linear [+relu] */
     DISTQ_PATTERN_MAX_POOL,   /* int8 in, int8 out, shares its input's qparams */
     DISTQ_PATTERN_AVG_POOL,
-    DISTQ_PATTERN_FLATTEN
+    DISTQ_PATTERN_FLATTEN,
+    DISTQ_PATTERN_FLOAT       /* stays fp32: dequantize before it, quantize after where int8 reads it */
 } distq_pattern;
 
 typedef struct {
@@ -80,8 +81,9 @@ typedef struct distq_prepared {
 } distq_prepared;
 
 /* Clones g, folds BN, matches the recipe's patterns and attaches observers.
- * A node the int8 executors cannot run (e.g. an add not fed by a conv) is
- * DISTQ_ERR_UNSUPPORTED naming it. */
+ * A node outside the patterns (an add not fed by a conv, a sigmoid, a
+ * layer_norm...) stays fp32, as PT2E leaves it: convert puts a dequantize
+ * before it and a quantize after it where an int8 pattern reads its output. */
 distq_status distq_prepare(const distq_graph *g, distq_observer_kind kind, distq_prepared **out);
 void distq_prepared_destroy(distq_prepared *p);
 

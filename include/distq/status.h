@@ -43,6 +43,14 @@ const char *distq_error_message(void);
 /* Clears the calling thread's message. */
 void distq_error_clear(void);
 
+/* Runs a fallible call and returns its status from the caller if it failed
+ * (for functions that own nothing to clean up). */
+#define DISTQ_TRY(call)                    \
+    do {                                   \
+        distq_status distq_try_st_ = (call); \
+        if (distq_try_st_) return distq_try_st_; \
+    } while (0)
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,8 +12,9 @@ static const distq_exec_i *const backends[DISTQ_BACKEND_COUNT] = {
     [DISTQ_BACKEND_REF] = &distq_exec_ref_i,
     [DISTQ_BACKEND_ONEDNN] = &distq_exec_onednn_i,
 };
-/* Quantized graphs: ref runs every node with its f32 or int8 kernel (mixed
- * graphs too); oneDNN has its own int8 executor, which takes int8 nodes only. */
+/* Quantized graphs: ref runs every node with its f32 or int8 kernel; oneDNN's
+ * int8 executor runs int8 nodes and hands the fp32 ones of a mixed graph to
+ * the fp32 emitters. */
 static const distq_exec_i *const backends_int8[DISTQ_BACKEND_COUNT] = {
     [DISTQ_BACKEND_REF] = &distq_exec_ref_i,
     [DISTQ_BACKEND_ONEDNN] = &distq_exec_onednn_int8_i,

@@ -8,15 +8,15 @@
 #include "distq/graph.h"
 #include "graph/graph_impl.h"
 
-int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
-                           int64_t dilation, int ceil_mode)
+int64_t distq_conv_out_dim(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+                           int64_t pad_end, int64_t dilation, int ceil_mode)
 {
-    int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
+    int64_t span = in + pad_begin + pad_end - dilation * (kernel - 1) - 1;
     if (span < 0) return 0;
     int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
     /* PyTorch: with ceil_mode the last window must start inside the input or
      * the left padding, else it is dropped. */
-    if (ceil_mode && (out - 1) * stride >= in + pad) out--;
+    if (ceil_mode && (out - 1) * stride >= in + pad_begin) out--;
     return out;
 }
 

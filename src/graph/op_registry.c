@@ -29,6 +29,7 @@ static const distq_attr_spec conv2d_attrs[] = {
     ATTR("dilation", PAIR, dilation),
     ATTR("groups", I64, groups),
     QUANT_OUT_ATTRS,
+    OPTIONAL("padding_end", PAIR, padding_end),
 };
 static const distq_attr_spec linear_attrs[] = {QUANT_OUT_ATTRS};
 static const distq_attr_spec quantize_attrs[] = {
@@ -40,6 +41,7 @@ static const distq_attr_spec max_pool2d_attrs[] = {
     ATTR("kernel", PAIR, kernel),   ATTR("stride", PAIR, stride),
     ATTR("padding", PAIR, padding), ATTR("dilation", PAIR, dilation),
     ATTR("ceil_mode", I64, ceil_mode),
+    OPTIONAL("padding_end", PAIR, padding_end),
 };
 static const distq_attr_spec batch_norm_attrs[] = {
     ATTR("eps", F32, eps),
@@ -50,6 +52,7 @@ static const distq_attr_spec avg_pool2d_attrs[] = {
     ATTR("stride", PAIR, stride),
     ATTR("padding", PAIR, padding),
     ATTR("count_include_pad", I64, count_include_pad),
+    OPTIONAL("padding_end", PAIR, padding_end),
 };
 static const distq_attr_spec avg_pool_attrs[] = {ATTR("output_size", PAIR, output_size)};
 static const distq_attr_spec flatten_attrs[] = {ATTR("start_dim", I64, start_dim)};
@@ -70,6 +73,16 @@ static void pair_text(char *buf, size_t len, const int64_t *v)
 {
     if (v[0] == v[1]) snprintf(buf, len, "%lld", (long long)v[0]);
     else snprintf(buf, len, "%lldx%lld", (long long)v[0], (long long)v[1]);
+}
+
+/* The padding as pair_text when symmetric, else "top,left/bottom,right". */
+static void pad_text(char *buf, size_t len, const distq_attrs *a)
+{
+    if (distq_pad_end(a, 0) == a->padding[0] && distq_pad_end(a, 1) == a->padding[1])
+        pair_text(buf, len, a->padding);
+    else
+        snprintf(buf, len, "%lld,%lld/%lld,%lld", (long long)a->padding[0], (long long)a->padding[1],
+                 (long long)distq_pad_end(a, 0), (long long)distq_pad_end(a, 1));
 }
 
 static const distq_tensor *weight_of(const distq_graph *g, const distq_node *n)
@@ -95,9 +108,9 @@ static void conv2d_text(const distq_graph *g, const distq_node *n, char *buf, si
 {
     const distq_attrs *a = &n->attr;
     const distq_tensor *w = weight_of(g, n);
-    char s[32], p[32], d[32];
+    char s[32], p[48], d[32];
     pair_text(s, sizeof s, a->stride);
-    pair_text(p, sizeof p, a->padding);
+    pad_text(p, sizeof p, a);
     pair_text(d, sizeof d, a->dilation);
     int used = snprintf(buf, len, "k%lldx%lld s%s p%s", w ? (long long)w->dims[2] : 0LL,
                         w ? (long long)w->dims[3] : 0LL, s, p);
@@ -112,9 +125,9 @@ static void max_pool2d_text(const distq_graph *g, const distq_node *n, char *buf
 {
     (void)g;
     const distq_attrs *a = &n->attr;
-    char s[32], p[32];
+    char s[32], p[48];
     pair_text(s, sizeof s, a->stride);
-    pair_text(p, sizeof p, a->padding);
+    pad_text(p, sizeof p, a);
     snprintf(buf, len, "k%lldx%lld s%s p%s%s", (long long)a->kernel[0], (long long)a->kernel[1], s,
              p, a->ceil_mode ? " ceil" : "");
 }
@@ -123,11 +136,12 @@ static void avg_pool2d_text(const distq_graph *g, const distq_node *n, char *buf
 {
     (void)g;
     const distq_attrs *a = &n->attr;
-    char s[32], p[32];
+    char s[32], p[48];
     pair_text(s, sizeof s, a->stride);
-    pair_text(p, sizeof p, a->padding);
+    pad_text(p, sizeof p, a);
     snprintf(buf, len, "k%lldx%lld s%s p%s%s", (long long)a->kernel[0], (long long)a->kernel[1], s, p,
-             a->count_include_pad || (a->padding[0] == 0 && a->padding[1] == 0) ? "" : " exclude-pad");
+             a->count_include_pad || (a->padding[0] == 0 && a->padding[1] == 0 && distq_pad_end(a, 0) == 0 &&
+                                     distq_pad_end(a, 1) == 0) ? "" : " exclude-pad");
 }
 
 static void batch_norm_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
@@ -352,6 +366,7 @@ distq_attrs distq_attrs_default(distq_op op)
         .kernel = {1, 1},
         .stride = {1, 1},
         .padding = {0, 0},
+        .padding_end = {-1, -1},
         .dilation = {1, 1},
         .groups = 1,
         .ceil_mode = 0,

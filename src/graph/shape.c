@@ -159,7 +159,7 @@ static void set_out(distq_value *out, const distq_value *like, int ndim, const i
 static distq_status check_window(const distq_node *n, const distq_attrs *a, int with_kernel)
 {
     for (int i = 0; i < 2; i++) {
-        if (a->stride[i] < 1 || a->padding[i] < 0 || a->dilation[i] < 1 ||
+        if (a->stride[i] < 1 || a->padding[i] < 0 || a->padding_end[i] < -1 || a->dilation[i] < 1 ||
             (with_kernel && a->kernel[i] < 1))
             return NODE_ERR(n, "bad stride/padding/dilation/kernel in dim %d", i);
     }
@@ -183,8 +183,10 @@ distq_status distq_infer_conv2d(distq_graph *g, distq_node *n, distq_value *out)
     int64_t wdims[4] = {OC, C / a->groups, KH, KW};
     if ((st = check_weight(g, n, x, 4, wdims))) return st;
     if ((st = check_param(g, n, DISTQ_PARAM_BIAS, "bias", 0, 1, &OC))) return st;
-    int64_t OH = distq_conv_out_dim(x->dims[2], KH, a->stride[0], a->padding[0], a->dilation[0], 0);
-    int64_t OW = distq_conv_out_dim(x->dims[3], KW, a->stride[1], a->padding[1], a->dilation[1], 0);
+    int64_t OH = distq_conv_out_dim(x->dims[2], KH, a->stride[0], a->padding[0], distq_pad_end(a, 0),
+                                    a->dilation[0], 0);
+    int64_t OW = distq_conv_out_dim(x->dims[3], KW, a->stride[1], a->padding[1], distq_pad_end(a, 1),
+                                    a->dilation[1], 0);
     if (OH < 1 || OW < 1)
         return NODE_ERR(n, "kernel %lldx%lld larger than padded input %lldx%lld", (long long)KH,
                         (long long)KW, (long long)x->dims[2], (long long)x->dims[3]);
@@ -414,12 +416,16 @@ distq_status distq_infer_concat(distq_graph *g, distq_node *n, distq_value *out)
 static distq_status pool_out(distq_node *n, const distq_value *x, int ceil_mode, distq_value *out)
 {
     const distq_attrs *a = &n->attr;
-    for (int i = 0; i < 2; i++)
-        if (a->padding[i] >= a->kernel[i])
+    for (int i = 0; i < 2; i++) {
+        int64_t pad = a->padding[i] > distq_pad_end(a, i) ? a->padding[i] : distq_pad_end(a, i);
+        if (pad >= a->kernel[i])
             return NODE_ERR(n, "padding %lld is not below the kernel %lld (a window could hold padding only)",
-                            (long long)a->padding[i], (long long)a->kernel[i]);
-    int64_t OH = distq_conv_out_dim(x->dims[2], a->kernel[0], a->stride[0], a->padding[0], 1, ceil_mode);
-    int64_t OW = distq_conv_out_dim(x->dims[3], a->kernel[1], a->stride[1], a->padding[1], 1, ceil_mode);
+                            (long long)pad, (long long)a->kernel[i]);
+    }
+    int64_t OH = distq_conv_out_dim(x->dims[2], a->kernel[0], a->stride[0], a->padding[0], distq_pad_end(a, 0),
+                                    1, ceil_mode);
+    int64_t OW = distq_conv_out_dim(x->dims[3], a->kernel[1], a->stride[1], a->padding[1], distq_pad_end(a, 1),
+                                    1, ceil_mode);
     if (OH < 1 || OW < 1) return NODE_ERR(n, "window larger than padded input");
     int64_t dims[4] = {1, x->dims[1], OH, OW};
     set_out(out, x, 4, dims);

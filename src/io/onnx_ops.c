@@ -1,8 +1,7 @@
 /*
  * The ONNX op types distq imports, each translated into registry ops by one
  * function. A translation checks every attribute value and input it reads
- * and refuses what the registry op cannot compute exactly (asymmetric pads,
- * a transposed A, a constant where an activation is expected), naming it.
+ * and refuses what the registry op cannot compute exactly (a transposed A, a constant where an activation is expected), naming it.
  * ONNX semantics: https://github.com/onnx/onnx/blob/main/docs/Operators.md
  */
 #include <math.h>
@@ -218,13 +217,12 @@ static distq_status window(onnx_importer *im, const Onnx__NodeProto *n, const ch
     } else {
         return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'auto_pad' = %s is not supported", auto_pad);
     }
-    if (v[0] != v[2] || v[1] != v[3])
-        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED,
-                               "asymmetric pads (%lld, %lld, %lld, %lld) are not supported (only "
-                               "equal padding on both sides)",
-                               (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3]);
+    for (int i = 0; i < 4; i++)
+        if (v[i] < 0) return onnx_node_error(im, DISTQ_ERR_FORMAT, "attribute 'pads' must not be negative");
     a->padding[0] = v[0];
     a->padding[1] = v[1];
+    a->padding_end[0] = v[0] == v[2] ? -1 : v[2];
+    a->padding_end[1] = v[1] == v[3] ? -1 : v[3];
     return DISTQ_OK;
 }
 
@@ -238,10 +236,12 @@ static distq_status check_ceil(onnx_importer *im, const Onnx__NodeProto *n, cons
     int64_t dims[DISTQ_MAX_DIMS];
     ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
     for (int i = 0; i < 2 && nd == 4; i++) {
-        int64_t span = a->dilation[i] * (kernel[i] - 1) + 1, room = dims[2 + i] + 2 * a->padding[i] - span;
+        int64_t span = a->dilation[i] * (kernel[i] - 1) + 1;
+        int64_t room = dims[2 + i] + a->padding[i] + distq_pad_end(a, i) - span;
         if (room < 0) continue; /* the shape rule reports it */
         int64_t onnx_out = (room + a->stride[i] - 1) / a->stride[i] + 1;
-        int64_t ours = distq_conv_out_dim(dims[2 + i], kernel[i], a->stride[i], a->padding[i], a->dilation[i], 1);
+        int64_t ours = distq_conv_out_dim(dims[2 + i], kernel[i], a->stride[i], a->padding[i], distq_pad_end(a, i),
+                                          a->dilation[i], 1);
         if (onnx_out != ours)
             return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "ceil_mode = 1 gives %lld outputs in dim %d by ONNX's "
                                    "rule, %lld by PyTorch's (a last window in the padding); not supported",
@@ -251,8 +251,8 @@ static distq_status check_ceil(onnx_importer *im, const Onnx__NodeProto *n, cons
 }
 
 /* Adds the padding of a zero Pad before n (top, left, bottom, right) to a's,
- * as ORT's pad fusion does: equal on both sides, and never under auto_pad
- * (computed from the unpadded size). */
+ * as ORT's pad fusion does, never under auto_pad (computed from the unpadded
+ * size). */
 static distq_status fold_pad(onnx_importer *im, const Onnx__NodeProto *n, const int64_t *pad, distq_attrs *a)
 {
     if (!pad[0] && !pad[1] && !pad[2] && !pad[3]) return DISTQ_OK;
@@ -261,12 +261,11 @@ static distq_status fold_pad(onnx_importer *im, const Onnx__NodeProto *n, const 
     if (strcmp(auto_pad, "NOTSET") != 0)
         return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "reads a Pad's output and has auto_pad = %s (a Pad "
                                "folds only into explicit pads)", auto_pad);
-    if (pad[0] != pad[2] || pad[1] != pad[3])
-        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "reads a Pad's output padded asymmetrically (%lld, "
-                               "%lld, %lld, %lld); only equal padding on both sides is supported",
-                               (long long)pad[0], (long long)pad[1], (long long)pad[2], (long long)pad[3]);
-    a->padding[0] += pad[0];
-    a->padding[1] += pad[1];
+    for (int i = 0; i < 2; i++) {
+        int64_t end = distq_pad_end(a, i) + pad[2 + i];
+        a->padding[i] += pad[i];
+        a->padding_end[i] = end == a->padding[i] ? -1 : end;
+    }
     return DISTQ_OK;
 }
 
@@ -333,7 +332,7 @@ static distq_status t_avgpool(onnx_importer *im, const Onnx__NodeProto *n)
     ONNX_TRY(window(im, n, x, k, &a));
     ONNX_TRY(onnx_attr_int(im, n, "count_include_pad", 0, &a.count_include_pad));
     if (pad[0] || pad[1] || pad[2] || pad[3]) {
-        if (!a.count_include_pad && (a.padding[0] || a.padding[1]))
+        if (!a.count_include_pad && (a.padding[0] || a.padding[1] || distq_pad_end(&a, 0) || distq_pad_end(&a, 1)))
             return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "reads a Pad's output and pads again without "
                                    "counting its padding (count_include_pad = 0)");
         a.count_include_pad = 1; /* the Pad's zeros are cells of the window */
@@ -347,8 +346,8 @@ static distq_status t_avgpool(onnx_importer *im, const Onnx__NodeProto *n)
         int64_t dims[DISTQ_MAX_DIMS];
         ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
         for (int i = 0; i < 2 && nd == 4; i++)
-            if (distq_conv_out_dim(dims[2 + i], a.kernel[i], a.stride[i], a.padding[i], 1, 1) !=
-                distq_conv_out_dim(dims[2 + i], a.kernel[i], a.stride[i], a.padding[i], 1, 0))
+            if (distq_conv_out_dim(dims[2 + i], a.kernel[i], a.stride[i], a.padding[i], distq_pad_end(&a, i), 1, 1) !=
+                distq_conv_out_dim(dims[2 + i], a.kernel[i], a.stride[i], a.padding[i], distq_pad_end(&a, i), 1, 0))
                 return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'ceil_mode' = 1 adds a partial "
                                        "window on this input, which distq's avg_pool2d does not compute");
     }

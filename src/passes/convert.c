@@ -33,6 +33,21 @@ static distq_status quantize_weights(distq_graph *q, const distq_tensor *w, cons
                                      const float *range_min, const float *range_max,
                                      const char *names[DISTQ_MAX_PARAMS])
 {
+    /* Tensors one export shares between nodes (torch dedups equal
+     * initializers, e.g. zero biases): one bias, and the codes made once
+     * (the same tensor has the same codes; QAT's ranges are per tensor too). */
+    const distq_tensor *have = distq_graph_find_param(q, w->name);
+    if (have && have->dtype != DISTQ_DTYPE_S8)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "weight '%s' is read by an int8 node and an fp32 one",
+                               w->name);
+    if (have) {
+        names[DISTQ_PARAM_WEIGHT] = have->name;
+        DISTQ_TRY(distq_graph_intern_suffixed(q, w->name, "_scale", &names[DISTQ_PARAM_WEIGHT_SCALE]));
+        if (bias && !distq_graph_find_param(q, bias->name))
+            DISTQ_TRY(distq_graph_add_param(q, bias->name, DISTQ_DTYPE_F32, bias->ndim, bias->dims, bias->data, NULL));
+        if (bias) names[DISTQ_PARAM_BIAS] = bias->name;
+        return DISTQ_OK;
+    }
     int64_t OC = w->dims[0], per = distq_tensor_numel(w) / OC;
     int8_t *codes = distq_malloc((size_t)(OC * per));
     float *scale = distq_malloc((size_t)OC * sizeof(float));
@@ -74,7 +89,8 @@ static distq_status quantize_weights(distq_graph *q, const distq_tensor *w, cons
         goto cleanup;
     if (bias) {
         names[DISTQ_PARAM_BIAS] = bias->name;
-        st = distq_graph_add_param(q, bias->name, DISTQ_DTYPE_F32, bias->ndim, bias->dims, bias->data, NULL);
+        if (!distq_graph_find_param(q, bias->name))
+            st = distq_graph_add_param(q, bias->name, DISTQ_DTYPE_F32, bias->ndim, bias->dims, bias->data, NULL);
     }
 cleanup:
     distq_free(codes);
@@ -92,89 +108,156 @@ static void set_out_qparams(distq_attrs *a, const distq_qparams *qp, int32_t qma
 }
 
 
-/* The node of the int8 graph for the pattern headed by fp32 node h. */
-static distq_status emit_pattern(const distq_prepared *p, const distq_qparams *qps, int32_t qmax, int h,
-                                 const char *const *qname, distq_graph *q)
+/* Names, in q's store, of each fp32 value's two forms as convert emits them:
+ * its u8 codes (int8 readers) and its f32 values (fp32 readers); NULL until
+ * made. A value computed in one form gets the other on first demand, through
+ * a quantize ("<v>.quant", with v's observer) or a dequantize ("<v>.dequant"). */
+typedef struct {
+    const distq_prepared *p;
+    const distq_qparams *qps;
+    int32_t qmax;
+    distq_graph *q;
+    const char **u8_name, **f32_name;
+} emitter;
+
+static distq_status u8_form(emitter *E, int v, const char **out)
 {
+    const distq_graph *g = E->p->g;
+    if (!E->u8_name[v]) {
+        int obs = E->p->value_observer[v];
+        if (obs < 0 || !E->f32_name[v])
+            return distq_error_set(DISTQ_ERR_UNSUPPORTED, "value '%s' is read as int8 but has no observer",
+                                   g->values[v].name);
+        const char *name = NULL, *ins[1] = {E->f32_name[v]};
+        distq_attrs a = distq_attrs_default(DISTQ_OP_QUANTIZE);
+        set_out_qparams(&a, &E->qps[obs], E->qmax);
+        DISTQ_TRY(distq_graph_intern_suffixed(E->q, g->values[v].name, ".quant", &name));
+        DISTQ_TRY(distq_graph_add_node(E->q, name, DISTQ_OP_QUANTIZE, &a, 1, ins, NULL, name));
+        E->u8_name[v] = name;
+    }
+    *out = E->u8_name[v];
+    return DISTQ_OK;
+}
+
+static distq_status f32_form(emitter *E, int v, const char **out)
+{
+    if (!E->f32_name[v] && !E->u8_name[v])
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "value '%s' exists only inside a fused int8 pattern",
+                               E->p->g->values[v].name);
+    if (!E->f32_name[v]) {
+        const char *name = NULL, *ins[1] = {E->u8_name[v]};
+        distq_attrs a = distq_attrs_default(DISTQ_OP_DEQUANTIZE);
+        DISTQ_TRY(distq_graph_intern_suffixed(E->q, E->p->g->values[v].name, ".dequant", &name));
+        DISTQ_TRY(distq_graph_add_node(E->q, name, DISTQ_OP_DEQUANTIZE, &a, 1, ins, NULL, name));
+        E->f32_name[v] = name;
+    }
+    *out = E->f32_name[v];
+    return DISTQ_OK;
+}
+
+/* The node of the int8 graph for the pattern headed by fp32 node h. */
+static distq_status emit_pattern(emitter *E, int h)
+{
+    const distq_prepared *p = E->p;
     const distq_graph *g = p->g;
     const distq_node *n = &g->nodes[h];
     const distq_node_plan *pl = &p->plan[h];
     distq_attrs a = n->attr;
     const char *names[DISTQ_MAX_PARAMS] = {0}; /* into g's and q's stores */
-    const char *ins[2] = {qname[n->inputs[0]], pl->sum_value >= 0 ? qname[pl->sum_value] : NULL};
-    if (!ins[0] || (pl->sum_value >= 0 && !ins[1]))
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': its input is not int8", n->name);
+    const char *ins[2] = {NULL, NULL};
+    DISTQ_TRY(u8_form(E, n->inputs[0], &ins[0]));
+    if (pl->sum_value >= 0) DISTQ_TRY(u8_form(E, pl->sum_value, &ins[1]));
     int obs = p->value_observer[pl->out_value];
     int head = distq_op_info_of(n->op)->qrole == DISTQ_QROLE_HEAD;
     if (head) {
-        distq_status st;
         const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
         const distq_tensor *b = n->params[DISTQ_PARAM_BIAS] >= 0 ? &g->params[n->params[DISTQ_PARAM_BIAS]] : NULL;
-        if ((st = quantize_weights(q, w, b, pl->weight_min, pl->weight_max, names))) return st;
+        DISTQ_TRY(quantize_weights(E->q, w, b, pl->weight_min, pl->weight_max, names));
         a.post_relu = pl->relu;
-        if (obs >= 0) set_out_qparams(&a, &qps[obs], qmax); /* else the head writes f32 */
+        if (obs >= 0) set_out_qparams(&a, &E->qps[obs], E->qmax); /* else the head writes f32 */
     } else if (obs < 0) {
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': int8 output without qparams", n->name);
     }
-    return distq_graph_add_node(q, n->name, n->op, &a, ins[1] ? 2 : 1, ins, head ? names : NULL,
-                    g->values[pl->out_value].name);
+    const char *out = g->values[pl->out_value].name;
+    DISTQ_TRY(distq_graph_add_node(E->q, n->name, n->op, &a, ins[1] ? 2 : 1, ins, head ? names : NULL, out));
+    if (obs >= 0) E->u8_name[pl->out_value] = out;
+    else E->f32_name[pl->out_value] = out;
+    return DISTQ_OK;
 }
 
-/* The fused int8 graph: quantize at the input, one node per pattern (in the
- * fp32 graph's order; a conv + add pattern where its add runs, as the add's
- * other input is ready only there), a dequantize if the last one writes u8. */
+/* An fp32 node as it is, reading the f32 form of its inputs; its parameters
+ * are copied (once each: nodes may share one). */
+static distq_status emit_float(emitter *E, int i)
+{
+    const distq_graph *g = E->p->g;
+    const distq_node *n = &g->nodes[i];
+    const char *names[DISTQ_MAX_PARAMS] = {0};
+    const char **ins = distq_calloc((size_t)n->n_inputs * sizeof *ins + 1);
+    if (!ins) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
+    distq_status st = DISTQ_OK;
+    for (int k = 0; k < n->n_inputs && !st; k++) st = f32_form(E, n->inputs[k], &ins[k]);
+    for (int sl = 0; sl < DISTQ_MAX_PARAMS && !st; sl++) {
+        if (n->params[sl] < 0) continue;
+        const distq_tensor *t = &g->params[n->params[sl]];
+        names[sl] = t->name;
+        const distq_tensor *have = distq_graph_find_param(E->q, t->name);
+        if (have && have->dtype != t->dtype)
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "weight '%s' is read by an int8 node and an fp32 one",
+                                 t->name);
+        else if (!have)
+            st = distq_graph_add_param(E->q, t->name, t->dtype, t->ndim, t->dims, t->data, NULL);
+    }
+    if (!st) st = distq_graph_add_node(E->q, n->name, n->op, &n->attr, n->n_inputs, ins, names, n->output_name);
+    if (!st) E->f32_name[n->output] = n->output_name;
+    distq_free(ins);
+    return st;
+}
+
+/* The int8 graph: one node per pattern (in the fp32 graph's order; a conv +
+ * add pattern where its add runs, as the add's other input is ready only
+ * there), each fp32 node as it is, quantize / dequantize where a value
+ * crosses between the two (the graph input included), and the output f32. */
 static distq_status build(const distq_prepared *p, const distq_qparams *qps, int32_t qmax, distq_graph *q)
 {
     const distq_graph *g = p->g;
     distq_status st;
-    const char *quant = NULL, *dequant = NULL; /* in q's store */
-    /* per fp32 value: the name of its int8 counterpart, or NULL */
-    const char **qname = distq_calloc((size_t)g->n_values * sizeof *qname);
-    if (!qname) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
-    const distq_value *in = &g->values[g->input_value];
-    int in_obs = p->value_observer[g->input_value];
-    if (in_obs < 0) {
-        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph input '%s' is not quantized", in->name);
+    emitter E = {.p = p, .qps = qps, .qmax = qmax, .q = q};
+    E.u8_name = distq_calloc((size_t)g->n_values * sizeof *E.u8_name);
+    E.f32_name = distq_calloc((size_t)g->n_values * sizeof *E.f32_name);
+    if (!E.u8_name || !E.f32_name) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
         goto cleanup;
     }
+    const distq_value *in = &g->values[g->input_value];
     if ((st = distq_graph_set_input(q, in->name, in->ndim, in->dims))) goto cleanup;
-    if ((st = distq_graph_intern_suffixed(q, in->name, ".quant", &quant))) goto cleanup;
-    {
-        distq_attrs a = distq_attrs_default(DISTQ_OP_QUANTIZE);
-        set_out_qparams(&a, &qps[in_obs], qmax);
-        const char *ins[1] = {in->name};
-        if ((st = distq_graph_add_node(q, quant, DISTQ_OP_QUANTIZE, &a, 1, ins, NULL, quant))) goto cleanup;
-        qname[g->input_value] = quant;
-    }
+    E.f32_name[g->input_value] = in->name;
     for (int i = 0; i < g->n_nodes; i++) {
+        distq_pattern pt = p->plan[i].pattern;
+        if (pt == DISTQ_PATTERN_FLOAT) {
+            if ((st = emit_float(&E, i))) goto cleanup;
+            continue;
+        }
         int h = i;
-        if (p->plan[i].pattern == DISTQ_PATTERN_CONV_SUM) continue;
-        if (p->plan[i].pattern == DISTQ_PATTERN_NONE) {
+        if (pt == DISTQ_PATTERN_CONV_SUM) continue;
+        if (pt == DISTQ_PATTERN_NONE) {
             h = -1;
             for (int j = 0; j < i && h < 0; j++)
                 if (p->plan[j].pattern == DISTQ_PATTERN_CONV_SUM && p->plan[j].add_node == i) h = j;
             if (h < 0) continue;
         }
-        if ((st = emit_pattern(p, qps, qmax, h, qname, q))) goto cleanup;
-        qname[p->plan[h].out_value] = g->values[p->plan[h].out_value].name;
+        if ((st = emit_pattern(&E, h))) goto cleanup;
     }
-    const char *out = qname[g->output_value];
-    if (!out) {
-        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph output '%s' is not produced by an int8 pattern",
-                             g->output_name);
+    const char *out = NULL;
+    if (!E.u8_name[g->output_value] && !E.f32_name[g->output_value]) {
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph output '%s' is never computed", g->output_name);
         goto cleanup;
     }
-    if (p->value_observer[g->output_value] >= 0) { /* u8: end with a dequantize */
-        if ((st = distq_graph_intern_suffixed(q, out, ".dequant", &dequant))) goto cleanup;
-        distq_attrs a = distq_attrs_default(DISTQ_OP_DEQUANTIZE);
-        const char *ins[1] = {out};
-        if ((st = distq_graph_add_node(q, dequant, DISTQ_OP_DEQUANTIZE, &a, 1, ins, NULL, dequant))) goto cleanup;
-        out = dequant;
-    }
+    if ((st = f32_form(&E, g->output_value, &out))) goto cleanup;
     if ((st = distq_graph_set_output(q, out))) goto cleanup;
     st = distq_graph_finalize(q);
 cleanup:
-    distq_free(qname);
+    distq_free(E.u8_name);
+    distq_free(E.f32_name);
     return st;
 }
 

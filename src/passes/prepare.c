@@ -7,8 +7,10 @@
  * conv stays alone), then linear patterns, then the propagation ops (pools,
  * flatten) whose input is the output of a quantized pattern. Observers are
  * shared per tensor, and a propagation op's output joins its input's observer.
- * What the recipe would leave in fp32 is rejected: our int8 executors run
- * fused int8 patterns only (say so rather than silently dequantize).
+ * Every other node stays fp32 (PATTERN_FLOAT), as PT2E leaves what it does
+ * not annotate: an int8 pattern's input is observed whoever produces it (a
+ * quantize goes there if the producer is fp32), a pattern's output only where
+ * an int8 pattern reads it (else the head writes f32 directly).
  */
 #include <math.h>
 #include <string.h>
@@ -135,13 +137,8 @@ static distq_status annotate(distq_prepared *p)
     for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i].op == DISTQ_OP_CONV2D) match_conv(g, i, claimed, p->plan);
     for (int i = 0; i < g->n_nodes; i++) {
-        if (g->nodes[i].op != DISTQ_OP_LINEAR) continue;
-        if (g->values[g->nodes[i].inputs[0]].ndim != 2) {
-            st = distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                                 "node '%s' (linear) reads a rank-%d input; the int8 linear takes (batch, "
-                                 "features) only", g->nodes[i].name, g->values[g->nodes[i].inputs[0]].ndim);
-            goto cleanup;
-        }
+        /* X86InductorQuantizer annotates linear on 2-D input; above, it stays fp32 */
+        if (g->nodes[i].op != DISTQ_OP_LINEAR || g->values[g->nodes[i].inputs[0]].ndim != 2) continue;
         distq_node_plan *pl = &p->plan[i];
         pl->pattern = DISTQ_PATTERN_LINEAR;
         pl->add_node = pl->sum_value = -1;
@@ -162,17 +159,14 @@ static distq_status annotate(distq_prepared *p)
         distq_pattern prop = distq_op_info_of(n->op)->qrole == DISTQ_QROLE_SHARES_INPUT
                                  ? propagating_pattern[n->op]
                                  : DISTQ_PATTERN_NONE;
-        if (prop == DISTQ_PATTERN_NONE || !quantized_out[n->inputs[0]]) {
-            st = distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                                 "node '%s' (%s) is outside the x86 int8 patterns (it would stay fp32, "
-                                 "which the int8 executors do not run)",
-                                 n->name, distq_op_name(n->op));
-            goto cleanup;
-        }
         claimed[i] = 1;
-        pl->pattern = prop;
         pl->add_node = pl->sum_value = -1;
         pl->out_value = n->output;
+        if (prop == DISTQ_PATTERN_NONE || !quantized_out[n->inputs[0]]) {
+            pl->pattern = DISTQ_PATTERN_FLOAT;
+            continue;
+        }
+        pl->pattern = prop;
         observed[n->inputs[0]] = observed[n->output] = 1;
         quantized_out[n->output] = 1;
         parent[find(parent, n->output)] = find(parent, n->inputs[0]); /* shares its input's qparams */

@@ -738,6 +738,12 @@ distq_status distq_train_check_ops(const distq_graph *g)
             return distq_error_set(DISTQ_ERR_UNSUPPORTED,
                                    "trainer: node '%s' (linear) reads a rank-%d input; the trainer's linear "
                                    "takes (batch, features) only", n->name, g->values[n->inputs[0]].ndim);
+        int windowed = n->op == DISTQ_OP_CONV2D || n->op == DISTQ_OP_MAX_POOL2D || n->op == DISTQ_OP_AVG_POOL2D;
+        if (windowed && (distq_pad_end(&n->attr, 0) != n->attr.padding[0] ||
+                         distq_pad_end(&n->attr, 1) != n->attr.padding[1]))
+            return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                                   "trainer: node '%s' (%s) pads asymmetrically; the trainer's windows pad "
+                                   "both sides equally", n->name, distq_op_name(n->op));
     }
     for (int i = 0; i < g->n_nodes; i++)
         if (!train_kernels[g->nodes[i].op].fwd)

@@ -840,6 +840,18 @@ static const emit_fn emitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = emit_pool,
 };
 
+/* fp32 node i of a quantized graph, alone as its own primitive (the int8
+ * executor's path for the nodes convert left in fp32). */
+distq_status distq_onednn_emit_f32_node(distq_onednn_state *S, const distq_graph *g, int i)
+{
+    const distq_node *n = &g->nodes[i];
+    if (!emitters[n->op]) return distq_backend_no_kernel("onednn", n->name, distq_op_name(n->op));
+    if (n->attr.post_relu || (n->op == DISTQ_OP_CONV2D && n->n_inputs > 1))
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "onednn: fp32 node '%s' carries int8 post-ops", n->name);
+    group gr = {.head = i, .flatten = -1, .add = -1, .post = -1};
+    return emitters[n->op](S, g, &gr);
+}
+
 /* Step 0 reorders the user's plain input into the input slot's layout (picked
  * by its first consumer); the last step reorders the output slot into the
  * user's plain output. Both user memories get their handles in run(). */

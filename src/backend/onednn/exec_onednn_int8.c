@@ -1,12 +1,16 @@
 /*
- * The frozen oneDNN int8 executor (distq_exec_onednn_int8_i) for a fused int8
- * graph (quant.h), on the plan machinery of onednn_util.c.
+ * The frozen oneDNN int8 executor (distq_exec_onednn_int8_i) for a quantized
+ * graph (quant.h), on the plan machinery of onednn_util.c. The graph may mix
+ * int8 and fp32 nodes (what convert leaves in fp32): an fp32 node runs alone
+ * on exec_onednn.c's emitter for its op.
  *
  * create() copies what it needs from the graph (it keeps no pointer into it)
  * and emits one step list per batch size:
  *   QUANTIZE    a C step (OpenMP loop) writing plain u8 codes exactly as the
  *               reference: clamp(round_ne(x * (1/s)) + zp, 0, quant_max);
- *               the first consumer's reorder then picks oneDNN's layout;
+ *               the first consumer's reorder then picks oneDNN's layout. It
+ *               reads the caller's array when it is the input's one reader,
+ *               else the f32 value's slot (reordered to plain if needed);
  *   CONV        u8 x s8 convolution, weights reordered once into the layout
  *               oneDNN picks (format any), per-channel output scales
  *               x_s * w_s[oc] / y_s, bias pre-scaled to bias / (x_s * w_s[oc]),
@@ -22,7 +26,7 @@
  *   FLATTEN     no step: the value is its input read in plain order;
  *   DEQUANTIZE  a reorder u8 -> f32 with scale s and src zero point zp.
  * Activations stay u8 in oneDNN's layout between int8 ops; there is no f32
- * round trip. The graph output (f32) is reordered into the caller's array.
+ * round trip but where the graph has a dequantize. The graph output (f32) is reordered into the caller's array.
  *
  * reduce_range (quant_max 127): oneDNN saturates u8 at 255, so every u8 dst
  * whose value has quant_max < 255 gets an eltwise clip as its last post-op.
@@ -236,9 +240,8 @@ static distq_status emit_quantize(distq_onednn_state *S, const distq_graph *g, c
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
-    if (n->inputs[0] != g->input_value || x->dtype != DISTQ_DTYPE_F32 || y->dtype != DISTQ_DTYPE_U8 ||
-        S->user_in) {
-        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: only the graph input is quantized (f32 -> u8)", ctx);
+    if (x->dtype != DISTQ_DTYPE_F32 || y->dtype != DISTQ_DTYPE_U8) {
+        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: quantize wants f32 -> u8", ctx);
         goto cleanup;
     }
     dnnl_dims_t dims;
@@ -246,7 +249,15 @@ static distq_status emit_quantize(distq_onednn_state *S, const distq_graph *g, c
     distq_onednn_value_dims(x, S->batch, dims);
     CHECK(dnnl_memory_desc_init_by_tag(&in_md, x->ndim, dims, dnnl_f32, distq_onednn_plain_tag(x->ndim)));
     CHECK(dnnl_memory_desc_init_by_tag(&md, y->ndim, dims, dnnl_u8, distq_onednn_plain_tag(y->ndim)));
-    TRY(distq_onednn_make_fixed(S, &in_md, NULL, NULL, 0, ctx, &S->user_in));
+    /* the graph input, read by this quantize only, straight from the caller's
+     * array; any other f32 value from its slot, in plain order */
+    int s_src = S->value_slot[n->inputs[0]];
+    if (s_src < 0 && n->inputs[0] == g->input_value && !S->user_in)
+        TRY(distq_onednn_make_fixed(S, &in_md, NULL, NULL, 0, ctx, &S->user_in));
+    else if (s_src < 0)
+        TRY(distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: input not computed yet", ctx));
+    else
+        TRY(distq_onednn_slot_as(S, s_src, &in_md, n->name, ctx, &s_src));
     int s_dst = -1;
     distq_onednn_step *t = NULL;
     TRY(distq_onednn_new_slot(S, &md, &s_dst));
@@ -256,7 +267,8 @@ static distq_status emit_quantize(distq_onednn_state *S, const distq_graph *g, c
     t->fn_zp = y->zero_point;
     t->fn_qmax = y->quant_max;
     t->fn_count = distq_dims_numel(y->ndim, dims);
-    distq_onednn_arg_mem(t, DNNL_ARG_FROM, S->user_in);
+    if (s_src < 0) distq_onednn_arg_mem(t, DNNL_ARG_FROM, S->user_in);
+    else distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_src, 0);
     distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
     S->value_slot[n->output] = s_dst;
 cleanup:
@@ -477,12 +489,11 @@ static distq_status emit_node(distq_onednn_state *S, const distq_graph *g, const
 {
     /* a finalized graph: indices are valid, nodes in execution order */
     int int8 = n->op == DISTQ_OP_QUANTIZE || g->values[n->inputs[0]].dtype == DISTQ_DTYPE_U8;
-    if (!int8)
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                               "int8 onednn: node '%s' (%s) runs in f32; the oneDNN int8 executor "
-                               "takes graphs that are int8 from quantize to dequantize (the ref "
-                               "backend runs mixed graphs)",
-                               n->name, distq_op_name(n->op));
+    for (int k = 0; !int8 && k < n->n_inputs; k++)
+        if (S->value_slot[n->inputs[k]] < 0)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "onednn: node '%s': input '%s' not computed yet",
+                                   n->name, g->values[n->inputs[k]].name);
+    if (!int8) return distq_onednn_emit_f32_node(S, g, (int)(n - g->nodes)); /* a node left in fp32 */
     if (n->op != DISTQ_OP_QUANTIZE && S->value_slot[n->inputs[0]] < 0)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "int8 onednn: node '%s': input '%s' not computed yet",
                                n->name, g->values[n->inputs[0]].name);
@@ -519,6 +530,45 @@ cleanup:
     return st;
 }
 
+/* 1 if the graph input's one reader is a quantize (it then reads the
+ * caller's array directly). */
+static int input_read_by_one_quantize(const distq_graph *g)
+{
+    int readers = 0, quantize = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] == g->input_value) {
+                readers++;
+                quantize = g->nodes[i].op == DISTQ_OP_QUANTIZE;
+            }
+    return readers == 1 && quantize;
+}
+
+/* Where fp32 nodes read the graph input too: a plain f32 slot, and a first
+ * step copying the caller's array into it. */
+static distq_status emit_input_slot(distq_onednn_state *S, const distq_graph *g)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = "graph input";
+    const distq_value *in = &g->values[g->input_value];
+    dnnl_dims_t dims;
+    dnnl_memory_desc_t md;
+    distq_onednn_value_dims(in, S->batch, dims);
+    CHECK(dnnl_memory_desc_init_by_tag(&md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
+    TRY(distq_onednn_make_fixed(S, &md, NULL, NULL, 0, ctx, &S->user_in));
+    int s_in = -1;
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_slot(S, &md, &s_in));
+    char name[DISTQ_NAME_MAX + 16];
+    snprintf(name, sizeof name, "input '%s'", in->name);
+    TRY(distq_onednn_add_reorder(S, name, &md, &md, NULL, ctx, &t));
+    distq_onednn_arg_mem(t, DNNL_ARG_FROM, S->user_in);
+    distq_onednn_arg_slot(t, DNNL_ARG_TO, s_in, 1);
+    S->value_slot[g->input_value] = s_in;
+cleanup:
+    return st;
+}
+
 // --- the interface ------------------------------------------------------------
 
 static distq_status onednn_int8_create(const distq_graph *g, int64_t batch, void **state)
@@ -529,8 +579,9 @@ static distq_status onednn_int8_create(const distq_graph *g, int64_t batch, void
     /* Upper bounds per node: 4 steps (view, reorder, residual copy, op) and
      * 3 slots; 4 fixed memories (weights, bias, 2 zero points); plus the
      * user memories, the scratchpad and the output reorder. */
-    TRY(distq_onednn_state_create(batch, 4 * g->n_nodes + 8, 4 * g->n_nodes + 8, 4 * g->n_nodes + 8,
+    TRY(distq_onednn_state_create(batch, 4 * g->n_nodes + 8, 4 * g->n_nodes + 8, 6 * g->n_nodes + 8,
                                   g->n_values, &S));
+    if (!input_read_by_one_quantize(g)) TRY(emit_input_slot(S, g));
     for (int i = 0; i < g->n_nodes; i++) TRY(emit_node(S, g, &g->nodes[i]));
     TRY(emit_output(S, g));
     for (int v = 0; v < g->n_values; v++)

@@ -171,7 +171,7 @@ distq_status distq_onednn_emit_pool(distq_onednn_state *S, const char *name, dis
 
 /* A conv's geometry in oneDNN terms from PyTorch's: weights (OC, IC/G, KH, KW)
  * as a grouped (G, OC/G, IC/G, KH, KW) descriptor when G > 1, bias (OC),
- * dilation counted from 0, symmetric padding. */
+ * dilation counted from 0, padding before (pad_l) and after (pad_r). */
 typedef struct {
     dnnl_dims_t w_dims, b_dims, strides, dil, pad_l, pad_r;
     int w_ndim;
@@ -215,9 +215,9 @@ distq_status distq_onednn_query_md(const_dnnl_primitive_desc_t pd, dnnl_query_t 
 /* New attributes with the user scratchpad mode (every primitive of a plan). */
 distq_status distq_onednn_attr_create(const char *ctx, dnnl_primitive_attr_t *out);
 /* Right padding that makes oneDNN's floor formula give PyTorch's pooling out
- * size (ceil_mode included; padding never wins a max). */
+ * size (ceil_mode included; padding never wins a max): pad_end where it does. */
 int64_t distq_onednn_pool_pad_r(int64_t in, int64_t out, int64_t ext, int64_t stride,
-                                int64_t pad_l);
+                                int64_t pad_l, int64_t pad_end);
 
 // --- plan building blocks -----------------------------------------------------
 
@@ -268,6 +268,9 @@ void distq_onednn_value_dims(const distq_value *v, int64_t batch, dnnl_dims_t ou
 void distq_onednn_node_ctx(const distq_graph *g, const distq_node *n, int64_t batch, char *buf,
                            size_t len);
 /* distq_exec_i's run, get_value and destroy over a distq_onednn_state. */
+/* fp32 node i of a quantized graph as its own primitive (exec_onednn.c's
+ * emitters; the int8 executor calls it for the nodes left in fp32). */
+distq_status distq_onednn_emit_f32_node(distq_onednn_state *S, const distq_graph *g, int i);
 distq_status distq_onednn_exec_run(void *state, const float *input, float *output);
 distq_status distq_onednn_exec_get_value(void *state, const char *name, void *out);
 void distq_onednn_exec_destroy(void *state);

@@ -43,7 +43,8 @@ void distq_onednn_conv_geometry(const distq_attrs *a, const int64_t *wdims, dist
     for (int i = 0; i < 2; i++) {
         out->strides[i] = a->stride[i];
         out->dil[i] = a->dilation[i] - 1; /* oneDNN counts the gaps: 0 = dense */
-        out->pad_l[i] = out->pad_r[i] = a->padding[i];
+        out->pad_l[i] = a->padding[i];
+        out->pad_r[i] = distq_pad_end(a, i);
     }
 }
 
@@ -176,10 +177,10 @@ cleanup:
  * kernel, so any pr in [pr_min, pr_min + stride - 1] works. With ceil_mode the
  * extra cells on the right are padding, and padding never wins a max. */
 int64_t distq_onednn_pool_pad_r(int64_t in, int64_t out, int64_t ext, int64_t stride,
-                                int64_t pad_l)
+                                int64_t pad_l, int64_t pad_end)
 {
     int64_t pr_min = (out - 1) * stride + ext - in - pad_l;
-    int64_t pr = pad_l;
+    int64_t pr = pad_end;
     if (pr < pr_min) pr = pr_min;
     if (pr > pr_min + stride - 1) pr = pr_min + stride - 1;
     return pr;
@@ -702,7 +703,8 @@ distq_status distq_onednn_emit_pool(distq_onednn_state *S, const char *name, dis
             pad_l[i] = a->padding[i];
             /* right padding chosen so oneDNN yields PyTorch's size (ceil_mode included) */
             pad_r[i] = distq_onednn_pool_pad_r(src_dims[2 + i], dst_dims[2 + i],
-                                               dil[i] * (kernel[i] - 1) + kernel[i], strides[i], pad_l[i]);
+                                               dil[i] * (kernel[i] - 1) + kernel[i], strides[i], pad_l[i],
+                                               distq_pad_end(a, i));
         }
     } else {
         if (dst_dims[2] != 1 || dst_dims[3] != 1) {

@@ -76,11 +76,41 @@ static void batch_norm_ref(const ref_state *s, const distq_node *n, int64_t coun
         }
 }
 
-static void relu_ref(const ref_state *s, const distq_node *n, int64_t count)
+
+// --- elementwise: one scalar function per op, shared with the int8 post-ops ----
+
+static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+static float relu_1(const distq_attrs *a, float x) { (void)a; return x > 0.0f ? x : 0.0f; }
+static float gelu_1(const distq_attrs *a, float x)
+{
+    (void)a;
+    return (float)(0.5 * x * (1.0 + erf((double)x / sqrt(2.0))));
+}
+static float hardswish_1(const distq_attrs *a, float x) { (void)a; return x * clampf(x + 3.0f, 0.0f, 6.0f) / 6.0f; }
+static float hardsigmoid_1(const distq_attrs *a, float x) { return clampf(a->alpha * x + a->beta, 0.0f, 1.0f); }
+static float clip_1(const distq_attrs *a, float x) { return clampf(x, a->min, a->max); }
+static float sigmoid_1(const distq_attrs *a, float x) { (void)a; return 1.0f / (1.0f + expf(-x)); }
+static float silu_1(const distq_attrs *a, float x) { (void)a; return x / (1.0f + expf(-x)); }
+static float tanh_1(const distq_attrs *a, float x) { (void)a; return tanhf(x); }
+static float leaky_relu_1(const distq_attrs *a, float x) { return x >= 0.0f ? x : a->alpha * x; }
+
+static const distq_ref_scalar_fn scalar_fns[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_RELU] = relu_1,       [DISTQ_OP_GELU] = gelu_1,       [DISTQ_OP_HARDSWISH] = hardswish_1,
+    [DISTQ_OP_HARDSIGMOID] = hardsigmoid_1, [DISTQ_OP_CLIP] = clip_1, [DISTQ_OP_SIGMOID] = sigmoid_1,
+    [DISTQ_OP_SILU] = silu_1,       [DISTQ_OP_TANH] = tanh_1,       [DISTQ_OP_LEAKY_RELU] = leaky_relu_1,
+};
+
+distq_ref_scalar_fn distq_ref_scalar(distq_op op)
+{
+    return (int)op >= 0 && op < DISTQ_OP_COUNT ? scalar_fns[op] : NULL;
+}
+
+static void eltwise_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
     const float *x = s->vals[n->inputs[0]];
     float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    const distq_ref_scalar_fn f = scalar_fns[n->op];
+    for (int64_t i = 0; i < count; i++) y[i] = f(&n->attr, x[i]);
 }
 
 static void binary_ref(const ref_state *s, const distq_node *n, int64_t count);
@@ -244,43 +274,10 @@ static void layer_norm_ref(const ref_state *s, const distq_node *n, int64_t coun
     }
 }
 
-static void gelu_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++) y[i] = (float)(0.5 * x[i] * (1.0 + erf((double)x[i] / sqrt(2.0))));
-}
 
-static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-static void hardswish_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++) y[i] = x[i] * clampf(x[i] + 3.0f, 0.0f, 6.0f) / 6.0f;
-}
 
-static void hardsigmoid_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++)
-        y[i] = clampf(n->attr.alpha * x[i] + n->attr.beta, 0.0f, 1.0f);
-}
 
-static void clip_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++) y[i] = clampf(x[i], n->attr.min, n->attr.max);
-}
-
-static void sigmoid_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
-}
 
 /* Per-image element strides of value v as read by an output of the same rank:
  * 0 along a dim of size 1, so that it broadcasts. dims[0] is the batch. */
@@ -293,12 +290,6 @@ static void broadcast_strides(const distq_value *v, int64_t *stride)
     }
 }
 
-static void silu_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
-}
 
 /* Per image and position off the axis: exp(x - max) / sum, or its log. */
 static void softmax_ref(const ref_state *s, const distq_node *n, int64_t count)
@@ -324,19 +315,7 @@ static void softmax_ref(const ref_state *s, const distq_node *n, int64_t count)
         }
 }
 
-static void tanh_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++) y[i] = tanhf(x[i]);
-}
 
-static void leaky_relu_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
-    for (int64_t i = 0; i < count; i++) y[i] = x[i] >= 0.0f ? x[i] : n->attr.alpha * x[i];
-}
 
 /* add, mul, sub, div with numpy broadcasting of either input; operand 1 is
  * input 1 or the constant WEIGHT (the same for every image). */
@@ -400,30 +379,30 @@ static void concat_ref(const ref_state *s, const distq_node *n, int64_t count)
 static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_CONV2D] = conv2d_ref,
     [DISTQ_OP_BATCH_NORM] = batch_norm_ref,
-    [DISTQ_OP_RELU] = relu_ref,
+    [DISTQ_OP_RELU] = eltwise_ref,
     [DISTQ_OP_ADD] = add_ref,
     [DISTQ_OP_MAX_POOL2D] = max_pool2d_ref,
     [DISTQ_OP_AVG_POOL2D] = avg_pool2d_ref,
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = adaptive_avg_pool2d_ref,
     [DISTQ_OP_FLATTEN] = flatten_ref,
     [DISTQ_OP_LINEAR] = linear_ref,
-    [DISTQ_OP_HARDSWISH] = hardswish_ref,
-    [DISTQ_OP_HARDSIGMOID] = hardsigmoid_ref,
-    [DISTQ_OP_CLIP] = clip_ref,
-    [DISTQ_OP_SIGMOID] = sigmoid_ref,
+    [DISTQ_OP_HARDSWISH] = eltwise_ref,
+    [DISTQ_OP_HARDSIGMOID] = eltwise_ref,
+    [DISTQ_OP_CLIP] = eltwise_ref,
+    [DISTQ_OP_SIGMOID] = eltwise_ref,
     [DISTQ_OP_MUL] = binary_ref,
     [DISTQ_OP_SUB] = binary_ref,
     [DISTQ_OP_DIV] = binary_ref,
-    [DISTQ_OP_TANH] = tanh_ref,
-    [DISTQ_OP_SILU] = silu_ref,
+    [DISTQ_OP_TANH] = eltwise_ref,
+    [DISTQ_OP_SILU] = eltwise_ref,
     [DISTQ_OP_TRANSPOSE] = transpose_ref,
     [DISTQ_OP_SLICE] = slice_ref,
-    [DISTQ_OP_GELU] = gelu_ref,
+    [DISTQ_OP_GELU] = eltwise_ref,
     [DISTQ_OP_LAYER_NORM] = layer_norm_ref,
     [DISTQ_OP_RESHAPE] = flatten_ref, /* plain f32 in and out: the same bytes */
     [DISTQ_OP_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LOG_SOFTMAX] = softmax_ref,
-    [DISTQ_OP_LEAKY_RELU] = leaky_relu_ref,
+    [DISTQ_OP_LEAKY_RELU] = eltwise_ref,
     [DISTQ_OP_CONCAT] = concat_ref,
 };
 

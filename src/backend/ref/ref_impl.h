@@ -13,6 +13,11 @@ typedef struct {
 /* Computes node n's output; count is its element count for the batch. */
 typedef void (*ref_kernel)(const ref_state *s, const distq_node *n, int64_t count);
 
+/* The elementwise ops (relu, clip, hardswish, silu, gelu, ...) one value at
+ * a time with the op's attributes: the f32 kernels and the int8 post-ops. */
+typedef float (*distq_ref_scalar_fn)(const distq_attrs *a, float x);
+distq_ref_scalar_fn distq_ref_scalar(distq_op op); /* NULL: not elementwise */
+
 /* Kernels for nodes that read u8 or quantize: a conv2d / linear on a u8 input,
  * pools and flatten on u8, quantize and dequantize. NULL where none. */
 extern const ref_kernel distq_ref_int8_kernels[DISTQ_OP_COUNT];
