@@ -49,16 +49,7 @@ check "eval" "[ $? -eq 0 ] && grep -q 'relative L2 error' $T/out"
   "$DISTQ" infer --model "$T/q.h5" --data "$T/ev.h5" -o "$T/y_ref.h5" --backend ref >>"$T/out" 2>&1 &&
   "$DISTQ" infer --model "$T/m.h5" --data "$T/ev.h5" -o "$T/y_fp32.h5" --backend ref >>"$T/out" 2>&1
 check "infer int8 (onednn, ref) and fp32" "[ $? -eq 0 ]"
-/usr/bin/python3 - "$T" >"$T/out" 2>&1 <<'PY'
-import sys, h5py, numpy as np
-t = sys.argv[1]
-y = {k: h5py.File(f"{t}/y_{k}.h5", "r")["logits"][()].astype(np.float64) for k in ("dnn", "ref", "fp32")}
-impl, quant = np.linalg.norm(y["dnn"] - y["ref"]), np.linalg.norm(y["ref"] - y["fp32"])
-signal = np.linalg.norm(y["fp32"])
-print(f"isa_e2e: |int8 onednn - int8 ref| / |int8 ref - fp32| = {impl:.4g} / {quant:.4g} = {impl / quant:.4f}"
-      f" (bound 1); |int8 ref - fp32| / |fp32| = {quant / signal:.4f} (bound 0.5)")
-sys.exit(0 if impl <= 1.0 * quant and quant <= 0.5 * signal else 1)
-PY
+"$(dirname "$0")/int8_vs_ref.py" isa_e2e "$T/y_dnn.h5" "$T/y_ref.h5" "$T/y_fp32.h5" >"$T/out" 2>&1
 rc=$?
 cat "$T/out"
 check "oneDNN int8 vs reference within the quantization error" "[ $rc -eq 0 ]"

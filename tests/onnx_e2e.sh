@@ -68,6 +68,48 @@ model_case shufflenet_v2_x1_0 64 13 # shape subgraphs folded, channel shuffle (5
 model_case convnext_tiny 32 13 # LayerNorm decomposed (ReduceMean/Sub/Pow/Sqrt/Div), GELU as Erf, MatMul on (N,H,W,C)
 model_case convnext_tiny 32 17 # LayerNormalization
 
+# --- PTQ of imported models (int8 where the x86 patterns apply, fp32 elsewhere):
+# oneDNN int8 against the plain-C int8 reference within the quantization error
+"$DISTQ" data --shape 3,64,64 -n 16 --seed 5 -o "$T/cal64.h5" >/dev/null
+"$DISTQ" data --shape 3,64,64 -n 6 --seed 6 -o "$T/ev64.h5" >/dev/null
+ptq_case() { # NAME (exported above at opset 13, 64x64)
+  local m="$T/$1-13/model.onnx" q="$T/q_$1.h5"
+  "$DISTQ" calibrate --model "$m" --data "$T/cal64.h5" --batch-size 8 --batches 2 -o "$q" >"$T/out" 2>&1 &&
+    "$DISTQ" infer --model "$q" --data "$T/ev64.h5" -o "$T/y_dnn.h5" --batch 3 >>"$T/out" 2>&1 &&
+    "$DISTQ" infer --model "$q" --data "$T/ev64.h5" -o "$T/y_ref.h5" --backend ref >>"$T/out" 2>&1 &&
+    "$DISTQ" infer --model "$m" --data "$T/ev64.h5" -o "$T/y_fp32.h5" --backend ref >>"$T/out" 2>&1 &&
+    "$SRC/tests/int8_vs_ref.py" "$1 int8" "$T/y_dnn.h5" "$T/y_ref.h5" "$T/y_fp32.h5" >"$T/out" 2>&1
+  local rc=$?
+  sed 's/^/  /' "$T/out" | tail -n 1
+  "$DISTQ" inspect "$q" | grep -E '^  (coverage|fp32) ' | sed 's/^/  /'
+  check "PTQ of imported $1: oneDNN int8 within the quantization error of the int8 reference" "[ $rc -eq 0 ]"
+}
+ptq_case mobilenet_v2 # conv + relu6 (clip) fused
+ptq_case mobilenet_v3_large # conv + hardswish fused; SE gates in fp32
+ptq_case densenet121 # concat and avg_pool2d in fp32
+ptq_case shufflenet_v2_x1_0 # channel shuffle (reshape, transpose), slices in fp32
+"$DISTQ" inspect "$T/q_mobilenet_v2.h5" >"$T/out" 2>&1
+check "inspect: mobilenet_v2's 52 convs and its linear all int8" "grep -q 'coverage   53 of 53 conv2d / linear int8' $T/out"
+check "inspect: the fused clip (relu6) is on the conv" "grep -q ' +clip -> u8' $T/out"
+
+# exclusion: a node by name and an op type stay fp32, inspect says why
+first=$("$DISTQ" inspect "$T/q_mobilenet_v2.h5" | awk '$2 == "conv2d" {print $3; exit}')
+"$DISTQ" calibrate --model "$T/mobilenet_v2-13/model.onnx" --data "$T/cal64.h5" --batch-size 8 --batches 2 \
+  --exclude "$first,linear" -o "$T/q_ex.h5" >"$T/out" 2>&1
+check "calibrate --exclude NAME,OP" "[ $? -eq 0 ]"
+"$DISTQ" inspect "$T/q_ex.h5" >"$T/out" 2>&1
+check "inspect: 51 of 53 int8, the excluded conv and linear fp32 as the user asked" \
+  "grep -q 'coverage   51 of 53 conv2d / linear int8' $T/out && grep -q 'fp32       1 conv2d: excluded by the user' $T/out && grep -q 'fp32       1 linear: excluded by the user' $T/out"
+"$DISTQ" infer --model "$T/q_ex.h5" --data "$T/ev64.h5" -o "$T/y_dnn.h5" --batch 3 >"$T/out" 2>&1 &&
+  "$DISTQ" infer --model "$T/q_ex.h5" --data "$T/ev64.h5" -o "$T/y_ref.h5" --backend ref >>"$T/out" 2>&1 &&
+  "$DISTQ" infer --model "$T/mobilenet_v2-13/model.onnx" --data "$T/ev64.h5" -o "$T/y_fp32.h5" --backend ref >>"$T/out" 2>&1 &&
+  "$SRC/tests/int8_vs_ref.py" "mobilenet_v2, conv and linear excluded" "$T/y_dnn.h5" "$T/y_ref.h5" "$T/y_fp32.h5" >"$T/out" 2>&1
+check "the excluded model runs on oneDNN as on the reference (fp32 stem conv first)" "[ $? -eq 0 ]"
+"$DISTQ" calibrate --model "$T/mobilenet_v2-13/model.onnx" --data "$T/cal64.h5" --batch-size 8 --batches 2 \
+  --exclude "no_such_node*" -o "$T/q_bad.h5" >"$T/out" 2>&1
+check "an exclude pattern that matches nothing is an error naming it" \
+  "[ $? -ne 0 ] && grep -q \"exclude pattern 'no_such_node\*' matches no node\" $T/out && [ ! -e $T/q_bad.h5 ]"
+
 # --- import: the file and the in-memory import are the same model
 R="$T/resnet18-13"
 "$DISTQ" import "$R/model.onnx" -o "$T/r18.h5" >"$T/out" 2>&1
@@ -118,6 +160,16 @@ for np in 1 2; do
 done
 h5diff -r "$T/q_np1.h5" "$T/q_np2.h5" /int8 /int8 >"$T/out" 2>&1 && h5diff -r "$T/q_np1.h5" "$T/q_np2.h5" /tensors /tensors >>"$T/out" 2>&1
 check "np = 2 (one parse, model sent to rank 1) quantizes bit for bit as np = 1" "[ $? -eq 0 ]"
+# np = 1, 2, 3: the same quantized mobilenet_v2 (int8 and fp32 nodes), bit for bit
+for np in 1 2 3; do
+  run_config "mv2_np$np" "$T/mobilenet_v2-13/model.onnx"
+  "$MPIEXEC" -np "$np" "$DISTQ" run "$T/mv2_np$np.ini" >"$T/out" 2>&1
+  check "mpirun -np $np distq run mobilenet_v2" "[ $? -eq 0 ] && [ -f $T/q_mv2_np$np.h5 ]"
+done
+for np in 2 3; do
+  h5diff -r "$T/q_mv2_np1.h5" "$T/q_mv2_np$np.h5" /int8 /int8 >"$T/out" 2>&1
+  check "np = $np quantizes mobilenet_v2 bit for bit as np = 1" "[ $? -eq 0 ]"
+done
 head -c 5000 "$R/model.onnx" >"$T/trunc_run.onnx"
 run_config bad "$T/trunc_run.onnx"
 "$MPIEXEC" -np 2 "$DISTQ" run "$T/bad.ini" >"$T/out" 2>&1

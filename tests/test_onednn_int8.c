@@ -192,7 +192,7 @@ static void check_graph(distq_graph *g, uint64_t seed, const char *what)
  * writes u8 (zero point != 0 without the relu) and reads the quantized input
  * (zero point != 0); conv2 writes f32. Random shapes, 2 seeds, bias on/off. */
 static void conv_cases_padded(const char *what, int64_t stride, int64_t pad, int64_t pad_end, int64_t dil,
-                              int64_t groups, int64_t K, int relu)
+                              int64_t groups, int64_t K, distq_op post)
 {
     for (uint64_t seed = 1; seed <= 2; seed++) {
         for (int bias = 0; bias <= 1; bias++) {
@@ -215,9 +215,14 @@ static void conv_cases_padded(const char *what, int64_t stride, int64_t pad, int
             test_add_conv(g, "conv", "x", C, c, seed);
             g->nodes[g->n_nodes - 1].attr.padding_end[0] = pad_end;
             const char *out = "conv";
-            if (relu) {
-                test_add_op(g, "relu", DISTQ_OP_RELU, NULL, out, NULL, NULL);
-                out = "relu";
+            if (post != DISTQ_OP_COUNT) {
+                distq_attrs pa = distq_attrs_default(post);
+                if (post == DISTQ_OP_CLIP) { /* a hardtanh the fused clip must keep: not relu6 */
+                    pa.min = -0.25f;
+                    pa.max = 0.5f;
+                }
+                test_add_op(g, "post", post, &pa, out, NULL, NULL);
+                out = "post";
             }
             distq_attrs mp = distq_attrs_default(DISTQ_OP_MAX_POOL2D);
             mp.kernel[0] = mp.kernel[1] = 2;
@@ -237,7 +242,7 @@ static void conv_cases_padded(const char *what, int64_t stride, int64_t pad, int
 static void conv_cases(const char *what, int64_t stride, int64_t pad, int64_t dil, int64_t groups, int64_t K,
                        int relu)
 {
-    conv_cases_padded(what, stride, pad, -1, dil, groups, K, relu);
+    conv_cases_padded(what, stride, pad, -1, dil, groups, K, relu ? DISTQ_OP_RELU : DISTQ_OP_COUNT);
 }
 
 static void test_conv_strided(void) { conv_cases("conv 3x3 stride 2", 2, 0, 1, 1, 3, 0); }
@@ -248,7 +253,38 @@ static void test_conv_depthwise(void) { conv_cases("conv depthwise", 2, 1, 1, 0,
 static void test_conv_1x1(void) { conv_cases("conv 1x1", 1, 0, 1, 1, 1, 0); }
 static void test_conv_7x7(void) { conv_cases("conv 7x7 s2 p3", 2, 3, 1, 1, 7, 1); }
 /* ONNX pads (top 1, left 1, bottom 2, right 1), the pool padded on the right only */
-static void test_conv_asymmetric(void) { conv_cases_padded("conv 3x3 s2 pads 1,1/2,1", 2, 1, 2, 1, 1, 3, 0); }
+static void test_conv_asymmetric(void)
+{
+    conv_cases_padded("conv 3x3 s2 pads 1,1/2,1", 2, 1, 2, 1, 1, 3, DISTQ_OP_COUNT);
+}
+/* The recipe's other conv fusions: the post-op runs on real values inside
+ * the int8 conv (quantized graph: one conv node carrying post_op). */
+static void test_conv_post_ops(void)
+{
+    const distq_op posts[] = {DISTQ_OP_CLIP, DISTQ_OP_HARDSWISH, DISTQ_OP_SILU};
+    for (int i = 0; i < 3; i++) {
+        /* convert's form: the post-op rides on the conv, no node of its own */
+        int64_t in[4] = {1, 3, 6, 6};
+        distq_graph *g = test_new_graph(4, in);
+        test_add_conv(g, "conv", "x", 3, (test_conv_spec){4, 3, 1, 1, 1, 1, 1}, 1);
+        test_add_op(g, "post", posts[i], NULL, "conv", NULL, NULL);
+        test_add_conv(g, "conv2", "post", 4, (test_conv_spec){2, 1, 1, 0, 1, 1, 1}, 2);
+        test_finish(g, "conv2");
+        distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, 3);
+        int c = distq_graph_find_node(q, "conv");
+        CU_ASSERT_FATAL(c >= 0);
+        CU_ASSERT_EQUAL(q->nodes[c].attr.post_op, posts[i]);
+        CU_ASSERT_EQUAL(distq_graph_find_node(q, "post"), -1);
+        CU_ASSERT_EQUAL(q->values[q->nodes[c].output].dtype, DISTQ_DTYPE_U8);
+        distq_graph_destroy(g);
+        distq_graph_destroy(q);
+        char what[64];
+        snprintf(what, sizeof what, "conv 3x3 + %s", distq_op_name(posts[i]));
+        conv_cases_padded(what, 1, 1, -1, 1, 1, 3, posts[i]);
+        snprintf(what, sizeof what, "conv depthwise + %s", distq_op_name(posts[i]));
+        conv_cases_padded(what, 2, 1, -1, 1, 0, 3, posts[i]);
+    }
+}
 static void test_conv_relu(void) { conv_cases("conv+relu", 1, 1, 1, 1, 3, 1); }
 
 // --- conv + add (sum post-op) -------------------------------------------------------
@@ -441,6 +477,32 @@ static void test_linear(void)
         test_add_linear(g, "fc2", a, 19, 7, relu, 6);
         test_finish(g, "fc2");
         check_graph(g, 1100 + (uint64_t)relu, relu ? "linear+relu -> linear" : "linear -> linear");
+    }
+
+    /* linear + gelu (X86InductorQuantizer's linear fusion), as a matmul (src
+     * zero point != 0) and as an inner product (after relu, pool, flatten) */
+    for (int ip = 0; ip <= 1; ip++) {
+        int64_t in2[2] = {1, 37}, in4b[4] = {1, 3, 5, 7};
+        const char *src = "x";
+        g = test_new_graph(ip ? 4 : 2, ip ? in4b : in2);
+        if (ip) {
+            test_add_conv(g, "conv", "x", 3, (test_conv_spec){37, 3, 1, 1, 1, 1, 1}, 12);
+            test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
+            test_add_op(g, "avgpool", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu", NULL, NULL);
+            test_add_op(g, "flatten", DISTQ_OP_FLATTEN, NULL, "avgpool", NULL, NULL);
+            src = "flatten";
+        }
+        test_add_linear(g, "fc1", src, 37, 19, 1, 13);
+        test_add_op(g, "gelu", DISTQ_OP_GELU, NULL, "fc1", NULL, NULL);
+        test_add_linear(g, "fc2", "gelu", 19, 7, 1, 14);
+        test_finish(g, "fc2");
+        distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, 15);
+        int f = distq_graph_find_node(q, "fc1");
+        CU_ASSERT_FATAL(f >= 0);
+        CU_ASSERT_EQUAL(q->nodes[f].attr.post_op, DISTQ_OP_GELU);
+        CU_ASSERT_EQUAL(distq_graph_find_node(q, "gelu"), -1);
+        distq_graph_destroy(q);
+        check_graph(g, 1200 + (uint64_t)ip, ip ? "inner product + gelu -> linear" : "matmul + gelu -> linear");
     }
 
     int64_t in4[4] = {1, 3, 5, 7};
@@ -659,6 +721,7 @@ int main(void)
         {"conv 1x1", test_conv_1x1},
         {"conv 7x7 + relu", test_conv_7x7},
         {"conv and max_pool2d with asymmetric pads", test_conv_asymmetric},
+        {"conv + clip / hardswish / silu fused", test_conv_post_ops},
         {"conv + relu", test_conv_relu},
         {"conv + add + relu", test_conv_add},
         {"conv + add, zero points", test_conv_add_zp},

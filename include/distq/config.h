@@ -7,7 +7,8 @@
  *
  *     [model]        path = results/resnet18.h5
  *     [calibration]  data = ..., batches = 8 (0 = all), batch_size = 8,
- *                    observer = histogram | minmax, reduce_range = auto|on|off
+ *                    observer = histogram | minmax, reduce_range = auto|on|off,
+ *                    exclude = node-name globs or op names, comma-separated (fp32)
  *     [output]       quantized = results/resnet18_q.h5, results = results/run.h5
  *     [bench]        batch = 1,50   min_time = 5   min_iters = 10   warmup = 2
  *                    threads = 0 (auto)   precision = fp32,int8
@@ -46,6 +47,7 @@ typedef struct {
     int64_t calib_batch_size; /* global batch (all ranks together) */
     distq_observer_kind observer;
     int reduce_range; /* -1 auto (on where oneDNN lacks VNNI), 0 off, 1 on */
+    char calib_exclude[4 * DISTQ_PATH_MAX]; /* nodes kept fp32 (distq_prepare_excluding) */
     char quantized[DISTQ_PATH_MAX];
     char results[DISTQ_PATH_MAX];
     int64_t bench_batch[DISTQ_MAX_BENCH_BATCHES];

@@ -94,9 +94,12 @@ typedef struct {
     int64_t starts[DISTQ_MAX_DIMS], ends[DISTQ_MAX_DIMS]; /* slice: [0] and past the rank 0 */
     /* Quantized forms (written by convert; optional in files, default off):
      * post_relu: conv2d / linear apply relu last (after the sum, if any);
+     * post_op: ... or this elementwise op instead (clip, hardswish, silu,
+     * gelu; -1 none), with its attributes in min, max, alpha, beta;
      * out_scale > 0: the node writes u8 codes with these qparams (quantize;
      * conv2d / linear on a u8 input), 0: it writes f32. */
     int64_t post_relu;
+    int64_t post_op;
     float out_scale;
     int64_t out_zero_point;
     int64_t out_quant_max; /* 255, or 127 with reduce_range */
@@ -179,7 +182,8 @@ typedef struct distq_graph {
  * finalize checks arity and calls `infer`, describe prints `attr_text`,
  * prepare reads `qrole`. Executors and the trainer hold their own kernel
  * tables indexed by op (a missing kernel is an error when they are built). */
-typedef enum { DISTQ_ATTR_I64, DISTQ_ATTR_PAIR, DISTQ_ATTR_F32, DISTQ_ATTR_DIMS } distq_attr_kind; /* DIMS: int64[DISTQ_MAX_DIMS] */
+/* DIMS: int64[DISTQ_MAX_DIMS]; OP: an op (int64 in memory, -1 none), its name in files */
+typedef enum { DISTQ_ATTR_I64, DISTQ_ATTR_PAIR, DISTQ_ATTR_F32, DISTQ_ATTR_DIMS, DISTQ_ATTR_OP } distq_attr_kind;
 typedef struct {
     const char *name; /* HDF5 attribute name */
     distq_attr_kind kind;
@@ -226,6 +230,13 @@ int distq_attrs_equal(distq_op op, const distq_attrs *a, const distq_attrs *b);
 
 /* The registry row of op, NULL outside the enum. */
 const distq_op_info *distq_op_info_of(distq_op op);
+
+/* 1 if the x86 recipe fuses elementwise op post into an int8 head (conv2d
+ * + relu / clip / hardswish / silu, linear + relu / gelu), as
+ * X86InductorQuantizer annotates them; the table is the registry's. */
+int distq_x86_fuses(distq_op head, distq_op post);
+/* The attributes of a head's fused post_op, as a node of that op has them. */
+distq_attrs distq_post_op_attrs(const distq_attrs *head);
 
 /* Creates an empty graph. Free with distq_graph_destroy (NULL is a no-op). */
 distq_status distq_graph_create(distq_graph **out);

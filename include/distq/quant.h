@@ -62,6 +62,8 @@ typedef enum {
 typedef struct {
     distq_pattern pattern; /* for the head node of a pattern */
     int relu;              /* a relu is fused at the end */
+    int post_node;         /* CONV / LINEAR: the fused elementwise node other than relu
+                              (clip, hardswish, silu, gelu), or -1 */
     int add_node;          /* CONV_SUM: the add node index */
     int sum_value;         /* CONV_SUM: the add's other input (value index) */
     int out_value;         /* the value the whole pattern produces */
@@ -78,6 +80,7 @@ typedef struct distq_prepared {
     distq_observer *observers;
     int *value_observer;     /* per value: observer index, or -1 (stays f32) */
     distq_node_plan *plan;   /* per node */
+    char *excluded;          /* per node: 1 if the user's exclude patterns matched it */
 } distq_prepared;
 
 /* Clones g, folds BN, matches the recipe's patterns and attaches observers.
@@ -85,6 +88,14 @@ typedef struct distq_prepared {
  * layer_norm...) stays fp32, as PT2E leaves it: convert puts a dequantize
  * before it and a quantize after it where an int8 pattern reads its output. */
 distq_status distq_prepare(const distq_graph *g, distq_observer_kind kind, distq_prepared **out);
+/* As distq_prepare, keeping in fp32 every node that one of the patterns in
+ * exclude names (comma-separated; a glob on the node name, as fnmatch, or
+ * exactly an op name: "conv2d", "*features.0*"), as PT2E's
+ * set_module_name_qconfig(name, None), ORT's nodes_to_exclude or NNCF's
+ * ignored scope. A pattern that matches nothing is an error naming it.
+ * NULL or "": none. */
+distq_status distq_prepare_excluding(const distq_graph *g, distq_observer_kind kind, const char *exclude,
+                                     distq_prepared **out);
 void distq_prepared_destroy(distq_prepared *p);
 
 /* --- calibrate --------------------------------------------------------------- */

@@ -19,7 +19,7 @@ static const char *const role_names[] = {
 
 static const char *const kind_names[] = {
     [DISTQ_ATTR_I64] = "int64", [DISTQ_ATTR_PAIR] = "int64[2]", [DISTQ_ATTR_F32] = "float32",
-    [DISTQ_ATTR_DIMS] = "int64[8]"};
+    [DISTQ_ATTR_DIMS] = "int64[8]", [DISTQ_ATTR_OP] = "op name"};
 
 /* "weight, bias?" for the slots in mask; "?" marks an optional one. */
 static void slots_text(unsigned mask, unsigned required, char *buf, size_t len)

@@ -13,7 +13,8 @@
 
 static const char calibrate_usage[] =
     "[--config FILE] --model M --data D [--batches N] [--batch-size B]\n"
-    "       [--observer histogram|minmax] [--reduce-range auto|on|off] -o Q";
+    "       [--observer histogram|minmax] [--reduce-range auto|on|off]\n"
+    "       [--exclude NODE_GLOB_OR_OP[,...]] -o Q";
 
 /* Progress on stderr: batches done, images/s, ETA. */
 static void print_progress(void *user, const distq_progress *p)
@@ -38,6 +39,7 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
                                          {"batch-size", required_argument, 0, 'b'},
                                          {"observer", required_argument, 0, 'O'},
                                          {"reduce-range", required_argument, 0, 'R'},
+                                         {"exclude", required_argument, 0, 'x'},
                                          {"output", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -60,6 +62,13 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
         case 'b': st = distq_parse_i64("option --batch-size", optarg, 1, 1 << 20, &cfg.calib_batch_size); break;
         case 'O': st = distq_observer_kind_from_name(optarg, &cfg.observer); break;
         case 'R': st = distq_parse_auto_bool("option --reduce-range", optarg, &cfg.reduce_range); break;
+        case 'x':
+            if (strlen(optarg) >= sizeof cfg.calib_exclude)
+                st = distq_error_set(DISTQ_ERR_INVALID_ARG, "option --exclude: longer than %zu characters",
+                                     sizeof cfg.calib_exclude - 1);
+            else
+                snprintf(cfg.calib_exclude, sizeof cfg.calib_exclude, "%s", optarg);
+            break;
         case 'o': snprintf(cfg.quantized, sizeof cfg.quantized, "%s", optarg); break;
         case 'h': printf("usage: distq calibrate %s\n", calibrate_usage); goto done;
         default: rc = cli_usage_error("calibrate", calibrate_usage, "bad option"); goto done;

@@ -19,7 +19,9 @@
 #define QUANT_OUT_ATTRS                                                                      \
     OPTIONAL("post_relu", I64, post_relu), OPTIONAL("out_scale", F32, out_scale),            \
         OPTIONAL("out_zero_point", I64, out_zero_point),                                     \
-        OPTIONAL("out_quant_max", I64, out_quant_max)
+        OPTIONAL("out_quant_max", I64, out_quant_max), OPTIONAL("post_op", OP, post_op),     \
+        OPTIONAL("post_min", F32, min), OPTIONAL("post_max", F32, max),                      \
+        OPTIONAL("post_alpha", F32, alpha), OPTIONAL("post_beta", F32, beta)
 #define SCHEMA(a) a, (int)(sizeof a / sizeof a[0])
 #define P(slot) DISTQ_PARAM_BIT(DISTQ_PARAM_##slot)
 
@@ -94,7 +96,8 @@ static const distq_tensor *weight_of(const distq_graph *g, const distq_node *n)
 static void quant_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
 {
     const distq_attrs *a = &n->attr;
-    int used = snprintf(buf, len, "%s%s", n->n_inputs > 1 ? " +sum" : "", a->post_relu ? " +relu" : "");
+    int used = snprintf(buf, len, "%s%s%s%s", n->n_inputs > 1 ? " +sum" : "", a->post_relu ? " +relu" : "",
+                        a->post_op >= 0 ? " +" : "", a->post_op >= 0 ? distq_op_name((distq_op)a->post_op) : "");
     if (used < 0 || (size_t)used >= len || n->n_inputs < 1 || g->values[n->inputs[0]].dtype != DISTQ_DTYPE_U8)
         return;
     if (a->out_scale > 0.0f)
@@ -341,6 +344,33 @@ distq_status distq_op_from_name(const char *name, distq_op *out)
     return distq_error_set(DISTQ_ERR_FORMAT, "unknown op '%s'", name);
 }
 
+/* X86InductorQuantizer's fusions of an elementwise op into the conv / linear
+ * before it (PyTorch 2.1-2.6: conv + relu / hardtanh / hardswish / silu,
+ * linear + relu / gelu). Clip is hardtanh (relu6 is clip [0, 6]). */
+static const struct {
+    distq_op head, post;
+} x86_fusions[] = {
+    {DISTQ_OP_CONV2D, DISTQ_OP_RELU},      {DISTQ_OP_CONV2D, DISTQ_OP_CLIP}, {DISTQ_OP_CONV2D, DISTQ_OP_HARDSWISH},
+    {DISTQ_OP_CONV2D, DISTQ_OP_SILU},      {DISTQ_OP_LINEAR, DISTQ_OP_RELU}, {DISTQ_OP_LINEAR, DISTQ_OP_GELU},
+};
+
+int distq_x86_fuses(distq_op head, distq_op post)
+{
+    for (size_t i = 0; i < sizeof x86_fusions / sizeof *x86_fusions; i++)
+        if (x86_fusions[i].head == head && x86_fusions[i].post == post) return 1;
+    return 0;
+}
+
+distq_attrs distq_post_op_attrs(const distq_attrs *head)
+{
+    distq_attrs a = distq_attrs_default((distq_op)head->post_op);
+    a.min = head->min;
+    a.max = head->max;
+    a.alpha = head->alpha;
+    a.beta = head->beta;
+    return a;
+}
+
 size_t distq_attr_size(const distq_attr_spec *s)
 {
     return s->kind == DISTQ_ATTR_F32    ? sizeof(float)
@@ -381,6 +411,7 @@ distq_attrs distq_attrs_default(distq_op op)
         .axis = 1,
         .count_include_pad = 1,
         .post_relu = 0,
+        .post_op = -1,
         .out_scale = 0.0f,
         .out_zero_point = 0,
         .out_quant_max = 255,

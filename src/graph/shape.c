@@ -118,6 +118,10 @@ static distq_status set_head_out(const distq_graph *g, const distq_node *n, cons
     distq_status st;
     const distq_attrs *a = &n->attr;
     if (a->post_relu != 0 && a->post_relu != 1) return NODE_ERR(n, "post_relu must be 0 or 1");
+    if (a->post_op != -1 && (a->post_relu || a->post_op < 0 || a->post_op >= DISTQ_OP_COUNT ||
+                             !distq_x86_fuses(n->op, (distq_op)a->post_op) || !is_u8(x)))
+        return NODE_ERR(n, "post_op %s is not a fusion of the x86 recipe for a quantized %s%s",
+                        distq_op_name((distq_op)a->post_op), distq_op_name(n->op), a->post_relu ? " (with post_relu)" : "");
     out->dtype = DISTQ_DTYPE_F32;
     if (a->out_scale != 0.0f) {
         if (!is_u8(x)) return NODE_ERR(n, "has out_scale %g but its input '%s' is f32",

@@ -147,6 +147,14 @@ static int set_path(char *dst, const char *value)
     return 1;
 }
 
+/* 0 (too long) or 1, as set_path */
+static int set_exclude(char *dst, size_t cap, const char *value)
+{
+    if (strlen(value) >= cap) return 0;
+    strcpy(dst, value);
+    return 1;
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
     parse_ctx *p = user;
@@ -164,6 +172,11 @@ static int on_key(void *user, const char *section, const char *name, const char 
         st = distq_observer_kind_from_name(value, &c->observer);
         if (st) st = distq_error_set(st, "%s: %s", what, distq_error_message());
     } else if (KEY("calibration", "reduce_range")) st = distq_parse_auto_bool(what, value, &c->reduce_range);
+    else if (KEY("calibration", "exclude")) {
+        if (!set_exclude(c->calib_exclude, sizeof c->calib_exclude, value))
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: longer than %zu characters", what,
+                                 sizeof c->calib_exclude - 1);
+    }
     else if (KEY("output", "quantized")) ok = set_path(c->quantized, value);
     else if (KEY("output", "results")) ok = set_path(c->results, value);
     else if (KEY("bench", "batch")) {

@@ -76,6 +76,72 @@ static void node_inputs_text(const distq_node *n, char *buf, size_t len)
         used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? ", " : "", n->input_names[k]);
 }
 
+/* Multiply-accumulates per image of a conv2d or linear node (0 for others). */
+static double node_macs(const distq_graph *g, const distq_node *n)
+{
+    const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
+    int w = n->params[DISTQ_PARAM_WEIGHT];
+    if (w < 0 || (n->op != DISTQ_OP_CONV2D && n->op != DISTQ_OP_LINEAR)) return 0.0;
+    /* conv: every output element sums one weight row; linear: likewise per output */
+    double per_out = (double)distq_tensor_numel(&g->params[w]) / (double)g->params[w].dims[0];
+    (void)x;
+    return per_out * (double)distq_value_numel(y, 1);
+}
+
+/* Why an fp32 node of a quantized graph is not int8 (X86InductorQuantizer's
+ * rules as the registry's qrole states them, or the user's exclusion). */
+static const char *fp32_reason(const distq_graph *q, const distq_node *n, int excluded)
+{
+    if (excluded) return "excluded by the user";
+    switch (distq_op_info_of(n->op)->qrole) {
+    case DISTQ_QROLE_HEAD:
+        return n->op == DISTQ_OP_LINEAR && q->values[n->inputs[0]].ndim != 2
+                   ? "the recipe quantizes linear on 2-D input only"
+                   : "not matched";
+    case DISTQ_QROLE_POST_OP: return "not fused: the recipe fuses it only right after a conv or linear";
+    case DISTQ_QROLE_SHARES_INPUT: return "its input is fp32, or distq has no int8 form of it yet";
+    default: return "the recipe keeps it in fp32";
+    }
+}
+
+/* int8 / fp32 per node of a quantized graph, and the coverage: heads int8
+ * of all, share of the MACs in int8, fp32 nodes by op and reason. */
+static void describe_coverage(const distq_graph *q, char **excluded, int n_excluded, text_buf *b)
+{
+    int heads = 0, heads_int8 = 0;
+    double macs = 0, macs_int8 = 0;
+    struct fp32_row {
+        distq_op op;
+        const char *why;
+        int count;
+    } rows[32];
+    int n_rows = 0;
+    for (int i = 0; i < q->n_nodes; i++) {
+        const distq_node *n = &q->nodes[i];
+        const distq_op_info *info = distq_op_info_of(n->op);
+        int int8 = q->values[n->inputs[0]].dtype == DISTQ_DTYPE_U8;
+        if (info->qrole == DISTQ_QROLE_QDQ) continue;
+        if (info->qrole == DISTQ_QROLE_HEAD) {
+            heads++;
+            heads_int8 += int8;
+            macs += node_macs(q, n);
+            if (int8) macs_int8 += node_macs(q, n);
+        }
+        if (int8) continue;
+        int ex = 0;
+        for (int k = 0; k < n_excluded && !ex; k++) ex = strcmp(excluded[k], n->name) == 0;
+        const char *why = fp32_reason(q, n, ex);
+        int r = 0;
+        while (r < n_rows && !(rows[r].op == n->op && rows[r].why == why)) r++;
+        if (r == n_rows && n_rows < 32) rows[n_rows++] = (struct fp32_row){n->op, why, 0};
+        if (r < n_rows) rows[r].count++;
+    }
+    tb_printf(b, "  coverage   %d of %d conv2d / linear int8, %.1f%% of their MACs in int8 (%.3g GMAC per image)\n",
+              heads_int8, heads, macs > 0 ? 100.0 * macs_int8 / macs : 0.0, macs / 1e9);
+    for (int r = 0; r < n_rows; r++)
+        tb_printf(b, "  fp32       %d %s: %s\n", rows[r].count, distq_op_name(rows[r].op), rows[r].why);
+}
+
 /* One line per node, for float and int8 graphs alike: op, name, inputs,
  * output value (shape, and dtype where it is not f32) and the registry's text. */
 static void describe_nodes(const distq_graph *g, text_buf *b)
@@ -141,6 +207,8 @@ static distq_status describe_qmodel(const char *path, text_buf *b)
     distq_graph *g = NULL;
     char recipe[DISTQ_NAME_MAX], observer[DISTQ_NAME_MAX], where[DISTQ_H5_WHERE_MAX], dims[96];
     long long n_obs = -1;
+    char **excluded = NULL;
+    int n_excluded = 0;
     float eps = 0;
     htri_t has;
     /* The loader validates everything, so a broken file says why. */
@@ -186,6 +254,10 @@ static distq_status describe_qmodel(const char *path, text_buf *b)
     tb_printf(b, "  input      %s %s f32\n", in->name, dims);
     distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
     tb_printf(b, "  output     %s %s f32\n", out->name, dims);
+    DISTQ_H5_CHECK(has = H5Aexists(quant, "excluded_nodes"), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up attribute 'excluded_nodes'", where);
+    if (has) DISTQ_CHECK(distq_h5_attr_read_strlist(quant, "excluded_nodes", 1, INT32_MAX, &excluded, &n_excluded, where));
+    describe_coverage(q, excluded, n_excluded, b);
     tb_printf(b,
               "int8 graph (%d nodes, %d values, in execution order; weights, scales, bias "
               "%.2f MB):\n",
@@ -197,6 +269,7 @@ cleanup:
     distq_h5_close(&fid);
     distq_graph_destroy(q);
     distq_graph_destroy(g);
+    distq_free(excluded); /* one block */
     return st;
 }
 

@@ -87,6 +87,8 @@ distq_status distq_h5_write_op_attrs(hid_t grp, distq_op op, const distq_attrs *
         if (s->optional && memcmp(field, (const char *)&dflt + s->offset, size) == 0) continue;
         if (s->kind == DISTQ_ATTR_F32)
             DISTQ_CHECK(distq_h5_attr_write_f32(grp, s->name, *(const float *)field, where));
+        else if (s->kind == DISTQ_ATTR_OP)
+            DISTQ_CHECK(distq_h5_attr_write_str(grp, s->name, distq_op_name((distq_op)*(const int64_t *)field), where));
         else
             DISTQ_CHECK(distq_h5_attr_write_i64(grp, s->name,
                                                 s->kind == DISTQ_ATTR_PAIR   ? 2
@@ -114,6 +116,15 @@ distq_status distq_h5_read_op_attrs(hid_t grp, distq_op op, distq_attrs *a, cons
         }
         if (s->kind == DISTQ_ATTR_F32) {
             DISTQ_CHECK(distq_h5_attr_read_f32(grp, s->name, (float *)field, where));
+        } else if (s->kind == DISTQ_ATTR_OP) {
+            char name[64];
+            distq_op post;
+            DISTQ_CHECK(distq_h5_attr_read_str(grp, s->name, name, sizeof name, where));
+            if (distq_op_from_name(name, &post)) {
+                st = distq_error_set(DISTQ_ERR_FORMAT, "%s: attribute '%s' names no op ('%s')", where, s->name, name);
+                goto cleanup;
+            }
+            *(int64_t *)field = post;
         } else {
             int n = s->kind == DISTQ_ATTR_PAIR ? 2 : s->kind == DISTQ_ATTR_DIMS ? DISTQ_MAX_DIMS : 1;
             DISTQ_CHECK(distq_h5_attr_read_i64(grp, s->name, n, n, (int64_t *)field, NULL, where));

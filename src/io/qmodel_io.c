@@ -139,6 +139,20 @@ static distq_status write_quant(hid_t fid, const distq_prepared *p, int reduce_r
     DISTQ_CHECK(distq_h5_attr_write_i64(quant, "hist_bins", 0, &hist[0], where));
     DISTQ_CHECK(distq_h5_attr_write_i64(quant, "hist_upsample", 0, &hist[1], where));
     DISTQ_CHECK(distq_h5_attr_write_i64(quant, "hist_dst_bins", 0, &hist[2], where));
+    {   /* the nodes the user's exclude patterns kept in fp32 (inspect tells them apart) */
+        int n_ex = 0;
+        for (int i = 0; i < p->g->n_nodes; i++) n_ex += p->excluded[i];
+        const char **names = n_ex ? distq_malloc((size_t)n_ex * sizeof *names) : NULL;
+        if (n_ex && !names) {
+            st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
+            goto cleanup;
+        }
+        for (int i = 0, k = 0; i < p->g->n_nodes; i++)
+            if (p->excluded[i]) names[k++] = p->g->nodes[i].name;
+        if (n_ex) st = distq_h5_attr_write_strs(quant, "excluded_nodes", n_ex, names, where);
+        distq_free(names);
+        if (st) goto cleanup;
+    }
     DISTQ_H5_CHECK(sub = H5Gcreate2(quant, "observers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s/observers: cannot create group", where);
     for (int k = 0; k < p->n_observers; k++) DISTQ_CHECK(write_observer(sub, gcpl, p, k, path));

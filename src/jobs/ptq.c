@@ -59,7 +59,7 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     rep->load_s = distq_now_s() - t0;
 
     t0 = distq_now_s();
-    st = distq_prepare(g, cfg->observer, &p);
+    st = distq_prepare_excluding(g, cfg->observer, cfg->calib_exclude, &p);
     rep->prepare_s = distq_now_s() - t0;
     /* this rank's largest share of a global batch */
     int64_t local_max = (B + ctx->nranks - 1) / ctx->nranks;

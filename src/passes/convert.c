@@ -174,6 +174,14 @@ static distq_status emit_pattern(emitter *E, int h)
         const distq_tensor *b = n->params[DISTQ_PARAM_BIAS] >= 0 ? &g->params[n->params[DISTQ_PARAM_BIAS]] : NULL;
         DISTQ_TRY(quantize_weights(E->q, w, b, pl->weight_min, pl->weight_max, names));
         a.post_relu = pl->relu;
+        if (pl->post_node >= 0) { /* the elementwise op and its attributes ride on the head */
+            const distq_attrs *pa = &g->nodes[pl->post_node].attr;
+            a.post_op = g->nodes[pl->post_node].op;
+            a.min = pa->min;
+            a.max = pa->max;
+            a.alpha = pa->alpha;
+            a.beta = pa->beta;
+        }
         if (obs >= 0) set_out_qparams(&a, &E->qps[obs], E->qmax); /* else the head writes f32 */
     } else if (obs < 0) {
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': int8 output without qparams", n->name);

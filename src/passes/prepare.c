@@ -12,7 +12,9 @@
  * quantize goes there if the producer is fp32), a pattern's output only where
  * an int8 pattern reads it (else the head writes f32 directly).
  */
+#include <fnmatch.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "distq/passes.h"
@@ -38,13 +40,26 @@ static int absorb_relu(const distq_graph *g, int v, char *claimed, int *relu)
     return g->nodes[c].output;
 }
 
+/* If value v, the output of head op, is read only by an unclaimed
+ * elementwise node the recipe fuses into that head, claims it (a relu as
+ * pl->relu, any other as pl->post_node) and returns its output. */
+static int absorb_post(const distq_graph *g, distq_op head, int v, char *claimed, distq_node_plan *pl)
+{
+    int c = sole_consumer(g, v);
+    if (c < 0 || claimed[c] || !distq_x86_fuses(head, g->nodes[c].op)) return v;
+    if (g->nodes[c].op == DISTQ_OP_RELU) return absorb_relu(g, v, claimed, &pl->relu);
+    claimed[c] = 1;
+    pl->post_node = c;
+    return g->nodes[c].output;
+}
+
 static void match_conv(const distq_graph *g, int i, char *claimed, distq_node_plan *plan)
 {
     const distq_node *n = &g->nodes[i];
     distq_node_plan *pl = &plan[i];
     pl->pattern = DISTQ_PATTERN_CONV;
     pl->out_value = n->output;
-    pl->add_node = pl->sum_value = -1;
+    pl->add_node = pl->sum_value = pl->post_node = -1;
     claimed[i] = 1;
     int c = sole_consumer(g, n->output);
     if (c >= 0 && !claimed[c] && g->nodes[c].op == DISTQ_OP_ADD && g->nodes[c].n_inputs == 2) {
@@ -59,7 +74,7 @@ static void match_conv(const distq_graph *g, int i, char *claimed, distq_node_pl
             return;
         }
     }
-    pl->out_value = absorb_relu(g, n->output, claimed, &pl->relu);
+    pl->out_value = absorb_post(g, n->op, n->output, claimed, pl);
 }
 
 /* Union-find over values: observers shared by tensor and by propagation ops. */
@@ -133,17 +148,19 @@ static distq_status annotate(distq_prepared *p)
         goto cleanup;
     }
     for (int v = 0; v < g->n_values; v++) parent[v] = v;
+    for (int i = 0; i < g->n_nodes; i++) claimed[i] = p->excluded[i]; /* left to the FLOAT pass below */
 
     for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == DISTQ_OP_CONV2D) match_conv(g, i, claimed, p->plan);
+        if (g->nodes[i].op == DISTQ_OP_CONV2D && !claimed[i]) match_conv(g, i, claimed, p->plan);
     for (int i = 0; i < g->n_nodes; i++) {
         /* X86InductorQuantizer annotates linear on 2-D input; above, it stays fp32 */
-        if (g->nodes[i].op != DISTQ_OP_LINEAR || g->values[g->nodes[i].inputs[0]].ndim != 2) continue;
+        if (g->nodes[i].op != DISTQ_OP_LINEAR || g->values[g->nodes[i].inputs[0]].ndim != 2 || claimed[i])
+            continue;
         distq_node_plan *pl = &p->plan[i];
         pl->pattern = DISTQ_PATTERN_LINEAR;
-        pl->add_node = pl->sum_value = -1;
+        pl->add_node = pl->sum_value = pl->post_node = -1;
         claimed[i] = 1;
-        pl->out_value = absorb_relu(g, g->nodes[i].output, claimed, &pl->relu);
+        pl->out_value = absorb_post(g, DISTQ_OP_LINEAR, g->nodes[i].output, claimed, pl);
     }
     for (int i = 0; i < g->n_nodes; i++) {
         distq_node_plan *pl = &p->plan[i];
@@ -155,14 +172,14 @@ static distq_status annotate(distq_prepared *p)
             quantized_out[pl->out_value] = 1;
             continue;
         }
-        if (claimed[i]) continue;
+        if (claimed[i] && !p->excluded[i]) continue;
         distq_pattern prop = distq_op_info_of(n->op)->qrole == DISTQ_QROLE_SHARES_INPUT
                                  ? propagating_pattern[n->op]
                                  : DISTQ_PATTERN_NONE;
         claimed[i] = 1;
-        pl->add_node = pl->sum_value = -1;
+        pl->add_node = pl->sum_value = pl->post_node = -1;
         pl->out_value = n->output;
-        if (prop == DISTQ_PATTERN_NONE || !quantized_out[n->inputs[0]]) {
+        if (prop == DISTQ_PATTERN_NONE || !quantized_out[n->inputs[0]] || p->excluded[i]) {
             pl->pattern = DISTQ_PATTERN_FLOAT;
             continue;
         }
@@ -180,7 +197,40 @@ cleanup:
     return st;
 }
 
+/* Marks p->excluded from the comma-separated patterns. */
+static distq_status match_exclusions(distq_prepared *p, const char *exclude)
+{
+    const distq_graph *g = p->g;
+    const char *s = exclude;
+    while (s && *s) {
+        size_t len = strcspn(s, ",");
+        char pat[DISTQ_NAME_MAX];
+        if (len == 0 || len >= sizeof pat)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "exclude pattern '%.*s' is %s", (int)len, s,
+                                   len ? "too long" : "empty");
+        memcpy(pat, s, len);
+        pat[len] = '\0';
+        int hits = 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            if (fnmatch(pat, g->nodes[i].name, 0) == 0 || strcmp(pat, distq_op_name(g->nodes[i].op)) == 0) {
+                p->excluded[i] = 1;
+                hits++;
+            }
+        if (!hits)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "exclude pattern '%s' matches no node name or op of the "
+                                   "model ('distq inspect MODEL' lists them)", pat);
+        s += len + (s[len] == ',');
+    }
+    return DISTQ_OK;
+}
+
 distq_status distq_prepare(const distq_graph *g, distq_observer_kind kind, distq_prepared **out)
+{
+    return distq_prepare_excluding(g, kind, NULL, out);
+}
+
+distq_status distq_prepare_excluding(const distq_graph *g, distq_observer_kind kind, const char *exclude,
+                                     distq_prepared **out)
 {
     *out = NULL;
     if ((int)kind < 0 || kind >= DISTQ_OBSERVER_COUNT)
@@ -193,8 +243,11 @@ distq_status distq_prepare(const distq_graph *g, distq_observer_kind kind, distq
     if (!st) {
         p->value_observer = distq_calloc((size_t)p->g->n_values * sizeof *p->value_observer);
         p->plan = distq_calloc((size_t)p->g->n_nodes * sizeof *p->plan);
-        if (!p->value_observer || !p->plan) st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (prepare)");
+        p->excluded = distq_calloc((size_t)p->g->n_nodes + 1);
+        if (!p->value_observer || !p->plan || !p->excluded)
+            st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (prepare)");
     }
+    if (!st) st = match_exclusions(p, exclude);
     if (!st) st = annotate(p);
     if (st) {
         distq_prepared_destroy(p);
@@ -211,6 +264,7 @@ void distq_prepared_destroy(distq_prepared *p)
     distq_free(p->observers);
     distq_free(p->value_observer);
     distq_free(p->plan);
+    distq_free(p->excluded);
     distq_graph_destroy(p->g);
     distq_free(p);
 }

@@ -110,6 +110,17 @@ static const eltwise_fn eltwise_ops[DISTQ_OP_COUNT] = {
     [DISTQ_OP_HARDSIGMOID] = hardsigmoid_chain,
 };
 
+distq_status distq_onednn_append_eltwise(dnnl_post_ops_t ops, distq_op op, const distq_attrs *a, const char *ctx)
+{
+    distq_status st = DISTQ_OK;
+    if ((int)op < 0 || op >= DISTQ_OP_COUNT || !eltwise_ops[op])
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: %s is not an elementwise post-op", ctx, distq_op_name(op));
+    eltwise_chain e = eltwise_ops[op](a);
+    for (int k = 0; k < e.n; k++) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, e.alg[k], e.alpha[k], e.beta[k]));
+cleanup:
+    return st;
+}
+
 // --- threads ------------------------------------------------------------------
 
 /* Debian builds oneDNN with OpenMP, so its thread count is OpenMP's. oneDNN's
@@ -147,9 +158,7 @@ static distq_status make_attr(int sum, const distq_node *post, const char *ctx,
     if (sum || post) {
         CHECK(dnnl_post_ops_create(&ops));
         if (sum) CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
-        eltwise_chain e = post ? eltwise_ops[post->op](&post->attr) : (eltwise_chain){0};
-        for (int k = 0; k < e.n; k++)
-            CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, e.alg[k], e.alpha[k], e.beta[k]));
+        if (post) TRY(distq_onednn_append_eltwise(ops, post->op, &post->attr, ctx));
         CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
     }
     *out = attr;

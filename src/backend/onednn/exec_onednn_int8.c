@@ -44,6 +44,7 @@
  * f32), so the residual of a fused sum is copied into the conv's dst rather
  * than overwritten in place. The f32 graph input is not kept.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -106,7 +107,15 @@ cleanup:
 
 /* Attributes of a conv / linear: output scales x_s * w_s[oc] / y_s per output
  * channel (mask 1 << 1), runtime zero points where non-zero (zp_attr; else
- * none: the inner product), and the post-ops: [sum] [relu] [clip]. */
+ * none: the inner product), and the post-ops: [sum] [relu] [clip]. With a
+ * post_op (clip, hardswish, silu, gelu: not scale-invariant, unlike relu) the
+ * scales stop at the real domain, x_s * w_s[oc], the sum adds r_s * (r - r_zp),
+ * the op runs on real values and one eltwise linear takes them to codes (1/y_s,
+ * + y_zp without the zero-point attribute), then one clip to the code range.
+ * A fused clip merges into that last clip: oneDNN 2.6's int8 conv gives two
+ * clips of one chain the first one's bounds (seen on jit_int8 AVX-512 VNNI:
+ * clip [-3, 3], linear 169, clip [-42, 85] clipped codes to zp +- 3), so no
+ * eltwise kind appears twice. */
 static distq_status make_qattr(const distq_graph *g, const distq_node *n, int zp_attr,
                                const char *ctx, dnnl_primitive_attr_t *out)
 {
@@ -114,10 +123,10 @@ static distq_status make_qattr(const distq_graph *g, const distq_node *n, int zp
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
     const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
-    const int u8 = y->dtype == DISTQ_DTYPE_U8;
+    const int u8 = y->dtype == DISTQ_DTYPE_U8, post = n->attr.post_op >= 0;
     const int64_t OC = weight_t(g, n)->dims[0];
     const float *ws = weight_scale(g, n);
-    const double y_s = u8 ? y->scale : 1.0;
+    const double y_s = u8 && !post ? y->scale : 1.0; /* the domain the post-ops see */
     const int32_t y_zp = u8 ? y->zero_point : 0, qmax = u8 ? y->quant_max : 255;
     const int32_t rt = DNNL_RUNTIME_S32_VAL;
     float *scales = distq_malloc(sizeof(float) * (size_t)OC);
@@ -133,7 +142,22 @@ static distq_status make_qattr(const distq_graph *g, const distq_node *n, int zp
         const distq_value *r = &g->values[n->inputs[1]];
         CHECK(dnnl_post_ops_append_sum_v3(ops, (float)(r->scale / y_s), r->zero_point, u8 ? dnnl_u8 : dnnl_f32));
     }
-    if (!u8) {
+    if (post) {
+        distq_attrs pa = distq_post_op_attrs(&n->attr);
+        const int clip = n->attr.post_op == DISTQ_OP_CLIP;
+        if (!clip || !u8) TRY(distq_onednn_append_eltwise(ops, (distq_op)n->attr.post_op, &pa, ctx));
+        if (u8) {
+            /* real -> codes, the zero point here where there is no attribute for it */
+            const float inv = (float)(1.0 / y->scale), add = zp_attr ? 0.0f : (float)y_zp;
+            float lo = zp_attr ? (float)-y_zp : 0.0f, hi = zp_attr ? (float)(qmax - y_zp) : (float)qmax;
+            CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_linear, inv, add));
+            if (clip) {
+                lo = fmaxf(lo, pa.min * inv + add);
+                hi = fminf(hi, pa.max * inv + add);
+            }
+            if (clip || qmax < 255) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip, lo, hi));
+        }
+    } else if (!u8) {
         if (n->attr.post_relu) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
     } else if (zp_attr) {
         /* dst zp is added after the post-ops: clip to [lo, qmax] - zp */

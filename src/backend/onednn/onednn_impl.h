@@ -268,6 +268,9 @@ void distq_onednn_value_dims(const distq_value *v, int64_t batch, dnnl_dims_t ou
 void distq_onednn_node_ctx(const distq_graph *g, const distq_node *n, int64_t batch, char *buf,
                            size_t len);
 /* distq_exec_i's run, get_value and destroy over a distq_onednn_state. */
+/* Appends elementwise op (relu, clip, hardswish, silu, gelu, ...) with its
+ * attributes a to ops as oneDNN eltwise post-ops (one or two). */
+distq_status distq_onednn_append_eltwise(dnnl_post_ops_t ops, distq_op op, const distq_attrs *a, const char *ctx);
 /* fp32 node i of a quantized graph as its own primitive (exec_onednn.c's
  * emitters; the int8 executor calls it for the nodes left in fp32). */
 distq_status distq_onednn_emit_f32_node(distq_onednn_state *S, const distq_graph *g, int i);

@@ -6,6 +6,7 @@
  *   y   = x_s * w_s[oc] * acc + bias[oc]              real domain (double here)
  *   y  += r_s * (r_q - r_zp)                          residual (second input)
  *   y   = max(y, 0)                                   post_relu
+ *   y   = f(y)                                        post_op (clip, hardswish, silu, gelu)
  *   q   = clamp(round_ne(y * (1/y_s)) + y_zp, 0, qmax) or y as f32 for f32 outputs
  *         (qmax 255, or 127 with reduce_range)
  * Pools stay in u8 with their input's qparams. NCHW, obvious loops.
@@ -45,15 +46,26 @@ static double residual(const ref_state *s, const distq_node *n, int64_t i)
 }
 
 /* Output element o of a quantized conv or linear from its int32 sum: real
- * domain, + bias, + residual, relu, then u8 or f32 as the output is. */
-static void finish_acc(const ref_state *s, const distq_node *n, int64_t oc, int32_t acc, int64_t o)
+ * domain, + bias, + residual, relu or the post-op (post: its f32 function and
+ * attributes, NULL: none), then u8 or f32 as the output is. */
+static void finish_acc(const ref_state *s, const distq_node *n, int64_t oc, int32_t acc, int64_t o,
+                       distq_ref_scalar_fn post, const distq_attrs *post_attrs)
 {
     const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
     const float *ws = param_data(s, n, DISTQ_PARAM_WEIGHT_SCALE), *bias = param_data(s, n, DISTQ_PARAM_BIAS);
     double y = (double)xv->scale * ws[oc] * acc + (bias ? bias[oc] : 0.0);
     y += residual(s, n, o);
     if (n->attr.post_relu && y < 0) y = 0;
+    if (post) y = post(post_attrs, (float)y);
     store(yv, s->vals[n->output], o, y);
+}
+
+/* A head's post-op function (NULL: none) and its attributes. */
+static distq_ref_scalar_fn post_of(const distq_node *n, distq_attrs *attrs)
+{
+    if (n->attr.post_op < 0) return NULL;
+    *attrs = distq_post_op_attrs(&n->attr);
+    return distq_ref_scalar((distq_op)n->attr.post_op);
 }
 
 static void qconv_ref(const ref_state *s, const distq_node *n, int64_t count)
@@ -67,6 +79,8 @@ static void qconv_ref(const ref_state *s, const distq_node *n, int64_t count)
     int64_t C = xv->dims[1], H = xv->dims[2], W = xv->dims[3];
     int64_t OC = yv->dims[1], OH = yv->dims[2], OW = yv->dims[3];
     int64_t KH = wt->dims[2], KW = wt->dims[3], G = a->groups, ICg = C / G, OCg = OC / G;
+    distq_attrs pa;
+    distq_ref_scalar_fn post = post_of(n, &pa);
     for (int64_t nb = 0; nb < s->N; nb++)
         for (int64_t oc = 0; oc < OC; oc++) {
             int64_t g = oc / OCg;
@@ -84,7 +98,7 @@ static void qconv_ref(const ref_state *s, const distq_node *n, int64_t count)
                                 acc += (xq - xv->zero_point) * w[((oc * ICg + ic) * KH + kh) * KW + kw];
                             }
                         }
-                    finish_acc(s, n, oc, acc, ((nb * OC + oc) * OH + oh) * OW + ow);
+                    finish_acc(s, n, oc, acc, ((nb * OC + oc) * OH + oh) * OW + ow, post, &pa);
                 }
         }
 }
@@ -96,11 +110,13 @@ static void qlinear_ref(const ref_state *s, const distq_node *n, int64_t count)
     const uint8_t *x = s->vals[n->inputs[0]];
     const int8_t *w = param_data(s, n, DISTQ_PARAM_WEIGHT);
     int64_t IN = xv->dims[1], OUT = yv->dims[1];
+    distq_attrs pa;
+    distq_ref_scalar_fn post = post_of(n, &pa);
     for (int64_t nb = 0; nb < s->N; nb++)
         for (int64_t o = 0; o < OUT; o++) {
             int32_t acc = 0;
             for (int64_t i = 0; i < IN; i++) acc += (x[nb * IN + i] - xv->zero_point) * w[o * IN + i];
-            finish_acc(s, n, o, acc, nb * OUT + o);
+            finish_acc(s, n, o, acc, nb * OUT + o, post, &pa);
         }
 }
 
