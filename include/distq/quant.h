@@ -28,8 +28,6 @@ extern "C" {
 /* --- prepare: fold BN, annotate, attach observers ------------------------- */
 
 
-#define DISTQ_OBSERVER_MAX_VALUES 8
-
 /* One activation observer. All values in it share one scale and zero point
  * (PyTorch's implicit sharing: every edge reading a tensor, and the outputs of
  * pooling/flatten, which share their input's qparams). It is fed each of its
@@ -39,8 +37,8 @@ typedef struct {
     distq_observer_kind kind;
     distq_minmax_state mm;  /* MINMAX */
     distq_hist_state *hist; /* HISTOGRAM (owned) */
-    int n_values;
-    int values[DISTQ_OBSERVER_MAX_VALUES]; /* value indices in the prepared graph */
+    int n_values, cap_values;
+    int *values; /* value indices in the prepared graph (owned; a densenet block's concats share one) */
     /* What convert chose (the histogram's searched range), for the file. */
     int converted;
     float chosen_min, chosen_max;
@@ -56,6 +54,10 @@ typedef enum {
     DISTQ_PATTERN_MAX_POOL,   /* int8 in, int8 out, shares its input's qparams */
     DISTQ_PATTERN_AVG_POOL,
     DISTQ_PATTERN_FLATTEN,
+    DISTQ_PATTERN_AVG_POOL2D, /* a windowed average (no padding counted) on u8 */
+    DISTQ_PATTERN_CONCAT,     /* u8 in, u8 out: every input shares the output's qparams */
+    DISTQ_PATTERN_BN,         /* a batch_norm no conv precedes [+relu], on an int8 input: run as
+                                 the exact int8 depthwise 1x1 conv (codes +-127, scale |a|/127) */
     DISTQ_PATTERN_FLOAT       /* stays fp32: dequantize before it, quantize after where int8 reads it */
 } distq_pattern;
 

@@ -79,12 +79,11 @@ static void node_inputs_text(const distq_node *n, char *buf, size_t len)
 /* Multiply-accumulates per image of a conv2d or linear node (0 for others). */
 static double node_macs(const distq_graph *g, const distq_node *n)
 {
-    const distq_value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
+    const distq_value *y = &g->values[n->output];
     int w = n->params[DISTQ_PARAM_WEIGHT];
     if (w < 0 || (n->op != DISTQ_OP_CONV2D && n->op != DISTQ_OP_LINEAR)) return 0.0;
-    /* conv: every output element sums one weight row; linear: likewise per output */
+    /* conv and linear: every output element sums one row of the weight */
     double per_out = (double)distq_tensor_numel(&g->params[w]) / (double)g->params[w].dims[0];
-    (void)x;
     return per_out * (double)distq_value_numel(y, 1);
 }
 
@@ -104,12 +103,24 @@ static const char *fp32_reason(const distq_graph *q, const distq_node *n, int ex
     }
 }
 
-/* int8 / fp32 per node of a quantized graph, and the coverage: heads int8
- * of all, share of the MACs in int8, fp32 nodes by op and reason. */
-static void describe_coverage(const distq_graph *q, char **excluded, int n_excluded, text_buf *b)
+/* The coverage of a quantized model: the fp32 model's conv2d / linear nodes
+ * that run int8 (q's node of the same name reads u8) and their share of the
+ * MACs, then q's fp32 nodes by op and reason. */
+static void describe_coverage(const distq_graph *g, const distq_graph *q, char **excluded, int n_excluded,
+                              text_buf *b)
 {
     int heads = 0, heads_int8 = 0;
     double macs = 0, macs_int8 = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const distq_node *n = &g->nodes[i];
+        if (distq_op_info_of(n->op)->qrole != DISTQ_QROLE_HEAD) continue;
+        int j = distq_graph_find_node(q, n->name);
+        int int8 = j >= 0 && q->values[q->nodes[j].inputs[0]].dtype == DISTQ_DTYPE_U8;
+        heads++;
+        heads_int8 += int8;
+        macs += node_macs(g, n);
+        if (int8) macs_int8 += node_macs(g, n);
+    }
     struct fp32_row {
         distq_op op;
         const char *why;
@@ -120,14 +131,7 @@ static void describe_coverage(const distq_graph *q, char **excluded, int n_exclu
         const distq_node *n = &q->nodes[i];
         const distq_op_info *info = distq_op_info_of(n->op);
         int int8 = q->values[n->inputs[0]].dtype == DISTQ_DTYPE_U8;
-        if (info->qrole == DISTQ_QROLE_QDQ) continue;
-        if (info->qrole == DISTQ_QROLE_HEAD) {
-            heads++;
-            heads_int8 += int8;
-            macs += node_macs(q, n);
-            if (int8) macs_int8 += node_macs(q, n);
-        }
-        if (int8) continue;
+        if (info->qrole == DISTQ_QROLE_QDQ || int8) continue;
         int ex = 0;
         for (int k = 0; k < n_excluded && !ex; k++) ex = strcmp(excluded[k], n->name) == 0;
         const char *why = fp32_reason(q, n, ex);
@@ -257,7 +261,7 @@ static distq_status describe_qmodel(const char *path, text_buf *b)
     DISTQ_H5_CHECK(has = H5Aexists(quant, "excluded_nodes"), DISTQ_ERR_FORMAT,
                    "%s: cannot look up attribute 'excluded_nodes'", where);
     if (has) DISTQ_CHECK(distq_h5_attr_read_strlist(quant, "excluded_nodes", 1, INT32_MAX, &excluded, &n_excluded, where));
-    describe_coverage(q, excluded, n_excluded, b);
+    describe_coverage(g, q, excluded, n_excluded, b);
     tb_printf(b,
               "int8 graph (%d nodes, %d values, in execution order; weights, scales, bias "
               "%.2f MB):\n",

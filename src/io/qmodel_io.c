@@ -63,12 +63,12 @@ static distq_status write_observer(hid_t observers, hid_t gcpl, const distq_prep
     hid_t grp = H5I_INVALID_HID, dset = H5I_INVALID_HID;
     const distq_observer *o = &p->observers[k];
     char where[DISTQ_H5_WHERE_MAX], name[32];
-    const char *vals[DISTQ_OBSERVER_MAX_VALUES];
+    const char **vals = NULL;
     float mn, mx;
     int is_hist = o->kind == DISTQ_OBSERVER_HISTOGRAM;
     snprintf(name, sizeof name, "%d", k);
     snprintf(where, sizeof where, "%s: /quant/observers/%s", path, name);
-    if (o->n_values < 1 || o->n_values > DISTQ_OBSERVER_MAX_VALUES || (is_hist && !o->hist)) {
+    if (o->n_values < 1 || !o->values || (is_hist && !o->hist)) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: observer %d is not a valid observer", path,
                              k);
         goto cleanup;
@@ -76,6 +76,10 @@ static distq_status write_observer(hid_t observers, hid_t gcpl, const distq_prep
     if (!o->converted) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG,
                              "%s: observer %d has no qparams yet (distq_convert records them)", path, k);
+        goto cleanup;
+    }
+    if (!(vals = distq_malloc((size_t)o->n_values * sizeof *vals))) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
         goto cleanup;
     }
     for (int i = 0; i < o->n_values; i++) vals[i] = p->g->values[o->values[i]].name;
@@ -108,6 +112,7 @@ static distq_status write_observer(hid_t observers, hid_t gcpl, const distq_prep
         "equal-width bins over range = [min, max]",
         where));
 cleanup:
+    distq_free(vals);
     distq_h5_close(&dset);
     distq_h5_close(&grp);
     return st;

@@ -155,20 +155,13 @@ static distq_status f32_form(emitter *E, int v, const char **out)
     return DISTQ_OK;
 }
 
-/* The node of the int8 graph for the pattern headed by fp32 node h. */
-static distq_status emit_pattern(emitter *E, int h)
+/* A head's s8 weights, fused post-ops and output qparams (u8 where an
+ * observer has its output, else f32); a propagation op needs its observer. */
+static distq_status head_or_shared(emitter *E, const distq_node *n, const distq_node_plan *pl, int obs, int head,
+                                   distq_attrs *out_attrs, const char *names[DISTQ_MAX_PARAMS])
 {
-    const distq_prepared *p = E->p;
-    const distq_graph *g = p->g;
-    const distq_node *n = &g->nodes[h];
-    const distq_node_plan *pl = &p->plan[h];
-    distq_attrs a = n->attr;
-    const char *names[DISTQ_MAX_PARAMS] = {0}; /* into g's and q's stores */
-    const char *ins[2] = {NULL, NULL};
-    DISTQ_TRY(u8_form(E, n->inputs[0], &ins[0]));
-    if (pl->sum_value >= 0) DISTQ_TRY(u8_form(E, pl->sum_value, &ins[1]));
-    int obs = p->value_observer[pl->out_value];
-    int head = distq_op_info_of(n->op)->qrole == DISTQ_QROLE_HEAD;
+    const distq_graph *g = E->p->g;
+    distq_attrs a = *out_attrs;
     if (head) {
         const distq_tensor *w = &g->params[n->params[DISTQ_PARAM_WEIGHT]];
         const distq_tensor *b = n->params[DISTQ_PARAM_BIAS] >= 0 ? &g->params[n->params[DISTQ_PARAM_BIAS]] : NULL;
@@ -186,12 +179,39 @@ static distq_status emit_pattern(emitter *E, int h)
     } else if (obs < 0) {
         return distq_error_set(DISTQ_ERR_UNSUPPORTED, "node '%s': int8 output without qparams", n->name);
     }
+    *out_attrs = a;
+    return DISTQ_OK;
+}
+
+/* The node of the int8 graph for the pattern headed by fp32 node h. */
+static distq_status emit_pattern(emitter *E, int h)
+{
+    const distq_prepared *p = E->p;
+    const distq_graph *g = p->g;
+    const distq_node *n = &g->nodes[h];
+    const distq_node_plan *pl = &p->plan[h];
+    distq_attrs a = n->attr;
+    const char *names[DISTQ_MAX_PARAMS] = {0}; /* into g's and q's stores */
+    int obs = p->value_observer[pl->out_value];
+    int head = distq_op_info_of(n->op)->qrole == DISTQ_QROLE_HEAD;
+    /* a head reads its input [and the residual]; a propagation op (a concat:
+     * any count) all of its inputs, as u8 */
+    int n_ins = head ? 1 + (pl->sum_value >= 0) : n->n_inputs;
+    const char **ins = distq_calloc((size_t)n_ins * sizeof *ins);
+    if (!ins) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)");
+    distq_status st = DISTQ_OK;
+    for (int k = 0; k < n_ins && !st; k++)
+        st = u8_form(E, head && k == 1 ? pl->sum_value : n->inputs[k], &ins[k]);
+    if (!st) st = head_or_shared(E, n, pl, obs, head, &a, names);
     const char *out = g->values[pl->out_value].name;
-    DISTQ_TRY(distq_graph_add_node(E->q, n->name, n->op, &a, ins[1] ? 2 : 1, ins, head ? names : NULL, out));
+    if (!st) st = distq_graph_add_node(E->q, n->name, n->op, &a, n_ins, ins, head ? names : NULL, out);
+    distq_free(ins);
+    if (st) return st;
     if (obs >= 0) E->u8_name[pl->out_value] = out;
     else E->f32_name[pl->out_value] = out;
     return DISTQ_OK;
 }
+
 
 /* An fp32 node as it is, reading the f32 form of its inputs; its parameters
  * are copied (once each: nodes may share one). */
@@ -221,6 +241,57 @@ static distq_status emit_float(emitter *E, int i)
     return st;
 }
 
+/* A batch_norm as the depthwise 1x1 int8 conv computing the same
+ * a(c) * x + b(c), a = gamma / sqrt(var + eps), b = beta - mean * a: the s8
+ * weight of channel c is +-127 (0 where a is 0) with scale |a| / 127, so
+ * weight_scale * code is a itself; the bias b stays f32. */
+static distq_status emit_bn_as_conv(emitter *E, int i)
+{
+    const distq_prepared *p = E->p;
+    const distq_graph *g = p->g;
+    const distq_node *n = &g->nodes[i];
+    const distq_node_plan *pl = &p->plan[i];
+    const distq_value *x = &g->values[n->inputs[0]];
+    const int64_t C = x->dims[1], wdims[4] = {C, 1, 1, 1};
+    const float *gamma = n->params[DISTQ_PARAM_WEIGHT] >= 0 ? g->params[n->params[DISTQ_PARAM_WEIGHT]].data : NULL;
+    const float *beta = n->params[DISTQ_PARAM_BIAS] >= 0 ? g->params[n->params[DISTQ_PARAM_BIAS]].data : NULL;
+    const float *mean = g->params[n->params[DISTQ_PARAM_RUNNING_MEAN]].data;
+    const float *var = g->params[n->params[DISTQ_PARAM_RUNNING_VAR]].data;
+    int8_t *codes = distq_malloc((size_t)C);
+    float *scale = distq_malloc((size_t)C * sizeof(float)), *bias = distq_malloc((size_t)C * sizeof(float));
+    const char *names[DISTQ_MAX_PARAMS] = {0}, *ins[1] = {NULL};
+    distq_status st = !codes || !scale || !bias ? distq_error_set(DISTQ_ERR_NOMEM, "out of memory (convert)") : DISTQ_OK;
+    for (int64_t c = 0; c < C && !st; c++) {
+        double a = (gamma ? gamma[c] : 1.0) / sqrt((double)var[c] + (double)n->attr.eps);
+        if (!isfinite(a))
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "batch_norm '%s' channel %lld: scale %g is not finite",
+                                 n->name, (long long)c, a);
+        codes[c] = (int8_t)(a > 0 ? 127 : a < 0 ? -127 : 0);
+        scale[c] = a != 0 ? (float)(fabs(a) / 127.0) : 1.0f;
+        bias[c] = (float)((beta ? beta[c] : 0.0) - mean[c] * a);
+    }
+    if (!st) st = distq_graph_intern_suffixed(E->q, n->name, ".weight", &names[DISTQ_PARAM_WEIGHT]);
+    if (!st) st = distq_graph_intern_suffixed(E->q, n->name, ".weight_scale", &names[DISTQ_PARAM_WEIGHT_SCALE]);
+    if (!st) st = distq_graph_intern_suffixed(E->q, n->name, ".bias", &names[DISTQ_PARAM_BIAS]);
+    if (!st) st = distq_graph_add_param(E->q, names[DISTQ_PARAM_WEIGHT], DISTQ_DTYPE_S8, 4, wdims, codes, NULL);
+    if (!st) st = distq_graph_add_param(E->q, names[DISTQ_PARAM_WEIGHT_SCALE], DISTQ_DTYPE_F32, 1, &C, scale, NULL);
+    if (!st) st = distq_graph_add_param(E->q, names[DISTQ_PARAM_BIAS], DISTQ_DTYPE_F32, 1, &C, bias, NULL);
+    if (!st) st = u8_form(E, n->inputs[0], &ins[0]);
+    int obs = p->value_observer[pl->out_value];
+    distq_attrs a = distq_attrs_default(DISTQ_OP_CONV2D);
+    a.groups = C;
+    a.post_relu = pl->relu;
+    if (obs >= 0) set_out_qparams(&a, &E->qps[obs], E->qmax);
+    const char *out = g->values[pl->out_value].name;
+    if (!st) st = distq_graph_add_node(E->q, n->name, DISTQ_OP_CONV2D, &a, 1, ins, names, out);
+    if (!st && obs >= 0) E->u8_name[pl->out_value] = out;
+    else if (!st) E->f32_name[pl->out_value] = out;
+    distq_free(codes);
+    distq_free(scale);
+    distq_free(bias);
+    return st;
+}
+
 /* The int8 graph: one node per pattern (in the fp32 graph's order; a conv +
  * add pattern where its add runs, as the add's other input is ready only
  * there), each fp32 node as it is, quantize / dequantize where a value
@@ -241,8 +312,8 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, int
     E.f32_name[g->input_value] = in->name;
     for (int i = 0; i < g->n_nodes; i++) {
         distq_pattern pt = p->plan[i].pattern;
-        if (pt == DISTQ_PATTERN_FLOAT) {
-            if ((st = emit_float(&E, i))) goto cleanup;
+        if (pt == DISTQ_PATTERN_FLOAT || pt == DISTQ_PATTERN_BN) {
+            if ((st = pt == DISTQ_PATTERN_BN ? emit_bn_as_conv(&E, i) : emit_float(&E, i))) goto cleanup;
             continue;
         }
         int h = i;

@@ -115,10 +115,17 @@ static distq_status attach_observers(distq_prepared *p, const char *observed, in
             group_of_root[root] = p->n_observers++;
         }
         distq_observer *o = &p->observers[group_of_root[root]];
-        if (o->n_values == DISTQ_OBSERVER_MAX_VALUES) {
-            distq_free(group_of_root);
-            return distq_error_set(DISTQ_ERR_UNSUPPORTED, "value '%s': more than %d tensors share one observer",
-                                   g->values[v].name, DISTQ_OBSERVER_MAX_VALUES);
+        if (o->n_values == o->cap_values) {
+            int cap = o->cap_values ? 2 * o->cap_values : 4;
+            int *grown = distq_malloc((size_t)cap * sizeof *grown);
+            if (grown && o->n_values) memcpy(grown, o->values, (size_t)o->n_values * sizeof *grown);
+            if (grown) distq_free(o->values);
+            if (!grown) {
+                distq_free(group_of_root);
+                return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (observer of '%s')", g->values[v].name);
+            }
+            o->values = grown;
+            o->cap_values = cap;
         }
         o->values[o->n_values++] = v;
         p->value_observer[v] = group_of_root[root];
@@ -128,12 +135,27 @@ static distq_status attach_observers(distq_prepared *p, const char *observed, in
 }
 
 /* The int8 pattern of each op whose registry role is "shares its input's
- * qparams" and that the int8 IR has a node for (concat: not yet). */
+ * qparams" and that the int8 IR has a node for. */
 static const distq_pattern propagating_pattern[DISTQ_OP_COUNT] = {
     [DISTQ_OP_MAX_POOL2D] = DISTQ_PATTERN_MAX_POOL,
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = DISTQ_PATTERN_AVG_POOL,
     [DISTQ_OP_FLATTEN] = DISTQ_PATTERN_FLATTEN,
+    [DISTQ_OP_AVG_POOL2D] = DISTQ_PATTERN_AVG_POOL2D,
+    [DISTQ_OP_CONCAT] = DISTQ_PATTERN_CONCAT,
 };
+
+/* 1 if node n can run int8 as its propagation pattern: every input int8
+ * (X86InductorQuantizer quantizes cat only then), and an avg_pool2d whose
+ * windows average real cells only (padding that counted as 0 would be the
+ * code 0, not the real 0, on u8). */
+static int propagates(const distq_node *n, const char *quantized_out)
+{
+    for (int k = 0; k < n->n_inputs; k++)
+        if (!quantized_out[n->inputs[k]]) return 0;
+    const distq_attrs *a = &n->attr;
+    int padded = a->padding[0] || a->padding[1] || distq_pad_end(a, 0) || distq_pad_end(a, 1);
+    return n->op != DISTQ_OP_AVG_POOL2D || !padded || !a->count_include_pad;
+}
 
 static distq_status annotate(distq_prepared *p)
 {
@@ -165,8 +187,19 @@ static distq_status annotate(distq_prepared *p)
     for (int i = 0; i < g->n_nodes; i++) {
         distq_node_plan *pl = &p->plan[i];
         const distq_node *n = &g->nodes[i];
+        /* A batch_norm left after folding (densenet's pre-activation BN -> relu
+         * -> conv) on an int8 value: PT2E keeps it fp32 between a dequantize
+         * and a quantize, which inductor fuses into one pass; distq runs that
+         * same arithmetic, a(c) * x + b(c) [+ relu] requantized, as a depthwise
+         * 1x1 int8 conv whose s8 weights are exact. */
+        if (n->op == DISTQ_OP_BATCH_NORM && !claimed[i] && quantized_out[n->inputs[0]] && g->values[n->inputs[0]].ndim == 4) {
+            claimed[i] = 1;
+            pl->pattern = DISTQ_PATTERN_BN;
+            pl->add_node = pl->sum_value = pl->post_node = -1;
+            pl->out_value = absorb_relu(g, n->output, claimed, &pl->relu);
+        }
         if (pl->pattern == DISTQ_PATTERN_CONV || pl->pattern == DISTQ_PATTERN_CONV_SUM ||
-            pl->pattern == DISTQ_PATTERN_LINEAR) {
+            pl->pattern == DISTQ_PATTERN_LINEAR || pl->pattern == DISTQ_PATTERN_BN) {
             observed[n->inputs[0]] = 1;
             if (pl->sum_value >= 0) observed[pl->sum_value] = 1;
             quantized_out[pl->out_value] = 1;
@@ -179,14 +212,17 @@ static distq_status annotate(distq_prepared *p)
         claimed[i] = 1;
         pl->add_node = pl->sum_value = pl->post_node = -1;
         pl->out_value = n->output;
-        if (prop == DISTQ_PATTERN_NONE || !quantized_out[n->inputs[0]] || p->excluded[i]) {
+        if (prop == DISTQ_PATTERN_NONE || !propagates(n, quantized_out) || p->excluded[i]) {
             pl->pattern = DISTQ_PATTERN_FLOAT;
             continue;
         }
         pl->pattern = prop;
-        observed[n->inputs[0]] = observed[n->output] = 1;
+        observed[n->output] = 1;
         quantized_out[n->output] = 1;
-        parent[find(parent, n->output)] = find(parent, n->inputs[0]); /* shares its input's qparams */
+        for (int k = 0; k < n->n_inputs; k++) { /* shares its inputs' qparams (a concat: all of them) */
+            observed[n->inputs[k]] = 1;
+            parent[find(parent, n->inputs[k])] = find(parent, n->output);
+        }
     }
     st = attach_observers(p, observed, parent);
 cleanup:
@@ -260,7 +296,10 @@ distq_status distq_prepare_excluding(const distq_graph *g, distq_observer_kind k
 void distq_prepared_destroy(distq_prepared *p)
 {
     if (!p) return;
-    for (int i = 0; i < p->n_observers; i++) distq_free(p->observers[i].hist);
+    for (int i = 0; i < p->n_observers; i++) {
+        distq_free(p->observers[i].hist);
+        distq_free(p->observers[i].values);
+    }
     distq_free(p->observers);
     distq_free(p->value_observer);
     distq_free(p->plan);

@@ -24,7 +24,7 @@
  *   AVG_POOL    oneDNN avg pooling (exclude padding, kernel = H x W) on u8:
  *               the mean of the codes, rounded to nearest even;
  *   FLATTEN     no step: the value is its input read in plain order;
- *   DEQUANTIZE  a reorder u8 -> f32 with scale s and src zero point zp.
+ *   DEQUANTIZE  a C step (q - zp) * s on the plain codes (see emit_dequantize).
  * Activations stay u8 in oneDNN's layout between int8 ops; there is no f32
  * round trip but where the graph has a dequantize. The graph output (f32) is reordered into the caller's array.
  *
@@ -462,35 +462,58 @@ static distq_status emit_pool(distq_onednn_state *S, const distq_graph *g, const
     return st;
 }
 
-/* u8 -> f32: a reorder computing s * (q - zp), into plain f32 of the slot's
- * dims (a flatten's 4-D input in plain order is its (N, F) value). */
+/* args: FROM plain u8 codes, TO plain f32: y = (q - zp) * s, as the reference. */
+static distq_status dequantize_step(const distq_onednn_step *t)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = t->name;
+    void *src = NULL, *dst = NULL;
+    CHECK(dnnl_memory_get_data_handle(t->args[0].memory, &src));
+    CHECK(dnnl_memory_get_data_handle(t->args[1].memory, &dst));
+    const uint8_t *q = src;
+    float *y = dst;
+    const float s = t->fn_scale, zp = (float)t->fn_zp;
+    const int64_t count = t->fn_count;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; i++) y[i] = ((float)q[i] - zp) * s;
+cleanup:
+    return st;
+}
+
+/* u8 -> f32: the codes in plain order (a reorder if the slot has oneDNN's
+ * layout), then a C step computing (q - zp) * s into plain f32 of the slot's
+ * dims (a flatten's 4-D input in plain order is its (N, F) value). Not a
+ * reorder with a src zero point: oneDNN 2.6's jit:uni reorder acdb -> abcd
+ * dropped it for 1x960x7x7 (mobilenet_v3's last SE blocks, every element off
+ * by zp * s) while 1x672x7x7 and 1x480x14x14 were right. */
 static distq_status emit_dequantize(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
     distq_status st = DISTQ_OK;
     char ctx[2 * DISTQ_NAME_MAX + 192];
     const distq_value *x = &g->values[n->inputs[0]];
-    dnnl_primitive_attr_t attr = NULL;
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     if (x->dtype != DISTQ_DTYPE_U8 || g->values[n->output].dtype != DISTQ_DTYPE_F32) {
         st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: dequantize wants u8 -> f32", ctx);
         goto cleanup;
     }
-    int s_src = S->value_slot[n->inputs[0]], s_dst = -1;
-    const dnnl_memory_desc_t *src_md = distq_onednn_slot_md(S, s_src);
-    dnnl_memory_desc_t dst_md;
-    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, src_md->ndims, src_md->dims, dnnl_f32,
-                                       distq_onednn_plain_tag(src_md->ndims)));
-    TRY(distq_onednn_attr_create(ctx, &attr));
-    CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &x->scale));
-    if (x->zero_point != 0) CHECK(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &x->zero_point));
+    int s_src = S->value_slot[n->inputs[0]], s_plain = -1, s_dst = -1;
+    const dnnl_memory_desc_t src_md = *distq_onednn_slot_md(S, s_src);
+    dnnl_memory_desc_t plain_md, dst_md;
+    const dnnl_format_tag_t tag = distq_onednn_plain_tag(src_md.ndims);
+    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, src_md.ndims, src_md.dims, dnnl_u8, tag));
+    CHECK(dnnl_memory_desc_init_by_tag(&dst_md, src_md.ndims, src_md.dims, dnnl_f32, tag));
+    TRY(distq_onednn_slot_as(S, s_src, &plain_md, n->name, ctx, &s_plain));
     TRY(distq_onednn_new_slot(S, &dst_md, &s_dst));
     distq_onednn_step *t = NULL;
-    TRY(distq_onednn_add_reorder(S, n->name, &S->slots[s_src].md, &dst_md, attr, ctx, &t));
-    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_src, 0);
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    t->fn = dequantize_step;
+    t->fn_scale = x->scale;
+    t->fn_zp = x->zero_point;
+    t->fn_count = distq_dims_numel(src_md.ndims, src_md.dims);
+    distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_plain, 0);
     distq_onednn_arg_slot(t, DNNL_ARG_TO, s_dst, 1);
     S->value_slot[n->output] = s_dst;
 cleanup:
-    if (attr) CHECK_CLEANUP(dnnl_primitive_attr_destroy(attr));
     return st;
 }
 
@@ -502,11 +525,19 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
 }
 
 typedef distq_status (*qemit_fn)(distq_onednn_state *S, const distq_graph *g, const distq_node *n);
+/* concat of u8 values sharing one qparams: the fp32 emitter's concat
+ * primitive, which keeps its sources' data type */
+static distq_status emit_concat(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
+{
+    return distq_onednn_emit_f32_node(S, g, (int)(n - g->nodes));
+}
+
 static const qemit_fn qemitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_QUANTIZE] = emit_quantize, [DISTQ_OP_CONV2D] = emit_conv,
     [DISTQ_OP_LINEAR] = emit_linear,     [DISTQ_OP_MAX_POOL2D] = emit_pool,
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = emit_pool,     [DISTQ_OP_FLATTEN] = emit_flatten,
-    [DISTQ_OP_DEQUANTIZE] = emit_dequantize,
+    [DISTQ_OP_DEQUANTIZE] = emit_dequantize, [DISTQ_OP_AVG_POOL2D] = emit_pool,
+    [DISTQ_OP_CONCAT] = emit_concat,
 };
 
 static distq_status emit_node(distq_onednn_state *S, const distq_graph *g, const distq_node *n)

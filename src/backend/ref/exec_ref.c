@@ -357,21 +357,23 @@ static void binary_ref(const ref_state *s, const distq_node *n, int64_t count)
 }
 
 /* Inputs one after another along axis: per image and outer index, each input
- * contributes a contiguous run of dims[axis] * inner elements. */
-static void concat_ref(const ref_state *s, const distq_node *n, int64_t count)
+ * contributes a contiguous run of dims[axis] * inner elements (f32 or u8). */
+void distq_ref_concat(const ref_state *s, const distq_node *n, int64_t count)
 {
+    (void)count;
     const distq_value *yv = &s->g->values[n->output];
+    const size_t es = distq_dtype_size(yv->dtype);
     int64_t axis = distq_axis_index(n->attr.axis, yv->ndim);
     int64_t outer = s->N, inner = 1;
     for (int64_t d = 1; d < axis; d++) outer *= yv->dims[d];
     for (int64_t d = axis + 1; d < yv->ndim; d++) inner *= yv->dims[d];
-    float *y = s->vals[n->output];
+    char *y = s->vals[n->output];
     int64_t row = yv->dims[axis] * inner, at = 0;
     for (int k = 0; k < n->n_inputs; k++) {
         int64_t run = s->g->values[n->inputs[k]].dims[axis] * inner;
-        const float *x = s->vals[n->inputs[k]];
+        const char *x = s->vals[n->inputs[k]];
         for (int64_t o = 0; o < outer; o++)
-            memcpy(y + o * row + at, x + o * run, (size_t)run * sizeof(float));
+            memcpy(y + (size_t)(o * row + at) * es, x + (size_t)(o * run) * es, (size_t)run * es);
         at += run;
     }
 }
@@ -403,7 +405,7 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LOG_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LEAKY_RELU] = eltwise_ref,
-    [DISTQ_OP_CONCAT] = concat_ref,
+    [DISTQ_OP_CONCAT] = distq_ref_concat,
 };
 
 typedef struct {

@@ -144,6 +144,34 @@ static void qmaxpool_ref(const ref_state *s, const distq_node *n, int64_t count)
             }
 }
 
+/* The window's mean of the codes inside the image (prepare takes an
+ * avg_pool2d int8 only without padding or with count_include_pad 0, where
+ * that is the mean of the real values), rounded half to even. */
+static void qavgpool2d_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    (void)count;
+    const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
+    const uint8_t *x = s->vals[n->inputs[0]];
+    uint8_t *y = s->vals[n->output];
+    const distq_attrs *a = &n->attr;
+    int64_t H = xv->dims[2], W = xv->dims[3], OH = yv->dims[2], OW = yv->dims[3];
+    for (int64_t nc = 0; nc < s->N * xv->dims[1]; nc++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t sum = 0, cells = 0;
+                for (int64_t kh = 0; kh < a->kernel[0]; kh++)
+                    for (int64_t kw = 0; kw < a->kernel[1]; kw++) {
+                        int64_t ih = oh * a->stride[0] - a->padding[0] + kh;
+                        int64_t iw = ow * a->stride[1] - a->padding[1] + kw;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        sum += x[(nc * H + ih) * W + iw];
+                        cells++;
+                    }
+                double m = cells ? nearbyint((double)sum / (double)cells) : 0.0;
+                y[(nc * OH + oh) * OW + ow] = (uint8_t)(m > 255 ? 255 : m);
+            }
+}
+
 /* mean((q - zp) * s) * (1/s) + zp == mean(q): average the u8 codes, round half to even. */
 static void qavgpool_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
@@ -184,5 +212,6 @@ const ref_kernel distq_ref_int8_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_QUANTIZE] = quantize_ref,     [DISTQ_OP_DEQUANTIZE] = dequantize_ref,
     [DISTQ_OP_CONV2D] = qconv_ref,          [DISTQ_OP_LINEAR] = qlinear_ref,
     [DISTQ_OP_MAX_POOL2D] = qmaxpool_ref,   [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = qavgpool_ref,
-    [DISTQ_OP_FLATTEN] = qflatten_ref,
+    [DISTQ_OP_FLATTEN] = qflatten_ref,      [DISTQ_OP_AVG_POOL2D] = qavgpool2d_ref,
+    [DISTQ_OP_CONCAT] = distq_ref_concat, /* the codes: every input shares the output's qparams */
 };
