@@ -458,6 +458,39 @@ static void test_dense_block(void)
     distq_graph_destroy(q);
 }
 
+/* shufflenet's channel shuffle and split on int8 codes: conv -> reshape
+ * (1, 2, 4, H, W) -> transpose (0, 2, 1, 3, 4) -> reshape (1, 8, H, W) ->
+ * slice of the second half of the channels -> conv: all int8. */
+static void test_channel_shuffle(void)
+{
+    int64_t in[4] = {1, 3, 6, 5};
+    distq_graph *g = test_new_graph(4, in);
+    test_add_conv(g, "conv", "x", 3, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 60);
+    test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
+    distq_attrs r5 = distq_attrs_default(DISTQ_OP_RESHAPE), tr = distq_attrs_default(DISTQ_OP_TRANSPOSE);
+    distq_attrs r4 = distq_attrs_default(DISTQ_OP_RESHAPE), sl = distq_attrs_default(DISTQ_OP_SLICE);
+    const int64_t s5[5] = {1, 2, 4, 6, 5}, p5[5] = {0, 2, 1, 3, 4}, s4[4] = {1, 8, 6, 5};
+    memcpy(r5.shape, s5, sizeof s5);
+    memcpy(tr.perm, p5, sizeof p5);
+    memcpy(r4.shape, s4, sizeof s4);
+    const int64_t st[4] = {0, 4, 0, 0}, en[4] = {0, 8, 6, 5};
+    memcpy(sl.starts, st, sizeof st);
+    memcpy(sl.ends, en, sizeof en);
+    test_add_op(g, "split", DISTQ_OP_RESHAPE, &r5, "relu", NULL, NULL);
+    test_add_op(g, "shuffle", DISTQ_OP_TRANSPOSE, &tr, "split", NULL, NULL);
+    test_add_op(g, "merge", DISTQ_OP_RESHAPE, &r4, "shuffle", NULL, NULL);
+    test_add_op(g, "half", DISTQ_OP_SLICE, &sl, "merge", NULL, NULL);
+    test_add_conv(g, "head", "half", 4, (test_conv_spec){3, 1, 1, 0, 1, 1, 1}, 61);
+    test_finish(g, "head");
+    distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, 62);
+    for (int i = 0; i < q->n_nodes; i++)
+        CU_ASSERT(q->nodes[i].op == DISTQ_OP_QUANTIZE || q->values[q->nodes[i].inputs[0]].dtype == DISTQ_DTYPE_U8);
+    check_int8(q, g, 1, 63, "channel shuffle");
+    check_int8(q, g, 3, 64, "channel shuffle");
+    distq_graph_destroy(g);
+    distq_graph_destroy(q);
+}
+
 // --- pooling --------------------------------------------------------------------------
 
 /* max pool after conv [+relu] (the prepare pass quantizes a pool only after
@@ -797,6 +830,7 @@ int main(void)
         {"downsample block", test_downsample_block},
         {"mixed int8 / fp32 graph (fp32 nodes, quantize and dequantize inside)", test_mixed_graph},
         {"dense block: int8 concat, batch_norm + relu as int8, avg_pool2d", test_dense_block},
+        {"channel shuffle: reshape, transpose, slice on int8 codes", test_channel_shuffle},
         {"max_pool2d", test_max_pool},
         {"avg pool, flatten, linear head", test_avg_pool_head},
         {"linear", test_linear},

@@ -56,6 +56,7 @@ typedef enum {
     DISTQ_PATTERN_FLATTEN,
     DISTQ_PATTERN_AVG_POOL2D, /* a windowed average (no padding counted) on u8 */
     DISTQ_PATTERN_CONCAT,     /* u8 in, u8 out: every input shares the output's qparams */
+    DISTQ_PATTERN_LAYOUT,     /* transpose, slice, reshape on u8: the codes moved, qparams shared */
     DISTQ_PATTERN_BN,         /* a batch_norm no conv precedes [+relu], on an int8 input: run as
                                  the exact int8 depthwise 1x1 conv (codes +-127, scale |a|/127) */
     DISTQ_PATTERN_FLOAT       /* stays fp32: dequantize before it, quantize after where int8 reads it */

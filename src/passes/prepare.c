@@ -142,6 +142,9 @@ static const distq_pattern propagating_pattern[DISTQ_OP_COUNT] = {
     [DISTQ_OP_FLATTEN] = DISTQ_PATTERN_FLATTEN,
     [DISTQ_OP_AVG_POOL2D] = DISTQ_PATTERN_AVG_POOL2D,
     [DISTQ_OP_CONCAT] = DISTQ_PATTERN_CONCAT,
+    [DISTQ_OP_TRANSPOSE] = DISTQ_PATTERN_LAYOUT,
+    [DISTQ_OP_SLICE] = DISTQ_PATTERN_LAYOUT,
+    [DISTQ_OP_RESHAPE] = DISTQ_PATTERN_LAYOUT,
 };
 
 /* 1 if node n can run int8 as its propagation pattern: every input int8

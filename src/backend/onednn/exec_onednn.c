@@ -290,6 +290,10 @@ cleanup:
     return st;
 }
 
+/* The oneDNN data type of a value: the layout emitters (flatten, reshape,
+ * transpose, slice, concat) move u8 codes of an int8 graph as they move f32. */
+static dnnl_data_type_t value_dt(const distq_value *v) { return v->dtype == DISTQ_DTYPE_U8 ? dnnl_u8 : dnnl_f32; }
+
 /* flatten and reshape: the input in plain layout, viewed with the output's dims */
 static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, const group *gr)
 {
@@ -308,8 +312,8 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
     dnnl_memory_desc_t plain_md, flat_md;
     distq_onednn_value_dims(in, S->batch, dims);
     distq_onednn_value_dims(&g->values[n->output], S->batch, flat);
-    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
-    CHECK(dnnl_memory_desc_init_by_tag(&flat_md, outv->ndim, flat, dnnl_f32, distq_onednn_plain_tag(outv->ndim)));
+    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, in->ndim, dims, value_dt(in), distq_onednn_plain_tag(in->ndim)));
+    CHECK(dnnl_memory_desc_init_by_tag(&flat_md, outv->ndim, flat, value_dt(in), distq_onednn_plain_tag(outv->ndim)));
     int s_plain = -1, s_flat = -1;
     TRY(distq_onednn_slot_as(S, s_in, &plain_md, n->name, ctx, &s_plain));
     TRY(view_step(S, n->name, s_plain, &flat_md, &s_flat));
@@ -542,7 +546,7 @@ static distq_status emit_view_copy(distq_onednn_state *S, const distq_graph *g, 
     dnnl_dims_t out_dims;
     distq_onednn_value_dims(outv, S->batch, out_dims);
     dnnl_memory_desc_t out_md;
-    CHECK(dnnl_memory_desc_init_by_tag(&out_md, outv->ndim, out_dims, dnnl_f32, distq_onednn_plain_tag(outv->ndim)));
+    CHECK(dnnl_memory_desc_init_by_tag(&out_md, outv->ndim, out_dims, value_dt(outv), distq_onednn_plain_tag(outv->ndim)));
     int s_plain = -1, s_view = -1, s_out = -1;
     TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], plain_md, n->name, ctx, &s_plain));
     TRY(view_step(S, n->name, s_plain, view_md, &s_view));
@@ -576,8 +580,8 @@ static distq_status emit_transpose(distq_onednn_state *S, const distq_graph *g, 
     }
     for (int d = 0; d < nd; d++) view_strides[d] = in_strides[n->attr.perm[d]];
     dnnl_memory_desc_t plain_md, view_md;
-    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, nd, dims, dnnl_f32, distq_onednn_plain_tag(nd)));
-    CHECK(dnnl_memory_desc_init_by_strides(&view_md, nd, out_dims, dnnl_f32, view_strides));
+    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, nd, dims, value_dt(in), distq_onednn_plain_tag(nd)));
+    CHECK(dnnl_memory_desc_init_by_strides(&view_md, nd, out_dims, value_dt(in), view_strides));
     TRY(emit_view_copy(S, g, n, &plain_md, &view_md, ctx));
 cleanup:
     return st;
@@ -652,7 +656,7 @@ static distq_status emit_slice(distq_onednn_state *S, const distq_graph *g, cons
     distq_onednn_value_dims(outv, S->batch, out_dims);
     for (int d = 1; d < nd; d++) offsets[d] = n->attr.starts[d];
     dnnl_memory_desc_t plain_md, view_md;
-    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, nd, dims, dnnl_f32, distq_onednn_plain_tag(nd)));
+    CHECK(dnnl_memory_desc_init_by_tag(&plain_md, nd, dims, value_dt(in), distq_onednn_plain_tag(nd)));
     CHECK(dnnl_memory_desc_init_submemory(&view_md, &plain_md, out_dims, offsets));
     TRY(emit_view_copy(S, g, n, &plain_md, &view_md, ctx));
 cleanup:

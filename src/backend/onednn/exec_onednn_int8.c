@@ -525,9 +525,9 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
 }
 
 typedef distq_status (*qemit_fn)(distq_onednn_state *S, const distq_graph *g, const distq_node *n);
-/* concat of u8 values sharing one qparams: the fp32 emitter's concat
- * primitive, which keeps its sources' data type */
-static distq_status emit_concat(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
+/* concat, transpose, slice, reshape of u8 values that share one qparams: the
+ * fp32 emitters' layout steps, which keep the values' data type */
+static distq_status emit_layout(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
     return distq_onednn_emit_f32_node(S, g, (int)(n - g->nodes));
 }
@@ -537,7 +537,8 @@ static const qemit_fn qemitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_LINEAR] = emit_linear,     [DISTQ_OP_MAX_POOL2D] = emit_pool,
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = emit_pool,     [DISTQ_OP_FLATTEN] = emit_flatten,
     [DISTQ_OP_DEQUANTIZE] = emit_dequantize, [DISTQ_OP_AVG_POOL2D] = emit_pool,
-    [DISTQ_OP_CONCAT] = emit_concat,
+    [DISTQ_OP_CONCAT] = emit_layout,          [DISTQ_OP_TRANSPOSE] = emit_layout,
+    [DISTQ_OP_SLICE] = emit_layout,           [DISTQ_OP_RESHAPE] = emit_layout,
 };
 
 static distq_status emit_node(distq_onednn_state *S, const distq_graph *g, const distq_node *n)

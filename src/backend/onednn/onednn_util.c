@@ -596,8 +596,8 @@ static distq_status run_steps(distq_onednn_state *S, const float *input, float *
         } else if (T->fn) {
             CHECK(dnnl_stream_wait(S->stream)); /* its inputs must be complete */
             TRY(T->fn(T));
-        } else {
-            continue;
+        } else if (!on_value) {
+            continue; /* a view's marker: nothing runs; an observer still sees the view */
         }
         if (!on_value || T->is_copy) continue;
         CHECK(dnnl_stream_wait(S->stream));

@@ -209,10 +209,10 @@ static void linear_ref(const ref_state *s, const distq_node *n, int64_t count)
         }
 }
 
-/* NCHW is already (N, C*H*W) in memory */
-static void flatten_ref(const ref_state *s, const distq_node *n, int64_t count)
+/* flatten, reshape: NCHW is already (N, C*H*W) in memory (f32 or u8) */
+void distq_ref_copy(const ref_state *s, const distq_node *n, int64_t count)
 {
-    memcpy(s->vals[n->output], s->vals[n->inputs[0]], (size_t)count * sizeof(float));
+    memcpy(s->vals[n->output], s->vals[n->inputs[0]], (size_t)count * distq_dtype_size(s->g->values[n->output].dtype));
 }
 
 /* y[i] = x[off(i)] for an output of the input's rank: output dim d at index
@@ -222,8 +222,9 @@ static void gather_ref(const ref_state *s, const distq_node *n, int64_t count, c
                        const int64_t *start)
 {
     const distq_value *xv = &s->g->values[n->inputs[0]], *yv = &s->g->values[n->output];
-    const float *x = s->vals[n->inputs[0]];
-    float *y = s->vals[n->output];
+    const char *x = s->vals[n->inputs[0]];
+    char *y = s->vals[n->output];
+    const size_t es = distq_dtype_size(yv->dtype); /* f32 or u8 codes */
     int nd = xv->ndim;
     int64_t in_stride[DISTQ_MAX_DIMS], st = 1, per_image = distq_value_numel(yv, 1);
     for (int d = nd - 1; d >= 1; d--) {
@@ -236,17 +237,17 @@ static void gather_ref(const ref_state *s, const distq_node *n, int64_t count, c
             off += (rest % yv->dims[d] + start[d]) * in_stride[src_dim[d]];
             rest /= yv->dims[d];
         }
-        y[i] = x[off];
+        memcpy(y + (size_t)i * es, x + (size_t)off * es, es);
     }
 }
 
-static void transpose_ref(const ref_state *s, const distq_node *n, int64_t count)
+void distq_ref_transpose(const ref_state *s, const distq_node *n, int64_t count)
 {
     static const int64_t zero[DISTQ_MAX_DIMS];
     gather_ref(s, n, count, n->attr.perm, zero);
 }
 
-static void slice_ref(const ref_state *s, const distq_node *n, int64_t count)
+void distq_ref_slice(const ref_state *s, const distq_node *n, int64_t count)
 {
     static const int64_t same_dim[DISTQ_MAX_DIMS] = {0, 1, 2, 3, 4, 5, 6, 7};
     _Static_assert(DISTQ_MAX_DIMS == 8, "one entry per dim");
@@ -386,7 +387,7 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_MAX_POOL2D] = max_pool2d_ref,
     [DISTQ_OP_AVG_POOL2D] = avg_pool2d_ref,
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = adaptive_avg_pool2d_ref,
-    [DISTQ_OP_FLATTEN] = flatten_ref,
+    [DISTQ_OP_FLATTEN] = distq_ref_copy,
     [DISTQ_OP_LINEAR] = linear_ref,
     [DISTQ_OP_HARDSWISH] = eltwise_ref,
     [DISTQ_OP_HARDSIGMOID] = eltwise_ref,
@@ -397,11 +398,11 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_DIV] = binary_ref,
     [DISTQ_OP_TANH] = eltwise_ref,
     [DISTQ_OP_SILU] = eltwise_ref,
-    [DISTQ_OP_TRANSPOSE] = transpose_ref,
-    [DISTQ_OP_SLICE] = slice_ref,
+    [DISTQ_OP_TRANSPOSE] = distq_ref_transpose,
+    [DISTQ_OP_SLICE] = distq_ref_slice,
     [DISTQ_OP_GELU] = eltwise_ref,
     [DISTQ_OP_LAYER_NORM] = layer_norm_ref,
-    [DISTQ_OP_RESHAPE] = flatten_ref, /* plain f32 in and out: the same bytes */
+    [DISTQ_OP_RESHAPE] = distq_ref_copy, /* plain in and out: the same bytes */
     [DISTQ_OP_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LOG_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LEAKY_RELU] = eltwise_ref,

@@ -203,15 +203,13 @@ static void dequantize_ref(const ref_state *s, const distq_node *n, int64_t coun
     for (int64_t k = 0; k < count; k++) y[k] = ((float)x[k] - (float)src->zero_point) * src->scale;
 }
 
-static void qflatten_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    memcpy(s->vals[n->output], s->vals[n->inputs[0]], (size_t)count); /* u8: one byte each */
-}
 
 const ref_kernel distq_ref_int8_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_QUANTIZE] = quantize_ref,     [DISTQ_OP_DEQUANTIZE] = dequantize_ref,
     [DISTQ_OP_CONV2D] = qconv_ref,          [DISTQ_OP_LINEAR] = qlinear_ref,
     [DISTQ_OP_MAX_POOL2D] = qmaxpool_ref,   [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = qavgpool_ref,
-    [DISTQ_OP_FLATTEN] = qflatten_ref,      [DISTQ_OP_AVG_POOL2D] = qavgpool2d_ref,
+    [DISTQ_OP_FLATTEN] = distq_ref_copy,      [DISTQ_OP_AVG_POOL2D] = qavgpool2d_ref,
     [DISTQ_OP_CONCAT] = distq_ref_concat, /* the codes: every input shares the output's qparams */
+    [DISTQ_OP_TRANSPOSE] = distq_ref_transpose, [DISTQ_OP_SLICE] = distq_ref_slice,
+    [DISTQ_OP_RESHAPE] = distq_ref_copy,
 };

@@ -18,8 +18,13 @@ typedef void (*ref_kernel)(const ref_state *s, const distq_node *n, int64_t coun
 typedef float (*distq_ref_scalar_fn)(const distq_attrs *a, float x);
 distq_ref_scalar_fn distq_ref_scalar(distq_op op); /* NULL: not elementwise */
 
-/* concat of f32 or u8 values (the codes: a u8 concat shares one qparams). */
+/* Kernels that move elements without arithmetic, for f32 and u8 alike (a u8
+ * one shares its input's qparams): concat, transpose, slice, and the copy
+ * of flatten / reshape. */
 void distq_ref_concat(const ref_state *s, const distq_node *n, int64_t count);
+void distq_ref_transpose(const ref_state *s, const distq_node *n, int64_t count);
+void distq_ref_slice(const ref_state *s, const distq_node *n, int64_t count);
+void distq_ref_copy(const ref_state *s, const distq_node *n, int64_t count);
 
 /* Kernels for nodes that read u8 or quantize: a conv2d / linear on a u8 input,
  * pools and flatten on u8, quantize and dequantize. NULL where none. */
