@@ -606,6 +606,29 @@ static void test_linear(void)
         check_graph(g, 1200 + (uint64_t)ip, ip ? "inner product + gelu -> linear" : "matmul + gelu -> linear");
     }
 
+    /* convnext's MLP: linear + gelu -> linear on the last dim of (N, H, W, C),
+     * the rows every position of every image, int8 end to end */
+    {
+        int64_t in4c[4] = {1, 3, 5, 4};
+        g = test_new_graph(4, in4c);
+        test_add_conv(g, "dw", "x", 3, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 16);
+        distq_attrs tr = distq_attrs_default(DISTQ_OP_TRANSPOSE);
+        const int64_t nhwc[4] = {0, 2, 3, 1};
+        memcpy(tr.perm, nhwc, sizeof nhwc);
+        test_add_op(g, "to_nhwc", DISTQ_OP_TRANSPOSE, &tr, "dw", NULL, NULL);
+        test_add_linear(g, "pw1", "to_nhwc", 8, 12, 1, 17);
+        test_add_op(g, "act", DISTQ_OP_GELU, NULL, "pw1", NULL, NULL);
+        test_add_linear(g, "pw2", "act", 12, 6, 1, 18);
+        test_finish(g, "pw2");
+        distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, 19);
+        int f = distq_graph_find_node(q, "pw2");
+        CU_ASSERT_FATAL(f >= 0);
+        CU_ASSERT_EQUAL(q->values[q->nodes[f].inputs[0]].dtype, DISTQ_DTYPE_U8);
+        CU_ASSERT_EQUAL(q->values[q->nodes[f].inputs[0]].ndim, 4);
+        distq_graph_destroy(q);
+        check_graph(g, 1250, "linear + gelu -> linear on (N, H, W, C)");
+    }
+
     int64_t in4[4] = {1, 3, 5, 7};
     g = test_new_graph(4, in4);
     test_add_conv(g, "conv", "x", 3, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 8);

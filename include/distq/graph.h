@@ -113,7 +113,7 @@ distq_attrs distq_attrs_default(distq_op op);
 
 /* Parameter slots. conv2d: WEIGHT (OC, IC/groups, KH, KW), BIAS (OC) optional.
  * linear: WEIGHT (OUT, IN), BIAS (OUT) optional; on the last dim of an input of
- * any rank >= 2 (f32; u8 at rank 2). layer_norm: WEIGHT, BIAS optional, one
+ * any rank >= 2 (f32 or u8). layer_norm: WEIGHT, BIAS optional, one
  * value per normalized element (any shape). batch_norm: WEIGHT, BIAS,
  * RUNNING_MEAN, RUNNING_VAR (C), NUM_BATCHES_TRACKED (s64 scalar) optional.
  * A conv2d / linear on a u8 input has s8 WEIGHT codes and WEIGHT_SCALE (OC)

@@ -487,8 +487,7 @@ distq_status distq_infer_linear(distq_graph *g, distq_node *n, distq_value *out)
 {
     const distq_value *x = in_value(g, n, 0);
     distq_status st;
-    if (x->ndim < 2 || (is_u8(x) && x->ndim != 2))
-        return NODE_ERR(n, "input '%s' has rank %d; linear takes rank >= 2 (rank 2 when u8)", x->name, x->ndim);
+    if (x->ndim < 2) return NODE_ERR(n, "input '%s' has rank %d; linear takes rank >= 2", x->name, x->ndim);
     const distq_tensor *w = param(g, n, DISTQ_PARAM_WEIGHT);
     if (!w) return NODE_ERR(n, "missing weight");
     int64_t OUT = w->ndim == 2 ? w->dims[0] : -1;

@@ -89,14 +89,11 @@ static double node_macs(const distq_graph *g, const distq_node *n)
 
 /* Why an fp32 node of a quantized graph is not int8 (X86InductorQuantizer's
  * rules as the registry's qrole states them, or the user's exclusion). */
-static const char *fp32_reason(const distq_graph *q, const distq_node *n, int excluded)
+static const char *fp32_reason(const distq_node *n, int excluded)
 {
     if (excluded) return "excluded by the user";
     switch (distq_op_info_of(n->op)->qrole) {
-    case DISTQ_QROLE_HEAD:
-        return n->op == DISTQ_OP_LINEAR && q->values[n->inputs[0]].ndim != 2
-                   ? "the recipe quantizes linear on 2-D input only"
-                   : "not matched";
+    case DISTQ_QROLE_HEAD: return "not matched";
     case DISTQ_QROLE_POST_OP: return "not fused: the recipe fuses it only right after a conv or linear";
     case DISTQ_QROLE_SHARES_INPUT: return "its input is fp32, or distq has no int8 form of it yet";
     default: return "the recipe keeps it in fp32";
@@ -134,7 +131,7 @@ static void describe_coverage(const distq_graph *g, const distq_graph *q, char *
         if (info->qrole == DISTQ_QROLE_QDQ || int8) continue;
         int ex = 0;
         for (int k = 0; k < n_excluded && !ex; k++) ex = strcmp(excluded[k], n->name) == 0;
-        const char *why = fp32_reason(q, n, ex);
+        const char *why = fp32_reason(n, ex);
         int r = 0;
         while (r < n_rows && !(rows[r].op == n->op && rows[r].why == why)) r++;
         if (r == n_rows && n_rows < 32) rows[n_rows++] = (struct fp32_row){n->op, why, 0};

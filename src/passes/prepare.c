@@ -178,9 +178,8 @@ static distq_status annotate(distq_prepared *p)
     for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i].op == DISTQ_OP_CONV2D && !claimed[i]) match_conv(g, i, claimed, p->plan);
     for (int i = 0; i < g->n_nodes; i++) {
-        /* X86InductorQuantizer annotates linear on 2-D input; above, it stays fp32 */
-        if (g->nodes[i].op != DISTQ_OP_LINEAR || g->values[g->nodes[i].inputs[0]].ndim != 2 || claimed[i])
-            continue;
+        /* any rank: X86InductorQuantizer annotates F.linear whatever its input */
+        if (g->nodes[i].op != DISTQ_OP_LINEAR || claimed[i]) continue;
         distq_node_plan *pl = &p->plan[i];
         pl->pattern = DISTQ_PATTERN_LINEAR;
         pl->add_node = pl->sum_value = pl->post_node = -1;

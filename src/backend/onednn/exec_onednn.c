@@ -217,19 +217,6 @@ cleanup:
 
 /* A new slot *s_view reading slot s_src's buffer as view_md, and the step
  * (no primitive) from which that view lives. */
-static distq_status view_step(distq_onednn_state *S, const char *name, int s_src, const dnnl_memory_desc_t *view_md,
-                              int *s_view)
-{
-    distq_status st = DISTQ_OK;
-    TRY(distq_onednn_new_slot(S, view_md, s_view));
-    S->slots[*s_view].view_of = s_src;
-    distq_onednn_step *t = NULL;
-    TRY(distq_onednn_new_step(S, name, &t));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, *s_view, 1);
-cleanup:
-    return st;
-}
 
 /* [flatten +] linear [+ relu]: an inner product. After a flatten the inner
  * product reads the 4-D tensor directly, with weights (OUT, IN) viewed as
@@ -265,7 +252,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
         CHECK(dnnl_memory_desc_init_by_tag(&rows_md, 2, rows_dims, dnnl_f32, dnnl_ab));
         int s_plain = -1;
         TRY(distq_onednn_slot_as(S, s_in, &md, first->name, ctx, &s_plain));
-        TRY(view_step(S, first->name, s_plain, &rows_md, &s_in));
+        TRY(distq_onednn_view_step(S, first->name, s_plain, &rows_md, &s_in));
     }
     TRY(make_attr(0, post_node(g, gr), ctx, &attr));
     const distq_onednn_weighted_spec spec = {dnnl_f32, dnnl_f32, dnnl_f32, w->data, b ? b->data : NULL};
@@ -279,7 +266,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
         TRY(distq_onednn_slot_as(S, c.s_dst, &rows_md, n->name, ctx, &s_rows));
         distq_onednn_value_dims(outv, S->batch, out_dims);
         CHECK(dnnl_memory_desc_init_by_tag(&md, outv->ndim, out_dims, dnnl_f32, distq_onednn_plain_tag(outv->ndim)));
-        TRY(view_step(S, n->name, s_rows, &md, &s_out));
+        TRY(distq_onednn_view_step(S, n->name, s_rows, &md, &s_out));
         S->value_slot[group_output(g, gr)] = s_out;
     }
     /* the flatten's value reads back as its input in plain order (same bytes) */
@@ -316,7 +303,7 @@ static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, co
     CHECK(dnnl_memory_desc_init_by_tag(&flat_md, outv->ndim, flat, value_dt(in), distq_onednn_plain_tag(outv->ndim)));
     int s_plain = -1, s_flat = -1;
     TRY(distq_onednn_slot_as(S, s_in, &plain_md, n->name, ctx, &s_plain));
-    TRY(view_step(S, n->name, s_plain, &flat_md, &s_flat));
+    TRY(distq_onednn_view_step(S, n->name, s_plain, &flat_md, &s_flat));
     S->value_slot[n->output] = s_flat;
 cleanup:
     return st;
@@ -549,7 +536,7 @@ static distq_status emit_view_copy(distq_onednn_state *S, const distq_graph *g, 
     CHECK(dnnl_memory_desc_init_by_tag(&out_md, outv->ndim, out_dims, value_dt(outv), distq_onednn_plain_tag(outv->ndim)));
     int s_plain = -1, s_view = -1, s_out = -1;
     TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], plain_md, n->name, ctx, &s_plain));
-    TRY(view_step(S, n->name, s_plain, view_md, &s_view));
+    TRY(distq_onednn_view_step(S, n->name, s_plain, view_md, &s_view));
     distq_onednn_step *t = NULL;
     TRY(distq_onednn_new_slot(S, &out_md, &s_out));
     TRY(distq_onednn_add_reorder(S, n->name, view_md, &out_md, NULL, ctx, &t));
@@ -610,7 +597,7 @@ static distq_status emit_layer_norm(distq_onednn_state *S, const distq_graph *g,
     CHECK(dnnl_memory_desc_init_by_tag(&c_md, 1, c_dims, dnnl_f32, dnnl_a));
     int s_plain = -1, s_rows = -1, s_dst = -1, s_out = -1;
     TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &plain_md, n->name, ctx, &s_plain));
-    TRY(view_step(S, n->name, s_plain, &rows_md, &s_rows));
+    TRY(distq_onednn_view_step(S, n->name, s_plain, &rows_md, &s_rows));
     const distq_tensor *w = node_param(g, n, DISTQ_PARAM_WEIGHT), *b = node_param(g, n, DISTQ_PARAM_BIAS);
     if (!(ones = distq_calloc(sizeof(float) * (size_t)(2 * inner)))) {
         st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", ctx);
@@ -633,7 +620,7 @@ static distq_status emit_layer_norm(distq_onednn_state *S, const distq_graph *g,
     distq_onednn_arg_mem(t, DNNL_ARG_SCALE, m_scale);
     distq_onednn_arg_mem(t, DNNL_ARG_SHIFT, m_shift);
     distq_onednn_arg_slot(t, DNNL_ARG_DST, s_dst, 1);
-    TRY(view_step(S, n->name, s_dst, &plain_md, &s_out));
+    TRY(distq_onednn_view_step(S, n->name, s_dst, &plain_md, &s_out));
     S->value_slot[n->output] = s_out;
 cleanup:
     distq_free(ones);

@@ -344,10 +344,11 @@ cleanup:
     return st;
 }
 
-/* The plain 2-D (N, F) u8 slot of slot s: s itself when 2-D plain, else a
- * plain reorder of it (if needed) reinterpreted as (N, C*H*W). */
-static distq_status slot_as_plain_2d(distq_onednn_state *S, int s, const char *name, const char *ctx,
-                                     int *out)
+/* The plain 2-D (rows, cols) u8 slot of slot s: s itself when so, else a
+ * plain reorder of it (if needed) reinterpreted as rows of cols elements:
+ * (N, C*H*W) after a flatten, (N*H*W, C) for a linear on the last dim. */
+static distq_status slot_as_rows(distq_onednn_state *S, int s, int64_t cols, const char *name, const char *ctx,
+                                 int *out)
 {
     distq_status st = DISTQ_OK;
     const dnnl_memory_desc_t *md = distq_onednn_slot_md(S, s);
@@ -356,33 +357,28 @@ static distq_status slot_as_plain_2d(distq_onednn_state *S, int s, const char *n
     CHECK(dnnl_memory_desc_init_by_tag(&plain_md, ndim, md->dims, md->data_type, distq_onednn_plain_tag(ndim)));
     int s_plain = -1;
     TRY(distq_onednn_slot_as(S, s, &plain_md, name, ctx, &s_plain));
-    if (ndim == 2) {
+    if (ndim == 2 && plain_md.dims[1] == cols) {
         *out = s_plain;
         return DISTQ_OK;
     }
-    dnnl_dims_t flat = {plain_md.dims[0], 1};
-    for (int i = 1; i < ndim; i++) flat[1] *= plain_md.dims[i];
+    dnnl_dims_t flat = {distq_dims_numel(ndim, plain_md.dims) / cols, cols};
     CHECK(dnnl_memory_desc_init_by_tag(&flat_md, 2, flat, plain_md.data_type, dnnl_ab));
     for (int i = 0; i < S->n_slots; i++) /* a view made for an earlier consumer */
         if (S->slots[i].view_of == s_plain && dnnl_memory_desc_equal(&S->slots[i].md, &flat_md)) {
             *out = i;
             return DISTQ_OK;
         }
-    int s_flat = -1;
-    distq_onednn_step *t = NULL; /* no primitive: it only marks where the view starts to live */
-    TRY(distq_onednn_new_slot(S, &flat_md, &s_flat));
-    S->slots[s_flat].view_of = s_plain;
-    TRY(distq_onednn_new_step(S, name, &t));
-    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_plain, 0);
-    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_flat, 1);
-    *out = s_flat;
+    TRY(distq_onednn_view_step(S, name, s_plain, &flat_md, out));
 cleanup:
     return st;
 }
 
-/* linear [+ relu] [+ clip]. src zero point 0: an inner product on the src as
- * it is (a flatten's 4-D input, weights viewed as (OUT, C, H, W)); otherwise a
- * matmul on the plain (N, IN) src with a runtime src zero point. */
+/* linear [+ relu / post-op] [+ clip]. src zero point 0 on (N, IN) or a
+ * flatten's 4-D input: an inner product on the src as it is (weights viewed
+ * as (OUT, C, H, W)); otherwise a matmul on the plain (rows, IN) src, rows
+ * every position of every image for a linear on the last dim of a rank > 2
+ * value (convnext's MLP on (N, H, W, C)), with a runtime src zero point; its
+ * plain (rows, OUT) output viewed back with the value's dims. */
 static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
     distq_status st = DISTQ_OK;
@@ -396,19 +392,19 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
     const int64_t OUT = weight_t(g, n)->dims[0], IN = weight_t(g, n)->dims[1];
     int s_in = S->value_slot[n->inputs[0]];
     const dnnl_memory_desc_t *in_md = distq_onednn_slot_md(S, s_in);
+    const int rows_view = x->ndim > 2; /* a linear on the last dim, not a flatten's input */
     int64_t features = 1;
-    for (int i = 1; i < in_md->ndims; i++) features *= in_md->dims[i];
-    if (weight_t(g, n)->ndim != 2 || features != IN || y->ndim != 2) {
+    for (int i = rows_view ? in_md->ndims - 1 : 1; i < in_md->ndims; i++) features *= in_md->dims[i];
+    if (weight_t(g, n)->ndim != 2 || features != IN) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: %lld input features, weight wants %lld", ctx,
                              (long long)features, (long long)IN);
         goto cleanup;
     }
-    dnnl_dims_t dst_dims;
-    distq_onednn_value_dims(y, S->batch, dst_dims);
+    dnnl_dims_t dst_dims = {distq_value_numel(y, S->batch) / OUT, OUT};
     TRY(prescaled_bias(g, n, ctx, &bias));
 
     distq_onednn_step *t = NULL;
-    if (x->zero_point == 0) {
+    if (x->zero_point == 0 && !rows_view) {
         TRY(make_qattr(g, n, 0, ctx, &attr));
         const distq_onednn_weighted_spec spec = {dnnl_u8, dnnl_s8, qdt(y), weight_t(g, n)->data, bias};
         TRY(distq_onednn_ip_begin(S, s_in, n->name, OUT, &spec, attr, ctx, &c));
@@ -417,12 +413,12 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
          * column-major ("ba"), bias (1, OUT) */
         dnnl_dims_t w_dims = {IN, OUT}, mb_dims = {1, OUT};
         dnnl_memory_desc_t src_md, w_md, b_md, w_user_md;
-        TRY(slot_as_plain_2d(S, s_in, n->name, ctx, &c.s_src));
+        TRY(slot_as_rows(S, s_in, IN, n->name, ctx, &c.s_src));
         src_md = S->slots[c.s_src].md;
         CHECK(dnnl_memory_desc_init_by_tag(&w_md, 2, w_dims, dnnl_s8, dnnl_format_tag_any));
         CHECK(dnnl_memory_desc_init_by_tag(&w_user_md, 2, w_dims, dnnl_s8, dnnl_ba));
         CHECK(dnnl_memory_desc_init_by_tag(&b_md, 2, mb_dims, dnnl_f32, dnnl_ab));
-        CHECK(dnnl_memory_desc_init_by_tag(&c.dst_md, 2, dst_dims, qdt(y), dnnl_format_tag_any));
+        CHECK(dnnl_memory_desc_init_by_tag(&c.dst_md, 2, dst_dims, qdt(y), rows_view ? dnnl_ab : dnnl_format_tag_any));
         TRY(make_qattr(g, n, 1, ctx, &attr));
         dnnl_matmul_desc_t md;
         CHECK(dnnl_matmul_desc_init(&md, &src_md, &w_md, bias ? &b_md : NULL, &c.dst_md));
@@ -434,8 +430,15 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
         TRY(distq_onednn_new_slot(S, &c.dst_md, &c.s_dst));
     }
     TRY(distq_onednn_weighted_step(S, n, &c, ctx, &t));
-    if (x->zero_point != 0) TRY(add_zp_args(S, g, n, t, ctx));
+    if (x->zero_point != 0 || rows_view) TRY(add_zp_args(S, g, n, t, ctx));
     S->value_slot[n->output] = c.s_dst;
+    if (rows_view) { /* (rows, OUT) plain is the value's (N, ..., OUT) */
+        dnnl_dims_t y_dims;
+        dnnl_memory_desc_t y_md;
+        distq_onednn_value_dims(y, S->batch, y_dims);
+        CHECK(dnnl_memory_desc_init_by_tag(&y_md, y->ndim, y_dims, qdt(y), distq_onednn_plain_tag(y->ndim)));
+        TRY(distq_onednn_view_step(S, n->name, c.s_dst, &y_md, &S->value_slot[n->output]));
+    }
 cleanup:
     distq_free(bias);
     if (c.pd) CHECK_CLEANUP(dnnl_primitive_desc_destroy(c.pd));

@@ -271,6 +271,10 @@ void distq_onednn_node_ctx(const distq_graph *g, const distq_node *n, int64_t ba
 /* Appends elementwise op (relu, clip, hardswish, silu, gelu, ...) with its
  * attributes a to ops as oneDNN eltwise post-ops (one or two). */
 distq_status distq_onednn_append_eltwise(dnnl_post_ops_t ops, distq_op op, const distq_attrs *a, const char *ctx);
+/* A new slot viewing s_src's buffer as view_md (same bytes, other dims or
+ * strides), and the marker step where the view starts to live. */
+distq_status distq_onednn_view_step(distq_onednn_state *S, const char *name, int s_src,
+                                    const dnnl_memory_desc_t *view_md, int *s_view);
 /* fp32 node i of a quantized graph as its own primitive (exec_onednn.c's
  * emitters; the int8 executor calls it for the nodes left in fp32). */
 distq_status distq_onednn_emit_f32_node(distq_onednn_state *S, const distq_graph *g, int i);

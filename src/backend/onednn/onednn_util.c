@@ -186,6 +186,20 @@ int64_t distq_onednn_pool_pad_r(int64_t in, int64_t out, int64_t ext, int64_t st
     return pr;
 }
 
+distq_status distq_onednn_view_step(distq_onednn_state *S, const char *name, int s_src,
+                                    const dnnl_memory_desc_t *view_md, int *s_view)
+{
+    distq_status st = DISTQ_OK;
+    TRY(distq_onednn_new_slot(S, view_md, s_view));
+    S->slots[*s_view].view_of = s_src;
+    distq_onednn_step *t = NULL; /* no primitive: it marks where the view starts to live */
+    TRY(distq_onednn_new_step(S, name, &t));
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC, s_src, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, *s_view, 1);
+cleanup:
+    return st;
+}
+
 // --- state --------------------------------------------------------------------
 
 distq_status distq_onednn_state_create(int64_t batch, int cap_steps, int cap_slots, int cap_fixed,

@@ -109,14 +109,16 @@ static void qlinear_ref(const ref_state *s, const distq_node *n, int64_t count)
     const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
     const uint8_t *x = s->vals[n->inputs[0]];
     const int8_t *w = param_data(s, n, DISTQ_PARAM_WEIGHT);
-    int64_t IN = xv->dims[1], OUT = yv->dims[1];
+    /* on the last dim: rows are every position of every image */
+    const int64_t IN = xv->dims[xv->ndim - 1], OUT = yv->dims[yv->ndim - 1];
+    const int64_t rows = distq_value_numel(xv, s->N) / IN;
     distq_attrs pa;
     distq_ref_scalar_fn post = post_of(n, &pa);
-    for (int64_t nb = 0; nb < s->N; nb++)
+    for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < OUT; o++) {
             int32_t acc = 0;
-            for (int64_t i = 0; i < IN; i++) acc += (x[nb * IN + i] - xv->zero_point) * w[o * IN + i];
-            finish_acc(s, n, o, acc, nb * OUT + o, post, &pa);
+            for (int64_t i = 0; i < IN; i++) acc += (x[r * IN + i] - xv->zero_point) * w[o * IN + i];
+            finish_acc(s, n, o, acc, r * OUT + o, post, &pa);
         }
 }
 
