@@ -281,7 +281,7 @@ static void test_model_roundtrip_resnet18(void)
     roundtrip(g, "resnet18.h5", path, sizeof path);
 
     TEST_OK(distq_h5_describe(path, &text));
-    CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-model version 2"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-model version 3"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "input   input (1, 3, 224, 224) f32"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "nodes (69, in execution order)"));
     expect_line(text, " layer1.0.conv1 ", "conv2d", "in: maxpool", "k3x3 s1 p1");
@@ -601,7 +601,7 @@ static void test_model_malformed(void)
     expect_load_error("no_output.h5", mut_drop_node_output, DISTQ_ERR_FORMAT,
                       "/graph/nodes/linear: missing attribute 'output'");
     expect_load_error("version99.h5", mut_version99, DISTQ_ERR_FORMAT,
-                      "version 99 is not supported (this build reads versions 1 to 2)");
+                      "version 99 is not supported (this build reads versions 1 to 3)");
     expect_load_error("batch7.h5", mut_batch7, DISTQ_ERR_FORMAT,
                       "/graph: input_shape[0] is 7; the batch is -1 (any size) or 1");
     /* the batch is symbolic in the file */
@@ -859,7 +859,7 @@ static void test_output_and_describe(void)
     H5Fclose(fid);
 
     TEST_OK(distq_h5_describe(linear_model_path(), &text));
-    CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-model version 2"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-model version 3"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "linear.weight f32 (1000, 1024)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "1024 -> 1000"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "total: 2 tensors, 1025000 values"));

@@ -458,6 +458,39 @@ static void test_dense_block(void)
     distq_graph_destroy(q);
 }
 
+/* A squeeze-excite block (mobilenet_v3 / efficientnet): conv + relu ->
+ * global average -> fc1 + relu -> fc2 -> sigmoid (fp32) -> gate * x (the
+ * int8 gate on the codes, the gate first as torch exports it) -> conv, at
+ * two sizes so that oneDNN's NHWC and plain NCHW layouts both come up. */
+static void test_squeeze_excite(void)
+{
+    const int64_t sizes[2][4] = {{1, 4, 6, 5}, {1, 16, 9, 9}};
+    for (int k = 0; k < 2; k++) {
+        distq_graph *g = test_new_graph(4, sizes[k]);
+        int64_t C = 2 * sizes[k][1];
+        test_add_conv(g, "conv", "x", sizes[k][1], (test_conv_spec){C, 3, 1, 1, 1, 1, 1}, 70);
+        test_add_op(g, "relu", DISTQ_OP_RELU, NULL, "conv", NULL, NULL);
+        test_add_op(g, "squeeze", DISTQ_OP_ADAPTIVE_AVG_POOL2D, NULL, "relu", NULL, NULL);
+        test_add_conv(g, "fc1", "squeeze", C, (test_conv_spec){4, 1, 1, 0, 1, 1, 1}, 71);
+        test_add_op(g, "fc1_relu", DISTQ_OP_RELU, NULL, "fc1", NULL, NULL);
+        test_add_conv(g, "fc2", "fc1_relu", 4, (test_conv_spec){C, 1, 1, 0, 1, 1, 1}, 72);
+        test_add_op(g, "gate", DISTQ_OP_SIGMOID, NULL, "fc2", NULL, NULL);
+        test_add_op(g, "excite", DISTQ_OP_MUL, NULL, "gate", "relu", NULL);
+        test_add_conv(g, "project", "excite", C, (test_conv_spec){3, 1, 1, 0, 1, 1, 1}, 73);
+        test_finish(g, "project");
+        distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, 74);
+        int e = distq_graph_find_node(q, "excite");
+        CU_ASSERT_FATAL(e >= 0);
+        CU_ASSERT_EQUAL(q->values[q->nodes[e].inputs[0]].dtype, DISTQ_DTYPE_U8);
+        CU_ASSERT_EQUAL(q->values[q->nodes[e].output].dtype, DISTQ_DTYPE_U8);
+        CU_ASSERT_EQUAL(distq_graph_find_node(q, "relu.dequant"), -1);
+        check_int8(q, g, 1, 75, "squeeze-excite");
+        check_int8(q, g, 3, 76, "squeeze-excite");
+        distq_graph_destroy(g);
+        distq_graph_destroy(q);
+    }
+}
+
 /* shufflenet's channel shuffle and split on int8 codes: conv -> reshape
  * (1, 2, 4, H, W) -> transpose (0, 2, 1, 3, 4) -> reshape (1, 8, H, W) ->
  * slice of the second half of the channels -> conv: all int8. */
@@ -854,6 +887,7 @@ int main(void)
         {"mixed int8 / fp32 graph (fp32 nodes, quantize and dequantize inside)", test_mixed_graph},
         {"dense block: int8 concat, batch_norm + relu as int8, avg_pool2d", test_dense_block},
         {"channel shuffle: reshape, transpose, slice on int8 codes", test_channel_shuffle},
+        {"squeeze-excite: the int8 gate on the codes", test_squeeze_excite},
         {"max_pool2d", test_max_pool},
         {"avg pool, flatten, linear head", test_avg_pool_head},
         {"linear", test_linear},

@@ -314,7 +314,7 @@ static void test_describe(void)
     TEST_OK(distq_h5_describe(path, &text));
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     static const char *const want[] = {
-        "distq-qmodel version 2",
+        "distq-qmodel version 3",
         "x86 (X86InductorQuantizer default static config)",
         "conv2d",
         "k3x3 s1 p1 +sum +relu -> u8 (s ",
@@ -421,7 +421,7 @@ static void set_version(hid_t f, int64_t v)
 static void mut_drop_weight(hid_t f) { CU_ASSERT(H5Ldelete(f, WEIGHT, H5P_DEFAULT) >= 0); }
 static void mut_bad_op(hid_t f) { set_str_attr(f, NODE, "op", "qsoftmax"); }
 static void mut_version1(hid_t f) { set_version(f, 1); }
-static void mut_version3(hid_t f) { set_version(f, 3); }
+static void mut_version4(hid_t f) { set_version(f, 4); }
 static void mut_format(hid_t f) { set_str_attr(f, "/", "format", "distq-data"); }
 static void mut_f32_weight(hid_t f)
 {
@@ -471,7 +471,7 @@ static void test_malformed(void)
          "(int8 graph /int8): node 'linear' uses parameter 'linear.weight', but there is no dataset"},
         {"bad_op.h5", mut_bad_op, "node 'linear' has unknown op 'qsoftmax' (known: conv2d"},
         {"version1.h5", mut_version1, "distq-qmodel version 1 was written by an earlier distq"},
-        {"version3.h5", mut_version3, "distq-qmodel version 3 is not supported"},
+        {"version4.h5", mut_version4, "distq-qmodel version 4 is not supported"},
         {"format.h5", mut_format, "format is 'distq-data', expected 'distq-qmodel'"},
         {"f32_weight.h5", mut_f32_weight, "weight 'linear.weight' has dtype f32, expected s8"},
         {"weight_shape.h5", mut_weight_shape,
@@ -500,6 +500,20 @@ static void test_malformed(void)
         TEST_ERR_PATH(distq_qmodel_load(path, &q, &f), DISTQ_ERR_FORMAT, cases[i].needle, path);
         CU_ASSERT_PTR_NULL(q);
         CU_ASSERT_PTR_NULL(f);
+    }
+    /* version 2 (before padding_end and post_op, which it lacks) still loads */
+    {
+        char path[512];
+        distq_graph *q2 = NULL, *f2 = NULL;
+        test_tmp_path(path, sizeof path, "version2.h5");
+        copy_file(src, path);
+        hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        CU_ASSERT_FATAL(fid >= 0);
+        set_version(fid, 2);
+        CU_ASSERT(H5Fclose(fid) >= 0);
+        TEST_OK(distq_qmodel_load(path, &q2, &f2));
+        distq_graph_destroy(q2);
+        distq_graph_destroy(f2);
     }
     /* the untouched fixture loads */
     distq_graph *q = NULL;

@@ -33,7 +33,7 @@ static void test_prepare_resnet18(void)
     distq_graph *g = small_resnet18(1);
     distq_prepared *p = NULL;
     TEST_OK(distq_prepare(g, DISTQ_OBSERVER_HISTOGRAM, &p));
-    int count[8] = {0}, relu = 0;
+    int count[DISTQ_PATTERN_BN + 1] = {0}, relu = 0;
     for (int i = 0; i < p->g->n_nodes; i++) {
         count[p->plan[i].pattern]++;
         relu += p->plan[i].relu;

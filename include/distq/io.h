@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define DISTQ_MODEL_FORMAT "distq-model"
-#define DISTQ_MODEL_VERSION 2        /* 2: quantized ops and attributes; 1 still loads */
+#define DISTQ_MODEL_VERSION 3        /* 2: quantized ops and attributes; 3: padding_end, post_op; 1, 2 still load */
 #define DISTQ_MODEL_OLDEST_VERSION 1
 /* /graph input_shape[0] as written: the batch is symbolic (any size); files
  * with 1 there (version 1, or written by hand) load the same way. */
@@ -32,7 +32,7 @@ extern "C" {
 #define DISTQ_OUTPUT_FORMAT "distq-output"
 #define DISTQ_OUTPUT_VERSION 1
 #define DISTQ_QMODEL_FORMAT "distq-qmodel"
-#define DISTQ_QMODEL_VERSION 2       /* 2: the int8 graph in the model layout; 1 is refused */
+#define DISTQ_QMODEL_VERSION 3       /* 2: the int8 graph in the model layout; 3: as model 3; 2 loads, 1 is refused */
 #define DISTQ_CHECKPOINT_FORMAT "distq-checkpoint"
 #define DISTQ_CHECKPOINT_VERSION 1
 

@@ -57,6 +57,7 @@ typedef enum {
     DISTQ_PATTERN_AVG_POOL2D, /* a windowed average (no padding counted) on u8 */
     DISTQ_PATTERN_CONCAT,     /* u8 in, u8 out: every input shares the output's qparams */
     DISTQ_PATTERN_LAYOUT,     /* transpose, slice, reshape on u8: the codes moved, qparams shared */
+    DISTQ_PATTERN_GATE,       /* squeeze-excite: u8 x times an fp32 (N, C, 1, 1) gate (sum_value), requantized */
     DISTQ_PATTERN_BN,         /* a batch_norm no conv precedes [+relu], on an int8 input: run as
                                  the exact int8 depthwise 1x1 conv (codes +-127, scale |a|/127) */
     DISTQ_PATTERN_FLOAT       /* stays fp32: dequantize before it, quantize after where int8 reads it */
@@ -68,7 +69,7 @@ typedef struct {
     int post_node;         /* CONV / LINEAR: the fused elementwise node other than relu
                               (clip, hardswish, silu, gelu), or -1 */
     int add_node;          /* CONV_SUM: the add node index */
-    int sum_value;         /* CONV_SUM: the add's other input (value index) */
+    int sum_value;         /* CONV_SUM: the add's other input (value index); GATE: the f32 gate */
     int out_value;         /* the value the whole pattern produces */
     /* conv/linear: per-output-channel weight range to take the s8 scales from
      * (QAT's trained weight observers, spec §4.3), or NULL: the weights' own

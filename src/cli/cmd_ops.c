@@ -63,7 +63,7 @@ int cmd_ops(const cli_ctx *ctx, int argc, char **argv)
     printf("|----|--------|---------------------------|---------|------------|---------------|-----|--------|---------|\n");
     for (int i = 0; i < DISTQ_OP_COUNT; i++) {
         const distq_op_info *info = distq_op_info_of((distq_op)i);
-        char inputs[32], params[128], trained[128], attrs[256];
+        char inputs[32], params[128], trained[128], attrs[512];
         if (info->max_inputs == DISTQ_VARIADIC) snprintf(inputs, sizeof inputs, "%d or more", info->min_inputs);
         else if (info->max_inputs > info->min_inputs)
             snprintf(inputs, sizeof inputs, "%d or %d", info->min_inputs, info->max_inputs);

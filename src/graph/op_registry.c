@@ -62,6 +62,12 @@ static const distq_attr_spec hardsigmoid_attrs[] = {ATTR("alpha", F32, alpha), A
 static const distq_attr_spec leaky_relu_attrs[] = {ATTR("alpha", F32, alpha)};
 static const distq_attr_spec clip_attrs[] = {ATTR("min", F32, min), ATTR("max", F32, max)};
 static const distq_attr_spec concat_attrs[] = {ATTR("axis", I64, axis)};
+/* the int8 squeeze-excite gate (u8 x times an f32 per-channel gate) writes u8 with these */
+static const distq_attr_spec mul_attrs[] = {
+    OPTIONAL("out_scale", F32, out_scale),
+    OPTIONAL("out_zero_point", I64, out_zero_point),
+    OPTIONAL("out_quant_max", I64, out_quant_max),
+};
 static const distq_attr_spec softmax_attrs[] = {ATTR("axis", I64, axis)};
 static const distq_attr_spec transpose_attrs[] = {ATTR("perm", DIMS, perm)};
 static const distq_attr_spec reshape_attrs[] = {ATTR("shape", DIMS, shape)};
@@ -282,7 +288,7 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
                        distq_infer_clip, clip_text},
     [DISTQ_OP_SIGMOID] = {"sigmoid", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_unary,
                           NULL},
-    [DISTQ_OP_MUL] = {"mul", 1, 2, P(WEIGHT), 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
+    [DISTQ_OP_MUL] = {"mul", 1, 2, P(WEIGHT), 0, 0, SCHEMA(mul_attrs), DISTQ_QROLE_FP32, distq_infer_broadcast, NULL},
     [DISTQ_OP_CONCAT] = {"concat", 1, DISTQ_VARIADIC, 0, 0, 0, SCHEMA(concat_attrs),
                          DISTQ_QROLE_SHARES_INPUT, distq_infer_concat, concat_text},
     [DISTQ_OP_QUANTIZE] = {"quantize", 1, 1, 0, 0, 0, SCHEMA(quantize_attrs), DISTQ_QROLE_QDQ,

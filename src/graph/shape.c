@@ -370,10 +370,30 @@ distq_status distq_infer_same_shape(distq_graph *g, distq_node *n, distq_value *
 
 /* numpy broadcasting between values of one rank (both lead with the batch,
  * which never broadcasts): each pair of dims equal or one of them 1. */
+/* mul of u8 x (N, C, H, W) by an f32 gate (N, C, 1, 1): u8 with the node's
+ * out qparams, or f32 when it has none. */
+static distq_status infer_gate(distq_graph *g, distq_node *n, distq_value *out)
+{
+    const distq_value *x = in_value(g, n, 0), *y = n->n_inputs == 2 ? in_value(g, n, 1) : NULL;
+    distq_status st;
+    if (!y || x->ndim != 4 || y->ndim != 4 || y->dtype != DISTQ_DTYPE_F32 || y->dims[1] != x->dims[1] ||
+        y->dims[2] != 1 || y->dims[3] != 1)
+        return NODE_ERR(n, "a mul reading u8 '%s' multiplies it by an f32 (N, C, 1, 1) gate only", x->name);
+    set_out(out, x, 4, x->dims);
+    out->dtype = DISTQ_DTYPE_F32;
+    if (n->attr.out_scale != 0.0f) {
+        if ((st = check_out_qparams(n))) return st;
+        set_out_u8(out, &n->attr);
+    }
+    return DISTQ_OK;
+}
+
 distq_status distq_infer_broadcast(distq_graph *g, distq_node *n, distq_value *out)
 {
     distq_status st;
     if ((st = const_operand(g, n, in_value(g, n, 0)))) return st;
+    if (n->op == DISTQ_OP_MUL && is_u8(in_value(g, n, 0))) return infer_gate(g, n, out);
+    if (n->attr.out_scale != 0.0f) return NODE_ERR(n, "has out_scale but its input is f32");
     if (n->n_inputs == 1) return distq_infer_unary(g, n, out);
     const distq_value *x = in_value(g, n, 0), *y = in_value(g, n, 1);
     if (x->ndim != y->ndim) return shape_mismatch(n, x, y, "broadcasting needs equal ranks");
@@ -457,6 +477,9 @@ distq_status distq_infer_avg_pool2d(distq_graph *g, distq_node *n, distq_value *
     if ((st = need_rank(n, x, 4)) || (st = check_window(n, a, 1))) return st;
     if (a->count_include_pad != 0 && a->count_include_pad != 1)
         return NODE_ERR(n, "count_include_pad must be 0 or 1, not %lld", (long long)a->count_include_pad);
+    if (is_u8(x) && a->count_include_pad &&
+        (a->padding[0] || a->padding[1] || distq_pad_end(a, 0) || distq_pad_end(a, 1)))
+        return NODE_ERR(n, "a u8 avg_pool2d cannot count its padding (the code 0 is not the real 0)");
     return pool_out(n, x, 0, out);
 }
 
@@ -542,7 +565,9 @@ distq_status distq_node_infer(distq_graph *g, distq_node *n)
                    info->qrole == DISTQ_QROLE_QDQ;
     for (int k = 0; k < n->n_inputs; k++) {
         const distq_value *v = in_value(g, n, k);
-        if (v->dtype != DISTQ_DTYPE_F32 && !(takes_u8 && is_u8(v)))
+        /* and a mul's first input: the int8 squeeze-excite gate (distq_infer_broadcast checks it) */
+        int gate = n->op == DISTQ_OP_MUL && k == 0;
+        if (v->dtype != DISTQ_DTYPE_F32 && !((takes_u8 || gate) && is_u8(v)))
             return NODE_ERR(n, "input '%s' is %s; %s runs in f32 only (dequantize it first)", v->name,
                             distq_dtype_name(v->dtype), info->name);
     }

@@ -304,7 +304,7 @@ static distq_status open_checked(const char *path, int allow_plain, hid_t *fid, 
                              path, DISTQ_QMODEL_VERSION, path);
         goto cleanup;
     }
-    DISTQ_CHECK(distq_h5_check_format(*fid, path, DISTQ_QMODEL_FORMAT, DISTQ_QMODEL_VERSION));
+    DISTQ_CHECK(distq_h5_check_format_since(*fid, path, DISTQ_QMODEL_FORMAT, 2, DISTQ_QMODEL_VERSION));
     *quantized = 1;
 cleanup:
     if (st != DISTQ_OK) distq_h5_close(fid);

@@ -292,6 +292,27 @@ static distq_status emit_bn_as_conv(emitter *E, int i)
     return st;
 }
 
+/* The squeeze-excite gate: mul (u8 x, f32 gate), u8 out where an int8
+ * pattern reads it (its observer), else f32. */
+static distq_status emit_gate(emitter *E, int i)
+{
+    const distq_prepared *p = E->p;
+    const distq_graph *g = p->g;
+    const distq_node *n = &g->nodes[i];
+    const distq_node_plan *pl = &p->plan[i];
+    const int x = n->inputs[0] == pl->sum_value ? n->inputs[1] : n->inputs[0];
+    const char *ins[2] = {NULL, NULL};
+    DISTQ_TRY(u8_form(E, x, &ins[0]));
+    DISTQ_TRY(f32_form(E, pl->sum_value, &ins[1]));
+    int obs = p->value_observer[pl->out_value];
+    distq_attrs a = distq_attrs_default(DISTQ_OP_MUL);
+    if (obs >= 0) set_out_qparams(&a, &E->qps[obs], E->qmax);
+    DISTQ_TRY(distq_graph_add_node(E->q, n->name, DISTQ_OP_MUL, &a, 2, ins, NULL, n->output_name));
+    if (obs >= 0) E->u8_name[n->output] = n->output_name;
+    else E->f32_name[n->output] = n->output_name;
+    return DISTQ_OK;
+}
+
 /* The int8 graph: one node per pattern (in the fp32 graph's order; a conv +
  * add pattern where its add runs, as the add's other input is ready only
  * there), each fp32 node as it is, quantize / dequantize where a value
@@ -312,8 +333,11 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, int
     E.f32_name[g->input_value] = in->name;
     for (int i = 0; i < g->n_nodes; i++) {
         distq_pattern pt = p->plan[i].pattern;
-        if (pt == DISTQ_PATTERN_FLOAT || pt == DISTQ_PATTERN_BN) {
-            if ((st = pt == DISTQ_PATTERN_BN ? emit_bn_as_conv(&E, i) : emit_float(&E, i))) goto cleanup;
+        if (pt == DISTQ_PATTERN_FLOAT || pt == DISTQ_PATTERN_BN || pt == DISTQ_PATTERN_GATE) {
+            st = pt == DISTQ_PATTERN_BN     ? emit_bn_as_conv(&E, i)
+                 : pt == DISTQ_PATTERN_GATE ? emit_gate(&E, i)
+                                            : emit_float(&E, i);
+            if (st) goto cleanup;
             continue;
         }
         int h = i;

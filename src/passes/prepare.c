@@ -9,8 +9,10 @@
  * shared per tensor, and a propagation op's output joins its input's observer.
  * Every other node stays fp32 (PATTERN_FLOAT), as PT2E leaves what it does
  * not annotate: an int8 pattern's input is observed whoever produces it (a
- * quantize goes there if the producer is fp32), a pattern's output only where
- * an int8 pattern reads it (else the head writes f32 directly).
+ * quantize goes there if the producer is fp32); a head's output only where an
+ * int8 pattern reads it (else the head writes f32 directly), a propagation
+ * op's always (it shares its input's qparams; a dequantize follows where
+ * fp32 nodes read it).
  */
 #include <fnmatch.h>
 #include <math.h>
@@ -160,6 +162,20 @@ static int propagates(const distq_node *n, const char *quantized_out)
     return n->op != DISTQ_OP_AVG_POOL2D || !padded || !a->count_include_pad;
 }
 
+/* For a mul of an int8 value x (N, C, H, W) by an fp32 gate (N, C, 1, 1):
+ * the index of x among its inputs; -1 for any other node. */
+static int gate_input(const distq_graph *g, const distq_node *n, const char *quantized_out)
+{
+    if (n->op != DISTQ_OP_MUL || n->n_inputs != 2) return -1;
+    for (int k = 0; k < 2; k++) {
+        const distq_value *x = &g->values[n->inputs[k]], *s = &g->values[n->inputs[1 - k]];
+        if (quantized_out[n->inputs[k]] && !quantized_out[n->inputs[1 - k]] && x->ndim == 4 && s->ndim == 4 &&
+            s->dims[1] == x->dims[1] && s->dims[2] == 1 && s->dims[3] == 1 && x->dims[2] * x->dims[3] > 1)
+            return k;
+    }
+    return -1;
+}
+
 static distq_status annotate(distq_prepared *p)
 {
     const distq_graph *g = p->g;
@@ -199,6 +215,20 @@ static distq_status annotate(distq_prepared *p)
             pl->pattern = DISTQ_PATTERN_BN;
             pl->add_node = pl->sum_value = pl->post_node = -1;
             pl->out_value = absorb_relu(g, n->output, claimed, &pl->relu);
+        }
+        /* A squeeze-excite mul of an int8 value by an fp32 (N, C, 1, 1) gate:
+         * PT2E keeps it fp32 between a dequantize and a quantize (inductor
+         * fuses them); distq does the same arithmetic in one pass on the codes. */
+        int gx = gate_input(g, n, quantized_out);
+        if (gx >= 0 && !claimed[i]) {
+            claimed[i] = 1;
+            pl->pattern = DISTQ_PATTERN_GATE;
+            pl->add_node = pl->post_node = -1;
+            pl->sum_value = n->inputs[1 - gx];
+            pl->out_value = n->output;
+            observed[n->inputs[gx]] = 1;
+            quantized_out[n->output] = 1;
+            continue;
         }
         if (pl->pattern == DISTQ_PATTERN_CONV || pl->pattern == DISTQ_PATTERN_CONV_SUM ||
             pl->pattern == DISTQ_PATTERN_LINEAR || pl->pattern == DISTQ_PATTERN_BN) {
@@ -256,7 +286,8 @@ static distq_status match_exclusions(distq_prepared *p, const char *exclude)
             }
         if (!hits)
             return distq_error_set(DISTQ_ERR_INVALID_ARG, "exclude pattern '%s' matches no node name or op of the "
-                                   "model ('distq inspect MODEL' lists them)", pat);
+                                   "model ('distq inspect MODEL' lists them; a batch_norm folded into its conv is "
+                                   "no node any more)", pat);
         s += len + (s[len] == ',');
     }
     return DISTQ_OK;
@@ -285,6 +316,8 @@ distq_status distq_prepare_excluding(const distq_graph *g, distq_observer_kind k
         if (!p->value_observer || !p->plan || !p->excluded)
             st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (prepare)");
     }
+    for (int i = 0; !st && i < p->g->n_nodes; i++) /* -1: no such node or value (0 is one) */
+        p->plan[i].add_node = p->plan[i].sum_value = p->plan[i].post_node = p->plan[i].out_value = -1;
     if (!st) st = match_exclusions(p, exclude);
     if (!st) st = annotate(p);
     if (st) {

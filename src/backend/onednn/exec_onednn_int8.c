@@ -23,7 +23,11 @@
  *   MAX_POOL    oneDNN max pooling on u8 (same qparams in and out);
  *   AVG_POOL    oneDNN avg pooling (exclude padding, kernel = H x W) on u8:
  *               the mean of the codes, rounded to nearest even;
- *   FLATTEN     no step: the value is its input read in plain order;
+ *   FLATTEN     no step where only int8 linears read it: the value is its
+ *               input read in plain order (else a plain (N, F) view);
+ *   AVG_POOL2D, CONCAT, TRANSPOSE, SLICE, RESHAPE on u8: the fp32 emitters'
+ *               primitives and views, in u8 (the codes move, qparams shared);
+ *   MUL         the squeeze-excite gate, a C step on the codes (emit_gate);
  *   DEQUANTIZE  a C step (q - zp) * s on the plain codes (see emit_dequantize).
  * Activations stay u8 in oneDNN's layout between int8 ops; there is no f32
  * round trip but where the graph has a dequantize. The graph output (f32) is reordered into the caller's array.
@@ -42,7 +46,8 @@
  *
  * Every value stays readable after a run (get_value: plain row-major, u8 or
  * f32), so the residual of a fused sum is copied into the conv's dst rather
- * than overwritten in place. The f32 graph input is not kept.
+ * than overwritten in place. The f32 graph input is kept only where fp32
+ * nodes read it (a quantize that is its one reader reads the caller's array).
  */
 #include <math.h>
 #include <stdio.h>
@@ -520,14 +525,112 @@ cleanup:
     return st;
 }
 
-/* no data movement: the value is its input read in plain order */
+/* Read only by int8 linears: no data movement, the value is its input's slot
+ * (the linear reads it in plain order, or as the 4-D tensor, see
+ * emit_linear). Any other reader (a dequantize, a layout op) gets a real
+ * (N, F) view, as on the fp32 path. */
 static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
+    int linears_only = n->output != g->output_value;
+    for (int i = 0; i < g->n_nodes && linears_only; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] == n->output && g->nodes[i].op != DISTQ_OP_LINEAR) linears_only = 0;
+    if (!linears_only) return distq_onednn_emit_f32_node(S, g, (int)(n - g->nodes));
     S->value_slot[n->output] = S->value_slot[n->inputs[0]];
     return DISTQ_OK;
 }
 
 typedef distq_status (*qemit_fn)(distq_onednn_state *S, const distq_graph *g, const distq_node *n);
+/* args: FROM u8 x, gate f32 (N * C), TO u8 or f32, x and the output both
+ * NCHW (fn_inner = H * W codes per gate value) or both NHWC (fn_inner = C:
+ * a row of C codes reads the image's C gate values):
+ * y = s * (q - zp) * gate, requantized as the reference does (round half to
+ * even, by adding and removing 1.5 * 2^23 so that the loop vectorizes). */
+static distq_status gate_step(const distq_onednn_step *t)
+{
+    distq_status st = DISTQ_OK;
+    const char *ctx = t->name;
+    void *src = NULL, *gate_p = NULL, *dst = NULL;
+    CHECK(dnnl_memory_get_data_handle(t->args[0].memory, &src));
+    CHECK(dnnl_memory_get_data_handle(t->args[1].memory, &gate_p));
+    CHECK(dnnl_memory_get_data_handle(t->args[2].memory, &dst));
+    const uint8_t *q = src;
+    const float *gate = gate_p, s = t->fn_scale, zp = (float)t->fn_zp, inv = t->fn_out_inv;
+    const float ozp = (float)t->fn_out_zp, qmax = (float)t->fn_qmax, magic = 12582912.0f;
+    const int64_t inner = t->fn_inner, rows = t->fn_count / inner, per_image = t->fn_per_image;
+    const int nhwc = t->fn_nhwc;
+    const float lo = -ozp - 1.0f, hi = qmax - ozp + 1.0f;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        /* NCHW: one gate value for the row; NHWC: the row's image's C values.
+         * Two plain loops each way, so that the compiler vectorizes them. */
+        const uint8_t *qr = q + r * inner;
+        const float *gr = nhwc ? gate + (r * inner / per_image) * inner : gate + r;
+        if (inv == 0.0f) {
+            float *y = (float *)dst + r * inner;
+            if (nhwc)
+                for (int64_t i = 0; i < inner; i++) y[i] = s * ((float)qr[i] - zp) * gr[i];
+            else
+                for (int64_t i = 0; i < inner; i++) y[i] = s * ((float)qr[i] - zp) * gr[0];
+            continue;
+        }
+        uint8_t *y = (uint8_t *)dst + r * inner;
+        const float g0 = gr[0];
+        for (int64_t i = 0; i < inner; i++) {
+            float v = s * ((float)qr[i] - zp) * (nhwc ? gr[i] : g0) * inv;
+            v = v < lo ? lo : v;
+            v = v > hi ? hi : v;
+            float rq = (v + magic) - magic + ozp;
+            y[i] = (uint8_t)(rq >= qmax ? qmax : rq > 0.0f ? rq : 0.0f);
+        }
+    }
+cleanup:
+    return st;
+}
+
+/* The squeeze-excite gate, in x's layout when it is NHWC (what oneDNN's int8
+ * convs pick; the output keeps it for the next conv), else in NCHW; the gate
+ * as plain (N, C). */
+static distq_status emit_gate(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
+{
+    distq_status st = DISTQ_OK;
+    char ctx[2 * DISTQ_NAME_MAX + 192];
+    const distq_value *x = &g->values[n->inputs[0]], *gv = &g->values[n->inputs[1]], *y = &g->values[n->output];
+    distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
+    dnnl_dims_t xd, gd;
+    dnnl_memory_desc_t nhwc_md, x_md, g_md, y_md;
+    distq_onednn_value_dims(x, S->batch, xd);
+    distq_onednn_value_dims(gv, S->batch, gd);
+    CHECK(dnnl_memory_desc_init_by_tag(&nhwc_md, 4, xd, dnnl_u8, dnnl_acdb));
+    const int nhwc = dnnl_memory_desc_equal(distq_onednn_slot_md(S, S->value_slot[n->inputs[0]]), &nhwc_md);
+    const dnnl_format_tag_t tag = nhwc ? dnnl_acdb : dnnl_abcd;
+    CHECK(dnnl_memory_desc_init_by_tag(&x_md, 4, xd, dnnl_u8, tag));
+    CHECK(dnnl_memory_desc_init_by_tag(&g_md, 4, gd, dnnl_f32, dnnl_abcd));
+    CHECK(dnnl_memory_desc_init_by_tag(&y_md, 4, xd, qdt(y), tag));
+    int s_x = -1, s_g = -1, s_y = -1;
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[0]], &x_md, n->name, ctx, &s_x));
+    TRY(distq_onednn_slot_as(S, S->value_slot[n->inputs[1]], &g_md, n->name, ctx, &s_g));
+    TRY(distq_onednn_new_slot(S, &y_md, &s_y));
+    distq_onednn_step *t = NULL;
+    TRY(distq_onednn_new_step(S, n->name, &t));
+    t->fn = gate_step;
+    t->fn_scale = x->scale;
+    t->fn_zp = x->zero_point;
+    t->fn_out_inv = y->dtype == DISTQ_DTYPE_U8 ? 1.0f / y->scale : 0.0f;
+    t->fn_out_zp = y->dtype == DISTQ_DTYPE_U8 ? y->zero_point : 0;
+    t->fn_qmax = y->dtype == DISTQ_DTYPE_U8 ? y->quant_max : 255;
+    t->fn_count = distq_dims_numel(4, xd);
+    t->fn_nhwc = nhwc;
+    t->fn_inner = nhwc ? xd[1] : xd[2] * xd[3];
+    t->fn_per_image = xd[1] * xd[2] * xd[3];
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC_0, s_x, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_SRC_1, s_g, 0);
+    distq_onednn_arg_slot(t, DNNL_ARG_DST, s_y, 1);
+    S->value_slot[n->output] = s_y;
+cleanup:
+    return st;
+}
+
 /* concat, transpose, slice, reshape of u8 values that share one qparams: the
  * fp32 emitters' layout steps, which keep the values' data type */
 static distq_status emit_layout(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
@@ -542,6 +645,7 @@ static const qemit_fn qemitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_DEQUANTIZE] = emit_dequantize, [DISTQ_OP_AVG_POOL2D] = emit_pool,
     [DISTQ_OP_CONCAT] = emit_layout,          [DISTQ_OP_TRANSPOSE] = emit_layout,
     [DISTQ_OP_SLICE] = emit_layout,           [DISTQ_OP_RESHAPE] = emit_layout,
+    [DISTQ_OP_MUL] = emit_gate,
 };
 
 static distq_status emit_node(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
@@ -570,7 +674,7 @@ static distq_status emit_output(distq_onednn_state *S, const distq_graph *g)
     int s_out = S->value_slot[g->output_value];
     if (out->dtype != DISTQ_DTYPE_F32 || s_out < 0 || !S->user_in) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG,
-                             "int8 onednn: the graph must quantize its input and compute an f32 output '%s'",
+                             "int8 onednn: the graph must compute an f32 output '%s'",
                              out->name);
         goto cleanup;
     }
@@ -636,7 +740,8 @@ static distq_status onednn_int8_create(const distq_graph *g, int64_t batch, void
     distq_onednn_state *S = NULL;
     *state = NULL;
     /* Upper bounds per node: 4 steps (view, reorder, residual copy, op) and
-     * 3 slots; 4 fixed memories (weights, bias, 2 zero points); plus the
+     * 3 slots; 6 fixed memories (weights, bias, 2 zero points; an fp32
+     * emitter's constants); plus the
      * user memories, the scratchpad and the output reorder. */
     TRY(distq_onednn_state_create(batch, 4 * g->n_nodes + 8, 4 * g->n_nodes + 8, 6 * g->n_nodes + 8,
                                   g->n_values, &S));

@@ -91,10 +91,15 @@ struct distq_onednn_step {
     dnnl_exec_arg_t args[DISTQ_ONEDNN_MAX_ARGS]; /* pargs resolved, plus the scratchpad */
     int inplace_dst, inplace_src;   /* slots that may share one buffer, or -1 */
     int is_copy;                    /* prim only copies inplace_src into inplace_dst */
-    /* C step parameters (quantize): */
-    float fn_scale; /* 1/s */
-    int32_t fn_zp, fn_qmax;
-    int64_t fn_count; /* elements */
+    /* C step parameters (quantize, dequantize, the squeeze-excite gate): */
+    float fn_scale;           /* quantize: 1/s; dequantize: s; gate: the input's s */
+    float fn_out_inv;         /* gate: 1/s of a u8 output, 0 for an f32 one */
+    int32_t fn_zp, fn_qmax;   /* the input's zero point (the output's for quantize), quant max */
+    int32_t fn_out_zp;        /* gate: the u8 output's zero point */
+    int64_t fn_count;         /* elements */
+    int64_t fn_inner;         /* gate: elements per row (H * W in NCHW, C in NHWC) */
+    int64_t fn_per_image;     /* gate: C * H * W */
+    int fn_nhwc;              /* gate: x and the output are NHWC */
 };
 
 /* An activation tensor in one layout: a graph value, or a reordered copy or a

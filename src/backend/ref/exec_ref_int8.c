@@ -174,6 +174,18 @@ static void qavgpool2d_ref(const ref_state *s, const distq_node *n, int64_t coun
             }
 }
 
+/* The squeeze-excite gate: y = x_s * (x_q - x_zp) * gate[n, c], then u8 or
+ * f32 as the output is. */
+static void qgate_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
+    const uint8_t *x = s->vals[n->inputs[0]];
+    const float *gate = s->vals[n->inputs[1]];
+    const int64_t HW = xv->dims[2] * xv->dims[3];
+    for (int64_t k = 0; k < count; k++)
+        store(yv, s->vals[n->output], k, (double)xv->scale * (x[k] - xv->zero_point) * gate[k / HW]);
+}
+
 /* mean((q - zp) * s) * (1/s) + zp == mean(q): average the u8 codes, round half to even. */
 static void qavgpool_ref(const ref_state *s, const distq_node *n, int64_t count)
 {
@@ -213,5 +225,5 @@ const ref_kernel distq_ref_int8_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_FLATTEN] = distq_ref_copy,      [DISTQ_OP_AVG_POOL2D] = qavgpool2d_ref,
     [DISTQ_OP_CONCAT] = distq_ref_concat, /* the codes: every input shares the output's qparams */
     [DISTQ_OP_TRANSPOSE] = distq_ref_transpose, [DISTQ_OP_SLICE] = distq_ref_slice,
-    [DISTQ_OP_RESHAPE] = distq_ref_copy,
+    [DISTQ_OP_RESHAPE] = distq_ref_copy,        [DISTQ_OP_MUL] = qgate_ref,
 };
