@@ -122,36 +122,12 @@ static void qlinear_ref(const ref_state *s, const distq_node *n, int64_t count)
         }
 }
 
-static void qmaxpool_ref(const ref_state *s, const distq_node *n, int64_t count)
+/* A u8 pooling window over the codes inside the image: max (padding never
+ * wins) or the mean rounded half to even (prepare takes an avg_pool2d int8
+ * only where no padding is counted: then that is the mean of the real
+ * values, the codes sharing the input's qparams). */
+static void qwindow_ref(const ref_state *s, const distq_node *n, int is_max)
 {
-    (void)count;
-    const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
-    const uint8_t *x = s->vals[n->inputs[0]];
-    uint8_t *y = s->vals[n->output];
-    const distq_attrs *a = &n->attr;
-    int64_t H = xv->dims[2], W = xv->dims[3], OH = yv->dims[2], OW = yv->dims[3];
-    for (int64_t nc = 0; nc < s->N * xv->dims[1]; nc++)
-        for (int64_t oh = 0; oh < OH; oh++)
-            for (int64_t ow = 0; ow < OW; ow++) {
-                int best = -1; /* padding never wins */
-                for (int64_t kh = 0; kh < a->kernel[0]; kh++)
-                    for (int64_t kw = 0; kw < a->kernel[1]; kw++) {
-                        int64_t ih = oh * a->stride[0] - a->padding[0] + kh;
-                        int64_t iw = ow * a->stride[1] - a->padding[1] + kw;
-                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                        int v = x[(nc * H + ih) * W + iw];
-                        best = v > best ? v : best;
-                    }
-                y[(nc * OH + oh) * OW + ow] = (uint8_t)best;
-            }
-}
-
-/* The window's mean of the codes inside the image (prepare takes an
- * avg_pool2d int8 only without padding or with count_include_pad 0, where
- * that is the mean of the real values), rounded half to even. */
-static void qavgpool2d_ref(const ref_state *s, const distq_node *n, int64_t count)
-{
-    (void)count;
     const distq_value *xv = in_v(s, n, 0), *yv = &s->g->values[n->output];
     const uint8_t *x = s->vals[n->inputs[0]];
     uint8_t *y = s->vals[n->output];
@@ -161,17 +137,32 @@ static void qavgpool2d_ref(const ref_state *s, const distq_node *n, int64_t coun
         for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++) {
                 int64_t sum = 0, cells = 0;
+                int best = 0;
                 for (int64_t kh = 0; kh < a->kernel[0]; kh++)
                     for (int64_t kw = 0; kw < a->kernel[1]; kw++) {
                         int64_t ih = oh * a->stride[0] - a->padding[0] + kh;
                         int64_t iw = ow * a->stride[1] - a->padding[1] + kw;
                         if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                        sum += x[(nc * H + ih) * W + iw];
+                        int v = x[(nc * H + ih) * W + iw];
+                        best = v > best ? v : best;
+                        sum += v;
                         cells++;
                     }
                 double m = cells ? nearbyint((double)sum / (double)cells) : 0.0;
-                y[(nc * OH + oh) * OW + ow] = (uint8_t)(m > 255 ? 255 : m);
+                y[(nc * OH + oh) * OW + ow] = (uint8_t)(is_max ? best : m > 255 ? 255 : m);
             }
+}
+
+static void qmaxpool_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    (void)count;
+    qwindow_ref(s, n, 1);
+}
+
+static void qavgpool2d_ref(const ref_state *s, const distq_node *n, int64_t count)
+{
+    (void)count;
+    qwindow_ref(s, n, 0);
 }
 
 /* The squeeze-excite gate: y = x_s * (x_q - x_zp) * gate[n, c], then u8 or
