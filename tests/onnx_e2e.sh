@@ -91,6 +91,9 @@ ptq_case shufflenet_v2_x1_0 # channel shuffle (reshape, transpose), slices in fp
 "$DISTQ" inspect "$T/q_mobilenet_v2.h5" >"$T/out" 2>&1
 check "inspect: mobilenet_v2's 52 convs and its linear all int8" "grep -q 'coverage   53 of 53 conv2d / linear int8' $T/out"
 check "inspect: the fused clip (relu6) is on the conv" "grep -q ' +clip -> u8' $T/out"
+"$DISTQ" bench --model "$T/q_mobilenet_v2.h5" --precision int8 --batch 1 --min-time 0 --min-iters 3 --profile >"$T/out" 2>&1
+check "bench --profile: time per step, by kind, against the benchmark's p50" \
+  "[ $? -eq 0 ] && grep -q '^  profile bs 1 (5 runs' $T/out && grep -q 'primitives = [0-9]*% of the benchmark' $T/out && [ \$(grep -c 'convolution .*Conv$' $T/out) -ge 5 ]"
 
 # exclusion: a node by name and an op type stay fp32, inspect says why
 first=$("$DISTQ" inspect "$T/q_mobilenet_v2.h5" | awk '$2 == "conv2d" {print $3; exit}')

@@ -46,6 +46,23 @@ void distq_exec_destroy(distq_exec *e);
  * why; an unknown name is DISTQ_ERR_INVALID_ARG. */
 distq_status distq_exec_get_value(distq_exec *e, const char *name, void *out);
 
+/* One step of a profiled run: the node it belongs to (or "input ...",
+ * "output ..."), what runs (oneDNN's implementation, e.g.
+ * "brgconv:avx512_core_vnni", "reorder jit:uni", "C step"), seconds summed
+ * over the profiled runs. */
+typedef struct {
+    char node[DISTQ_NAME_MAX + 16];
+    char kind[64];
+    double seconds;
+} distq_profile_step;
+
+/* Runs e iters times, waiting after every step to time it (benchmark_app's
+ * -pc counters): *steps (n_steps rows, in execution order; free() it) and
+ * *wall_s, the wall time of those runs, so that the time outside the steps
+ * shows. DISTQ_ERR_UNSUPPORTED on a backend without per-step timing (ref). */
+distq_status distq_exec_profile(distq_exec *e, const float *input, float *output, int iters,
+                                distq_profile_step **steps, int *n_steps, double *wall_s);
+
 /* What a backend can do, for the jobs that choose a recipe by it (never a
  * backend-specific call from jobs). */
 typedef struct {

@@ -68,6 +68,17 @@ distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t ba
     return DISTQ_OK;
 }
 
+distq_status distq_exec_profile(distq_exec *e, const float *input, float *output, int iters,
+                                distq_profile_step **steps, int *n_steps, double *wall_s)
+{
+    *steps = NULL;
+    *n_steps = 0;
+    if (!e->impl->profile)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: no per-step profile (oneDNN has one)", e->impl->name);
+    if (iters < 1) return distq_error_set(DISTQ_ERR_INVALID_ARG, "profile: iters %d < 1", iters);
+    return e->impl->profile(e->state, input, output, iters, steps, n_steps, wall_s);
+}
+
 distq_status distq_exec_get_value(distq_exec *e, const char *name, void *out)
 {
     if (!e->impl->get_value)

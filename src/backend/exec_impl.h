@@ -19,6 +19,9 @@ typedef struct distq_exec_i {
     distq_backend_caps (*caps)(void);
     /* tables that run quantized graphs: 1 if there is an int8 kernel for op */
     int (*has_int8_kernel)(distq_op op);
+    /* Optional: distq_exec_profile's per-step timing. */
+    distq_status (*profile)(void *state, const float *input, float *output, int iters,
+                            distq_profile_step **steps, int *n_steps, double *wall_s);
 } distq_exec_i;
 
 /* The error for node n, whose op has no kernel in backend's table (found when

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -18,11 +19,13 @@
 #include "distq/jobs.h"
 #include "distq/quant.h"
 #include "distq/results.h"
+#include "distq/tensor.h"
 
 static const char bench_usage[] =
     "--model M [--batch 1,50] [--precision fp32,int8] [--warmup W] [--min-iters N]\n"
     "       [--min-time S] [--threads T] [--bind none|core|numa] [--concurrency all|serial]\n"
-    "       [--backend onednn|ref] [--seed S] [--max-isa avx2|avx512_core|avx512_core_vnni|...]";
+    "       [--backend onednn|ref] [--seed S] [--max-isa avx2|avx512_core|avx512_core_vnni|...]\n"
+    "       [--profile]";
 
 typedef struct {
     const char *model;
@@ -33,7 +36,63 @@ typedef struct {
     int64_t threads, seed;
     distq_backend backend;
     distq_bind bind;
+    int profile; /* --profile: time per step after each point (rank 0) */
 } bench_args;
+
+static int cmp_step_desc(const void *a, const void *b)
+{
+    double x = ((const distq_profile_step *)a)->seconds, y = ((const distq_profile_step *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+/* --profile: the graph run step by step (each waited for) on rank 0, as
+ * benchmark_app's -pc: the costliest steps, the time by kind, and the sum of
+ * oneDNN's primitives against the benchmark's p50 (what runs outside them). */
+static distq_status print_profile(const distq_graph *g, distq_backend b, int64_t batch, uint64_t seed,
+                                  int64_t iters, double p50_s)
+{
+    distq_exec *e = NULL;
+    distq_profile_step *rows = NULL;
+    int n = 0;
+    double wall = 0;
+    float *in = NULL, *out = NULL;
+    distq_status st = distq_exec_create(b, g, batch, &e);
+    if (!st) {
+        in = distq_malloc((size_t)(distq_exec_input_numel(e) * batch) * sizeof *in);
+        out = distq_malloc((size_t)(distq_exec_output_numel(e) * batch) * sizeof *out);
+        if (!in || !out) st = distq_error_set(DISTQ_ERR_NOMEM, "profile: out of memory");
+    }
+    if (!st) {
+        distq_rng r; /* the benchmark's inputs: N(0, 1) from the seed */
+        distq_rng_seed(&r, seed);
+        for (int64_t i = 0; i < distq_exec_input_numel(e) * batch; i++) in[i] = distq_rng_normal(&r);
+        for (int w = 0; w < 2 && !st; w++) st = distq_exec_run(e, in, out);
+    }
+    if (!st) st = distq_exec_profile(e, in, out, (int)iters, &rows, &n, &wall);
+    if (st) goto cleanup;
+    double total = 0, prims = 0, csteps = 0, reorders = 0;
+    for (int i = 0; i < n; i++) {
+        total += rows[i].seconds;
+        if (strcmp(rows[i].kind, "C step") == 0) csteps += rows[i].seconds;
+        else if (strncmp(rows[i].kind, "reorder", 7) == 0) reorders += rows[i].seconds;
+        else prims += rows[i].seconds;
+    }
+    const double per = 1e3 / (double)iters;
+    printf("  profile bs %lld (%lld runs, each step waited for): %d steps, %.3f ms per run in steps, %.3f ms wall\n",
+           (long long)batch, (long long)iters, n, total * per, wall * per);
+    printf("    primitives %.3f ms, reorders %.3f ms, C steps %.3f ms per run; primitives = %.0f%% of the benchmark's "
+           "p50 %.3f ms\n", prims * per, reorders * per, csteps * per, 100.0 * prims * per / (1e3 * p50_s), 1e3 * p50_s);
+    qsort(rows, (size_t)n, sizeof *rows, cmp_step_desc);
+    for (int i = 0; i < n && i < 12; i++)
+        printf("    %8.3f ms %5.1f%%  %-40s %s\n", rows[i].seconds * per, 100.0 * rows[i].seconds / total,
+               rows[i].kind, rows[i].node);
+cleanup:
+    free(rows);
+    distq_free(in);
+    distq_free(out);
+    distq_exec_destroy(e);
+    return st;
+}
 
 /* Prints one gathered point (rank 0). */
 void cli_print_point(const distq_bench_point *pt, const char *model, const char *backend, const int *threads,
@@ -66,6 +125,7 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
         {"seed", required_argument, 0, 's'},      {"precision", required_argument, 0, 'p'},
         {"bind", required_argument, 0, 'N'},      {"concurrency", required_argument, 0, 'C'},
         {"max-isa", required_argument, 0, 'I'},   {"help", no_argument, 0, 'h'},
+        {"profile", no_argument, 0, 'P'},
         {0, 0, 0, 0}};
     int c;
     distq_status st = DISTQ_OK;
@@ -93,6 +153,7 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
                 st = distq_error_set(DISTQ_ERR_INVALID_ARG, "option --concurrency: '%s' (all, serial)", optarg);
             a->serial = strcmp(optarg, "serial") == 0;
             break;
+        case 'P': a->profile = 1; break;
         case 'h': printf("usage: distq bench %s\n", bench_usage); return -1;
         default: return cli_usage_error("bench", bench_usage, "bad option");
         }
@@ -169,8 +230,12 @@ int cmd_bench(const cli_ctx *ctx, int argc, char **argv)
             if (ctx->rank == 0) {
                 cli_print_point(&pt, a.model, distq_backend_name(a.backend), threads, cmdline);
                 ips[prec] = pt.aggregate_images_per_s;
+                if (a.profile)
+                    st = print_profile(prec ? q : g, a.backend, a.batches[b], (uint64_t)a.seed,
+                                       a.opts.min_iters > 5 ? a.opts.min_iters : 5, pt.p50_s);
             }
             distq_bench_point_free(&pt);
+            if (st) goto cleanup;
             fflush(stdout);
         }
         if (ctx->rank == 0 && a.fp32 && a.int8)

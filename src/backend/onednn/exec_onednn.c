@@ -1109,4 +1109,5 @@ const distq_exec_i distq_exec_onednn_i = {
     .run = distq_onednn_exec_run,
     .destroy = distq_onednn_exec_destroy,
     .get_value = distq_onednn_exec_get_value,
+    .profile = distq_onednn_exec_profile,
 };

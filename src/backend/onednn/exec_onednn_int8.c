@@ -770,4 +770,5 @@ const distq_exec_i distq_exec_onednn_int8_i = {
     .run = distq_onednn_exec_run,
     .destroy = distq_onednn_exec_destroy,
     .get_value = distq_onednn_exec_get_value,
+    .profile = distq_onednn_exec_profile,
 };

@@ -82,6 +82,7 @@ typedef distq_status (*distq_onednn_step_fn)(const distq_onednn_step *t);
 
 struct distq_onednn_step {
     char name[DISTQ_NAME_MAX + 16]; /* node (or graph input/output), for messages */
+    char impl[48];                  /* oneDNN's implementation ("brgconv:avx512_core_vnni"), for profiles */
     dnnl_primitive_t prim;          /* NULL and fn NULL: nothing to run (a view, an elided copy) */
     distq_onednn_step_fn fn;        /* a C step instead of a primitive */
     size_t scratch_size;            /* bytes of user scratchpad the primitive needs */
@@ -285,6 +286,8 @@ distq_status distq_onednn_view_step(distq_onednn_state *S, const char *name, int
 distq_status distq_onednn_emit_f32_node(distq_onednn_state *S, const distq_graph *g, int i);
 distq_status distq_onednn_exec_run(void *state, const float *input, float *output);
 distq_status distq_onednn_exec_get_value(void *state, const char *name, void *out);
+distq_status distq_onednn_exec_profile(void *state, const float *input, float *output, int iters,
+                                       distq_profile_step **steps, int *n_steps, double *wall_s);
 void distq_onednn_exec_destroy(void *state);
 distq_status distq_onednn_set_value(distq_onednn_state *S, int i, const char *name, int slot,
                                     const char *why);

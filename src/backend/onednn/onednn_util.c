@@ -4,7 +4,9 @@
  * binding, run and get_value. Nothing here knows about graphs or ops.
  */
 #include <assert.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <oneapi/dnnl/dnnl_debug.h>
@@ -335,6 +337,11 @@ distq_status distq_onednn_step_set_prim(distq_onednn_step *t, const_dnnl_primiti
     dnnl_memory_desc_t scratch_md;
     TRY(distq_onednn_query_md(pd, dnnl_query_scratchpad_md, 0, &scratch_md, ctx));
     t->scratch_size = dnnl_memory_desc_get_size(&scratch_md);
+    const char *impl = NULL;
+    dnnl_primitive_kind_t kind = dnnl_undefined_primitive;
+    CHECK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
+    CHECK(dnnl_primitive_desc_query(pd, dnnl_query_primitive_kind, 0, &kind));
+    snprintf(t->impl, sizeof t->impl, "%s %s", dnnl_prim_kind2str(kind), impl ? impl : "?");
     CHECK(dnnl_primitive_create(&t->prim, pd));
 cleanup:
     return st;
@@ -595,8 +602,11 @@ cleanup:
 /* Runs the steps; with on_value, after each step that completes values (not a
  * residual copy into a conv's dst), calls it once per value held in a slot the
  * step wrote. */
+/* step_s (optional): per step, the seconds it took, added (each step is
+ * waited for: a profile, not a benchmark). */
 static distq_status run_steps(distq_onednn_state *S, const float *input, float *output,
-                              distq_status (*on_value)(void *ctx, const char *name), void *cb_ctx)
+                              distq_status (*on_value)(void *ctx, const char *name), void *cb_ctx,
+                              double *step_s)
 {
     distq_status st = DISTQ_OK;
     const char *ctx = "run";
@@ -605,6 +615,7 @@ static distq_status run_steps(distq_onednn_state *S, const float *input, float *
     for (int t = 0; t < S->n_steps; t++) {
         const distq_onednn_step *T = &S->steps[t];
         ctx = T->name;
+        const double t0 = step_s ? omp_get_wtime() : 0.0;
         if (T->prim) {
             CHECK(dnnl_primitive_execute(T->prim, S->stream, T->n_exec_args, T->args));
         } else if (T->fn) {
@@ -612,6 +623,10 @@ static distq_status run_steps(distq_onednn_state *S, const float *input, float *
             TRY(T->fn(T));
         } else if (!on_value) {
             continue; /* a view's marker: nothing runs; an observer still sees the view */
+        }
+        if (step_s) {
+            CHECK(dnnl_stream_wait(S->stream));
+            step_s[t] += omp_get_wtime() - t0;
         }
         if (!on_value || T->is_copy) continue;
         CHECK(dnnl_stream_wait(S->stream));
@@ -629,14 +644,45 @@ cleanup:
 
 distq_status distq_onednn_run(distq_onednn_state *S, const float *input, float *output)
 {
-    return run_steps(S, input, output, NULL, NULL);
+    return run_steps(S, input, output, NULL, NULL, NULL);
+}
+
+distq_status distq_onednn_exec_profile(void *state, const float *input, float *output, int iters,
+                                       distq_profile_step **steps, int *n_steps, double *wall_s)
+{
+    distq_onednn_state *S = state;
+    distq_status st = DISTQ_OK;
+    double *step_s = distq_calloc((size_t)S->n_steps * sizeof *step_s + 1);
+    distq_profile_step *rows = NULL;
+    int n = 0;
+    if (!step_s) return distq_error_set(DISTQ_ERR_NOMEM, "profile: out of memory");
+    const double t0 = omp_get_wtime();
+    for (int k = 0; k < iters && !st; k++) st = run_steps(S, input, output, NULL, NULL, step_s);
+    *wall_s = omp_get_wtime() - t0;
+    if (!st && !(rows = calloc((size_t)S->n_steps + 1, sizeof *rows)))
+        st = distq_error_set(DISTQ_ERR_NOMEM, "profile: out of memory");
+    for (int t = 0; !st && t < S->n_steps; t++) {
+        const distq_onednn_step *T = &S->steps[t];
+        if (!T->prim && !T->fn) continue; /* views and elided copies: nothing ran */
+        snprintf(rows[n].node, sizeof rows[n].node, "%s", T->name);
+        snprintf(rows[n].kind, sizeof rows[n].kind, "%s", T->fn ? "C step" : T->impl);
+        rows[n++].seconds = step_s[t];
+    }
+    distq_free(step_s);
+    if (st) {
+        free(rows);
+        return st;
+    }
+    *steps = rows;
+    *n_steps = n;
+    return DISTQ_OK;
 }
 
 distq_status distq_onednn_run_observed(distq_onednn_state *S, const float *input, float *output,
                                        distq_status (*on_value)(void *ctx, const char *name),
                                        void *ctx)
 {
-    return run_steps(S, input, output, on_value, ctx);
+    return run_steps(S, input, output, on_value, ctx, NULL);
 }
 
 /* Reorders value `name` between its slot and a plain user array (to_slot: from
