@@ -139,6 +139,14 @@ static distq_status u8_form(emitter *E, int v, const char **out)
     return DISTQ_OK;
 }
 
+/* Records value v as computed under name: u8 when it has an observer (the
+ * node writes with obs's qparams), else f32. */
+static void record_output(emitter *E, int v, int obs, const char *name)
+{
+    if (obs >= 0) E->u8_name[v] = name;
+    else E->f32_name[v] = name;
+}
+
 static distq_status f32_form(emitter *E, int v, const char **out)
 {
     if (!E->f32_name[v] && !E->u8_name[v])
@@ -207,8 +215,7 @@ static distq_status emit_pattern(emitter *E, int h)
     if (!st) st = distq_graph_add_node(E->q, n->name, n->op, &a, n_ins, ins, head ? names : NULL, out);
     distq_free(ins);
     if (st) return st;
-    if (obs >= 0) E->u8_name[pl->out_value] = out;
-    else E->f32_name[pl->out_value] = out;
+    record_output(E, pl->out_value, obs, out);
     return DISTQ_OK;
 }
 
@@ -284,8 +291,7 @@ static distq_status emit_bn_as_conv(emitter *E, int i)
     if (obs >= 0) set_out_qparams(&a, &E->qps[obs], E->qmax);
     const char *out = g->values[pl->out_value].name;
     if (!st) st = distq_graph_add_node(E->q, n->name, DISTQ_OP_CONV2D, &a, 1, ins, names, out);
-    if (!st && obs >= 0) E->u8_name[pl->out_value] = out;
-    else if (!st) E->f32_name[pl->out_value] = out;
+    if (!st) record_output(E, pl->out_value, obs, out);
     distq_free(codes);
     distq_free(scale);
     distq_free(bias);
@@ -308,8 +314,7 @@ static distq_status emit_gate(emitter *E, int i)
     distq_attrs a = distq_attrs_default(DISTQ_OP_MUL);
     if (obs >= 0) set_out_qparams(&a, &E->qps[obs], E->qmax);
     DISTQ_TRY(distq_graph_add_node(E->q, n->name, DISTQ_OP_MUL, &a, 2, ins, NULL, n->output_name));
-    if (obs >= 0) E->u8_name[n->output] = n->output_name;
-    else E->f32_name[n->output] = n->output_name;
+    record_output(E, n->output, obs, n->output_name);
     return DISTQ_OK;
 }
 
