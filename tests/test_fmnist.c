@@ -453,7 +453,7 @@ static void test_fmnist_cnn_shapes(void)
     expect_dims(g, "avgpool", 4, 64, 1, 1);
     expect_dims(g, "flatten", 2, 64, 0, 0);
     expect_dims(g, "fc", 2, 10, 0, 0);
-    CU_ASSERT_STRING_EQUAL(g->output_name, "fc");
+    CU_ASSERT_STRING_EQUAL(g->output_names[0], "fc");
 
     /* torchvision-style state_dict keys, in parameter order */
     static const char *const convs[] = {"stem.conv", "block1.conv1", "block1.conv2",
@@ -583,7 +583,7 @@ static void assert_graphs_equal(const distq_graph *a, const distq_graph *b)
     CU_ASSERT_TRUE(b->finalized);
     CU_ASSERT_STRING_EQUAL(a->input_name, b->input_name);
     CU_ASSERT_EQUAL(memcmp(a->input_dims, b->input_dims, sizeof a->input_dims), 0);
-    CU_ASSERT_STRING_EQUAL(a->output_name, b->output_name);
+    CU_ASSERT_EQUAL_FATAL(a->n_outputs, b->n_outputs); for (int k_ = 0; k_ < a->n_outputs; k_++) CU_ASSERT_STRING_EQUAL(a->output_names[k_], b->output_names[k_]);
     CU_ASSERT_EQUAL_FATAL(a->n_nodes, b->n_nodes);
     for (int i = 0; i < a->n_nodes; i++) {
         CU_ASSERT_STRING_EQUAL(a->nodes[i].name, b->nodes[i].name);

@@ -75,7 +75,7 @@ static void test_concat_and_broadcast_shapes(void)
     const distq_value *m = &g->values[distq_graph_find_value(g, "m")];
     CU_ASSERT_EQUAL(m->dims[1], 8);
     CU_ASSERT_EQUAL(m->dims[2], 6);
-    const distq_value *cat = &g->values[g->output_value];
+    const distq_value *cat = &g->values[g->output_values[0]];
     CU_ASSERT_EQUAL(cat->dims[1], 24);
     CU_ASSERT_EQUAL(cat->dims[3], 6);
     /* a clone deep-copies the variadic inputs */
@@ -141,7 +141,7 @@ static void test_valid_small_graph(void)
     TEST_OK(distq_graph_finalize(g));
     CU_ASSERT_STRING_EQUAL(g->nodes[0].name, "c");
     CU_ASSERT_STRING_EQUAL(g->nodes[1].name, "r");
-    const distq_value *r = &g->values[g->output_value];
+    const distq_value *r = &g->values[g->output_values[0]];
     CU_ASSERT_EQUAL(r->ndim, 4);
     CU_ASSERT_EQUAL(r->dims[1], 8);
     CU_ASSERT_EQUAL(r->dims[2], 6);
@@ -281,7 +281,7 @@ static void test_resnet18_layout(void)
                           "layer4.1.bn2.bias", "fc.weight", "fc.bias"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         CU_ASSERT_PTR_NOT_NULL(distq_graph_find_param(g, keys[i]));
-    const distq_value *out = &g->values[g->output_value];
+    const distq_value *out = &g->values[g->output_values[0]];
     CU_ASSERT_EQUAL(out->dims[1], 1000);
     CU_ASSERT_STRING_EQUAL(g->nodes[g->n_nodes - 1].name, "fc");
     /* Same seed, same weights; another seed, other weights. */
@@ -302,7 +302,7 @@ static void test_linear_model(void)
     TEST_OK(distq_build_model("linear", 1, &g));
     CU_ASSERT_EQUAL(g->n_nodes, 1);
     CU_ASSERT_PTR_NOT_NULL(distq_graph_find_param(g, "linear.weight"));
-    CU_ASSERT_EQUAL(g->values[g->output_value].dims[1], 1000);
+    CU_ASSERT_EQUAL(g->values[g->output_values[0]].dims[1], 1000);
     distq_graph_destroy(g);
     TEST_ERR(distq_build_model("vgg", 1, &g), DISTQ_ERR_INVALID_ARG, "unknown --arch 'vgg'");
 }

@@ -72,7 +72,7 @@ static void assert_graphs_equal(const distq_graph *a, const distq_graph *b)
     CU_ASSERT_EQUAL_FATAL(a->input_ndim, b->input_ndim);
     CU_ASSERT_EQUAL(memcmp(a->input_dims, b->input_dims, (size_t)a->input_ndim * sizeof(int64_t)),
                     0);
-    CU_ASSERT_STRING_EQUAL(a->output_name, b->output_name);
+    CU_ASSERT_EQUAL_FATAL(a->n_outputs, b->n_outputs); for (int k_ = 0; k_ < a->n_outputs; k_++) CU_ASSERT_STRING_EQUAL(a->output_names[k_], b->output_names[k_]);
     CU_ASSERT_EQUAL_FATAL(a->n_nodes, b->n_nodes);
     for (int i = 0; i < a->n_nodes; i++) {
         const distq_node *x = &a->nodes[i], *y = &b->nodes[i];
@@ -348,7 +348,7 @@ static void test_model_roundtrip_new_ops(void)
     assert_graphs_equal(g, back);
     int k = distq_graph_find_node(back, "cat");
     CU_ASSERT_EQUAL(back->nodes[k].attr.axis, -3);
-    CU_ASSERT_EQUAL(back->values[back->output_value].dims[1], 8);
+    CU_ASSERT_EQUAL(back->values[back->output_values[0]].dims[1], 8);
     CU_ASSERT_EQUAL(back->nodes[distq_graph_find_node(back, "clip")].attr.min, -1.0f);
     distq_graph_destroy(back);
     distq_graph_destroy(g);
@@ -408,7 +408,7 @@ static void test_model_long_names(void)
     char bias[420];
     snprintf(bias, sizeof bias, "%s.bias", conv);
     CU_ASSERT_PTR_NOT_NULL(distq_graph_find_param(g, bias));
-    CU_ASSERT_EQUAL(strlen(g->values[g->output_value].name), 704);
+    CU_ASSERT_EQUAL(strlen(g->values[g->output_values[0]].name), 704);
     TEST_OK(distq_graph_clone(g, &clone));
     char path[512];
     roundtrip(clone, "long_names_rt.h5", path, sizeof path);
@@ -838,14 +838,19 @@ static void test_output_and_describe(void)
 {
     char out[512], data[512], plain[512], text_path[512];
     char *text = NULL;
-    float logits[4 * 10];
+    float logits[4 * 10], aux[4 * 3];
     test_fill_uniform(logits, 40, 23, -5.0f, 5.0f);
+    test_fill_uniform(aux, 12, 24, -5.0f, 5.0f);
     test_tmp_path(out, sizeof out, "out.h5");
-    TEST_OK(distq_output_write(out, logits, 4, 10, "m.h5", "d.h5"));
+    const char *names[2] = {"fc", "aux.fc"};
+    const float *values[2] = {logits, aux};
+    const int64_t k[2] = {10, 3};
+    TEST_OK(distq_output_write(out, 2, names, values, k, 4, "m.h5", "d.h5"));
     TEST_OK(distq_h5_describe(out, &text));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "distq-output version 1"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "logits  (4, 10)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "model   m.h5"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "output_1  (4, 3) f32, graph output 'aux.fc'"));
     distq_free(text);
 
     /* The logits themselves, read back with the C API. */
@@ -855,6 +860,10 @@ static void test_output_and_describe(void)
     hid_t d = H5Dopen2(fid, "logits", H5P_DEFAULT);
     CU_ASSERT(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, back) >= 0);
     CU_ASSERT_EQUAL(memcmp(back, logits, sizeof logits), 0);
+    H5Dclose(d);
+    d = H5Dopen2(fid, "output_1", H5P_DEFAULT);
+    CU_ASSERT(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, back) >= 0);
+    CU_ASSERT_EQUAL(memcmp(back, aux, sizeof aux), 0);
     H5Dclose(d);
     H5Fclose(fid);
 

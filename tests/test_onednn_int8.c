@@ -20,6 +20,7 @@
 #include "backend/exec_impl.h"
 #include "backend/onednn/onednn_impl.h"
 #include "distq/exec.h"
+#include "distq/io.h"
 #include "distq/observers.h"
 #include "distq/quant.h"
 #include "test_int8_cmp.h"
@@ -330,6 +331,71 @@ static void test_conv_add(void) { conv_add_case(1, 1, 0); }
 static void test_conv_add_zp(void) { conv_add_case(0, 0, 0); }
 static void test_conv_add_f32_out(void) { conv_add_case(0, 1, 1); }
 
+/* Two graph outputs: relu0 (an int8 value that feeds conv1, so a fused
+ * chain would never materialize it) and conv1's f32 logits. Convert
+ * dequantizes both; run_all returns both on each backend, the second held
+ * to the same chained bound as the first, and a file round trip keeps them. */
+static void test_two_outputs(void)
+{
+    int64_t in[4] = {1, 3, 9, 9};
+    distq_graph *g = test_new_graph(4, in);
+    test_add_conv(g, "conv0", "x", 3, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 71);
+    test_add_op(g, "relu0", DISTQ_OP_RELU, NULL, "conv0", NULL, NULL);
+    test_add_conv(g, "conv1", "relu0", 8, (test_conv_spec){4, 3, 2, 1, 1, 1, 1}, 72);
+    TEST_OK(distq_graph_set_output(g, "conv1"));
+    TEST_OK(distq_graph_add_output(g, "relu0"));
+    TEST_ERR(distq_graph_add_output(g, "relu0"), DISTQ_ERR_INVALID_ARG, "declared twice");
+    TEST_OK(distq_graph_finalize(g));
+    distq_graph *q = quantize_graph(g, DISTQ_OBSERVER_MINMAX, 1, 73);
+    CU_ASSERT_EQUAL_FATAL(q->n_outputs, 2);
+    for (int k = 0; k < 2; k++) CU_ASSERT_EQUAL(q->values[q->output_values[k]].dtype, DISTQ_DTYPE_F32);
+    check_int8(q, g, 2, 74, "two outputs");
+
+    /* the second output, through run_all, against the fp32 graph's */
+    const int64_t batch = 2;
+    distq_exec *ref = NULL, *dnn = NULL, *fp32 = NULL;
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, q, batch, &ref));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, q, batch, &dnn));
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, batch, &fp32));
+    CU_ASSERT_EQUAL_FATAL(distq_exec_n_outputs(dnn), 2);
+    CU_ASSERT_EQUAL_FATAL(distq_exec_output_numel_at(dnn, 1), 8 * 9 * 9);
+    CU_ASSERT_EQUAL(distq_exec_output_numel_at(fp32, 1), 8 * 9 * 9);
+    int64_t n_in = batch * 3 * 9 * 9, n0 = batch * distq_exec_output_numel_at(dnn, 0), n1 = batch * 8 * 9 * 9;
+    float *x = malloc(sizeof(float) * (size_t)n_in), *buf = malloc(sizeof(float) * (size_t)(3 * (n0 + n1)));
+    CU_ASSERT_FATAL(x && buf);
+    test_fill_uniform(x, n_in, 75, -1.5f, 1.5f);
+    float *out_ref[2] = {buf, buf + n0}, *out_dnn[2] = {buf + n0 + n1, buf + 2 * n0 + n1};
+    float *out_f32[2] = {buf + 2 * (n0 + n1), buf + 3 * n0 + 2 * n1};
+    TEST_OK(distq_exec_run_all(ref, x, out_ref));
+    TEST_OK(distq_exec_run_all(dnn, x, out_dnn));
+    TEST_OK(distq_exec_run_all(fp32, x, out_f32));
+    double relu_max = 0;
+    for (int64_t i = 0; i < n1; i++) relu_max = fmax(relu_max, out_f32[1][i]);
+    CU_ASSERT(relu_max > 0); /* the relu output, not zeros */
+    for (int64_t i = 0; i < n1; i++) CU_ASSERT_FATAL(out_f32[1][i] >= 0.0f);
+    test_int8_vs_quant_noise("two outputs: relu0", out_dnn[1], out_ref[1], out_f32[1], 1, n1);
+    test_int8_vs_quant_noise("two outputs: conv1", out_dnn[0], out_ref[0], out_f32[0], batch,
+                             distq_exec_output_numel_at(dnn, 0));
+
+    /* the float model file keeps both outputs, in order */
+    char path[512];
+    test_tmp_path(path, sizeof path, "two_outputs.h5");
+    TEST_OK(distq_model_save(g, path));
+    distq_graph *back = NULL;
+    TEST_OK(distq_model_load(path, &back));
+    CU_ASSERT_EQUAL_FATAL(back->n_outputs, 2);
+    CU_ASSERT_STRING_EQUAL(back->output_names[0], "conv1");
+    CU_ASSERT_STRING_EQUAL(back->output_names[1], "relu0");
+    distq_graph_destroy(back);
+    free(x);
+    free(buf);
+    distq_exec_destroy(ref);
+    distq_exec_destroy(dnn);
+    distq_exec_destroy(fp32);
+    distq_graph_destroy(q);
+    distq_graph_destroy(g);
+}
+
 /* resnet's downsample block: relu(conv_a(x') + conv_b(x')), strided; the
  * conv that takes the add runs after the other in the int8 graph. */
 static void test_downsample_block(void)
@@ -383,7 +449,7 @@ static void test_mixed_graph(void)
     }
     CU_ASSERT_EQUAL(q->values[distq_graph_find_value(q, "pool")].dtype, DISTQ_DTYPE_U8);
     CU_ASSERT_EQUAL(q->values[distq_graph_find_value(q, "gate")].dtype, DISTQ_DTYPE_F32);
-    CU_ASSERT_EQUAL(q->values[q->output_value].dtype, DISTQ_DTYPE_F32);
+    CU_ASSERT_EQUAL(q->values[q->output_values[0]].dtype, DISTQ_DTYPE_F32);
     check_int8(q, g, 1, 901, "mixed int8/fp32");
     check_int8(q, g, 3, 902, "mixed int8/fp32");
     distq_graph_destroy(g);
@@ -883,6 +949,7 @@ int main(void)
         {"conv + add + relu", test_conv_add},
         {"conv + add, zero points", test_conv_add_zp},
         {"conv + add + relu, f32 out", test_conv_add_f32_out},
+        {"two graph outputs, one of them an inner int8 value", test_two_outputs},
         {"downsample block", test_downsample_block},
         {"mixed int8 / fp32 graph (fp32 nodes, quantize and dequantize inside)", test_mixed_graph},
         {"dense block: int8 concat, batch_norm + relu as int8, avg_pool2d", test_dense_block},

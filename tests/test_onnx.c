@@ -28,7 +28,7 @@ typedef struct {
     Onnx__OperatorSetIdProto *opsets[1];
     Onnx__NodeProto nodes[MAX_ITEMS], *node_ptrs[MAX_ITEMS];
     Onnx__TensorProto inits[MAX_ITEMS], *init_ptrs[MAX_ITEMS];
-    Onnx__ValueInfoProto in, out, *in_ptrs[1], *out_ptrs[1];
+    Onnx__ValueInfoProto in, out, out2, *in_ptrs[1], *out_ptrs[2];
     Onnx__TypeProto in_type;
     Onnx__TypeProto__Tensor in_tensor;
     Onnx__TensorShapeProto in_shape;
@@ -224,6 +224,49 @@ static void test_conv_relu_values(void)
     distq_graph_destroy(g);
 }
 
+/* The Conv 1x1 of test_conv_relu_values with both values as graph outputs,
+ * the relu's first: each comes back on both backends (oneDNN would otherwise
+ * fuse the relu into the conv and never write c). */
+static void test_two_outputs(void)
+{
+    model md;
+    model_init(&md, 13, 1, 2, 2);
+    int64_t wd[4] = {1, 1, 1, 1}, bd[1] = {1};
+    float w = 2.0f, b = 1.0f;
+    add_init(&md, "conv.weight", 4, wd, 1, &w, NULL);
+    add_init(&md, "conv.bias", 1, bd, 1, &b, NULL);
+    char *cin[] = {"x", "conv.weight", "conv.bias"}, *rin[] = {"c"};
+    add_node(&md, "conv", "Conv", 3, cin, "c");
+    add_node(&md, "relu", "Relu", 1, rin, "y");
+    onnx__value_info_proto__init(&md.out2);
+    md.out2.name = "c";
+    md.out_ptrs[1] = &md.out2;
+    md.g.n_output = 2;
+    char path[512];
+    model_write(&md, "two_outputs.onnx", path, sizeof path);
+    distq_graph *g = NULL;
+    TEST_OK(distq_onnx_import(path, NULL, &g));
+    CU_ASSERT_EQUAL_FATAL(g->n_outputs, 2);
+    CU_ASSERT_STRING_EQUAL(g->output_names[0], "y");
+    CU_ASSERT_STRING_EQUAL(g->output_names[1], "c");
+    float x[8] = {-3, -1, 0, 1, 2, 0.5f, -0.25f, 4};
+    for (int bk = 0; bk < DISTQ_BACKEND_COUNT; bk++) {
+        distq_exec *e = NULL;
+        float y[8], c[8], *outs[2] = {y, c};
+        TEST_OK(distq_exec_create((distq_backend)bk, g, 2, &e));
+        TEST_OK(distq_exec_run_all(e, x, outs));
+        for (int i = 0; i < 8; i++) {
+            CU_ASSERT_DOUBLE_EQUAL(c[i], x[i] * 2 + 1, 1e-6);
+            CU_ASSERT_DOUBLE_EQUAL(y[i], x[i] * 2 + 1 > 0 ? x[i] * 2 + 1 : 0, 1e-6);
+        }
+        distq_exec_destroy(e);
+    }
+    distq_graph_destroy(g);
+    /* an output that is the graph input is refused, naming it */
+    md.out2.name = "x";
+    import_expect(&md, "output_is_input.onnx", DISTQ_ERR_UNSUPPORTED, "graph output 'x'");
+}
+
 /* Pad (zeros, 1 on each side of H, 2 of W) then AveragePool 3x5: the pad
  * folds into the pool as counted padding, H and W in ONNX's order. On a 1x1
  * image of value 15 the result is 15 / 15 = 1 (swapped pads would give a 3x1
@@ -254,7 +297,7 @@ static void test_asymmetric_pads(void)
     CU_ASSERT_EQUAL(distq_pad_end(&g->nodes[0].attr, 0), 0);
     CU_ASSERT_EQUAL(g->nodes[1].attr.padding[1], 0);
     CU_ASSERT_EQUAL(distq_pad_end(&g->nodes[1].attr, 1), 1);
-    CU_ASSERT_EQUAL(distq_value_numel(&g->values[g->output_value], 1), 9);
+    CU_ASSERT_EQUAL(distq_value_numel(&g->values[g->output_values[0]], 1), 9);
     test_tmp_path(path, sizeof path, "asym_pads.h5");
     TEST_OK(distq_model_save(g, path));
     TEST_OK(distq_model_load(path, &back));
@@ -309,7 +352,7 @@ static void test_pad_folds_into_avgpool(void)
     CU_ASSERT_EQUAL(g->nodes[0].attr.padding[0], 1);
     CU_ASSERT_EQUAL(g->nodes[0].attr.padding[1], 2);
     CU_ASSERT_EQUAL(g->nodes[0].attr.count_include_pad, 1);
-    CU_ASSERT_EQUAL(distq_value_numel(&g->values[g->output_value], 1), 1); /* a 1x1 output */
+    CU_ASSERT_EQUAL(distq_value_numel(&g->values[g->output_values[0]], 1), 1); /* a 1x1 output */
     float x = 15.0f, y = 0.0f;
     run_ref(g, 1, &x, &y);
     CU_ASSERT_DOUBLE_EQUAL(y, 1.0, 1e-6);
@@ -650,6 +693,7 @@ int main(void)
 {
     static const test_case cases[] = {
         {"Conv + Relu values, initializer names kept", test_conv_relu_values},
+        {"two graph outputs, an inner value among them, on both backends", test_two_outputs},
         {"Pad folds into AveragePool as counted padding", test_pad_folds_into_avgpool},
         {"asymmetric pads and auto_pad SAME_UPPER, ref and oneDNN, through a model file", test_asymmetric_pads},
         {"ReduceMean over H, W without keepdims", test_reduce_mean},

@@ -104,7 +104,7 @@ static void linear_reference(const float *x, const float *target, const float *w
 /* max |trainer - reference| over y, dW and db of the last step */
 static double linear_error(distq_trainer *t, distq_graph *g, const double *y, const double *dw, const double *db)
 {
-    const float *got_y = t->act[g->output_value];
+    const float *got_y = t->act[g->output_values[0]];
     const float *gw = distq_trainer_grad(t, distq_graph_find_param(g, "fc.weight") - g->params);
     const float *gb = distq_trainer_grad(t, distq_graph_find_param(g, "fc.bias") - g->params);
     double worst = 0.0;

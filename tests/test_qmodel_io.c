@@ -65,7 +65,7 @@ static void quantize(const distq_graph *g, distq_observer_kind kind, uint64_t se
 static void assert_graphs_equal(const distq_graph *a, const distq_graph *b)
 {
     CU_ASSERT_STRING_EQUAL(a->input_name, b->input_name);
-    CU_ASSERT_STRING_EQUAL(a->output_name, b->output_name);
+    CU_ASSERT_EQUAL_FATAL(a->n_outputs, b->n_outputs); for (int k_ = 0; k_ < a->n_outputs; k_++) CU_ASSERT_STRING_EQUAL(a->output_names[k_], b->output_names[k_]);
     CU_ASSERT_EQUAL_FATAL(a->n_nodes, b->n_nodes);
     CU_ASSERT_EQUAL_FATAL(a->n_params, b->n_params);
     for (int i = 0; i < a->n_nodes; i++) {
@@ -110,7 +110,7 @@ static void assert_same_outputs(const distq_graph *a, const distq_graph *b, uint
 {
     enum { N = 2 };
     int64_t in = distq_dims_numel(a->values[a->input_value].ndim, a->values[a->input_value].dims);
-    int64_t out = distq_dims_numel(a->values[a->output_value].ndim, a->values[a->output_value].dims);
+    int64_t out = distq_dims_numel(a->values[a->output_values[0]].ndim, a->values[a->output_values[0]].dims);
     float *x = malloc((size_t)(N * in) * sizeof *x), *ya = malloc((size_t)(N * out) * sizeof *ya);
     float *yb = malloc((size_t)(N * out) * sizeof *yb);
     CU_ASSERT_FATAL(x && ya && yb);

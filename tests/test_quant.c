@@ -111,7 +111,7 @@ static void test_resnet18_int8_vs_fp32(void)
     TEST_OK(distq_exec_run(e32, x, y32));
     for (int kind = 0; kind < DISTQ_OBSERVER_COUNT; kind++) {
         distq_graph *q = calibrate_convert(g, (distq_observer_kind)kind, cal, NCAL, 4);
-        CU_ASSERT_EQUAL(q->values[q->output_value].dtype, DISTQ_DTYPE_F32);
+        CU_ASSERT_EQUAL(q->values[q->output_values[0]].dtype, DISTQ_DTYPE_F32);
         CU_ASSERT_EQUAL(q->n_nodes, 1 + 20 + 3 + 1); /* quantize, convs, pools+flatten, fc */
         TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, q, NTEST, &e8));
         TEST_OK(distq_exec_run(e8, x, y8));

@@ -30,7 +30,7 @@ static void run_one(distq_op op, const distq_attrs *a, int in_ndim, const int64_
     TEST_OK(distq_graph_add_node(g, "n", op, a, op == DISTQ_OP_ADD ? 2 : 1, ins, pnames, "n"));
     TEST_OK(distq_graph_set_output(g, "n"));
     TEST_OK(distq_graph_finalize(g));
-    CU_ASSERT_EQUAL_FATAL(distq_value_numel(&g->values[g->output_value], 1), y_n);
+    CU_ASSERT_EQUAL_FATAL(distq_value_numel(&g->values[g->output_values[0]], 1), y_n);
     distq_exec *e = NULL;
     TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, 1, &e));
     TEST_OK(distq_exec_run(e, x, y));

@@ -123,7 +123,7 @@ static void finish(distq_graph *g, const char *out)
 }
 
 static int64_t in_numel(const distq_graph *g) { return distq_value_numel(&g->values[g->input_value], 1); }
-static int64_t out_numel(const distq_graph *g) { return distq_value_numel(&g->values[g->output_value], 1); }
+static int64_t out_numel(const distq_graph *g) { return distq_value_numel(&g->values[g->output_values[0]], 1); }
 
 /* --- finite differences -------------------------------------------------------
  * The loss is the mean over the batch (global_batch = n), accumulated in
@@ -450,7 +450,7 @@ static void test_onednn_conv_vs_plain(void)
         int64_t n = batches[b];
         for (int k = 0; k < 2; k++) TEST_OK(distq_trainer_step(t[k], x, n, NULL, tg, n, NULL));
         const float *g0 = distq_trainer_grads(t[0], &count), *g1 = distq_trainer_grads(t[1], NULL);
-        double out_err = test_max_rel_err(t[0]->act[g->output_value], t[1]->act[g->output_value], n * K);
+        double out_err = test_max_rel_err(t[0]->act[g->output_values[0]], t[1]->act[g->output_values[0]], n * K);
         double grad_err = test_max_rel_err(g0, g1, count);
         double in_err = test_max_rel_err(distq_trainer_input_grad(t[0]), distq_trainer_input_grad(t[1]), n * IN);
         printf(" [batch %lld: oneDNN vs plain out %.1e grads %.1e dx %.1e] ", (long long)n, out_err, grad_err, in_err);
@@ -533,7 +533,7 @@ static void test_bn_running_stats(void)
     distq_trainer *t = NULL;
     TEST_OK(distq_trainer_create(g, &o, &t));
     TEST_OK(distq_trainer_step(t, x, N, NULL, tgt, N, NULL));
-    const float *y = t->act[g->output_value];
+    const float *y = t->act[g->output_values[0]];
     for (int c = 0; c < C; c++) {
         double s = 0.0, ss = 0.0, M = N * HW;
         for (int n = 0; n < N; n++)

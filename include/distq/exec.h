@@ -10,9 +10,9 @@
  *
  * DISTQ_BACKEND_REF is the plain-C oracle; DISTQ_BACKEND_ONEDNN the fast one.
  * Input and output are dense row-major f32: input (N, C, H, W) or (N, F),
- * output the output value's dims with the batch N. A quantized graph (convert's
+ * outputs the output values' dims with the batch N. A quantized graph (convert's
  * output, quant.h) is built the same way: its input is quantized by its first
- * node and its output dequantized by its last.
+ * node and each output dequantized.
  */
 #include <stdint.h>
 
@@ -34,8 +34,11 @@ typedef struct distq_exec distq_exec;
  * its quantize to its dequantize (the ref backend also runs mixed graphs). */
 distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t batch,
                                distq_exec **out);
-/* input: N x (graph input per-image numel) f32; output: N x (output numel) f32. */
+/* input: N x (graph input per-image numel) f32; output: N x (output numel) f32,
+ * the first graph output (the logits of eval, calibrate and bench). */
 distq_status distq_exec_run(distq_exec *e, const float *input, float *output);
+/* Runs once and writes every graph output k to outputs[k] (N x its numel). */
+distq_status distq_exec_run_all(distq_exec *e, const float *input, float *const *outputs);
 void distq_exec_destroy(distq_exec *e);
 
 /* Copies the named value of the last run into out, plain row-major (N, ...):
@@ -80,9 +83,14 @@ distq_backend_caps distq_backend_caps_of(distq_backend b);
 int distq_exec_has_kernel(distq_backend b, distq_op op);
 int distq_exec_has_int8_kernel(distq_backend b, distq_op op);
 
-/* Elements per image of the executor's input and output. */
+/* Elements per image of the executor's input and first output. */
 int64_t distq_exec_input_numel(const distq_exec *e);
 int64_t distq_exec_output_numel(const distq_exec *e);
+/* The graph outputs: their count, and output k's per-image numel (0 outside)
+ * and name (NULL outside). */
+int distq_exec_n_outputs(const distq_exec *e);
+int64_t distq_exec_output_numel_at(const distq_exec *e, int k);
+const char *distq_exec_output_name(const distq_exec *e, int k);
 int64_t distq_exec_batch(const distq_exec *e);
 
 /* oneDNN's effective ISA, e.g. "avx512_core_bf16" (static text): the

@@ -30,6 +30,9 @@
 #include "distq/status.h"
 #include "distq/tensor.h"
 
+/* Graph outputs a model may declare (ONNX models with several heads). */
+#define DISTQ_MAX_OUTPUTS 16
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -156,7 +159,7 @@ typedef struct {
     int32_t zero_point;
     int32_t quant_max;
     int producer;                 /* node index, -1 for the graph input */
-    int n_consumers;              /* nodes reading it (+1 if it is the graph output) */
+    int n_consumers;              /* nodes reading it (+1 if it is a graph output) */
 } distq_value;
 
 typedef struct distq_graph {
@@ -169,8 +172,12 @@ typedef struct distq_graph {
     const char *input_name; /* NULL until set */
     int input_ndim;
     int64_t input_dims[DISTQ_MAX_DIMS]; /* (1, C, H, W) or (1, F) */
-    const char *output_name; /* NULL until set */
-    int input_value, output_value; /* value indices after finalize */
+    /* The graph outputs, in order; [0] is the primary one (the logits that
+     * eval, calibrate and train read). */
+    int n_outputs;
+    const char *output_names[DISTQ_MAX_OUTPUTS];
+    int input_value;                       /* value index after finalize */
+    int output_values[DISTQ_MAX_OUTPUTS];  /* value indices after finalize */
     int finalized;
     int n_strings, cap_strings;
     char **strings; /* the string store: every name above points into it */
@@ -245,8 +252,12 @@ void distq_graph_destroy(distq_graph *g);
 /* Declares the single graph input: f32, dims[0] must be 1. */
 distq_status distq_graph_set_input(distq_graph *g, const char *name, int ndim,
                                    const int64_t *dims);
-/* Declares which value is the graph output. */
+/* Declares name as the only graph output (replacing any declared before). */
 distq_status distq_graph_set_output(distq_graph *g, const char *name);
+/* Appends name to the graph outputs (at most DISTQ_MAX_OUTPUTS, no repeats). */
+distq_status distq_graph_add_output(distq_graph *g, const char *name);
+/* 1 if value v (finalized graph) is one of the graph outputs. */
+int distq_graph_is_output(const distq_graph *g, int v);
 
 /* Adds a parameter. data == NULL zero-fills; otherwise the bytes are copied.
  * *out (optional) is borrowed and valid until the next add_param. Duplicate

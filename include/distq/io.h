@@ -123,9 +123,12 @@ typedef struct {
 distq_status distq_check_outputs(const distq_file_role *inputs, int n_in, const distq_file_role *outputs,
                                  int n_out);
 
-/* Output file: /logits f32 (N, K) with attributes naming model and data. */
-distq_status distq_output_write(const char *path, const float *logits, int64_t n, int64_t k,
-                                const char *model_path, const char *data_path);
+/* Output file of distq infer: the first graph output as /logits f32 (n, k[0]),
+ * each further output o as /output_<o> (n, k[o]); each dataset names its
+ * graph value (attribute output), the model and the data. */
+distq_status distq_output_write(const char *path, int n_outputs, const char *const *names,
+                                const float *const *values, const int64_t *k, int64_t n, const char *model_path,
+                                const char *data_path);
 
 /* --- IDX files (src/io/idx_io.c) -------------------------------------------
  * LeCun's MNIST format, as Fashion-MNIST ships it (Debian package

@@ -1,11 +1,16 @@
 /* distq_exec: dispatch to a backend's create/run/destroy (exec_impl.h). */
+#include <string.h>
+
 #include "backend/exec_impl.h"
 #include "distq/tensor.h"
 
 struct distq_exec {
     const distq_exec_i *impl;
     void *state;
-    int64_t batch, input_numel, output_numel; /* numel per image */
+    int64_t batch, input_numel; /* numel per image */
+    int n_outputs;
+    int64_t output_numel[DISTQ_MAX_OUTPUTS];
+    char *output_name[DISTQ_MAX_OUTPUTS]; /* the executor does not keep the graph */
 };
 
 static const distq_exec_i *const backends[DISTQ_BACKEND_COUNT] = {
@@ -58,9 +63,22 @@ distq_status distq_exec_create(distq_backend b, const distq_graph *g, int64_t ba
     e->impl = distq_graph_is_quantized(g) ? backends_int8[b] : backends[b];
     e->batch = batch;
     e->input_numel = distq_value_numel(&g->values[g->input_value], 1);
-    e->output_numel = distq_value_numel(&g->values[g->output_value], 1);
-    distq_status st = e->impl->create(g, batch, &e->state);
+    e->n_outputs = g->n_outputs;
+    distq_status st = DISTQ_OK;
+    for (int k = 0; k < g->n_outputs && !st; k++) {
+        const distq_value *v = &g->values[g->output_values[k]];
+        e->output_numel[k] = distq_value_numel(v, 1);
+        if (v->dtype != DISTQ_DTYPE_F32)
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph output '%s' is %s; a graph ends in f32 "
+                                 "(convert dequantizes every output)", v->name, distq_dtype_name(v->dtype));
+        else if (!(e->output_name[k] = distq_malloc(strlen(v->name) + 1)))
+            st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory creating executor");
+        else
+            strcpy(e->output_name[k], v->name);
+    }
+    if (!st) st = e->impl->create(g, batch, &e->state);
     if (st != DISTQ_OK) {
+        for (int k = 0; k < e->n_outputs; k++) distq_free(e->output_name[k]);
         distq_free(e);
         return st;
     }
@@ -92,15 +110,33 @@ distq_status distq_exec_run(distq_exec *e, const float *input, float *output)
     return e->impl->run(e->state, input, output);
 }
 
+distq_status distq_exec_run_all(distq_exec *e, const float *input, float *const *outputs)
+{
+    distq_status st = e->impl->run(e->state, input, outputs[0]);
+    /* the others are values every backend keeps readable after a run */
+    for (int k = 1; k < e->n_outputs && !st; k++) st = distq_exec_get_value(e, e->output_name[k], outputs[k]);
+    return st;
+}
+
 void distq_exec_destroy(distq_exec *e)
 {
     if (!e) return;
     e->impl->destroy(e->state);
+    for (int k = 0; k < e->n_outputs; k++) distq_free(e->output_name[k]);
     distq_free(e);
 }
 
 int64_t distq_exec_input_numel(const distq_exec *e) { return e->input_numel; }
-int64_t distq_exec_output_numel(const distq_exec *e) { return e->output_numel; }
+int64_t distq_exec_output_numel(const distq_exec *e) { return e->output_numel[0]; }
+int distq_exec_n_outputs(const distq_exec *e) { return e->n_outputs; }
+int64_t distq_exec_output_numel_at(const distq_exec *e, int k)
+{
+    return k >= 0 && k < e->n_outputs ? e->output_numel[k] : 0;
+}
+const char *distq_exec_output_name(const distq_exec *e, int k)
+{
+    return k >= 0 && k < e->n_outputs ? e->output_name[k] : NULL;
+}
 int64_t distq_exec_batch(const distq_exec *e) { return e->batch; }
 void *distq_exec_impl_state(distq_exec *e) { return e->state; }
 

@@ -176,24 +176,46 @@ distq_status cli_parse_backend(const char *text, distq_backend *out)
                            text);
 }
 
+/* Every graph output of one inference over a data file: out[o] (n x k[o]). */
+typedef struct {
+    int n_outputs;
+    const char *names[DISTQ_MAX_OUTPUTS]; /* the run graph's */
+    float *out[DISTQ_MAX_OUTPUTS];
+    int64_t k[DISTQ_MAX_OUTPUTS];
+    int64_t n;
+} infer_outputs;
+
+static void infer_outputs_free(infer_outputs *r)
+{
+    for (int o = 0; o < r->n_outputs; o++) distq_free(r->out[o]);
+    memset(r, 0, sizeof *r);
+}
+
 /* Runs g (or, if q != NULL, the int8 graph q) of model_path over all images
- * of data_path in batches; *logits (n x k) is distq_malloc'd. */
+ * of data_path in batches, into *r (free with infer_outputs_free). */
 static distq_status infer_all(const distq_graph *g, const distq_graph *q, distq_backend backend,
-                              const char *model_path, const char *data_path, int64_t batch, float **logits, int64_t *n_out,
-                              int64_t *k_out)
+                              const char *model_path, const char *data_path, int64_t batch, infer_outputs *r)
 {
     distq_data_info info;
     distq_exec *e = NULL;
     float *images = NULL;
-    *logits = NULL;
+    const distq_graph *run = q ? q : g;
+    memset(r, 0, sizeof *r);
     distq_status st = distq_data_info_read(data_path, &info);
     if (st) return st;
     const distq_value *in = &g->values[g->input_value];
-    int64_t per = distq_value_numel(in, 1), k = distq_value_numel(&g->values[g->output_value], 1);
+    int64_t per = distq_value_numel(in, 1);
     if ((st = distq_data_check_input(data_path, &info, in, model_path))) return st;
     images = distq_malloc((size_t)(batch * per) * sizeof *images);
-    *logits = distq_malloc((size_t)(info.n * k) * sizeof **logits);
-    if (!images || !*logits) {
+    int ok = images != NULL;
+    r->n_outputs = run->n_outputs;
+    r->n = info.n;
+    for (int o = 0; o < run->n_outputs; o++) {
+        r->names[o] = run->output_names[o];
+        r->k[o] = distq_value_numel(&run->values[run->output_values[o]], 1);
+        ok = ok && (r->out[o] = distq_malloc((size_t)(info.n * r->k[o]) * sizeof *r->out[o]));
+    }
+    if (!ok) {
         st = distq_error_set(DISTQ_ERR_NOMEM, "option --batch %lld: out of memory for inference on %lld images",
                              (long long)batch, (long long)info.n);
         goto cleanup;
@@ -202,24 +224,20 @@ static distq_status infer_all(const distq_graph *g, const distq_graph *q, distq_
         int64_t count = info.n - start < batch ? info.n - start : batch;
         if (!e || distq_exec_batch(e) != count) {
             distq_exec_destroy(e);
-            st = q ? distq_exec_create(backend, q, count, &e) : distq_exec_create(backend, g, count, &e);
-            if (st) {
+            if ((st = distq_exec_create(backend, run, count, &e))) {
                 st = distq_error_set(st, "option --batch %lld: %s", (long long)batch, distq_error_message());
                 goto cleanup;
             }
         }
+        float *at[DISTQ_MAX_OUTPUTS];
+        for (int o = 0; o < r->n_outputs; o++) at[o] = r->out[o] + start * r->k[o];
         if ((st = distq_data_read(data_path, start, count, images, NULL))) goto cleanup;
-        if ((st = distq_exec_run(e, images, *logits + start * k))) goto cleanup;
+        if ((st = distq_exec_run_all(e, images, at))) goto cleanup;
     }
-    *n_out = info.n;
-    *k_out = k;
 cleanup:
     distq_exec_destroy(e);
     distq_free(images);
-    if (st) {
-        distq_free(*logits);
-        *logits = NULL;
-    }
+    if (st) infer_outputs_free(r);
     return st;
 }
 
@@ -256,20 +274,22 @@ int cmd_infer(const cli_ctx *ctx, int argc, char **argv)
     if ((st = distq_check_outputs(ins, 2, outs, 1))) return cli_fail(ctx, "infer", st);
     distq_graph *g = NULL;
     distq_graph *q = NULL;
-    float *logits = NULL;
-    int64_t n = 0, k = 0;
+    infer_outputs r = {0};
     int quantized = 0;
     st = distq_model_is_quantized(model, &quantized);
     if (!st) st = quantized ? distq_qmodel_load(model, &q, &g) : distq_job_load_fp32(model, backend, &g);
-    if (!st) st = infer_all(g, q, backend, model, data, batch, &logits, &n, &k);
-    if (!st && ctx->rank == 0) st = distq_output_write(out, logits, n, k, model, data);
-    distq_free(logits);
+    if (!st) st = infer_all(g, q, backend, model, data, batch, &r);
+    if (!st && ctx->rank == 0)
+        st = distq_output_write(out, r.n_outputs, r.names, (const float *const *)r.out, r.k, r.n, model, data);
+    if (!st && ctx->rank == 0) {
+        printf("wrote %s: logits (%lld, %lld)", out, (long long)r.n, (long long)r.k[0]);
+        for (int o = 1; o < r.n_outputs; o++) printf(", output_%d (%lld, %lld)", o, (long long)r.n, (long long)r.k[o]);
+        printf(" from %s, %s on %s\n", model, quantized ? "int8" : "fp32", distq_backend_name(backend));
+    }
+    infer_outputs_free(&r);
     distq_graph_destroy(q);
     distq_graph_destroy(g);
     if (st) return cli_fail(ctx, "infer", st);
-    if (ctx->rank == 0)
-        printf("wrote %s: logits (%lld, %lld) from %s, %s on %s\n", out, (long long)n, (long long)k,
-               model, quantized ? "int8" : "fp32", distq_backend_name(backend));
     return CLI_OK;
 }
 

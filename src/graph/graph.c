@@ -33,7 +33,7 @@ distq_status distq_graph_create(distq_graph **out)
 {
     *out = distq_calloc(sizeof **out);
     if (!*out) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory creating graph");
-    (*out)->input_value = (*out)->output_value = -1;
+    (*out)->input_value = -1;
     return DISTQ_OK;
 }
 
@@ -130,8 +130,29 @@ distq_status distq_graph_set_input(distq_graph *g, const char *name, int ndim,
 
 distq_status distq_graph_set_output(distq_graph *g, const char *name)
 {
+    g->n_outputs = 0;
+    return distq_graph_add_output(g, name);
+}
+
+distq_status distq_graph_add_output(distq_graph *g, const char *name)
+{
     g->finalized = 0;
-    return copy_name(g, &g->output_name, name, "graph output");
+    for (int k = 0; k < g->n_outputs; k++)
+        if (strcmp(g->output_names[k], name) == 0)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph output '%s' is declared twice", name);
+    if (g->n_outputs == DISTQ_MAX_OUTPUTS)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph output '%s': distq takes at most %d outputs",
+                               name, DISTQ_MAX_OUTPUTS);
+    distq_status st = copy_name(g, &g->output_names[g->n_outputs], name, "graph output");
+    if (!st) g->n_outputs++;
+    return st;
+}
+
+int distq_graph_is_output(const distq_graph *g, int v)
+{
+    for (int k = 0; k < g->n_outputs; k++)
+        if (g->output_values[k] == v) return 1;
+    return 0;
 }
 
 distq_status distq_graph_add_param(distq_graph *g, const char *name, distq_dtype dtype,
@@ -336,12 +357,14 @@ distq_status distq_graph_finalize(distq_graph *g)
         for (int k = 0; k < g->nodes[i].n_inputs; k++) g->values[g->nodes[i].inputs[k]].n_consumers++;
     }
     g->input_value = 0;
-    if (!g->output_name) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no output");
-    g->output_value = distq_graph_find_value(g, g->output_name);
-    if (g->output_value < 0)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph output '%s' is not produced by any node",
-                               g->output_name);
-    g->values[g->output_value].n_consumers++;
+    if (g->n_outputs == 0) return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph has no output");
+    for (int k = 0; k < g->n_outputs; k++) {
+        g->output_values[k] = distq_graph_find_value(g, g->output_names[k]);
+        if (g->output_values[k] < 0)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "graph output '%s' is not produced by any node",
+                                   g->output_names[k]);
+        g->values[g->output_values[k]].n_consumers++;
+    }
     g->finalized = 1;
     return DISTQ_OK;
 }
@@ -405,7 +428,7 @@ distq_status distq_graph_clone(const distq_graph *g, distq_graph **out)
         if (!st) st = copy_name(c, &m->output_name, n->output_name, "output");
     }
     if (!st && g->input_name) st = copy_name(c, &c->input_name, g->input_name, "graph input");
-    if (!st && g->output_name) st = copy_name(c, &c->output_name, g->output_name, "graph output");
+    for (int k = 0; k < g->n_outputs && !st; k++) st = distq_graph_add_output(c, g->output_names[k]);
     if (!st) {
         memcpy(c->input_dims, g->input_dims, sizeof c->input_dims);
         c->input_ndim = g->input_ndim;

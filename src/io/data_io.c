@@ -355,35 +355,52 @@ distq_status distq_data_read(const char *path, int64_t start, int64_t count, flo
 
 // --- output files -------------------------------------------------------------------
 
-distq_status distq_output_write(const char *path, const float *logits, int64_t n, int64_t k,
-                                const char *model_path, const char *data_path)
+/* One (n, k) f32 dataset of an output file, with its provenance. */
+static distq_status write_output_dataset(hid_t fid, const char *path, const char *dset_name, const char *value_name,
+                                         const float *v, int64_t n, int64_t k, const char *model_path,
+                                         const char *data_path)
 {
     distq_status st = DISTQ_OK;
-    hid_t fid = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-    char tmp[DISTQ_H5_WHERE_MAX] = "", where[DISTQ_H5_WHERE_MAX];
-    if (!path || !logits)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_output_write: NULL argument");
-    if (n < 1 || k < 1)
-        return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: bad logits shape (%lld, %lld)", path,
-                               (long long)n, (long long)k);
+    hid_t space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX];
     hsize_t hd[2] = {(hsize_t)n, (hsize_t)k};
-    DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_OUTPUT_FORMAT, DISTQ_OUTPUT_VERSION, tmp, &fid));
-    snprintf(where, sizeof where, "%s: /logits", path);
-    DISTQ_H5_CHECK(space = H5Screate_simple(2, hd, NULL), DISTQ_ERR_IO, "%s: H5Screate_simple",
-                   where);
-    DISTQ_H5_CHECK(dset = H5Dcreate2(fid, "logits", H5T_IEEE_F32LE, space, H5P_DEFAULT,
-                                     H5P_DEFAULT, H5P_DEFAULT),
+    snprintf(where, sizeof where, "%s: /%s", path, dset_name);
+    DISTQ_H5_CHECK(space = H5Screate_simple(2, hd, NULL), DISTQ_ERR_IO, "%s: H5Screate_simple", where);
+    DISTQ_H5_CHECK(dset = H5Dcreate2(fid, dset_name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s: cannot create dataset", where);
-    DISTQ_H5_CHECK(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, logits),
-                   DISTQ_ERR_IO, "%s: cannot write", where);
+    DISTQ_H5_CHECK(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), DISTQ_ERR_IO,
+                   "%s: cannot write", where);
+    DISTQ_CHECK(distq_h5_attr_write_str(dset, "output", value_name, where));
     DISTQ_CHECK(distq_h5_attr_write_str(dset, "model", model_path ? model_path : "", where));
     DISTQ_CHECK(distq_h5_attr_write_str(dset, "data", data_path ? data_path : "", where));
-    distq_h5_close(&dset);
-    distq_h5_close(&space);
-    DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
 cleanup:
     distq_h5_close(&dset);
     distq_h5_close(&space);
+    return st;
+}
+
+distq_status distq_output_write(const char *path, int n_outputs, const char *const *names,
+                                const float *const *values, const int64_t *k, int64_t n, const char *model_path,
+                                const char *data_path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID;
+    char tmp[DISTQ_H5_WHERE_MAX] = "";
+    if (!path || !names || !values || !k || n_outputs < 1)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_output_write: NULL argument or no output");
+    for (int o = 0; o < n_outputs; o++)
+        if (n < 1 || k[o] < 1)
+            return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: bad shape (%lld, %lld) of output '%s'", path,
+                                   (long long)n, (long long)k[o], names[o]);
+    DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_OUTPUT_FORMAT, DISTQ_OUTPUT_VERSION, tmp, &fid));
+    for (int o = 0; o < n_outputs; o++) {
+        char dset_name[32];
+        if (o == 0) snprintf(dset_name, sizeof dset_name, "logits");
+        else snprintf(dset_name, sizeof dset_name, "output_%d", o);
+        DISTQ_CHECK(write_output_dataset(fid, path, dset_name, names[o], values[o], n, k[o], model_path, data_path));
+    }
+    DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
+cleanup:
     if (st != DISTQ_OK) distq_h5_discard(&fid, tmp);
     return st;
 }

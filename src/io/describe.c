@@ -168,16 +168,26 @@ static void describe_nodes(const distq_graph *g, text_buf *b)
     }
 }
 
+/* One line per graph output: "<lead>name dims dtype". */
+static void describe_outputs(const distq_graph *g, const char *lead, text_buf *b)
+{
+    char dims[96];
+    for (int k = 0; k < g->n_outputs; k++) {
+        const distq_value *out = &g->values[g->output_values[k]];
+        distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
+        tb_printf(b, "%s%s %s %s\n", lead, out->name, dims, distq_dtype_name(out->dtype));
+    }
+}
+
 static void describe_model(const distq_graph *g, const char *path, text_buf *b)
 {
-    const distq_value *in = &g->values[g->input_value], *out = &g->values[g->output_value];
+    const distq_value *in = &g->values[g->input_value];
     char dims[96];
     int w_t = 4;
     tb_printf(b, "%s: %s version %d\n", path, DISTQ_MODEL_FORMAT, DISTQ_MODEL_VERSION);
     distq_dims_format(in->ndim, in->dims, dims, sizeof dims);
     tb_printf(b, "  input   %s %s %s\n", in->name, dims, distq_dtype_name(in->dtype));
-    distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
-    tb_printf(b, "  output  %s %s %s\n", out->name, dims, distq_dtype_name(out->dtype));
+    describe_outputs(g, "  output  ", b);
     tb_printf(b, "nodes (%d, in execution order):\n", g->n_nodes);
     describe_nodes(g, b);
 
@@ -250,11 +260,10 @@ static distq_status describe_qmodel(const char *path, text_buf *b)
     tb_printf(b,
               "  float      %d nodes, %d tensors, %.2f MB (BN folded; distq_model_load reads it)\n",
               g->n_nodes, g->n_params, (double)fbytes / 1e6);
-    const distq_value *in = &q->values[q->input_value], *out = &q->values[q->output_value];
+    const distq_value *in = &q->values[q->input_value];
     distq_dims_format(in->ndim, in->dims, dims, sizeof dims);
     tb_printf(b, "  input      %s %s f32\n", in->name, dims);
-    distq_dims_format(out->ndim, out->dims, dims, sizeof dims);
-    tb_printf(b, "  output     %s %s f32\n", out->name, dims);
+    describe_outputs(q, "  output     ", b);
     DISTQ_H5_CHECK(has = H5Aexists(quant, "excluded_nodes"), DISTQ_ERR_FORMAT,
                    "%s: cannot look up attribute 'excluded_nodes'", where);
     if (has) DISTQ_CHECK(distq_h5_attr_read_strlist(quant, "excluded_nodes", 1, INT32_MAX, &excluded, &n_excluded, where));
@@ -353,6 +362,21 @@ static distq_status describe_output(const char *path, hid_t fid, text_buf *b)
         if (!has) continue;
         DISTQ_CHECK(distq_h5_attr_read_str(dset, attrs[i], src, sizeof src, where));
         tb_printf(b, "  %-6s  %s\n", attrs[i], src);
+    }
+    /* a model with several outputs: /output_1, /output_2 ... after /logits */
+    for (int o = 1; o < DISTQ_MAX_OUTPUTS; o++) {
+        char name[32];
+        snprintf(name, sizeof name, "output_%d", o);
+        DISTQ_H5_CHECK(has = H5Lexists(fid, name, H5P_DEFAULT), DISTQ_ERR_FORMAT, "%s: cannot look up /%s", path,
+                       name);
+        if (!has) break;
+        distq_h5_close(&dset);
+        snprintf(where, sizeof where, "%s: dataset /%s", path, name);
+        DISTQ_H5_CHECK(dset = H5Dopen2(fid, name, H5P_DEFAULT), DISTQ_ERR_FORMAT, "%s: not a dataset", where);
+        DISTQ_CHECK(distq_h5_dataset_shape(dset, &ndim, dims, where));
+        DISTQ_CHECK(distq_h5_attr_read_str(dset, "output", src, sizeof src, where));
+        distq_dims_format(ndim, dims, dims_text, sizeof dims_text);
+        tb_printf(b, "  %s  %s f32, graph output '%s'\n", name, dims_text, src);
     }
 cleanup:
     distq_h5_close(&dset);

@@ -208,7 +208,10 @@ distq_status distq_h5_write_graph(hid_t fid, const distq_graph *g, const char *p
     memcpy(input_shape, g->input_dims, (size_t)g->input_ndim * sizeof *input_shape);
     input_shape[0] = DISTQ_FILE_BATCH_ANY;
     DISTQ_CHECK(distq_h5_attr_write_i64(graph, "input_shape", g->input_ndim, input_shape, where));
-    DISTQ_CHECK(distq_h5_attr_write_str(graph, "output", g->output_name, where));
+    /* one output: a string, as in every earlier version; several: a list,
+     * which older readers refuse rather than run half a graph */
+    if (g->n_outputs == 1) DISTQ_CHECK(distq_h5_attr_write_str(graph, "output", g->output_names[0], where));
+    else DISTQ_CHECK(distq_h5_attr_write_strs(graph, "output", g->n_outputs, g->output_names, where));
     order = distq_malloc((size_t)(g->n_nodes > 0 ? g->n_nodes : 1) * sizeof *order);
     if (!order) {
         st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", path);
@@ -491,7 +494,7 @@ distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
     hid_t graph = H5I_INVALID_HID, nodes = H5I_INVALID_HID;
     char where[DISTQ_H5_WHERE_MAX], **input = NULL, **output = NULL, **names = NULL;
     int64_t input_shape[DISTQ_MAX_DIMS];
-    int input_ndim = 0, n_names = 0, one = 0;
+    int input_ndim = 0, n_names = 0, one = 0, n_outputs = 0;
     H5G_info_t info;
     distq_graph *g = NULL;
     *out = NULL;
@@ -508,7 +511,7 @@ distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
         goto cleanup;
     }
     input_shape[0] = 1; /* in memory the batch is a placeholder 1; executors take theirs */
-    DISTQ_CHECK(distq_h5_attr_read_strlist(graph, "output", 1, 1, &output, &one, where));
+    DISTQ_CHECK(distq_h5_attr_read_strlist(graph, "output", 1, DISTQ_MAX_OUTPUTS, &output, &n_outputs, where));
     DISTQ_CHECK(distq_h5_open_group(graph, "nodes", path, "/graph/nodes", &nodes));
     DISTQ_H5_CHECK(H5Gget_info(nodes, &info), DISTQ_ERR_FORMAT, "%s: cannot list /graph/nodes",
                    path);
@@ -532,7 +535,7 @@ distq_status distq_h5_read_graph(hid_t fid, const char *path, distq_graph **out)
     }
     DISTQ_CHECK(read_tensors(fid, path, g));
     for (int i = 0; i < (int)info.nlinks; i++) DISTQ_CHECK(read_node(nodes, names[i], path, g));
-    st = distq_graph_set_output(g, output[0]);
+    for (int k = 0; k < n_outputs && st == DISTQ_OK; k++) st = distq_graph_add_output(g, output[k]);
     if (st == DISTQ_OK) st = distq_graph_finalize(g);
     if (st != DISTQ_OK) {
         st = prefix_error(st, path);

@@ -473,10 +473,10 @@ distq_status onnx_value_dims(onnx_importer *im, const char *name, int *ndim, int
     distq_graph *g = im->g;
     if (im->dirty) {
         /* finalize the graph so far, with this value as its output */
-        const char *keep = g->output_name;
+        /* no graph outputs are declared while nodes are imported */
         ONNX_TRY(distq_graph_set_output(g, name));
         distq_status st = distq_graph_finalize(g);
-        g->output_name = keep;
+        g->n_outputs = 0;
         if (st) return st;
         im->dirty = 0;
     }
@@ -640,6 +640,24 @@ static distq_status check_attrs(const onnx_importer *im, const Onnx__NodeProto *
 }
 
 // --- the graph ------------------------------------------------------------------------
+
+/* Declares one ONNX graph output, which must be computed from the input. */
+static distq_status graph_output(onnx_importer *im, const char *name)
+{
+    if (!name || !name[0]) return distq_error_set(DISTQ_ERR_FORMAT, "%s: a graph output has no name", im->path);
+    const onnx_alias *padded = find_alias(im, name);
+    if (padded && padded->pad_node)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: the graph output '%s' is Pad node '%s''s output "
+                               "(distq folds a Pad only into a Conv or AveragePool after it)", im->path, name,
+                               padded->pad_node);
+    const char *out = resolve(im, name);
+    if (!is_value(im, out) || strcmp(out, im->g->input_name) == 0)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
+                               "%s: the graph output '%s' is %s, not computed from the input", im->path, name,
+                               find_const(im, out) ? "a constant" : "not an op's output");
+    distq_status st = distq_graph_add_output(im->g, out);
+    return st ? distq_error_set(st, "%s: %s", im->path, distq_error_message()) : DISTQ_OK;
+}
 
 static distq_status graph_input(onnx_importer *im, const Onnx__ValueInfoProto *in)
 {
@@ -864,23 +882,9 @@ static distq_status import_graph(onnx_importer *im, const Onnx__ModelProto *m,
     ONNX_TRY(graph_input(im, input));
     ONNX_TRY(onnx_find_fusions(im, gp));
     for (size_t i = 0; i < gp->n_node; i++) ONNX_TRY(import_node(im, gp, (int)i));
-    if (gp->n_output != 1)
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                               "%s: the graph has %zu outputs; distq takes exactly one", im->path,
-                               gp->n_output);
-    if (!gp->output[0]->name || !gp->output[0]->name[0])
-        return distq_error_set(DISTQ_ERR_FORMAT, "%s: the graph output has no name", im->path);
-    const onnx_alias *padded = find_alias(im, gp->output[0]->name);
-    if (padded && padded->pad_node)
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "%s: the graph output '%s' is Pad node '%s''s output "
-                               "(distq folds a Pad only into a Conv or AveragePool after it)", im->path,
-                               gp->output[0]->name, padded->pad_node);
-    const char *out = resolve(im, gp->output[0]->name);
-    if (!is_value(im, out) || strcmp(out, im->g->input_name) == 0)
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                               "%s: the graph output '%s' is %s, not computed from the input", im->path,
-                               gp->output[0]->name, find_const(im, out) ? "a constant" : "not an op's output");
-    ONNX_TRY(distq_graph_set_output(im->g, out));
+    if (gp->n_output < 1) return distq_error_set(DISTQ_ERR_FORMAT, "%s: the graph has no output", im->path);
+    im->g->n_outputs = 0;
+    for (size_t o = 0; o < gp->n_output; o++) ONNX_TRY(graph_output(im, gp->output[o]->name));
     distq_status st = distq_graph_finalize(im->g);
     if (!st) st = fuse_gates(im->g);
     if (!st) st = fold_linear_bias(im->g);

@@ -35,7 +35,7 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_graph *q, distq
     if (st) return st;
     distq_data_info info = *distq_data_file_info(data);
     int64_t per = distq_value_numel(&fp32->values[fp32->input_value], 1);
-    int64_t k = distq_value_numel(&fp32->values[fp32->output_value], 1);
+    int64_t k = distq_value_numel(&fp32->values[fp32->output_values[0]], 1);
     if ((st = distq_data_check_input(data_path, &info, &fp32->values[fp32->input_value], "being evaluated")))
         goto cleanup;
     int64_t local_max = (batch_size + ctx->nranks - 1) / ctx->nranks;

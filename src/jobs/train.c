@@ -217,7 +217,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     int64_t per = 0, k = 0, local_max = (B + d->size - 1) / d->size;
     if (!st) {
         per = distq_value_numel(&g->values[g->input_value], 1);
-        k = distq_value_numel(&g->values[g->output_value], 1);
+        k = distq_value_numel(&g->values[g->output_values[0]], 1);
         st = load_all(cfg->train_data, &g->values[g->input_value], cfg->model, k, &x, &y, &n);
     }
     if (!st && cfg->test_data[0]) st = load_all(cfg->test_data, &g->values[g->input_value], cfg->model, k, &xt, &yt, &nt);

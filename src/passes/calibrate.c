@@ -77,7 +77,7 @@ distq_status distq_calibrator_create(distq_prepared *p, int64_t batch, const dis
     c->hi = distq_malloc((size_t)(c->n_feeds + 1) * sizeof(float));
     c->counts = distq_malloc((size_t)(c->n_feeds + 1) * DISTQ_HIST_BINS * sizeof(int64_t));
     c->buf = distq_malloc((size_t)max_numel * sizeof(float));
-    c->logits = distq_malloc((size_t)distq_value_numel(&p->g->values[p->g->output_value], batch) * sizeof(float));
+    c->logits = distq_malloc((size_t)distq_value_numel(&p->g->values[p->g->output_values[0]], batch) * sizeof(float));
     if (!c->feed_obs || !c->feed_val || !c->lo || !c->hi || !c->counts || !c->buf || !c->logits) {
         st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (calibrator)");
         goto fail;

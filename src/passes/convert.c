@@ -355,13 +355,16 @@ static distq_status build(const distq_prepared *p, const distq_qparams *qps, int
         }
         if ((st = emit_pattern(&E, h))) goto cleanup;
     }
-    const char *out = NULL;
-    if (!E.u8_name[g->output_value] && !E.f32_name[g->output_value]) {
-        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph output '%s' is never computed", g->output_name);
-        goto cleanup;
+    /* every graph output in f32, in the float graph's order */
+    for (int k = 0; k < g->n_outputs; k++) {
+        int v = g->output_values[k];
+        const char *out = NULL;
+        if (!E.u8_name[v] && !E.f32_name[v]) {
+            st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "graph output '%s' is never computed", g->output_names[k]);
+            goto cleanup;
+        }
+        if ((st = f32_form(&E, v, &out)) || (st = distq_graph_add_output(q, out))) goto cleanup;
     }
-    if ((st = f32_form(&E, g->output_value, &out))) goto cleanup;
-    if ((st = distq_graph_set_output(q, out))) goto cleanup;
     st = distq_graph_finalize(q);
 cleanup:
     distq_free(E.u8_name);

@@ -22,10 +22,10 @@
 #include "distq/passes.h"
 #include "distq/quant.h"
 
-/* The single node reading value v, or -1 if v has several readers or is the output. */
+/* The single node reading value v, or -1 if v has several readers or is an output. */
 static int sole_consumer(const distq_graph *g, int v)
 {
-    if (v == g->output_value || g->values[v].n_consumers != 1) return -1;
+    if (distq_graph_is_output(g, v) || g->values[v].n_consumers != 1) return -1;
     for (int i = 0; i < g->n_nodes; i++)
         for (int k = 0; k < g->nodes[i].n_inputs; k++)
             if (g->nodes[i].inputs[k] == v) return i;

@@ -152,7 +152,11 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
                                (long long)opts->max_batch);
     distq_status ops_ok = distq_train_check_ops(g);
     if (ops_ok) return ops_ok;
-    const distq_value *out_v = &g->values[g->output_value];
+    if (g->n_outputs != 1)
+        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "trainer: the graph has %d outputs ('%s', '%s'...); "
+                               "the trainer takes one loss on one output", g->n_outputs, g->output_names[0],
+                               g->output_names[1]);
+    const distq_value *out_v = &g->values[g->output_values[0]];
     if (opts->loss == DISTQ_LOSS_CROSS_ENTROPY) {
         if (out_v->ndim != 2)
             return distq_error_set(DISTQ_ERR_INVALID_ARG,
@@ -239,7 +243,7 @@ float *distq_trainer_grads(distq_trainer *t, int64_t *count)
 static void loss_cross_entropy(distq_trainer *t, int64_t n, const int64_t *labels, int64_t global_batch,
                                distq_step_stats *stats)
 {
-    int v = t->g->output_value;
+    int v = t->g->output_values[0];
     int64_t K = distq_value_numel(&t->g->values[v], 1);
     const float *z = t->act[v];
     float *dz = t->dact[v];
@@ -262,7 +266,7 @@ static void loss_cross_entropy(distq_trainer *t, int64_t n, const int64_t *label
 static void loss_mse(distq_trainer *t, int64_t n, const float *targets, int64_t global_batch,
                      distq_step_stats *stats)
 {
-    int v = t->g->output_value;
+    int v = t->g->output_values[0];
     int64_t D = distq_value_numel(&t->g->values[v], 1);
     const float *y = t->act[v];
     float *dy = t->dact[v];
@@ -306,7 +310,7 @@ distq_status distq_trainer_step(distq_trainer *t, const float *x, int64_t n, con
     if (global_batch < n || global_batch < 1)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "trainer: global batch %lld is smaller than the "
                                "local batch %lld", (long long)global_batch, (long long)n);
-    int64_t K = distq_value_numel(&g->values[g->output_value], 1);
+    int64_t K = distq_value_numel(&g->values[g->output_values[0]], 1);
     if (t->loss == DISTQ_LOSS_CROSS_ENTROPY) {
         if (!labels && n > 0) return distq_error_set(DISTQ_ERR_INVALID_ARG, "trainer: cross-entropy needs labels");
         for (int64_t i = 0; i < n; i++)
@@ -323,7 +327,7 @@ distq_status distq_trainer_step(distq_trainer *t, const float *x, int64_t n, con
 
     distq_step_stats local = {.images = n};
     memset(t->ready, 0, (size_t)g->n_values);
-    t->ready[t->buf_of[g->output_value]] = 1;
+    t->ready[t->buf_of[g->output_values[0]]] = 1;
     if (t->loss == DISTQ_LOSS_CROSS_ENTROPY) loss_cross_entropy(t, n, labels, global_batch, &local);
     else loss_mse(t, n, targets, global_batch, &local);
 
@@ -349,7 +353,7 @@ distq_status distq_trainer_predict(distq_trainer *t, const float *x, int64_t n, 
     if (n < 0) return distq_error_set(DISTQ_ERR_INVALID_ARG, "trainer: predict on %lld images", (long long)n);
     if ((!x || !logits) && n > 0)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "trainer: predict input or output is NULL");
-    int in = g->input_value, out = g->output_value;
+    int in = g->input_value, out = g->output_values[0];
     int64_t in_numel = distq_value_numel(&g->values[in], 1), out_numel = distq_value_numel(&g->values[out], 1);
     for (int64_t off = 0; off < n; off += t->max_batch) {
         int64_t m = n - off < t->max_batch ? n - off : t->max_batch;

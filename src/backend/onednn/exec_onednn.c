@@ -861,7 +861,7 @@ static distq_status emit_io(distq_onednn_state *S, const distq_graph *g)
     const char *ctx = "graph input/output";
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    const distq_value *in = &g->values[g->input_value], *out = &g->values[g->output_value];
+    const distq_value *in = &g->values[g->input_value], *out = &g->values[g->output_values[0]];
     dnnl_dims_t dims;
     dnnl_memory_desc_t user_md;
 
@@ -879,9 +879,9 @@ static distq_status emit_io(distq_onednn_state *S, const distq_graph *g)
     distq_onednn_value_dims(out, S->batch, dims);
     CHECK(dnnl_memory_desc_init_by_tag(&user_md, out->ndim, dims, dnnl_f32, distq_onednn_plain_tag(out->ndim)));
     TRY(distq_onednn_make_fixed(S, &user_md, NULL, NULL, 0, ctx, &S->user_out));
-    int s_out = S->value_slot[g->output_value];
+    int s_out = S->value_slot[g->output_values[0]];
     char name[DISTQ_NAME_MAX + 16];
-    snprintf(name, sizeof name, "output '%s'", g->output_name);
+    snprintf(name, sizeof name, "output '%s'", g->output_names[0]);
     TRY(distq_onednn_add_reorder(S, name, distq_onednn_slot_md(S, s_out), &user_md, NULL, ctx, &t));
     distq_onednn_arg_slot(t, DNNL_ARG_FROM, s_out, 0);
     distq_onednn_arg_mem(t, DNNL_ARG_TO, S->user_out);
@@ -893,11 +893,11 @@ cleanup:
 
 // --- grouping -----------------------------------------------------------------
 
-/* The one node reading value v (once), or -1 if v has other readers or is the
+/* The one node reading value v (once), or -1 if v has other readers or is a
  * graph output. readers[v] counts (node, input) pairs. */
 static int sole_reader(const distq_graph *g, const int *readers, const int *reader, int v)
 {
-    return (readers[v] == 1 && v != g->output_value) ? reader[v] : -1;
+    return (readers[v] == 1 && !distq_graph_is_output(g, v)) ? reader[v] : -1;
 }
 
 /* Heads whose primitive takes eltwise post-ops. */
@@ -1068,11 +1068,12 @@ static distq_status onednn_create(const distq_graph *g0, int64_t batch, void **s
         }
         TRY(emitters[g->nodes[groups[j].head].op](S, g, &groups[j])); /* checked in check_graph */
     }
-    if (S->value_slot[g->output_value] < 0) {
-        st = distq_error_set(DISTQ_ERR_INVALID_ARG, "graph output '%s' is never computed",
-                             g->output_name);
-        goto cleanup;
-    }
+    for (int k = 0; k < g->n_outputs; k++)
+        if (S->value_slot[g->output_values[k]] < 0) {
+            st = distq_error_set(DISTQ_ERR_INVALID_ARG, "graph output '%s' is never computed",
+                                 g->output_names[k]);
+            goto cleanup;
+        }
     TRY(emit_io(S, g));
     /* Every value a group produces stays readable (get_value, for the
      * calibrator): its slot is pinned, so buffers are shared only by

@@ -533,7 +533,7 @@ cleanup:
  * (N, F) view, as on the fp32 path. */
 static distq_status emit_flatten(distq_onednn_state *S, const distq_graph *g, const distq_node *n)
 {
-    int linears_only = n->output != g->output_value;
+    int linears_only = !distq_graph_is_output(g, n->output);
     for (int i = 0; i < g->n_nodes && linears_only; i++)
         for (int k = 0; k < g->nodes[i].n_inputs; k++)
             if (g->nodes[i].inputs[k] == n->output && g->nodes[i].op != DISTQ_OP_LINEAR) linears_only = 0;
@@ -665,8 +665,8 @@ static distq_status emit_output(distq_onednn_state *S, const distq_graph *g)
 {
     distq_status st = DISTQ_OK;
     const char *ctx = "graph output";
-    const distq_value *out = &g->values[g->output_value];
-    int s_out = S->value_slot[g->output_value];
+    const distq_value *out = &g->values[g->output_values[0]];
+    int s_out = S->value_slot[g->output_values[0]];
     if (out->dtype != DISTQ_DTYPE_F32 || s_out < 0 || !S->user_in) {
         st = distq_error_set(DISTQ_ERR_INVALID_ARG,
                              "int8 onednn: the graph must compute an f32 output '%s'",

@@ -443,10 +443,7 @@ static distq_status ref_create(const distq_graph *g, int64_t batch, void **state
     ref_state *s = &e->s;
     s->N = batch;
     distq_status st = DISTQ_OK;
-    if (g->values[g->output_value].dtype != DISTQ_DTYPE_F32)
-        st = distq_error_set(DISTQ_ERR_UNSUPPORTED, "ref: graph output '%s' is %s; end with a dequantize",
-                             g->output_name, distq_dtype_name(g->values[g->output_value].dtype));
-    if (!st && !(e->kernel = distq_calloc((size_t)g->n_nodes * sizeof *e->kernel + 1)))
+    if (!(e->kernel = distq_calloc((size_t)g->n_nodes * sizeof *e->kernel + 1)))
         st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (ref executor)");
     for (int i = 0; i < g->n_nodes && !st; i++) {
         const char *table = NULL;
@@ -484,8 +481,8 @@ static distq_status ref_run(void *state, const float *input, float *output)
         int64_t count = distq_value_numel(&g->values[n->output], s->N);
         e->kernel[i](s, n, count); /* every node has one: checked in ref_create */
     }
-    memcpy(output, s->vals[g->output_value],
-           (size_t)distq_value_numel(&g->values[g->output_value], s->N) * sizeof(float));
+    memcpy(output, s->vals[g->output_values[0]],
+           (size_t)distq_value_numel(&g->values[g->output_values[0]], s->N) * sizeof(float));
     return DISTQ_OK;
 }
 
