@@ -591,8 +591,8 @@ static void test_nan_across_ranks(void)
     distq_qat *q = NULL;
     distq_trainer *t = NULL;
     fake_ranks f = {0};
-    distq_train_hooks hooks = {.ctx = &f, .min_max = fake_min_max};
-    distq_train_opts opts = {.max_batch = 1, .loss = DISTQ_LOSS_MSE, .hooks = &hooks};
+    distq_reducer hooks = {.ctx = &f, .min_max = fake_min_max};
+    distq_train_opts opts = {.max_batch = 1, .loss = DISTQ_LOSS_MSE, .reducer = &hooks};
     distq_qat_opts qo = {0};
     float bad[6] = {0.1f, 0.2f, NAN, 0.3f, 0.4f, 0.5f}, good[6] = {0.1f, 0.2f, 0.25f, 0.3f, 0.4f, 0.5f};
     float target[3] = {0};

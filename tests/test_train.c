@@ -763,14 +763,14 @@ static double split_batch(int with_bn, int use_hook, int64_t n0)
     memset(&sh, 0, sizeof sh);
     pthread_barrier_init(&sh.bar, NULL, 2);
     pair_rank r[2];
-    distq_train_hooks hooks[2];
+    distq_reducer hooks[2];
     for (int k = 0; k < 2; k++) {
         int64_t first = k ? n0 : 0;
         r[k] = (pair_rank){.sh = &sh, .rank = k, .x = x + first * IN, .labels = labels + first, .n = share[k],
                            .global = N};
-        hooks[k] = (distq_train_hooks){.ctx = &r[k], .sum_f64 = pair_sum};
+        hooks[k] = (distq_reducer){.ctx = &r[k], .sum_f64 = pair_sum};
         distq_train_opts oh = {.max_batch = share[k] > 0 ? share[k] : 1, .loss = DISTQ_LOSS_CROSS_ENTROPY,
-                               .hooks = use_hook ? &hooks[k] : NULL};
+                               .reducer = use_hook ? &hooks[k] : NULL};
         TEST_OK(distq_trainer_create(half[k], &oh, &r[k].t));
     }
     if (use_hook) {
@@ -876,9 +876,9 @@ static void test_errors(void)
              DISTQ_ERR_UNSUPPORTED, "trainer: node 'act': op hardswish has no training kernel");
     CU_ASSERT_PTR_NULL(t);
     distq_graph_destroy(g2);
-    /* A failing hook is reported with the node. */
-    distq_train_hooks h = {.sum_f64 = failing_hook};
-    o = (distq_train_opts){.max_batch = 2, .loss = DISTQ_LOSS_CROSS_ENTROPY, .hooks = &h};
+    /* A failing reduction is reported with the node. */
+    distq_reducer h = {.sum_f64 = failing_hook};
+    o = (distq_train_opts){.max_batch = 2, .loss = DISTQ_LOSS_CROSS_ENTROPY, .reducer = &h};
     TEST_OK(distq_trainer_create(g, &o, &t));
     TEST_ERR(distq_trainer_step(t, x, 2, labels, NULL, 2, NULL), DISTQ_ERR_MPI,
              "node 'bn1': summing batch statistics over ranks: MPI_Allreduce: boom");

@@ -29,7 +29,23 @@ typedef struct distq_dist {
     int64_t reduce_calls;
 } distq_dist;
 
+/* The process's start and end with MPI (the command line's main): MPI_Init
+ * with MPI_COMM_WORLD returning errors instead of aborting; *w gets this
+ * rank's place (rank, size, and among the ranks of its node). A failure is
+ * DISTQ_ERR_MPI with MPI's text, and MPI is finalized again. */
+typedef struct {
+    int rank, size;
+    int local_rank, local_size;
+} distq_world;
+distq_status distq_dist_start(int *argc, char ***argv, distq_world *w);
+/* Collective over MPI_COMM_WORLD, then MPI_Finalize: returns the largest rc of
+ * any rank, so that a failed rank's exit code is every rank's (a failed
+ * reduction keeps this rank's rc, or 1 if it was 0). */
+int distq_dist_finish(int rc);
+
 distq_status distq_dist_init(MPI_Comm parent, distq_dist *d);
+/* distq_dist_init on MPI_COMM_WORLD. */
+distq_status distq_dist_init_world(distq_dist *d);
 void distq_dist_free(distq_dist *d);
 
 /* Collective: returns DISTQ_OK on every rank if every rank passed DISTQ_OK;

@@ -113,6 +113,27 @@ const char *distq_onednn_version(void);
 /* 1 if oneDNN's ISA multiplies u8 by s8 exactly (VNNI or AMX); 0 on AVX2 or
  * AVX-512 without VNNI, where pairwise s16 sums saturate (spec §5.9). */
 int distq_onednn_has_vnni(void);
+/* --- the trainer's oneDNN kernels (src/train makes no oneDNN call itself) ---
+ * conv2d node i of g (f32 NCHW buffers, any groups, stride, dilation, pads)
+ * on oneDNN's forward-training and backward primitives, made on first use for
+ * a batch N and kept (a few N per node). fwd: y = conv(x, w) + b (b NULL iff
+ * the node has no bias). bwd: dw and db (NULL: not wanted) are ADDED to, dx
+ * (NULL: not wanted) is written, or added to with dx_add; nthreads for the
+ * adds. */
+typedef struct distq_onednn_train distq_onednn_train;
+distq_status distq_onednn_train_create(int n_nodes, distq_onednn_train **out);
+void distq_onednn_train_destroy(distq_onednn_train *d); /* NULL-safe */
+distq_status distq_onednn_conv_train_fwd(distq_onednn_train *d, const distq_graph *g, int i, int64_t N, const float *x,
+                                        const float *w, const float *b, float *y);
+distq_status distq_onednn_conv_train_bwd(distq_onednn_train *d, const distq_graph *g, int i, int64_t N, const float *x,
+                                        const float *w, const float *dy, float *dx, int dx_add, float *dw, float *db,
+                                        int nthreads);
+/* oneDNN's sgemm, C (M, N) = [C +] op(A) (M, K) * op(B) (K, N), row-major,
+ * single-threaded inside the caller's OpenMP regions: 1 if oneDNN computed
+ * it, 0 if it refused the arguments (the caller then computes it). */
+int distq_onednn_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, int accumulate, float *C, int64_t ldc);
+
 /* Sets oneDNN/OpenMP threads; call before creating executors (oneDNN fixes a
  * primitive's work split when it is created). 0 = leave as is. */
 distq_status distq_onednn_set_threads(int threads);

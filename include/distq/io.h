@@ -15,6 +15,7 @@
 
 #include "distq/config.h"
 #include "distq/graph.h"
+#include "distq/reducer.h"
 #include "distq/status.h"
 
 #ifdef __cplusplus
@@ -92,9 +93,12 @@ distq_status distq_data_check_input(const char *data_path, const distq_data_info
                                     const char *model_path);
 /* A data file opened once for many reads. With comm != MPI_COMM_NULL it is
  * opened through MPI-IO (parallel HDF5): every rank of comm opens and closes
- * it together, and each rank then reads only its own rows. */
+ * it together, and each rank then reads only its own rows; red (the ranks of
+ * comm; src/dist supplies it) makes every rank fail together when one
+ * cannot read the file or sees another file or shape. Alone: MPI_COMM_NULL
+ * and red NULL. */
 typedef struct distq_data_file distq_data_file;
-distq_status distq_data_open(const char *path, MPI_Comm comm, distq_data_file **out);
+distq_status distq_data_open(const char *path, MPI_Comm comm, const distq_reducer *red, distq_data_file **out);
 const distq_data_info *distq_data_file_info(const distq_data_file *f);
 /* Rows [start, start + count) (and labels if labels != NULL); count may be 0. */
 distq_status distq_data_file_read(distq_data_file *f, int64_t start, int64_t count, float *images,

@@ -38,6 +38,12 @@ typedef struct {
     void *progress_user;
 } distq_job_ctx;
 
+/* A job on this process alone. */
+static inline distq_job_ctx distq_job_alone(void)
+{
+    return (distq_job_ctx){.comm = MPI_COMM_NULL, .rank = 0, .nranks = 1};
+}
+
 /* The fp32 model at path for a job on ctx's ranks (ctx may be NULL): an ONNX
  * file is parsed by rank 0 alone and reaches the others as the bytes of a
  * model file (distq_model_to_image), not parsed once per rank; any rank's

@@ -17,7 +17,7 @@
  * Activations: per tensor, u8 affine [0, 255] (or [0, 127] with
  * reduce_range), one moving-average min/max per PTQ observer (c = 0.01;
  * values that share an observer share the fake quant's state). The batch
- * range is reduced over ranks (hooks->min_max) before it moves the average,
+ * range is reduced over ranks (reducer->min_max) before it moves the average,
  * so every rank holds the same state. Weights of every quantized conv and
  * linear: per output channel, s8 symmetric, moving-average min/max of the
  * weight the conv computes with. Weights are identical on every rank, so

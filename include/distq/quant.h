@@ -19,6 +19,7 @@
 
 #include "distq/graph.h"
 #include "distq/observers.h"
+#include "distq/reducer.h"
 #include "distq/status.h"
 
 #ifdef __cplusplus
@@ -104,20 +105,8 @@ void distq_prepared_destroy(distq_prepared *p);
 
 /* --- calibrate --------------------------------------------------------------- */
 
-/* Optional cross-rank reduction (src/dist supplies an MPI one). NULL = one
- * process. Each call must be made by every rank with the same n. agree() is
- * called with this rank's status before each reduction, so that a rank that
- * failed (NaN in its shard, say) stops every rank instead of leaving them
- * waiting. */
-typedef struct {
-    void *ctx;
-    distq_status (*agree)(void *ctx, distq_status local);
-    distq_status (*min_max)(void *ctx, float *lo, float *hi, int n);  /* MIN / MAX in place */
-    distq_status (*sum_i64)(void *ctx, int64_t *counts, int n);       /* SUM in place */
-    /* rank 0's *buf (*len bytes) to every rank: elsewhere *buf becomes a
-     * malloc'd copy (free() it) and *len its size. */
-    distq_status (*bcast_bytes)(void *ctx, void **buf, size_t *len);
-} distq_reducer;
+/* Cross-rank reduction: distq/reducer.h (src/dist supplies the MPI one; NULL
+ * = one process). */
 
 typedef struct distq_calibrator distq_calibrator;
 

@@ -12,15 +12,15 @@
  * Forward in training mode keeps what backward needs; batch_norm normalises
  * with the batch statistics (biased variance) and updates its running stats
  * with its momentum (unbiased variance), as PyTorch does. The statistics can
- * be summed over ranks through a hook, so data-parallel training equals one
+ * be summed over ranks through the reducer, so data-parallel training equals one
  * process with the global batch. Gradients are summed over the local batch
  * and divided by the *global* batch size given in the step call, so that an
  * all-reduce SUM over ranks gives the global mean gradient.
  *
  * Data parallelism and batch_norm. Every rank calls distq_trainer_step once
  * per global batch (with n = 0 if it has no images) on the same graph. Each
- * training-mode batch_norm, in node order, calls hooks->sum_f64 twice, and
- * the hook must sum the vector over ranks in place (MPI_Allreduce SUM):
+ * training-mode batch_norm, in node order, calls reducer->sum_f64 twice, and
+ * it must sum the vector over ranks in place (MPI_Allreduce SUM):
  *   forward:  2C + 1 doubles: sum over the local (N, H, W) of x - running_mean
  *             per channel, then of (x - running_mean)^2, then the local count
  *             N*H*W. The shift is the same on every rank (the running mean
@@ -33,7 +33,7 @@
  * The BN weight and bias gradients stay local sums, like every other
  * gradient: the caller's all-reduce of distq_trainer_grads adds them. So np
  * ranks with local batches equal one process with the global batch, up to f32
- * summation order. A hook error fails the step with the node named.
+ * summation order. A reducer error fails the step with the node named.
  *
  * Kernels: conv2d runs on oneDNN's forward-training and backward primitives
  * (their blocked layouts, reordered from and to the trainer's NCHW); every
@@ -52,6 +52,7 @@
 #include <stdint.h>
 
 #include "distq/graph.h"
+#include "distq/reducer.h"
 #include "distq/status.h"
 
 #ifdef __cplusplus
@@ -60,20 +61,15 @@ extern "C" {
 
 typedef enum { DISTQ_LOSS_CROSS_ENTROPY = 0, DISTQ_LOSS_MSE } distq_loss;
 
-/* Cross-rank reduction of BN batch statistics: sums[n] in place (SUM over
- * ranks); see the overview for the layout. NULL sum_f64 = one process. */
-typedef struct {
-    void *ctx;
-    distq_status (*sum_f64)(void *ctx, double *sums, int n);
-    /* QAT: the batch range of each fake-quantized activation, MIN / MAX over
-     * ranks in place, before the moving average uses it. NULL = one process. */
-    distq_status (*min_max)(void *ctx, float *lo, float *hi, int n);
-} distq_train_hooks;
 
 typedef struct {
     int64_t max_batch;  /* largest local batch a step will see; buffers are sized for it */
     distq_loss loss;
-    const distq_train_hooks *hooks; /* optional */
+    /* Cross-rank reduction (distq/reducer.h), NULL = one process: sum_f64
+     * sums BN batch statistics (layout in the overview); QAT's min_max
+     * reduces each fake-quantized activation's batch range before the moving
+     * average uses it. Only those two members are called. */
+    const distq_reducer *reducer;
     int plain_kernels; /* 1: conv2d on the plain-C reference kernels instead of oneDNN's primitives */
 } distq_train_opts;
 
@@ -105,7 +101,7 @@ void distq_trainer_destroy(distq_trainer *t);
  * by the row max; MSE per image = mean over its elements of (y - target)^2,
  * so the gradient is that of the mean over every element of the global batch.
  * stats (optional) gets this rank's sums. INVALID_ARG (bad n, label out of
- * range, naming the image; BN with one value per channel), or the hook's
+ * range, naming the image; BN with one value per channel), or the reducer's
  * status. */
 distq_status distq_trainer_step(distq_trainer *t, const float *x, int64_t n, const int64_t *labels,
                                 const float *targets, int64_t global_batch, distq_step_stats *stats);
@@ -126,7 +122,7 @@ distq_status distq_trainer_predict(distq_trainer *t, const float *x, int64_t n, 
 
 /* Frozen batch_norm (on != 0) normalises with its running statistics and
  * stops updating them, in training steps too (QAT's "freeze BN stats"); its
- * weight and bias still train. No hook calls while frozen. */
+ * weight and bias still train. No reducer calls while frozen. */
 void distq_trainer_freeze_bn(distq_trainer *t, int on);
 
 /* --- optimizer ------------------------------------------------------------ */

@@ -200,7 +200,7 @@ int cmd_bench(const cli_ctx *ctx, int argc, char **argv)
     distq_graph *q = NULL;
     int *threads = NULL;
     char warn[256] = "";
-    distq_status st = distq_dist_init(MPI_COMM_WORLD, &d);
+    distq_status st = distq_dist_init_world(&d);
     if (st) return cli_fail(ctx, "bench", st);
     st = distq_place(&d, a.bind, (int)a.threads, &pl, warn, sizeof warn);
     if (!st) st = load_models(&a, &g, &q);
@@ -216,7 +216,7 @@ int cmd_bench(const cli_ctx *ctx, int argc, char **argv)
                cli_isa_text(isa, sizeof isa));
         if (q && distq_graph_reduce_range(q))
             printf("  int8 activations on the 7-bit grid u8 [0, 127] (reduce_range: %s)\n",
-                   distq_onednn_has_vnni() ? "the model was quantized so; this ISA has VNNI and could use 8 bits"
+                   distq_backend_caps_of(DISTQ_BACKEND_ONEDNN).u8s8_exact ? "the model was quantized so; this ISA has VNNI and could use 8 bits"
                                            : "this ISA has no VNNI, whose u8*s8 pair sums would saturate");
     }
     for (int b = 0; b < a.n_batches; b++) {

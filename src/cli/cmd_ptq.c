@@ -95,12 +95,15 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
         rc = cli_fail(ctx, "calibrate", st);
         goto done;
     }
-    distq_job_ctx job = {.comm = MPI_COMM_NULL, .rank = ctx->rank, .nranks = 1, .progress = print_progress, .progress_user = (void *)ctx};
+    distq_job_ctx job = distq_job_alone();
+    job.rank = ctx->rank;
+    job.progress = print_progress;
+    job.progress_user = (void *)ctx;
     /* Pin threads to cores as distq run does: OpenMP loops stall on a migrated thread. */
     distq_dist d;
     distq_placement pl;
     char warn[256];
-    if ((st = distq_dist_init(MPI_COMM_WORLD, &d)) == DISTQ_OK) {
+    if ((st = distq_dist_init_world(&d)) == DISTQ_OK) {
         st = distq_place(&d, cfg.bind, 0, &pl, warn, sizeof warn);
         distq_dist_free(&d);
     }
@@ -125,7 +128,7 @@ int cmd_calibrate(const cli_ctx *ctx, int argc, char **argv)
         distq_free(text);
     }
     char isa[96], why[160] = "";
-    if (rep.reduce_range && distq_onednn_has_vnni())
+    if (rep.reduce_range && distq_backend_caps_of(DISTQ_BACKEND_ONEDNN).u8s8_exact)
         snprintf(why, sizeof why, " (7-bit grid: reduce_range on as asked)");
     else if (rep.reduce_range)
         snprintf(why, sizeof why, " (7-bit grid, reduce_range: oneDNN ISA %s has no VNNI)",
@@ -176,7 +179,7 @@ int cmd_eval(const cli_ctx *ctx, int argc, char **argv)
     distq_graph *g = NULL;
     distq_graph *q = NULL;
     distq_eval_sums sums = {0};
-    distq_job_ctx job = {.comm = MPI_COMM_NULL, .rank = 0, .nranks = 1};
+    distq_job_ctx job = distq_job_alone();
     st = distq_qmodel_load(model, &q, &g);
     if (!st) st = distq_eval_run(g, q, backend, data, batch, &job, &sums);
     distq_graph_destroy(q);

@@ -89,7 +89,7 @@ int cmd_run(const cli_ctx *ctx, int argc, char **argv)
     distq_dist d;
     distq_results res = {0};
     char warn[256] = "";
-    distq_status st = distq_dist_init(MPI_COMM_WORLD, &d);
+    distq_status st = distq_dist_init_world(&d);
     if (st) {
         rc = cli_fail(ctx, "run", st);
         goto done;

@@ -49,7 +49,7 @@ static int run_training(const cli_ctx *ctx, const char *cmd, int qat, int argc, 
     int rc = CLI_OK;
     /* MPI first: a rank whose own config or output paths are refused is then
      * agreed on with every other rank instead of leaving them in a collective */
-    distq_status st = distq_dist_init(MPI_COMM_WORLD, &d);
+    distq_status st = distq_dist_init_world(&d);
     if (st) {
         distq_config_free(&cfg);
         return cli_fail(ctx, cmd, st);

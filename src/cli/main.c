@@ -1,10 +1,10 @@
 /* distq: parse the subcommand, bring MPI up and down, dispatch. */
-#include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "distq/dist.h"
 #include "distq/io.h"
 
 static const struct {
@@ -79,31 +79,16 @@ int main(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
-        fprintf(stderr, "distq: error: MPI_Init failed\n");
+    distq_world w;
+    if (distq_dist_start(&argc, &argv, &w) != DISTQ_OK) {
+        fprintf(stderr, "distq: error: %s\n", distq_error_message());
         return CLI_FAIL;
     }
-    /* Errors come back as codes we check, instead of aborting inside MPI. */
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    cli_ctx ctx = {0};
-    MPI_Comm_rank(MPI_COMM_WORLD, &ctx.rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &ctx.size);
-    MPI_Comm local;
-    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, ctx.rank, MPI_INFO_NULL, &local) ==
-        MPI_SUCCESS) {
-        MPI_Comm_rank(local, &ctx.local_rank);
-        MPI_Comm_size(local, &ctx.local_size);
-        MPI_Comm_free(&local);
-    } else {
-        ctx.local_size = 1;
-    }
+    cli_ctx ctx = {w.rank, w.size, w.local_rank, w.local_size};
 
     install_signal_handlers(); /* after MPI_Init, which may install its own */
     int rc = commands[found].fn(&ctx, argc - 1, argv + 1);
 
     /* A failed rank must not leave the others waiting: agree on the worst exit code. */
-    int worst = rc;
-    MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return worst;
+    return distq_dist_finish(rc);
 }

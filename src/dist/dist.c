@@ -22,6 +22,34 @@
         }                                                                            \
     } while (0)
 
+distq_status distq_dist_start(int *argc, char ***argv, distq_world *w)
+{
+    memset(w, 0, sizeof *w);
+    MPI_CHECK(MPI_Init(argc, argv), "MPI_Init");
+    int rc = MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (rc != MPI_SUCCESS) MPI_Finalize();
+    MPI_CHECK(rc, "MPI_Comm_set_errhandler");
+    distq_dist d;
+    distq_status st = distq_dist_init(MPI_COMM_WORLD, &d);
+    if (st) {
+        MPI_Finalize(); /* MPI is not left up half-started; the error is init's */
+        return st;
+    }
+    *w = (distq_world){d.rank, d.size, d.local_rank, d.local_size};
+    distq_dist_free(&d);
+    return DISTQ_OK;
+}
+
+int distq_dist_finish(int rc)
+{
+    int worst = rc;
+    if (MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) worst = rc ? rc : 1;
+    if (MPI_Finalize() != MPI_SUCCESS && !worst) worst = 1;
+    return worst;
+}
+
+distq_status distq_dist_init_world(distq_dist *d) { return distq_dist_init(MPI_COMM_WORLD, d); }
+
 distq_status distq_dist_init(MPI_Comm parent, distq_dist *d)
 {
     memset(d, 0, sizeof *d);
@@ -90,13 +118,37 @@ distq_status distq_dist_agree_settings(distq_dist *d, const int64_t *v, const ch
 
 static distq_status agree_cb(void *ctx, distq_status local) { return distq_dist_agree(ctx, local); }
 
+/* One MPI_MIN over (lo, -hi) instead of a MIN and a MAX (negation is exact):
+ * QAT calls this once per fake-quantized value per step, so its latency
+ * counts. */
 static distq_status min_max_cb(void *ctx, float *lo, float *hi, int n)
 {
+    enum { PIECE = 256 };
     distq_dist *d = ctx;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, lo, n, MPI_FLOAT, MPI_MIN, d->comm), "MPI_Allreduce (min)");
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, hi, n, MPI_FLOAT, MPI_MAX, d->comm), "MPI_Allreduce (max)");
+    float buf[2 * PIECE];
+    for (int off = 0; off < n; off += PIECE) {
+        int m = n - off < PIECE ? n - off : PIECE;
+        for (int i = 0; i < m; i++) {
+            buf[i] = lo[off + i];
+            buf[m + i] = -hi[off + i];
+        }
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, 2 * m, MPI_FLOAT, MPI_MIN, d->comm), "MPI_Allreduce (min/max)");
+        for (int i = 0; i < m; i++) {
+            lo[off + i] = buf[i];
+            hi[off + i] = -buf[m + i];
+        }
+        d->reduce_calls += 1;
+    }
     d->reduce_bytes += 2 * (int64_t)n * (int64_t)sizeof(float);
-    d->reduce_calls += 2;
+    return DISTQ_OK;
+}
+
+static distq_status sum_f64_cb(void *ctx, double *sums, int n)
+{
+    distq_dist *d = ctx;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, n, MPI_DOUBLE, MPI_SUM, d->comm), "MPI_Allreduce (f64 sum)");
+    d->reduce_bytes += (int64_t)n * (int64_t)sizeof(double);
+    d->reduce_calls += 1;
     return DISTQ_OK;
 }
 
@@ -140,7 +192,7 @@ static distq_status bcast_bytes_cb(void *ctx, void **buf, size_t *len)
 distq_reducer distq_dist_reducer(distq_dist *d)
 {
     distq_reducer r = {.ctx = d, .agree = agree_cb, .min_max = min_max_cb, .sum_i64 = sum_i64_cb,
-                       .bcast_bytes = bcast_bytes_cb};
+                       .sum_f64 = sum_f64_cb, .bcast_bytes = bcast_bytes_cb};
     return r;
 }
 

@@ -13,6 +13,7 @@
  * driver here; MPI-IO is left to the distributed layer.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "distq/io.h"
@@ -201,63 +202,56 @@ struct distq_data_file {
     distq_data_info info;
 };
 
-/* Collective over comm: every rank learns whether any rank failed, and the
- * lowest failing rank's message ("rank R: ..."). HDF5's parallel open and
- * close are collective, so no rank may leave for its own error while the
- * others wait in them. */
-static distq_status agree_on(MPI_Comm comm, distq_status local)
+/* Rank 0's n int64 v into root, through the reducer's broadcast. */
+static distq_status bcast_i64(const distq_reducer *red, const int64_t *v, int64_t *root, int n)
 {
-    /* MAXLOC over (failed, rank): the lowest failing rank (smallest index among equals) */
-    struct {
-        int failed, rank;
-    } mine = {local != DISTQ_OK, 0}, worst;
-    int me = 0;
-    if (MPI_Comm_rank(comm, &me) != MPI_SUCCESS) return distq_error_set(DISTQ_ERR_MPI, "MPI_Comm_rank failed");
-    mine.rank = me;
-    if (MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "MPI_Allreduce (data file agreement) failed");
-    if (!worst.failed) return DISTQ_OK;
-    struct {
-        int status;
-        char text[1000];
-    } msg;
-    memset(&msg, 0, sizeof msg);
-    if (me == worst.rank) {
-        msg.status = (int)local;
-        snprintf(msg.text, sizeof msg.text, "%s", distq_error_message());
+    memcpy(root, v, (size_t)n * sizeof *v);
+    void *buf = root;
+    size_t len = (size_t)n * sizeof *v;
+    distq_status st = red->bcast_bytes(red->ctx, &buf, &len);
+    if (st) return st;
+    if (buf != root) { /* a copy arrived: this is not rank 0 */
+        if (len == (size_t)n * sizeof *v) memcpy(root, buf, len);
+        free(buf);
+        if (len != (size_t)n * sizeof *v)
+            return distq_error_set(DISTQ_ERR_MPI, "broadcast of %d values brought %zu bytes", n, len);
     }
-    if (MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, worst.rank, comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "MPI_Bcast (data file agreement) failed");
-    return distq_error_set((distq_status)msg.status, "rank %d: %s", worst.rank, msg.text);
+    return DISTQ_OK;
 }
 
 /* Every rank names the same file, and each can read it, before the
  * collective open (a node-local path missing on one node, a dangling symlink,
- * an MPMD launch with different configs). */
-static distq_status precheck_collective(const char *path, MPI_Comm comm)
+ * an MPMD launch with different configs). HDF5's parallel open and close are
+ * collective, so no rank may leave for its own error while the others wait
+ * in them: red->agree gives every rank any rank's failure. */
+static distq_status precheck_collective(const char *path, const distq_reducer *red)
 {
     distq_status st = distq_h5_check_readable(path);
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the path */
     for (const char *c = path; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
-    uint64_t root = h; /* rank 0's is the reference: only a rank that differs fails */
-    if (MPI_Bcast(&root, 1, MPI_UINT64_T, 0, comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "%s: MPI_Bcast of the path failed", path);
-    if (!st && root != h)
+    int64_t mine = (int64_t)h, root = 0; /* rank 0's is the reference: only a rank that differs fails */
+    distq_status bst = bcast_i64(red, &mine, &root, 1);
+    if (bst) return distq_error_set(bst, "%s: broadcasting the path: %s", path, distq_error_message());
+    if (!st && root != mine)
         st = distq_error_set(DISTQ_ERR_INVALID_ARG, "this rank reads %s, rank 0 a different file: every rank must "
                              "read the same data file", path);
-    return agree_on(comm, st);
+    return red->agree(red->ctx, st);
 }
 
 /* After the open: every rank found the same shape (a node-local copy with
  * fewer images or another shape would shard the data wrongly). */
-static distq_status agree_on_shape(const char *path, MPI_Comm comm, distq_status st, const distq_data_info *info)
+static distq_status agree_on_shape(const char *path, const distq_reducer *red, distq_status st,
+                                   const distq_data_info *info)
 {
     int64_t v[2 + DISTQ_MAX_DIMS] = {info->ndim, info->has_labels}, root[2 + DISTQ_MAX_DIMS];
     for (int i = 0; i < DISTQ_MAX_DIMS; i++) v[2 + i] = i < info->ndim ? info->dims[i] : 0;
     if (st) v[0] = -1; /* a failed rank 0 compares with nobody */
-    memcpy(root, v, sizeof v); /* rank 0's is the reference: only a rank that differs fails */
-    if (MPI_Bcast(root, 2 + DISTQ_MAX_DIMS, MPI_INT64_T, 0, comm) != MPI_SUCCESS)
-        return distq_error_set(DISTQ_ERR_MPI, "%s: MPI_Bcast of the shape failed", path);
+    distq_status saved = st;
+    char saved_msg[1000];
+    snprintf(saved_msg, sizeof saved_msg, "%s", distq_error_message());
+    distq_status bst = bcast_i64(red, v, root, 2 + DISTQ_MAX_DIMS);
+    if (bst) return distq_error_set(bst, "%s: broadcasting the shape: %s", path, distq_error_message());
+    if (saved) st = distq_error_set(saved, "%s", saved_msg); /* the broadcast may have reset the message */
     if (!st && root[0] >= 0 && memcmp(root, v, sizeof v) != 0) {
         char shape[96], shape0[96];
         int64_t dims0[DISTQ_MAX_DIMS];
@@ -268,16 +262,18 @@ static distq_status agree_on_shape(const char *path, MPI_Comm comm, distq_status
                              "read the same file", path, shape, info->has_labels ? " with labels" : "", shape0,
                              root[1] ? " with labels" : "");
     }
-    return agree_on(comm, st);
+    return red->agree(red->ctx, st);
 }
 
-distq_status distq_data_open(const char *path, MPI_Comm comm, distq_data_file **out)
+distq_status distq_data_open(const char *path, MPI_Comm comm, const distq_reducer *red, distq_data_file **out)
 {
     distq_status st = DISTQ_OK;
     hid_t fapl = H5I_INVALID_HID;
     distq_data_file *f = NULL;
     *out = NULL;
     if (!path) return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_open: NULL path");
+    if (comm != MPI_COMM_NULL && (!red || !red->agree || !red->bcast_bytes))
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_data_open: %s: a collective open needs a reducer", path);
     if (strlen(path) >= DISTQ_PATH_MAX)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "data path '%.60s...' is too long", path);
     f = distq_calloc(sizeof *f);
@@ -287,13 +283,13 @@ distq_status distq_data_open(const char *path, MPI_Comm comm, distq_data_file **
     if (comm != MPI_COMM_NULL) {
         /* MPI-IO: one collective open, then each rank reads its own hyperslab
          * independently (no rank waits on another's read). */
-        DISTQ_CHECK(precheck_collective(path, comm));
+        DISTQ_CHECK(precheck_collective(path, red));
         DISTQ_H5_CHECK(fapl = H5Pcreate(H5P_FILE_ACCESS), DISTQ_ERR_IO, "%s: H5Pcreate", path);
         DISTQ_H5_CHECK(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), DISTQ_ERR_IO,
                        "%s: H5Pset_fapl_mpio", path);
     }
     st = data_open(path, fapl == H5I_INVALID_HID ? H5P_DEFAULT : fapl, &f->fid, &f->images, &f->labels, &f->info);
-    if (comm != MPI_COMM_NULL) st = agree_on_shape(path, comm, st, &f->info);
+    if (comm != MPI_COMM_NULL) st = agree_on_shape(path, red, st, &f->info);
     if (st) goto cleanup;
     *out = f;
     f = NULL;
@@ -347,7 +343,7 @@ distq_status distq_data_read(const char *path, int64_t start, int64_t count, flo
                              int64_t *labels)
 {
     distq_data_file *f = NULL;
-    distq_status st = distq_data_open(path, MPI_COMM_NULL, &f);
+    distq_status st = distq_data_open(path, MPI_COMM_NULL, NULL, &f);
     if (st == DISTQ_OK) st = distq_data_file_read(f, start, count, images, labels);
     distq_data_close(f);
     return st;

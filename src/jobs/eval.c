@@ -31,7 +31,7 @@ distq_status distq_eval_run(const distq_graph *fp32, const distq_graph *q, distq
     distq_exec *e32 = NULL, *e8 = NULL;
     float *x = NULL, *y32 = NULL, *y8 = NULL;
     int64_t *labels = NULL;
-    distq_status st = distq_data_open(data_path, ctx->comm, &data);
+    distq_status st = distq_data_open(data_path, ctx->comm, ctx->reducer, &data);
     if (st) return st;
     distq_data_info info = *distq_data_file_info(data);
     int64_t per = distq_value_numel(&fp32->values[fp32->input_value], 1);

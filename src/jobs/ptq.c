@@ -39,7 +39,7 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
     double t0 = distq_now_s();
     distq_status st = distq_job_load_model(cfg->model, ctx, &g); /* an ONNX file parsed once */
     /* the open is collective under MPI-IO: every rank makes it */
-    distq_status st_open = distq_data_open(cfg->calib_data, ctx->comm, &data);
+    distq_status st_open = distq_data_open(cfg->calib_data, ctx->comm, ctx->reducer, &data);
     if (!st) st = st_open;
     if (!st) info = *distq_data_file_info(data);
     if ((st = sync(ctx, st))) goto cleanup;

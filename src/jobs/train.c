@@ -4,7 +4,7 @@
  * the training set, takes its contiguous share of every global batch (the
  * same seeded shuffle on every rank), and after backward the gradients are
  * summed in one fused MPI_Allreduce; BN batch statistics are summed inside the
- * step (distq_train_hooks). Every rank then applies the same SGD update, so
+ * step (the reducer of distq/reducer.h). Every rank then applies the same SGD update, so
  * the weights stay identical and the run equals one process with the global
  * batch, up to fp32 summation order. Rank 0 checkpoints after every epoch.
  */
@@ -18,34 +18,6 @@
 #include "distq/jobs.h"
 #include "distq/qat.h"
 #include "distq/train.h"
-
-/* One MPI_MIN over (lo, -hi) instead of a MIN and a MAX: it runs once per
- * fake-quantized value per step, so its latency counts. */
-static distq_status min_max_cb(void *ctx, float *lo, float *hi, int n)
-{
-    distq_dist *d = ctx;
-    float buf[32];
-    for (int off = 0; off < n; off += 16) {
-        int m = n - off < 16 ? n - off : 16;
-        for (int i = 0; i < m; i++) {
-            buf[i] = lo[off + i];
-            buf[m + i] = -hi[off + i];
-        }
-        distq_status st = distq_dist_allreduce_f32(d, buf, 2 * m, DISTQ_DIST_MIN, "fake-quant ranges");
-        if (st) return st;
-        for (int i = 0; i < m; i++) {
-            lo[off + i] = buf[i];
-            hi[off + i] = -buf[m + i];
-        }
-    }
-    return DISTQ_OK;
-}
-
-static distq_status sum_f64_cb(void *ctx, double *sums, int n)
-{
-    distq_dist *d = ctx;
-    return distq_dist_allreduce_f64(d, sums, n, DISTQ_DIST_SUM, "BN statistics");
-}
 
 /* The same permutation of [0, n) on every rank: Fisher-Yates on a seeded stream. */
 static void shuffle(int64_t *perm, int64_t n, uint64_t seed)
@@ -163,7 +135,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     distq_sgd sgd = {0};
     float *x = NULL, *xt = NULL, *batch = NULL, *logits = NULL, *velocity = NULL, *qstate_buf = NULL;
     int64_t *y = NULL, *yt = NULL, *labels = NULL, *perm = NULL, n = 0, nt = 0, n_vel = 0, step = 0, epoch0 = 0;
-    distq_train_hooks hooks = {.ctx = d, .sum_f64 = sum_f64_cb, .min_max = min_max_cb};
+    distq_reducer red = distq_dist_reducer(d);
     distq_status st = DISTQ_OK;
     memset(rep, 0, sizeof *rep);
     rep->int8_test_acc = rep->final.test_acc = -1;
@@ -222,7 +194,7 @@ distq_status distq_train_job(const distq_config *cfg, distq_dist *d, int qat, in
     }
     if (!st && cfg->test_data[0]) st = load_all(cfg->test_data, &g->values[g->input_value], cfg->model, k, &xt, &yt, &nt);
     if (!st) {
-        distq_train_opts opts = {.max_batch = local_max, .loss = DISTQ_LOSS_CROSS_ENTROPY, .hooks = &hooks};
+        distq_train_opts opts = {.max_batch = local_max, .loss = DISTQ_LOSS_CROSS_ENTROPY, .reducer = &red};
         st = distq_trainer_create(g, &opts, &t);
         if (!st && q) st = distq_trainer_attach_qat(t, q);
     }

@@ -310,14 +310,14 @@ static distq_status fake_quant_value(distq_trainer *t, int v, int64_t N, int tra
             hi = INFINITY;
         }
         distq_status st;
-        if (t->hooks.min_max && (st = t->hooks.min_max(t->hooks.ctx, &lo, &hi, 1)))
+        if (t->ranks.min_max && (st = t->ranks.min_max(t->ranks.ctx, &lo, &hi, 1)))
             return distq_error_set(st, "QAT: value '%s': reducing its range over ranks: %s", name,
                                    distq_error_message());
         if (!bad && (lo == -INFINITY || hi == INFINITY))
             return distq_error_set(DISTQ_ERR_INVALID_ARG, "QAT: value '%s' holds NaN or Inf on another rank", name);
         if (!bad && lo <= hi) distq_ema_minmax_update(mm, lo, hi, q->c);
     }
-    if (bad && training && !q->observe && t->hooks.min_max)
+    if (bad && training && !q->observe && t->ranks.min_max)
         /* No reduction here to piggy-back on, and failing alone would leave the
          * other ranks in the step's next collective: let NaN flow through the
          * step like fp32 training does; the gradient all-reduce spreads it to

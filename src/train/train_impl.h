@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "distq/exec.h"
 #include "distq/train.h"
 
 /* Saved between a node's training forward and its backward. */
@@ -23,7 +24,7 @@ struct distq_trainer {
     distq_graph *g; /* borrowed; params are read live, trained by the optimizer */
     int64_t max_batch;
     distq_loss loss;
-    distq_train_hooks hooks; /* copy; sum_f64 == NULL: one process */
+    distq_reducer ranks; /* copy; sum_f64 == NULL: one process */
     int nthreads;            /* OpenMP team size, fixed at create (scratch is per thread) */
     int want_input_grad;     /* tests: also compute d loss / d graph input */
 
@@ -42,9 +43,9 @@ struct distq_trainer {
     float *partials;       /* n_chunks x partial_floats: conv dW and db per chunk of images */
     size_t partial_floats; /* max OC*ICg*KH*KW + OC over convs; 0 with oneDNN convs */
     int64_t n_chunks;      /* 2 x nthreads */
-    double *red;        /* hook buffer: 2 * max channels + 1 */
+    double *red;        /* reduction buffer: 2 * max channels + 1 */
     int bn_frozen;      /* batch_norm uses (and keeps) its running stats, also in training */
-    struct distq_train_dnn *dnn; /* oneDNN conv primitives (conv_onednn.c), or NULL: plain C */
+    distq_onednn_train *dnn; /* oneDNN conv primitives (distq/exec.h), or NULL: plain C */
     struct distq_qat *qat; /* fake quantization (src/train/qat.c), or NULL */
 };
 
@@ -74,15 +75,6 @@ distq_status distq_train_forward_node(distq_trainer *t, int i, int64_t N, int tr
 /* Backward of node i over N images: adds parameter gradients into t->grads
  * and writes or adds input gradients through distq_train_grad_out. */
 distq_status distq_train_backward_node(distq_trainer *t, int i, int64_t N);
-
-/* conv2d through oneDNN primitives (conv_onednn.c). create: engine and
- * stream (t->dnn; destroy frees it, NULL-safe). fwd / bwd of node i for N >= 1
- * images with weight w (the fake-quantized one under QAT); bwd adds to dw and
- * db (NULL: not wanted) and writes or adds dx like the plain kernels. */
-distq_status distq_train_dnn_create(distq_trainer *t);
-void distq_train_dnn_destroy(distq_trainer *t);
-distq_status distq_conv_onednn_fwd(distq_trainer *t, int i, int64_t N, const float *w);
-distq_status distq_conv_onednn_bwd(distq_trainer *t, int i, int64_t N, const float *w, float *dw, float *db);
 
 /* QAT (qat.c), called by the trainer around each node when t->qat is set.
  * Forward: before node i (fake-quantize its weight), after it (conv-bn

@@ -18,7 +18,7 @@
  * once per step), so a parameter shared by two nodes works.
  *
  * Data parallelism: the only cross-image couplings are batch_norm's batch
- * statistics, which go through t->hooks (see distq/train.h).
+ * statistics, which go through t->ranks (see distq/train.h).
  */
 #include <math.h>
 #include <omp.h>
@@ -267,13 +267,13 @@ static void conv2d_bwd(distq_trainer *t, const distq_node *nd, int64_t N)
  * Training: mean and biased variance over (N, H, W) of the global batch, from
  * per-channel sums of (x - running_mean) and its square (the shift is the same
  * on every rank and keeps E[d^2] - E[d]^2 from cancelling), summed over ranks
- * by the hook with the local count. Backward needs the global sums of dy and
+ * by the reducer with the local count. Backward needs the global sums of dy and
  * dy * xhat: dx = gamma * invstd * (dy - sum(dy) / M - xhat * sum(dy xhat) / M).
  */
-static distq_status hook_sum(distq_trainer *t, const distq_node *nd, double *v, int n)
+static distq_status reduce_sum(distq_trainer *t, const distq_node *nd, double *v, int n)
 {
-    if (!t->hooks.sum_f64) return DISTQ_OK;
-    distq_status st = t->hooks.sum_f64(t->hooks.ctx, v, n);
+    if (!t->ranks.sum_f64) return DISTQ_OK;
+    distq_status st = t->ranks.sum_f64(t->ranks.ctx, v, n);
     if (st != DISTQ_OK)
         return distq_error_set(st, "trainer: node '%s': summing batch statistics over ranks: %s",
                                nd->name, distq_error_message());
@@ -310,7 +310,7 @@ static distq_status batch_norm_fwd(distq_trainer *t, int i, int64_t N, int train
             red[C + c] = sumsq;
         }
         red[2 * C] = (double)(N * HW);
-        distq_status st = hook_sum(t, nd, red, (int)(2 * C + 1));
+        distq_status st = reduce_sum(t, nd, red, (int)(2 * C + 1));
         if (st) return st;
         double M = red[2 * C];
         if (!(M > 1.0))
@@ -380,7 +380,7 @@ static distq_status batch_norm_bwd(distq_trainer *t, int i, int64_t N)
     }
     int acc = 0;
     float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
-    if (!dx) return DISTQ_OK; /* the ranks still agree: all skip the hook */
+    if (!dx) return DISTQ_OK; /* the ranks still agree: all skip the reduction */
     if (t->bn_frozen) {
         /* Running statistics are constants: dx = gamma * invstd * dy, per image. */
 #pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
@@ -395,7 +395,7 @@ static distq_status batch_norm_bwd(distq_trainer *t, int i, int64_t N)
         }
         return DISTQ_OK;
     }
-    distq_status st = hook_sum(t, nd, red, (int)(2 * C));
+    distq_status st = reduce_sum(t, nd, red, (int)(2 * C));
     if (st) return st;
     double M = s->count;
 #pragma omp parallel for schedule(dynamic, 16) num_threads(t->nthreads)
@@ -622,7 +622,11 @@ static void linear_bwd(distq_trainer *t, const distq_node *nd, int64_t N)
 static distq_status conv2d_fwd_k(distq_trainer *t, int i, int64_t N, int training)
 {
     const distq_node *nd = &t->g->nodes[i];
-    if (t->dnn && N > 0) return distq_conv_onednn_fwd(t, i, N, weight_data(t, nd));
+    if (t->dnn && N > 0) {
+        int b = nd->params[DISTQ_PARAM_BIAS];
+        return distq_onednn_conv_train_fwd(t->dnn, t->g, i, N, t->act[nd->inputs[0]], weight_data(t, nd),
+                                           b >= 0 ? t->g->params[b].data : NULL, t->act[nd->output]);
+    }
     conv2d_fwd(t, nd, N);
     return DISTQ_OK;
 }
@@ -630,9 +634,13 @@ static distq_status conv2d_fwd_k(distq_trainer *t, int i, int64_t N, int trainin
 static distq_status conv2d_bwd_k(distq_trainer *t, int i, int64_t N)
 {
     const distq_node *nd = &t->g->nodes[i];
-    if (t->dnn && N > 0)
-        return distq_conv_onednn_bwd(t, i, N, weight_data(t, nd), param_grad(t, nd, DISTQ_PARAM_WEIGHT),
-                                     param_grad(t, nd, DISTQ_PARAM_BIAS));
+    if (t->dnn && N > 0) {
+        int acc = 0;
+        float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
+        return distq_onednn_conv_train_bwd(t->dnn, t->g, i, N, t->act[nd->inputs[0]], weight_data(t, nd),
+                                           t->dact[nd->output], dx, acc, param_grad(t, nd, DISTQ_PARAM_WEIGHT),
+                                           param_grad(t, nd, DISTQ_PARAM_BIAS), t->nthreads);
+    }
     conv2d_bwd(t, nd, N);
     return DISTQ_OK;
 }

@@ -170,7 +170,7 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
     t->g = g;
     t->max_batch = opts->max_batch;
     t->loss = opts->loss;
-    if (opts->hooks) t->hooks = *opts->hooks;
+    if (opts->reducer) t->ranks = *opts->reducer;
     t->nthreads = omp_get_max_threads();
     t->n_chunks = 2 * (int64_t)t->nthreads;
     sizes z = measure(g);
@@ -190,7 +190,7 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
     c = (carver){.base = t->slab};
     layout(t, &z, &c);
     if (!opts->plain_kernels) {
-        distq_status st = distq_train_dnn_create(t);
+        distq_status st = distq_onednn_train_create(g->n_nodes, &t->dnn);
         if (st) {
             distq_trainer_destroy(t);
             return st;
@@ -203,7 +203,7 @@ distq_status distq_trainer_create(distq_graph *g, const distq_train_opts *opts, 
 void distq_trainer_destroy(distq_trainer *t)
 {
     if (!t) return;
-    distq_train_dnn_destroy(t);
+    distq_onednn_train_destroy(t->dnn);
     distq_free(t->slab);
     distq_free(t);
 }

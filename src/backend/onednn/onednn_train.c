@@ -1,7 +1,9 @@
 /*
- * conv2d training through oneDNN's primitives: forward_training, backward
- * data and backward weights, each on the layouts oneDNN picks (blocked,
- * jit:avx2 here), with the trainer's NCHW buffers reordered in and out.
+ * The trainer's oneDNN kernels (declared in distq/exec.h): conv2d training
+ * through oneDNN's primitives (forward_training, backward data and backward
+ * weights, each on the layouts oneDNN picks, with the trainer's NCHW
+ * buffers reordered in and out) and oneDNN's sgemm. src/train calls these
+ * and makes no oneDNN call of its own.
  *
  * Why blocked layouts and reorders: for one 3x3 conv 32->32 at 28x28, batch
  * 64, 2 threads, forward + both backwards took 16.8 ms on oneDNN's blocked
@@ -18,7 +20,7 @@
 #include <string.h>
 
 #include "backend/onednn/onednn_impl.h"
-#include "train/train_impl.h"
+#include "distq/exec.h"
 
 #define CONV_CACHE 3
 
@@ -39,7 +41,8 @@ typedef struct {
     float *scratch; /* N*C*H*W + OC*K + OC: accumulated outputs */
 } conv_prims;
 
-struct distq_train_dnn {
+struct distq_onednn_train {
+    int n_nodes;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     conv_prims (*conv)[CONV_CACHE]; /* [n_nodes] */
@@ -88,12 +91,12 @@ static const dnnl_memory_desc_t *md_of(const_dnnl_primitive_desc_t pd, dnnl_quer
 }
 
 /* The three primitives of node nd for batch N, on layouts of oneDNN's choice. */
-static distq_status prims_create(distq_trainer *t, const distq_node *nd, int64_t N, conv_prims *p)
+static distq_status prims_create(distq_onednn_train *d, const distq_graph *g, const distq_node *nd, int64_t N,
+                                 conv_prims *p)
 {
     distq_status st = DISTQ_OK;
     const char *ctx = nd->name;
-    const distq_graph *g = t->g;
-    dnnl_engine_t eng = t->dnn->engine;
+    dnnl_engine_t eng = d->engine;
     const distq_value *xv = &g->values[nd->inputs[0]], *yv = &g->values[nd->output];
     const distq_tensor *w = &g->params[nd->params[DISTQ_PARAM_WEIGHT]];
     int has_bias = nd->params[DISTQ_PARAM_BIAS] >= 0;
@@ -157,41 +160,46 @@ cleanup:
 
 /* --- lifecycle ----------------------------------------------------------------- */
 
-distq_status distq_train_dnn_create(distq_trainer *t)
+distq_status distq_onednn_train_create(int n_nodes, distq_onednn_train **out)
 {
     distq_status st = DISTQ_OK;
     const char *ctx = "trainer";
-    struct distq_train_dnn *d = distq_calloc(sizeof *d);
+    *out = NULL;
+    struct distq_onednn_train *d = distq_calloc(sizeof *d);
     if (!d) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (oneDNN trainer)");
-    t->dnn = d;
-    d->conv = distq_calloc((size_t)t->g->n_nodes * sizeof *d->conv);
-    d->next = distq_calloc((size_t)t->g->n_nodes * sizeof *d->next);
-    if (!d->conv || !d->next) return distq_error_set(DISTQ_ERR_NOMEM, "out of memory (oneDNN trainer)");
+    d->n_nodes = n_nodes;
+    d->conv = distq_calloc((size_t)(n_nodes > 0 ? n_nodes : 1) * sizeof *d->conv);
+    d->next = distq_calloc((size_t)(n_nodes > 0 ? n_nodes : 1) * sizeof *d->next);
+    if (!d->conv || !d->next) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "out of memory (oneDNN trainer)");
+        goto cleanup;
+    }
     CHECK(dnnl_engine_create(&d->engine, dnnl_cpu, 0));
     CHECK(dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags));
 cleanup:
-    return st; /* on failure the caller destroys t, and with it d */
+    if (st) distq_onednn_train_destroy(d);
+    else *out = d;
+    return st;
 }
 
-void distq_train_dnn_destroy(distq_trainer *t)
+void distq_onednn_train_destroy(distq_onednn_train *d)
 {
-    struct distq_train_dnn *d = t->dnn;
     if (!d) return;
-    for (int i = 0; d->conv && i < t->g->n_nodes; i++)
+    for (int i = 0; d->conv && i < d->n_nodes; i++)
         for (int k = 0; k < CONV_CACHE; k++) prims_free(&d->conv[i][k]);
     if (d->stream) dnnl_stream_destroy(d->stream);
     if (d->engine) dnnl_engine_destroy(d->engine);
     distq_free(d->conv);
     distq_free(d->next);
     distq_free(d);
-    t->dnn = NULL;
 }
 
 /* --- execution ------------------------------------------------------------------- */
 
-static distq_status prims_for(distq_trainer *t, int i, int64_t N, conv_prims **out)
+static distq_status prims_for(distq_onednn_train *d, const distq_graph *g, int i, int64_t N, conv_prims **out)
 {
-    struct distq_train_dnn *d = t->dnn;
+    if (i < 0 || i >= d->n_nodes || i >= g->n_nodes)
+        return distq_error_set(DISTQ_ERR_INVALID_ARG, "oneDNN trainer: node %d of %d", i, d->n_nodes);
     for (int k = 0; k < CONV_CACHE; k++)
         if (d->conv[i][k].N == N) {
             *out = &d->conv[i][k];
@@ -201,38 +209,38 @@ static distq_status prims_for(distq_trainer *t, int i, int64_t N, conv_prims **o
     d->next[i] = (d->next[i] + 1) % CONV_CACHE;
     prims_free(p);
     *out = p;
-    return prims_create(t, &t->g->nodes[i], N, p);
+    return prims_create(d, g, &g->nodes[i], N, p);
 }
 
 /* Points the argument at buf; an input is then reordered into the primitive's layout. */
-static distq_status arg_set(distq_trainer *t, conv_arg *a, const float *buf, int in, const char *ctx)
+static distq_status arg_set(distq_onednn_train *d, conv_arg *a, const float *buf, int in, const char *ctx)
 {
     distq_status st = DISTQ_OK;
     CHECK(dnnl_memory_set_data_handle(a->user, (void *)buf));
     if (in && a->reorder) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->inner}};
-        CHECK(dnnl_primitive_execute(a->reorder, t->dnn->stream, 2, args));
+        CHECK(dnnl_primitive_execute(a->reorder, d->stream, 2, args));
     }
 cleanup:
     return st;
 }
 
 /* An output computed in the primitive's layout goes back to the trainer's. */
-static distq_status arg_done(distq_trainer *t, conv_arg *a, const char *ctx)
+static distq_status arg_done(distq_onednn_train *d, conv_arg *a, const char *ctx)
 {
     distq_status st = DISTQ_OK;
     if (a->reorder) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a->inner}, {DNNL_ARG_TO, a->user}};
-        CHECK(dnnl_primitive_execute(a->reorder, t->dnn->stream, 2, args));
+        CHECK(dnnl_primitive_execute(a->reorder, d->stream, 2, args));
     }
 cleanup:
     return st;
 }
 
-static distq_status run(distq_trainer *t, dnnl_primitive_t prim, int n, const dnnl_exec_arg_t *args, const char *ctx)
+static distq_status run(distq_onednn_train *d, dnnl_primitive_t prim, int n, const dnnl_exec_arg_t *args, const char *ctx)
 {
     distq_status st = DISTQ_OK;
-    CHECK(dnnl_primitive_execute(prim, t->dnn->stream, n, args));
+    CHECK(dnnl_primitive_execute(prim, d->stream, n, args));
 cleanup:
     return st;
 }
@@ -243,71 +251,78 @@ static void add_into(float *dst, const float *src, int64_t n, int nthreads)
     for (int64_t j = 0; j < n; j++) dst[j] += src[j];
 }
 
-distq_status distq_conv_onednn_fwd(distq_trainer *t, int i, int64_t N, const float *w)
+distq_status distq_onednn_conv_train_fwd(distq_onednn_train *d, const distq_graph *g, int i, int64_t N, const float *x,
+                                        const float *w, const float *b, float *y)
 {
-    const distq_node *nd = &t->g->nodes[i];
-    const char *ctx = nd->name;
-    conv_prims *p;
-    distq_status st = prims_for(t, i, N, &p);
+    const char *ctx = i >= 0 && i < g->n_nodes ? g->nodes[i].name : "conv";
+    conv_prims *p = NULL;
+    distq_status st = prims_for(d, g, i, N, &p);
     if (st) return st;
-    int has_bias = nd->params[DISTQ_PARAM_BIAS] >= 0;
-    TRY(arg_set(t, &p->a[A_SRC], t->act[nd->inputs[0]], 1, ctx));
-    TRY(arg_set(t, &p->a[A_W], w, 1, ctx));
-    if (has_bias) TRY(arg_set(t, &p->a[A_B], t->g->params[nd->params[DISTQ_PARAM_BIAS]].data, 1, ctx));
-    TRY(arg_set(t, &p->a[A_DST], t->act[nd->output], 0, ctx));
+    if (!b != !p->a[A_B].user) return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: bias given for a conv without one, or missing", ctx);
+    TRY(arg_set(d, &p->a[A_SRC], x, 1, ctx));
+    TRY(arg_set(d, &p->a[A_W], w, 1, ctx));
+    if (b) TRY(arg_set(d, &p->a[A_B], b, 1, ctx));
+    TRY(arg_set(d, &p->a[A_DST], y, 0, ctx));
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a[A_SRC].inner},
                                {DNNL_ARG_WEIGHTS, p->a[A_W].inner},
                                {DNNL_ARG_DST, p->a[A_DST].inner},
-                               {DNNL_ARG_BIAS, has_bias ? p->a[A_B].inner : NULL}};
-    TRY(run(t, p->fwd, has_bias ? 4 : 3, args, ctx));
-    TRY(arg_done(t, &p->a[A_DST], ctx));
-    CHECK(dnnl_stream_wait(t->dnn->stream));
+                               {DNNL_ARG_BIAS, b ? p->a[A_B].inner : NULL}};
+    TRY(run(d, p->fwd, b ? 4 : 3, args, ctx));
+    TRY(arg_done(d, &p->a[A_DST], ctx));
+    CHECK(dnnl_stream_wait(d->stream));
 cleanup:
     return st;
 }
 
-distq_status distq_conv_onednn_bwd(distq_trainer *t, int i, int64_t N, const float *w, float *dw, float *db)
+distq_status distq_onednn_conv_train_bwd(distq_onednn_train *d, const distq_graph *g, int i, int64_t N, const float *x,
+                                        const float *w, const float *dy, float *dx, int dx_add, float *dw, float *db,
+                                        int nthreads)
 {
-    const distq_node *nd = &t->g->nodes[i];
-    const char *ctx = nd->name;
-    const distq_value *xv = &t->g->values[nd->inputs[0]];
-    conv_prims *p;
-    distq_status st = prims_for(t, i, N, &p);
+    const char *ctx = i >= 0 && i < g->n_nodes ? g->nodes[i].name : "conv";
+    conv_prims *p = NULL;
+    distq_status st = prims_for(d, g, i, N, &p);
     if (st) return st;
-    int64_t nx = distq_value_numel(xv, N), nw = distq_tensor_numel(&t->g->params[nd->params[DISTQ_PARAM_WEIGHT]]);
-    int64_t OC = t->g->values[nd->output].dims[1];
+    const distq_node *nd = &g->nodes[i];
+    int64_t nx = distq_value_numel(&g->values[nd->inputs[0]], N);
+    int64_t nw = distq_tensor_numel(&g->params[nd->params[DISTQ_PARAM_WEIGHT]]);
+    int64_t OC = g->values[nd->output].dims[1];
     float *sdx = p->scratch, *sdw = sdx + nx, *sdb = sdw + nw;
-    const float *x = t->act[nd->inputs[0]], *dy = t->dact[nd->output];
+    if (db && !p->a[A_DB].user) return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: a bias gradient without a bias", ctx);
     if (dw) {
         /* the trainer adds parameter gradients: compute into scratch, then add */
-        TRY(arg_set(t, &p->a[A_BW_SRC], x, 1, ctx));
-        TRY(arg_set(t, &p->a[A_BW_DDST], dy, 1, ctx));
-        TRY(arg_set(t, &p->a[A_DW], sdw, 0, ctx));
-        if (db) TRY(arg_set(t, &p->a[A_DB], sdb, 0, ctx));
+        TRY(arg_set(d, &p->a[A_BW_SRC], x, 1, ctx));
+        TRY(arg_set(d, &p->a[A_BW_DDST], dy, 1, ctx));
+        TRY(arg_set(d, &p->a[A_DW], sdw, 0, ctx));
+        if (db) TRY(arg_set(d, &p->a[A_DB], sdb, 0, ctx));
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->a[A_BW_SRC].inner},
                                    {DNNL_ARG_DIFF_DST, p->a[A_BW_DDST].inner},
                                    {DNNL_ARG_DIFF_WEIGHTS, p->a[A_DW].inner},
                                    {DNNL_ARG_DIFF_BIAS, db ? p->a[A_DB].inner : NULL}};
-        TRY(run(t, p->bwd_weights, db ? 4 : 3, args, ctx));
-        TRY(arg_done(t, &p->a[A_DW], ctx));
-        if (db) TRY(arg_done(t, &p->a[A_DB], ctx));
+        TRY(run(d, p->bwd_weights, db ? 4 : 3, args, ctx));
+        TRY(arg_done(d, &p->a[A_DW], ctx));
+        if (db) TRY(arg_done(d, &p->a[A_DB], ctx));
     }
-    int acc = 0;
-    float *dx = distq_train_grad_out(t, nd->inputs[0], &acc);
     if (dx) {
-        TRY(arg_set(t, &p->a[A_BD_DDST], dy, 1, ctx));
-        TRY(arg_set(t, &p->a[A_BD_W], w, 1, ctx));
-        TRY(arg_set(t, &p->a[A_DSRC], acc ? sdx : dx, 0, ctx));
+        TRY(arg_set(d, &p->a[A_BD_DDST], dy, 1, ctx));
+        TRY(arg_set(d, &p->a[A_BD_W], w, 1, ctx));
+        TRY(arg_set(d, &p->a[A_DSRC], dx_add ? sdx : dx, 0, ctx));
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, p->a[A_BD_DDST].inner},
                                    {DNNL_ARG_WEIGHTS, p->a[A_BD_W].inner},
                                    {DNNL_ARG_DIFF_SRC, p->a[A_DSRC].inner}};
-        TRY(run(t, p->bwd_data, 3, args, ctx));
-        TRY(arg_done(t, &p->a[A_DSRC], ctx));
+        TRY(run(d, p->bwd_data, 3, args, ctx));
+        TRY(arg_done(d, &p->a[A_DSRC], ctx));
     }
-    CHECK(dnnl_stream_wait(t->dnn->stream));
-    if (dw) add_into(dw, sdw, nw, t->nthreads);
-    if (db) add_into(db, sdb, OC, t->nthreads);
-    if (dx && acc) add_into(dx, sdx, nx, t->nthreads);
+    CHECK(dnnl_stream_wait(d->stream));
+    if (dw) add_into(dw, sdw, nw, nthreads);
+    if (db) add_into(db, sdb, OC, nthreads);
+    if (dx && dx_add) add_into(dx, sdx, nx, nthreads);
 cleanup:
     return st;
+}
+
+int distq_onednn_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, int accumulate, float *C, int64_t ldc)
+{
+    return dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C,
+                      ldc) == dnnl_success;
 }
