@@ -8,11 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "distq/config.h"
 #include "distq/io.h"
 #include "distq/onnx.h"
 #include "distq/passes.h"
 #include "distq/quant.h"
 #include "test_util.h"
+
+/* The quantized model file of p and its converted graph q. */
+static distq_status save_qmodel(const distq_prepared *p, const distq_graph *q, const char *path)
+{
+    distq_quant_record rec = distq_prepared_record(p);
+    return distq_qmodel_save(&rec, q, path);
+}
 
 enum { N_IMAGES = 8 };
 
@@ -120,7 +128,7 @@ static distq_status ptq(void *ctx)
     if (!st) st = distq_calibrator_create(m->p, 4, NULL, &m->c);
     for (int64_t s = 0; !st && s < N_IMAGES; s += 4) st = distq_calibrate_batch(m->c, m->x + s * 3 * 8 * 8, 4);
     if (!st) st = distq_convert(m->p, 1, &m->q);
-    if (!st) st = distq_qmodel_save(m->p, m->q, out_path);
+    if (!st) st = save_qmodel(m->p, m->q, out_path);
     return st;
 }
 
@@ -142,7 +150,7 @@ static void test_sweep(void)
     int64_t dims[4] = {N_IMAGES, 3, 8, 8};
     TEST_OK(distq_data_write(data_path, m.x, 4, dims, NULL));
     TEST_OK(ptq(&m));
-    TEST_OK(distq_qmodel_save(m.p, m.q, qmodel_path));
+    TEST_OK(save_qmodel(m.p, m.q, qmodel_path));
     cleanup(&m);
     FILE *f = fopen(config_path, "w");
     CU_ASSERT_FATAL(f != NULL);

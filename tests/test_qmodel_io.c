@@ -19,6 +19,13 @@
 #include "distq/quant.h"
 #include "test_util.h"
 
+/* The quantized model file of p and its converted graph q. */
+static distq_status save_qmodel(const distq_prepared *p, const distq_graph *q, const char *path)
+{
+    distq_quant_record rec = distq_prepared_record(p);
+    return distq_qmodel_save(&rec, q, path);
+}
+
 enum { HW = 64 }; /* resnet18 at 64x64 keeps the plain-C int8 reference fast */
 
 // --- building quantized models -------------------------------------------------------
@@ -205,7 +212,7 @@ static void roundtrip(const distq_graph *g, distq_observer_kind kind, uint64_t s
     int quantized = -1;
     test_tmp_path(path, sizeof path, name);
     quantize(g, kind, seed, &p, &q);
-    TEST_OK(distq_qmodel_save(p, q, path));
+    TEST_OK(save_qmodel(p, q, path));
     TEST_OK(distq_qmodel_load(path, &q2, &f));
     assert_qgraphs_equal(q, q2);
     assert_graphs_equal(p->g, f);
@@ -254,7 +261,7 @@ static const char *linear_qmodel_path(void)
     test_tmp_path(path, sizeof path, "linear_q.h5");
     TEST_OK(distq_build_linear(4, &g));
     quantize(g, DISTQ_OBSERVER_HISTOGRAM, 15, &p, &q);
-    TEST_OK(distq_qmodel_save(p, q, path));
+    TEST_OK(save_qmodel(p, q, path));
     distq_graph_destroy(q);
     distq_prepared_destroy(p);
     distq_graph_destroy(g);
@@ -272,7 +279,7 @@ static void test_model_load_reads_float_graph(void)
     test_tmp_path(qpath, sizeof qpath, "resnet18_q.h5");
     test_tmp_path(fpath, sizeof fpath, "resnet18_folded.h5");
     quantize(g, DISTQ_OBSERVER_MINMAX, 16, &p, &q);
-    TEST_OK(distq_qmodel_save(p, q, qpath));
+    TEST_OK(save_qmodel(p, q, qpath));
     TEST_OK(distq_model_load(qpath, &f));
     assert_graphs_equal(p->g, f);
     distq_graph_destroy(f);
@@ -310,7 +317,7 @@ static void test_describe(void)
     distq_graph *q = NULL;
     test_tmp_path(path, sizeof path, "resnet18_describe.h5");
     quantize(g, DISTQ_OBSERVER_HISTOGRAM, 17, &p, &q);
-    TEST_OK(distq_qmodel_save(p, q, path));
+    TEST_OK(save_qmodel(p, q, path));
     TEST_OK(distq_h5_describe(path, &text));
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     static const char *const want[] = {

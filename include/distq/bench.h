@@ -10,6 +10,7 @@
 
 #include "distq/exec.h"
 #include "distq/status.h"
+#include "distq/timer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,9 +30,6 @@ typedef struct {
     double p50_s, p90_s, p99_s, mean_s, min_s;
     double images_per_s; /* batch * iters / sum(samples) */
 } distq_bench_result;
-
-/* Monotonic wall clock in seconds. */
-double distq_now_s(void);
 
 /* Runs e on input -> output per opts. Free res with distq_bench_result_free. */
 distq_status distq_bench_run(distq_exec *e, const float *input, float *output,

@@ -24,6 +24,8 @@
  */
 #include <stdint.h>
 
+#include "distq/dist.h"
+#include "distq/io.h"
 #include "distq/quant.h"
 #include "distq/status.h"
 
@@ -31,13 +33,6 @@
 extern "C" {
 #endif
 
-/* Where ranks run: unbound, one core set per rank, or one NUMA node per rank
- * (dist/placement.c does it; here because configs and options name it). */
-typedef enum { DISTQ_BIND_NONE = 0, DISTQ_BIND_CORE, DISTQ_BIND_NUMA, DISTQ_BIND_COUNT } distq_bind;
-const char *distq_bind_name(distq_bind b); /* "none", "core", "numa" */
-distq_status distq_bind_from_name(const char *name, distq_bind *out);
-
-#define DISTQ_PATH_MAX 512
 #define DISTQ_MAX_BENCH_BATCHES 16
 
 typedef struct {

@@ -12,13 +12,19 @@
 #include <mpi.h>
 #include <stdint.h>
 
-#include "distq/config.h" /* distq_bind */
 #include "distq/quant.h"
+#include "distq/results.h" /* distq_placement */
 #include "distq/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Where ranks run: unbound, one core set per rank, or one NUMA node per rank
+ * (placement.c carries it out; configs and options name it). */
+typedef enum { DISTQ_BIND_NONE = 0, DISTQ_BIND_CORE, DISTQ_BIND_NUMA, DISTQ_BIND_COUNT } distq_bind;
+const char *distq_bind_name(distq_bind b); /* "none", "core", "numa" */
+distq_status distq_bind_from_name(const char *name, distq_bind *out);
 
 typedef struct distq_dist {
     MPI_Comm comm; /* a duplicate of the parent, errors returned, not fatal */
@@ -83,16 +89,6 @@ const char *distq_hwloc_version(void);
 /* --- placement ------------------------------------------------------------ */
 
 
-typedef struct {
-    char host[MPI_MAX_PROCESSOR_NAME];
-    int numa_node;       /* -1 if not bound to one node */
-    char cpus[256];      /* the PUs this rank runs on, hwloc list syntax "0-3,8" */
-    int n_cores;         /* cores in that set (at least 1) */
-    int threads;         /* oneDNN/OpenMP threads set */
-    char bound_by[16];   /* "distq", "launcher" (mpirun --bind-to), or "none" */
-    int oversubscribed;  /* more ranks than cores on the node */
-    int membind;         /* memory bound to the NUMA node */
-} distq_placement;
 
 /* Decides and applies this rank's placement. If the launcher already bound the
  * rank (its CPU set is smaller than the machine's), that binding is kept.

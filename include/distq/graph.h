@@ -298,6 +298,8 @@ void distq_graph_remove_unused_params(distq_graph *g, int *n_removed);
 
 /* 1 if any value of the finalized graph g is u8 (a converted int8 graph). */
 int distq_graph_is_quantized(const distq_graph *g);
+/* 1 if the int8 graph q keeps activations on the 7-bit grid (reduce_range). */
+int distq_graph_reduce_range(const distq_graph *q);
 
 /* Deep copy (params included). The copy is finalized if g was. */
 distq_status distq_graph_clone(const distq_graph *g, distq_graph **out);

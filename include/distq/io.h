@@ -13,14 +13,17 @@
 #include <mpi.h>
 #include <stdint.h>
 
-#include "distq/config.h"
 #include "distq/graph.h"
+#include "distq/observers.h"
 #include "distq/reducer.h"
 #include "distq/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The longest path a file name or config value may have. */
+#define DISTQ_PATH_MAX 512
 
 #define DISTQ_MODEL_FORMAT "distq-model"
 #define DISTQ_MODEL_VERSION 3        /* 2: quantized ops and attributes; 3: padding_end, post_op; 1, 2 still load */
@@ -37,7 +40,6 @@ extern "C" {
 #define DISTQ_CHECKPOINT_FORMAT "distq-checkpoint"
 #define DISTQ_CHECKPOINT_VERSION 1
 
-struct distq_prepared; /* distq/quant.h */
 
 /* Writes a finalized graph. */
 distq_status distq_model_save(const distq_graph *g, const char *path);
@@ -46,16 +48,25 @@ distq_status distq_model_save(const distq_graph *g, const char *path);
  * accepted too: its float graph is loaded. */
 distq_status distq_model_load(const char *path, distq_graph **out);
 
-/* Quantized model file (docs/file-formats.md): the BN-folded fp32 graph p->g
+/* What a quantized model file records of its quantization: convert's
+ * choices, handed over by passes (distq_prepared_record), written as given. */
+typedef struct {
+    const distq_graph *observed; /* the BN-folded fp32 graph the observers watched */
+    distq_observer_kind kind;
+    int n_observers;
+    const distq_observer *observers; /* each converted: chosen range and qparams set */
+    const char *excluded; /* per node of observed: 1 if the user's patterns kept it fp32; NULL: none */
+} distq_quant_record;
+
+/* Quantized model file (docs/file-formats.md): the BN-folded fp32 graph rec->observed
  * in the distq-model layout (/graph, /tensors: the float model stays inside,
  * for `bench --precision fp32,int8` and `eval`), the int8 graph q in the same
  * layout under /int8 (u8 values from quantize / conv2d / linear attributes, s8
  * weights with their f32 scales, f32 bias), and /quant: the recipe as
  * attributes and every observer's final state (min, max, histogram, and the
- * range and qparams convert chose). q must come from distq_convert(p).
- * Atomic (tmp + rename). */
-distq_status distq_qmodel_save(const struct distq_prepared *p, const distq_graph *q,
-                               const char *path);
+ * range and qparams convert chose). q must be the int8 graph convert made
+ * with those observers. Atomic (tmp + rename). */
+distq_status distq_qmodel_save(const distq_quant_record *rec, const distq_graph *q, const char *path);
 /* Loads the int8 graph into *q (required) and, if fp32 != NULL, the float
  * graph into *fp32, validated as any model (distq_graph_finalize) plus the
  * recipe; errors name the file and the object at fault. A plain distq-model

@@ -12,9 +12,12 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "distq/bench.h"
 #include "distq/config.h"
+#include "distq/dist.h"
 #include "distq/exec.h"
 #include "distq/quant.h"
+#include "distq/results.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -77,13 +80,6 @@ typedef struct {
 } distq_eval_sums;
 #define DISTQ_EVAL_SUMS_COUNT 7
 
-typedef struct {
-    int64_t images;
-    double rel_l2;         /* ||int8 - fp32|| / ||fp32|| over all logits */
-    double top1_agreement; /* fraction of images with the same argmax */
-    int has_labels;
-    double acc_fp32, acc_int8;
-} distq_eval_report;
 
 /* Runs the fp32 graph (oneDNN) and the int8 graph (backend b) over this
  * rank's shards of data_path (global batches of batch_size) and adds to *sums
@@ -121,6 +117,23 @@ struct distq_dist;
  * written (rank 0) and the int8 test accuracy measured. */
 distq_status distq_train_job(const distq_config *cfg, struct distq_dist *d, int qat, int resume, distq_epoch_fn on_epoch,
                              void *user, distq_train_report *rep);
+
+/* --- benchmark points and the whole run (src/jobs/mbench.c, run.c) -------- */
+
+/* Collective over d: benchmarks g (fp32) or q (int8, if not NULL) at `batch`
+ * on every rank; serial = one rank at a time. Rank 0 receives the gathered
+ * point (free with distq_bench_point_free); other ranks get it empty. */
+distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const distq_graph *q,
+                                   distq_backend b, int64_t batch, const distq_bench_opts *opts, int serial,
+                                   uint64_t seed, distq_bench_point *pt);
+
+/* The whole `distq run` flow on every rank of d (collective): placement,
+ * sharded calibration, convert once, accuracy, benchmark, results file
+ * (cfg->results, if set). Rank 0 receives *res (free with
+ * distq_results_free); warn gets this rank's placement warning, if any. */
+distq_status distq_run_job(const distq_config *cfg, const char *config_path, distq_dist *d,
+                           distq_progress_fn progress, void *progress_user, distq_results *res,
+                           char *warn, size_t warn_len);
 
 /* --- ONNX test cases (src/jobs/onnx_test.c) ----------------------------------
  * A folder in ONNX's test-case layout (model.onnx, test_data_set_N/input_K.pb

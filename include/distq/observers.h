@@ -102,6 +102,23 @@ void distq_hist_search(const distq_hist_state *st, float *lo, float *hi);
 /* ERROR(ns, ne) of the spec: L2 error of mapping bins [ns, ne] to 256 levels. */
 double distq_hist_error(const distq_hist_state *st, int64_t ns, int64_t ne);
 
+/* One activation observer. All values in it share one scale and zero point
+ * (PyTorch's implicit sharing: every edge reading a tensor, and the outputs of
+ * pooling/flatten, which share their input's qparams). It is fed each of its
+ * values on every batch, in execution order, as PyTorch calls a shared
+ * observer once per inserted observer node. */
+typedef struct {
+    distq_observer_kind kind;
+    distq_minmax_state mm;  /* MINMAX */
+    distq_hist_state *hist; /* HISTOGRAM (owned) */
+    int n_values, cap_values;
+    int *values; /* value indices in the prepared graph (owned; a densenet block's concats share one) */
+    /* What convert chose (the histogram's searched range), for the file. */
+    int converted;
+    float chosen_min, chosen_max;
+    distq_qparams chosen;
+} distq_observer;
+
 /* --- QAT: moving-average observers and fake quantization (spec §3.4, §4.4) --
  * Deliberate deviation (spec §7 #2): training computes qparams with the same
  * functions convert uses (distq_qparams_affine / distq_qparams_symmetric_scale),

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "distq/graph.h"
+#include "distq/io.h"
 #include "distq/observers.h"
 #include "distq/reducer.h"
 #include "distq/status.h"
@@ -29,22 +30,6 @@ extern "C" {
 /* --- prepare: fold BN, annotate, attach observers ------------------------- */
 
 
-/* One activation observer. All values in it share one scale and zero point
- * (PyTorch's implicit sharing: every edge reading a tensor, and the outputs of
- * pooling/flatten, which share their input's qparams). It is fed each of its
- * values on every batch, in execution order, as PyTorch calls a shared
- * observer once per inserted observer node. */
-typedef struct {
-    distq_observer_kind kind;
-    distq_minmax_state mm;  /* MINMAX */
-    distq_hist_state *hist; /* HISTOGRAM (owned) */
-    int n_values, cap_values;
-    int *values; /* value indices in the prepared graph (owned; a densenet block's concats share one) */
-    /* What convert chose (the histogram's searched range), for the file. */
-    int converted;
-    float chosen_min, chosen_max;
-    distq_qparams chosen;
-} distq_observer;
 
 /* Fused int8 patterns, in the spec's order of matching. */
 typedef enum {
@@ -132,8 +117,10 @@ distq_status distq_convert(distq_prepared *p, int reduce_range, distq_graph **ou
  * receive the range it chose (the histogram's searched range). */
 distq_status distq_observer_qparams(const distq_observer *o, int32_t qmax, distq_qparams *qp,
                                     float *lo, float *hi);
-/* 1 if the int8 graph q keeps activations on the 7-bit grid (reduce_range). */
-int distq_graph_reduce_range(const distq_graph *q);
+/* What the quantized model file records of p (io writes it as given, never
+ * asking passes): the observed graph, every observer as convert left it, the
+ * user's exclusions. Borrowed from p. */
+distq_quant_record distq_prepared_record(const distq_prepared *p);
 
 #ifdef __cplusplus
 }

@@ -9,9 +9,6 @@
  */
 #include <stdint.h>
 
-#include "distq/bench.h"
-#include "distq/dist.h"
-#include "distq/jobs.h"
 #include "distq/status.h"
 
 #ifdef __cplusplus
@@ -20,6 +17,28 @@ extern "C" {
 
 #define DISTQ_RESULTS_FORMAT "distq-results"
 #define DISTQ_RESULTS_VERSION 1
+#define DISTQ_HOST_MAX 256 /* MPI_MAX_PROCESSOR_NAME of Open MPI; dist.c checks it */
+
+/* Where one rank ran (dist/placement.c finds it out). */
+typedef struct {
+    char host[DISTQ_HOST_MAX];
+    int numa_node;       /* -1 if not bound to one node */
+    char cpus[256];      /* the PUs this rank runs on, hwloc list syntax "0-3,8" */
+    int n_cores;         /* cores in that set (at least 1) */
+    int threads;         /* oneDNN/OpenMP threads set */
+    char bound_by[16];   /* "distq", "launcher" (mpirun --bind-to), or "none" */
+    int oversubscribed;  /* more ranks than cores on the node */
+    int membind;         /* memory bound to the NUMA node */
+} distq_placement;
+
+/* Accuracy of the int8 graph against the fp32 one on held-out data. */
+typedef struct {
+    int64_t images;
+    double rel_l2;         /* ||int8 - fp32|| / ||fp32|| over all logits */
+    double top1_agreement; /* fraction of images with the same argmax */
+    int has_labels;
+    double acc_fp32, acc_int8;
+} distq_eval_report;
 
 /* One benchmark point (batch size, precision) over all ranks. */
 typedef struct {
@@ -36,13 +55,6 @@ typedef struct {
     double aggregate_images_per_s; /* sum over ranks */
 } distq_bench_point;
 
-/* Collective over d: benchmarks g (fp32) or q (int8, if not NULL) at `batch`
- * on every rank; serial = one rank at a time. Rank 0 receives the gathered
- * point (free with distq_bench_point_free); other ranks get it empty. */
-distq_status distq_bench_point_run(distq_dist *d, const distq_graph *g, const distq_graph *q,
-                                   distq_backend b, int64_t batch, const distq_bench_opts *opts, int serial,
-                                   uint64_t seed, distq_bench_point *pt);
-void distq_bench_point_free(distq_bench_point *pt);
 
 typedef struct {
     int nranks;
@@ -65,13 +77,9 @@ typedef struct {
     char date[32]; /* ISO 8601 UTC */
 } distq_results;
 
-/* The whole `distq run` flow on every rank of d (collective): placement,
- * sharded calibration, convert once, accuracy, benchmark, results file
- * (cfg->results, if set). Rank 0 receives *res (free with
- * distq_results_free); warn gets this rank's placement warning, if any. */
-distq_status distq_run_job(const distq_config *cfg, const char *config_path, distq_dist *d,
-                           distq_progress_fn progress, void *progress_user, distq_results *res,
-                           char *warn, size_t warn_len);
+
+/* Frees one point's arrays (safe on an empty point). */
+void distq_bench_point_free(distq_bench_point *pt);
 
 /* Writes r to path (tmp + rename). The distq version, git revision and HDF5
  * version are added here. */

@@ -1,17 +1,9 @@
-/* Timers, the benchmark loop's stopping rule, and percentiles (bench.h). */
+/* The benchmark loop's stopping rule, and percentiles (bench.h). */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "distq/bench.h"
 #include "distq/tensor.h"
-
-double distq_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {

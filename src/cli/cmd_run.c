@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "distq/dist.h"
 #include "distq/io.h"
+#include "distq/jobs.h"
 #include "distq/results.h"
 
 static const char run_usage[] =

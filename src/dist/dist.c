@@ -11,6 +11,8 @@
 
 #include "distq/dist.h"
 
+_Static_assert(MPI_MAX_PROCESSOR_NAME <= DISTQ_HOST_MAX, "a host name must fit distq_placement.host");
+
 #define MPI_CHECK(call, what)                                                        \
     do {                                                                             \
         int rc_ = (call);                                                            \

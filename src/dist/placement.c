@@ -14,6 +14,25 @@
 
 #define HWLOC_FAIL(what) distq_error_set(DISTQ_ERR_HWLOC, "hwloc: %s failed: %s", (what), strerror(errno))
 
+/* The placement policies by name ([bench] bind, --bind); distq_place
+ * carries them out. */
+static const char *const bind_names[DISTQ_BIND_COUNT] = {"none", "core", "numa"};
+
+const char *distq_bind_name(distq_bind b)
+{
+    return ((int)b >= 0 && b < DISTQ_BIND_COUNT) ? bind_names[b] : "?";
+}
+
+distq_status distq_bind_from_name(const char *name, distq_bind *out)
+{
+    for (int i = 0; i < DISTQ_BIND_COUNT; i++)
+        if (strcmp(name, bind_names[i]) == 0) {
+            *out = (distq_bind)i;
+            return DISTQ_OK;
+        }
+    return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown binding '%s' (none, core, numa)", name);
+}
+
 /* Cores (not PUs) whose PUs intersect set. */
 static int cores_in(hwloc_topology_t topo, hwloc_const_cpuset_t set)
 {

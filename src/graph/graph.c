@@ -448,3 +448,10 @@ int distq_graph_is_quantized(const distq_graph *g)
         if (g->values[i].dtype == DISTQ_DTYPE_U8) return 1;
     return 0;
 }
+
+int distq_graph_reduce_range(const distq_graph *q)
+{
+    for (int i = 0; i < q->n_values; i++)
+        if (q->values[i].dtype == DISTQ_DTYPE_U8 && q->values[i].quant_max < 255) return 1;
+    return 0;
+}

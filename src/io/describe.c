@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "distq/io.h"
-#include "distq/quant.h"
 #include "distq/results.h"
 #include "io/h5_util_impl.h"
 #include "io/model_io_impl.h"

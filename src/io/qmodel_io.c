@@ -22,7 +22,6 @@
 
 #include "distq/io.h"
 #include "distq/onnx.h"
-#include "distq/quant.h"
 #include "io/h5_util_impl.h"
 #include "io/model_io_impl.h"
 
@@ -56,12 +55,12 @@ static const i64_attr recipe_i64s[] = {
 
 // --- save -------------------------------------------------------------------------
 
-static distq_status write_observer(hid_t observers, hid_t gcpl, const distq_prepared *p, int k,
+static distq_status write_observer(hid_t observers, hid_t gcpl, const distq_quant_record *rec, int k,
                                    const char *path)
 {
     distq_status st = DISTQ_OK;
     hid_t grp = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-    const distq_observer *o = &p->observers[k];
+    const distq_observer *o = &rec->observers[k];
     char where[DISTQ_H5_WHERE_MAX], name[32];
     const char **vals = NULL;
     float mn, mx;
@@ -82,7 +81,7 @@ static distq_status write_observer(hid_t observers, hid_t gcpl, const distq_prep
         st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
         goto cleanup;
     }
-    for (int i = 0; i < o->n_values; i++) vals[i] = p->g->values[o->values[i]].name;
+    for (int i = 0; i < o->n_values; i++) vals[i] = rec->observed->values[o->values[i]].name;
     const distq_qparams qp = o->chosen; /* what convert chose */
     const float lo = o->chosen_min, hi = o->chosen_max;
     mn = is_hist ? o->hist->min : o->mm.min;
@@ -118,7 +117,7 @@ cleanup:
     return st;
 }
 
-static distq_status write_quant(hid_t fid, const distq_prepared *p, int reduce_range, const char *path)
+static distq_status write_quant(hid_t fid, const distq_quant_record *rec, int reduce_range, const char *path)
 {
     distq_status st = DISTQ_OK;
     hid_t gcpl = H5I_INVALID_HID, quant = H5I_INVALID_HID, sub = H5I_INVALID_HID;
@@ -129,7 +128,7 @@ static distq_status write_quant(hid_t fid, const distq_prepared *p, int reduce_r
                    "%s: cannot create group", where);
     DISTQ_CHECK(distq_h5_attr_write_str(quant, "recipe", RECIPE_TEXT, where));
     DISTQ_CHECK(
-        distq_h5_attr_write_str(quant, "observer", distq_observer_kind_name(p->kind), where));
+        distq_h5_attr_write_str(quant, "observer", distq_observer_kind_name(rec->kind), where));
     for (int i = 0; i < N_RECIPE_STRS; i++)
         DISTQ_CHECK(
             distq_h5_attr_write_str(quant, recipe_strs[i].name, recipe_strs[i].value, where));
@@ -146,21 +145,21 @@ static distq_status write_quant(hid_t fid, const distq_prepared *p, int reduce_r
     DISTQ_CHECK(distq_h5_attr_write_i64(quant, "hist_dst_bins", 0, &hist[2], where));
     {   /* the nodes the user's exclude patterns kept in fp32 (inspect tells them apart) */
         int n_ex = 0;
-        for (int i = 0; i < p->g->n_nodes; i++) n_ex += p->excluded[i];
+        for (int i = 0; rec->excluded && i < rec->observed->n_nodes; i++) n_ex += rec->excluded[i];
         const char **names = n_ex ? distq_malloc((size_t)n_ex * sizeof *names) : NULL;
         if (n_ex && !names) {
             st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
             goto cleanup;
         }
-        for (int i = 0, k = 0; i < p->g->n_nodes; i++)
-            if (p->excluded[i]) names[k++] = p->g->nodes[i].name;
+        for (int i = 0, k = 0; n_ex && i < rec->observed->n_nodes; i++)
+            if (rec->excluded[i]) names[k++] = rec->observed->nodes[i].name;
         if (n_ex) st = distq_h5_attr_write_strs(quant, "excluded_nodes", n_ex, names, where);
         distq_free(names);
         if (st) goto cleanup;
     }
     DISTQ_H5_CHECK(sub = H5Gcreate2(quant, "observers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                    DISTQ_ERR_IO, "%s/observers: cannot create group", where);
-    for (int k = 0; k < p->n_observers; k++) DISTQ_CHECK(write_observer(sub, gcpl, p, k, path));
+    for (int k = 0; k < rec->n_observers; k++) DISTQ_CHECK(write_observer(sub, gcpl, rec, k, path));
 cleanup:
     distq_h5_close(&sub);
     distq_h5_close(&quant);
@@ -174,27 +173,27 @@ static void int8_where(const char *path, char *buf, size_t len)
     snprintf(buf, len, "%s (int8 graph " INT8_GROUP ")", path);
 }
 
-distq_status distq_qmodel_save(const distq_prepared *p, const distq_graph *q, const char *path)
+distq_status distq_qmodel_save(const distq_quant_record *rec, const distq_graph *q, const char *path)
 {
     distq_status st = DISTQ_OK;
     hid_t fid = H5I_INVALID_HID, grp = H5I_INVALID_HID;
     char tmp[DISTQ_H5_WHERE_MAX] = "", where[DISTQ_H5_WHERE_MAX];
-    if (!p || !q || !path || !p->g)
+    if (!rec || !q || !path || !rec->observed || (rec->n_observers && !rec->observers))
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_qmodel_save: NULL argument");
     if (!q->finalized || !distq_graph_is_quantized(q))
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: the graph to save is not a finalized int8 graph",
                                path);
-    if (!p->g->finalized)
+    if (!rec->observed->finalized)
         return distq_error_set(DISTQ_ERR_INVALID_ARG, "%s: the prepared graph is not finalized",
                                path);
     int8_where(path, where, sizeof where);
     DISTQ_CHECK(distq_h5_create_tmp(path, DISTQ_QMODEL_FORMAT, DISTQ_QMODEL_VERSION, tmp, &fid));
-    DISTQ_CHECK(distq_h5_write_graph(fid, p->g, path));
+    DISTQ_CHECK(distq_h5_write_graph(fid, rec->observed, path));
     DISTQ_H5_CHECK(grp = H5Gcreate2(fid, INT8_GROUP + 1, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), DISTQ_ERR_IO,
                    "%s: cannot create group " INT8_GROUP, path);
     DISTQ_CHECK(distq_h5_write_graph(grp, q, where));
     distq_h5_close(&grp);
-    DISTQ_CHECK(write_quant(fid, p, distq_graph_reduce_range(q), path));
+    DISTQ_CHECK(write_quant(fid, rec, distq_graph_reduce_range(q), path));
     DISTQ_CHECK(distq_h5_commit(&fid, tmp, path));
 cleanup:
     distq_h5_close(&grp);

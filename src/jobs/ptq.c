@@ -99,7 +99,10 @@ distq_status distq_ptq_run(const distq_config *cfg, const distq_job_ctx *ctx, di
         st = distq_convert(p, rep->reduce_range, &q);
         rep->convert_s = distq_now_s() - t0;
         t0 = distq_now_s();
-        if (!st) st = distq_qmodel_save(p, q, cfg->quantized);
+        if (!st) {
+            distq_quant_record rec = distq_prepared_record(p);
+            st = distq_qmodel_save(&rec, q, cfg->quantized);
+        }
         rep->save_s = distq_now_s() - t0;
     }
     if ((st = sync(ctx, st))) goto cleanup;

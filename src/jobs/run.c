@@ -17,6 +17,7 @@
 #include "distq/io.h"
 #include "distq/jobs.h"
 #include "distq/results.h"
+#include "distq/timer.h"
 
 /* FNV-1a: a path (or any text) as one comparable setting */
 static int64_t text_hash(const char *s)

@@ -110,7 +110,10 @@ static distq_status finish_qat(const distq_config *cfg, distq_dist *d, const dis
     distq_graph *qg = NULL;
     distq_exec *e = NULL;
     distq_status st = distq_qat_convert(g, q, &p, &qg);
-    if (!st && cfg->quantized[0] && d->rank == 0) st = distq_qmodel_save(p, qg, cfg->quantized);
+    if (!st && cfg->quantized[0] && d->rank == 0) {
+        distq_quant_record rec = distq_prepared_record(p);
+        st = distq_qmodel_save(&rec, qg, cfg->quantized);
+    }
     if (!st && nt) st = distq_exec_create(DISTQ_BACKEND_ONEDNN, qg, chunk, &e);
     if ((st = distq_dist_agree(d, st))) goto done;
     if (nt) {

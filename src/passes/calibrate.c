@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "distq/bench.h"
 #include "distq/exec.h"
 #include "distq/quant.h"
+#include "distq/timer.h"
 
 struct distq_calibrator {
     distq_prepared *p;

@@ -400,9 +400,3 @@ distq_status distq_convert(distq_prepared *p, int reduce_range, distq_graph **ou
     return DISTQ_OK;
 }
 
-int distq_graph_reduce_range(const distq_graph *q)
-{
-    for (int i = 0; i < q->n_values; i++)
-        if (q->values[i].dtype == DISTQ_DTYPE_U8 && q->values[i].quant_max < 255) return 1;
-    return 0;
-}

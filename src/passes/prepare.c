@@ -328,6 +328,15 @@ distq_status distq_prepare_excluding(const distq_graph *g, distq_observer_kind k
     return DISTQ_OK;
 }
 
+distq_quant_record distq_prepared_record(const distq_prepared *p)
+{
+    return (distq_quant_record){.observed = p->g,
+                                .kind = p->kind,
+                                .n_observers = p->n_observers,
+                                .observers = p->observers,
+                                .excluded = p->excluded};
+}
+
 void distq_prepared_destroy(distq_prepared *p)
 {
     if (!p) return;

@@ -3,7 +3,7 @@
  * forward computes what src/backend/ref/exec_ref.c computes (eval mode is
  * the same op by op); training mode differs only in batch_norm.
  *
- * conv2d runs on oneDNN's primitives (conv_onednn.c) unless the trainer was
+ * conv2d runs on oneDNN's primitives (backend/onednn/onednn_train.c) unless the trainer was
  * made with plain_kernels; its plain path here (im2col + distq_sgemm) is the
  * reference. linear is distq_sgemm; everything else is plain loops. OpenMP parallelises over images (conv2d), channels (batch_norm) or
  * elements, always with the trainer's fixed team size so the per-thread

@@ -8,7 +8,7 @@
  * and per-thread scratch. A step allocates nothing.
  *
  * Deliberately not here: the optimizer (sgd.c), the all-reduce of the
- * gradients (the caller's), the oneDNN conv primitives (conv_onednn.c).
+ * gradients (the caller's), the oneDNN conv primitives (backend/onednn/onednn_train.c).
  */
 #include <math.h>
 #include <omp.h>

@@ -10,25 +10,6 @@
 #include "distq/config.h"
 #include "distq/tensor.h"
 
-/* The placement policies by name ([bench] bind, --bind); dist/placement.c
- * carries them out. */
-static const char *const bind_names[DISTQ_BIND_COUNT] = {"none", "core", "numa"};
-
-const char *distq_bind_name(distq_bind b)
-{
-    return ((int)b >= 0 && b < DISTQ_BIND_COUNT) ? bind_names[b] : "?";
-}
-
-distq_status distq_bind_from_name(const char *name, distq_bind *out)
-{
-    for (int i = 0; i < DISTQ_BIND_COUNT; i++)
-        if (strcmp(name, bind_names[i]) == 0) {
-            *out = (distq_bind)i;
-            return DISTQ_OK;
-        }
-    return distq_error_set(DISTQ_ERR_INVALID_ARG, "unknown binding '%s' (none, core, numa)", name);
-}
-
 distq_status distq_parse_i64(const char *what, const char *text, int64_t lo, int64_t hi, int64_t *out)
 {
     char *end = NULL;

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io/onnx_impl.h"
+#include "import/onnx_impl.h"
 
 #define NO_PARAMS NULL
 

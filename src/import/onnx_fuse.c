@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "io/onnx_impl.h"
+#include "import/onnx_impl.h"
 
 static int same(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
 

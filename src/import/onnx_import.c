@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/onnx_impl.h"
+#include "import/onnx_impl.h"
 
 int distq_path_is_onnx(const char *path)
 {

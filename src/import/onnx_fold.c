@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "io/onnx_impl.h"
+#include "import/onnx_impl.h"
 
 static size_t elem_size(distq_dtype dt) { return dt == DISTQ_DTYPE_F32 ? sizeof(float) : sizeof(int64_t); }
 
