@@ -576,12 +576,95 @@ static void test_free(void)
     distq_results_free(NULL);
 }
 
+/* distq_results_read returns every field the writer was given, samples included. */
+static void test_read_back(void)
+{
+    static run_fixture f;
+    char path[512];
+    distq_results r;
+    build_run(&f);
+    test_tmp_path(path, sizeof path, "read_back.h5");
+    TEST_OK(distq_results_write(path, &f.r));
+    TEST_OK(distq_results_read(path, &r));
+    CU_ASSERT_EQUAL_FATAL(r.nranks, NRANKS);
+    for (int k = 0; k < NRANKS; k++) {
+        const distq_placement *a = &f.pl[k], *b = &r.placement[k];
+        CU_ASSERT_STRING_EQUAL(b->host, a->host);
+        CU_ASSERT_STRING_EQUAL(b->cpus, a->cpus);
+        CU_ASSERT_STRING_EQUAL(b->bound_by, a->bound_by);
+        CU_ASSERT_EQUAL(b->numa_node, a->numa_node);
+        CU_ASSERT_EQUAL(b->n_cores, a->n_cores);
+        CU_ASSERT_EQUAL(b->threads, a->threads);
+        CU_ASSERT_EQUAL(b->oversubscribed, a->oversubscribed);
+        CU_ASSERT_EQUAL(b->membind, a->membind);
+    }
+    CU_ASSERT_EQUAL_FATAL(r.n_points, NPOINTS);
+    for (int i = 0; i < NPOINTS; i++) {
+        const distq_bench_point *a = &f.pts[i], *b = &r.points[i]; /* run order kept */
+        CU_ASSERT_EQUAL(b->batch, a->batch);
+        CU_ASSERT_STRING_EQUAL(b->precision, a->precision);
+        CU_ASSERT_STRING_EQUAL(b->concurrency, a->concurrency);
+        CU_ASSERT_EQUAL(b->nranks, NRANKS);
+        CU_ASSERT_EQUAL(b->p50_s, a->p50_s); /* f64 in the file: exact */
+        CU_ASSERT_EQUAL(b->p90_s, a->p90_s);
+        CU_ASSERT_EQUAL(b->p99_s, a->p99_s);
+        CU_ASSERT_EQUAL(b->aggregate_images_per_s, a->aggregate_images_per_s);
+        for (int k = 0; k < NRANKS; k++) {
+            CU_ASSERT_EQUAL_FATAL(b->iters[k], a->iters[k]);
+            CU_ASSERT_EQUAL(memcmp(b->samples_s[k], a->samples_s[k], (size_t)a->iters[k] * sizeof(double)), 0);
+            CU_ASSERT_EQUAL(b->setup_s[k], a->setup_s[k]);
+            CU_ASSERT_EQUAL(b->first_s[k], a->first_s[k]);
+            CU_ASSERT_EQUAL(b->images_per_s[k], a->images_per_s[k]);
+        }
+    }
+    CU_ASSERT_EQUAL(r.calib_wall_s, f.r.calib_wall_s);
+    CU_ASSERT_EQUAL(r.calib_forward_s, f.r.calib_forward_s);
+    CU_ASSERT_EQUAL(r.calib_observe_s, f.r.calib_observe_s);
+    CU_ASSERT_EQUAL(r.calib_images, f.r.calib_images);
+    CU_ASSERT_EQUAL(r.calib_batches, f.r.calib_batches);
+    CU_ASSERT_EQUAL(r.reduce_bytes, f.r.reduce_bytes);
+    CU_ASSERT_EQUAL(r.reduce_calls, f.r.reduce_calls);
+    CU_ASSERT_EQUAL(r.reduce_range, 1);
+    CU_ASSERT_STRING_EQUAL(r.observer, "histogram");
+    CU_ASSERT_EQUAL_FATAL(r.has_eval, 1);
+    CU_ASSERT_EQUAL(r.eval.images, 500);
+    CU_ASSERT_EQUAL(r.eval.rel_l2, f.r.eval.rel_l2);
+    CU_ASSERT_EQUAL(r.eval.top1_agreement, f.r.eval.top1_agreement);
+    CU_ASSERT_EQUAL(r.eval.has_labels, 1);
+    CU_ASSERT_EQUAL(r.eval.acc_fp32, f.r.eval.acc_fp32);
+    CU_ASSERT_EQUAL(r.eval.acc_int8, f.r.eval.acc_int8);
+    CU_ASSERT_STRING_EQUAL(r.config_path, f.r.config_path);
+    CU_ASSERT_STRING_EQUAL(r.config_text, CONFIG_TEXT);
+    CU_ASSERT_STRING_EQUAL(r.model_path, f.r.model_path);
+    CU_ASSERT_STRING_EQUAL(r.quantized_path, f.r.quantized_path);
+    CU_ASSERT_STRING_EQUAL(r.isa, "avx512_core_vnni");
+    CU_ASSERT_STRING_EQUAL(r.max_isa, "avx512_core_vnni");
+    CU_ASSERT_STRING_EQUAL(r.onednn_version, "2.6.3");
+    CU_ASSERT_STRING_EQUAL(r.mpi_version, "Open MPI v4.1.4");
+    CU_ASSERT_STRING_EQUAL(r.hwloc_version, "2.9.0");
+    CU_ASSERT_STRING_EQUAL(r.date, "2024-05-01T10:00:00Z");
+    CU_ASSERT(r.distq_version[0] >= '0' && r.distq_version[0] <= '9'); /* this build's, written by the writer */
+    CU_ASSERT(r.hdf5_version[0] >= '1' && r.hdf5_version[0] <= '9');
+    distq_results_free(&r);
+
+    /* A rank's samples gone: the reader names the file and the group. */
+    hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    CU_ASSERT_FATAL(fid >= 0);
+    CU_ASSERT(H5Ldelete(fid, "ranks/2/fp32_bs1/latency", H5P_DEFAULT) >= 0);
+    H5Fclose(fid);
+    TEST_ERR(distq_results_read(path, &r), DISTQ_ERR_FORMAT, "/ranks/2/fp32_bs1");
+    CU_ASSERT_PTR_NOT_NULL(strstr(distq_error_message(), "'latency'"));
+    CU_ASSERT_PTR_NULL(r.placement); /* freed on failure */
+    CU_ASSERT_PTR_NULL(r.points);
+}
+
 /* The results writer and its reader (describe) with every distq allocation
  * failing in turn (test_alloc_sweep); a failed write leaves no file. */
 typedef struct {
     run_fixture *f;
     char path[512];
     char *text;
+    distq_results read;
 } results_ctx;
 
 static distq_status write_results(void *ctx)
@@ -594,6 +677,18 @@ static distq_status describe_results_file(void *ctx)
 {
     results_ctx *c = ctx;
     return distq_h5_describe(c->path, &c->text);
+}
+
+static distq_status read_results_file(void *ctx)
+{
+    results_ctx *c = ctx;
+    return distq_results_read(c->path, &c->read);
+}
+
+static void drop_read(void *ctx)
+{
+    results_ctx *c = ctx;
+    distq_results_free(&c->read);
 }
 
 static void drop_results(void *ctx)
@@ -612,6 +707,7 @@ static void test_alloc_sweeps(void)
     remove(c.path);
     test_alloc_sweep("results writer", write_results, drop_results, &c);
     test_alloc_sweep("results describe", describe_results_file, drop_results, &c);
+    test_alloc_sweep("results reader", read_results_file, drop_read, &c);
     test_assert_no_open_hdf5();
 }
 
@@ -622,6 +718,7 @@ int main(void)
         {"every allocation of write and describe fails in turn", test_alloc_sweeps},
         {"a run without points or evaluation", test_empty_run},
         {"describe prints the table", test_describe},
+        {"read back: every field, samples included", test_read_back},
         {"failed writes name the path, keep the old file, leave no tmp", test_write_failures},
         {"results_free", test_free},
         {"no HDF5 handles left open", test_assert_no_open_hdf5},

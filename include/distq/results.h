@@ -75,6 +75,9 @@ typedef struct {
     char isa[32], onednn_version[32], mpi_version[128], hwloc_version[32];
     char max_isa[32]; /* the ISA cap set for the run (ONEDNN_MAX_CPU_ISA, --max-isa); "" if none */
     char date[32]; /* ISO 8601 UTC */
+    /* filled by distq_results_read (the writer writes its own build's) */
+    char distq_version[32], git_revision[64], hdf5_version[32];
+    char **owned_strings[4]; /* the reader's copies behind config_path ... quantized_path */
 } distq_results;
 
 
@@ -85,7 +88,14 @@ void distq_bench_point_free(distq_bench_point *pt);
  * version are added here. */
 distq_status distq_results_write(const char *path, const distq_results *r);
 
-/* Frees what a results struct built by the run job owns: the placement
+/* Reads a results file back into *r (zeroed first; free with
+ * distq_results_free): every rank's placement and raw samples, every point,
+ * calibration, accuracy and provenance, as distq_results_write wrote them.
+ * The one reader of the layout (inspect formats what it returns). Errors
+ * name the file and the group, dataset or attribute at fault. */
+distq_status distq_results_read(const char *path, distq_results *r);
+
+/* Frees what a results struct built by the run job or the reader owns: the placement
  * array, the points and their arrays. */
 void distq_results_free(distq_results *r);
 

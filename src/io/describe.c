@@ -430,295 +430,97 @@ cleanup:
 }
 
 // --- results files -----------------------------------------------------------------
+/* Formats what distq_results_read returns: the library's one reader of the layout. */
 
-/* Reads dataset loc/name of exactly n values (a scalar counts as 1) as mtype. */
-static distq_status read_values(hid_t loc, const char *name, hid_t mtype, int64_t n, void *out,
-                                const char *where)
+static void describe_ranks(const distq_results *r, text_buf *b)
 {
-    distq_status st = DISTQ_OK;
-    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
-    hssize_t np;
-    htri_t has;
-    DISTQ_H5_CHECK(has = H5Lexists(loc, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
-                   "%s: cannot look up '%s'", where, name);
-    if (!has) {
-        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: missing dataset '%s'", where, name);
-        goto cleanup;
-    }
-    DISTQ_H5_CHECK(dset = H5Dopen2(loc, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
-                   "%s: '%s' is not a dataset", where, name);
-    DISTQ_H5_CHECK(space = H5Dget_space(dset), DISTQ_ERR_FORMAT,
-                   "%s: cannot read the shape of '%s'", where, name);
-    DISTQ_H5_CHECK(np = H5Sget_simple_extent_npoints(space), DISTQ_ERR_FORMAT,
-                   "%s: cannot read the shape of '%s'", where, name);
-    if (np != n) {
-        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: dataset '%s' has %lld values, expected %lld",
-                             where, name, (long long)np, (long long)n);
-        goto cleanup;
-    }
-    if (n > 0)
-        DISTQ_H5_CHECK(H5Dread(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), DISTQ_ERR_FORMAT,
-                       "%s: cannot read '%s'", where, name);
-cleanup:
-    distq_h5_close(&space);
-    distq_h5_close(&dset);
-    return st;
-}
-
-static distq_status read_f64(hid_t loc, const char *name, double *v, const char *where)
-{
-    return read_values(loc, name, H5T_NATIVE_DOUBLE, 1, v, where);
-}
-
-static distq_status read_i64(hid_t loc, const char *name, int64_t *v, const char *where)
-{
-    return read_values(loc, name, H5T_NATIVE_INT64, 1, v, where);
-}
-
-/* A scalar string attribute, or `fallback` if loc has no such attribute. */
-static distq_status attr_str_or(hid_t loc, const char *name, char *buf, size_t len,
-                                const char *fallback, const char *where)
-{
-    distq_status st = DISTQ_OK;
-    htri_t has;
-    DISTQ_H5_CHECK(has = H5Aexists(loc, name), DISTQ_ERR_FORMAT,
-                   "%s: cannot look up attribute '%s'", where, name);
-    if (has) DISTQ_CHECK(distq_h5_attr_read_str(loc, name, buf, len, where));
-    else snprintf(buf, len, "%s", fallback);
-cleanup:
-    return st;
-}
-
-/* host and cpus are written from distq_placement's 256-byte fields. */
-typedef struct {
-    char host[320], cpus[320], bound_by[DISTQ_NAME_MAX];
-    int64_t numa_node, n_cores, threads, oversubscribed, membind;
-} rank_row;
-
-static distq_status read_rank_row(hid_t ranks, int k, rank_row *row, const char *path)
-{
-    distq_status st = DISTQ_OK;
-    hid_t grp = H5I_INVALID_HID;
-    char name[32], full[64], where[DISTQ_H5_WHERE_MAX];
-    snprintf(name, sizeof name, "%d", k);
-    snprintf(full, sizeof full, "/ranks/%d", k);
-    snprintf(where, sizeof where, "%s: %s", path, full);
-    DISTQ_CHECK(distq_h5_open_group(ranks, name, path, full, &grp));
-    DISTQ_CHECK(distq_h5_attr_read_str(grp, "host", row->host, sizeof row->host, where));
-    DISTQ_CHECK(distq_h5_attr_read_str(grp, "cpus", row->cpus, sizeof row->cpus, where));
-    DISTQ_CHECK(distq_h5_attr_read_str(grp, "bound_by", row->bound_by, sizeof row->bound_by,
-                                       where));
-    DISTQ_CHECK(distq_h5_attr_read_i64(grp, "numa_node", 1, 1, &row->numa_node, NULL, where));
-    DISTQ_CHECK(distq_h5_attr_read_i64(grp, "n_cores", 1, 1, &row->n_cores, NULL, where));
-    DISTQ_CHECK(distq_h5_attr_read_i64(grp, "threads", 1, 1, &row->threads, NULL, where));
-    DISTQ_CHECK(distq_h5_attr_read_i64(grp, "oversubscribed", 1, 1, &row->oversubscribed, NULL,
-                                       where));
-    DISTQ_CHECK(distq_h5_attr_read_i64(grp, "membind", 1, 1, &row->membind, NULL, where));
-cleanup:
-    distq_h5_close(&grp);
-    return st;
-}
-
-static distq_status describe_ranks(hid_t fid, int64_t nranks, const char *path, text_buf *b)
-{
-    distq_status st = DISTQ_OK;
-    hid_t ranks = H5I_INVALID_HID;
-    rank_row *rows = distq_calloc((size_t)nranks * sizeof *rows);
     int w_host = 4, w_cpus = 4;
-    if (!rows) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory describing /ranks", path);
-        goto cleanup;
+    for (int k = 0; k < r->nranks; k++) {
+        if ((int)strlen(r->placement[k].host) > w_host) w_host = (int)strlen(r->placement[k].host);
+        if ((int)strlen(r->placement[k].cpus) > w_cpus) w_cpus = (int)strlen(r->placement[k].cpus);
     }
-    DISTQ_CHECK(distq_h5_open_group(fid, "ranks", path, "/ranks", &ranks));
-    for (int64_t k = 0; k < nranks; k++) {
-        DISTQ_CHECK(read_rank_row(ranks, (int)k, &rows[k], path));
-        if ((int)strlen(rows[k].host) > w_host) w_host = (int)strlen(rows[k].host);
-        if ((int)strlen(rows[k].cpus) > w_cpus) w_cpus = (int)strlen(rows[k].cpus);
-    }
-    tb_printf(b, "ranks (%lld):\n", (long long)nranks);
+    tb_printf(b, "ranks (%d):\n", r->nranks);
     tb_printf(b, "  rank  %-*s  numa  %-*s  cores  threads  bound_by  membind\n", w_host, "host",
               w_cpus, "cpus");
-    for (int64_t k = 0; k < nranks; k++) {
-        const rank_row *r = &rows[k];
+    for (int k = 0; k < r->nranks; k++) {
+        const distq_placement *pl = &r->placement[k];
         char numa[24];
-        if (r->numa_node < 0) snprintf(numa, sizeof numa, "-");
-        else snprintf(numa, sizeof numa, "%lld", (long long)r->numa_node);
-        tb_printf(b, "  %4lld  %-*s  %4s  %-*s  %5lld  %7lld  %-8s  ", (long long)k, w_host,
-                  r->host, numa, w_cpus, r->cpus, (long long)r->n_cores, (long long)r->threads,
-                  r->bound_by);
-        if (r->oversubscribed) tb_printf(b, "%-7s  oversubscribed\n", r->membind ? "yes" : "no");
-        else tb_printf(b, "%s\n", r->membind ? "yes" : "no");
+        if (pl->numa_node < 0) snprintf(numa, sizeof numa, "-");
+        else snprintf(numa, sizeof numa, "%d", pl->numa_node);
+        tb_printf(b, "  %4d  %-*s  %4s  %-*s  %5d  %7d  %-8s  ", k, w_host, pl->host, numa, w_cpus,
+                  pl->cpus, pl->n_cores, pl->threads, pl->bound_by);
+        if (pl->oversubscribed) tb_printf(b, "%-7s  oversubscribed\n", pl->membind ? "yes" : "no");
+        else tb_printf(b, "%s\n", pl->membind ? "yes" : "no");
     }
-cleanup:
-    distq_h5_close(&ranks);
-    distq_free(rows);
-    return st;
 }
 
-static distq_status describe_point(hid_t points, const char *name, int64_t nranks,
-                                   const char *path, double *ips, text_buf *b)
+static void describe_points(const distq_results *r, text_buf *b)
 {
-    distq_status st = DISTQ_OK;
-    hid_t grp = H5I_INVALID_HID;
-    char full[DISTQ_NAME_MAX + 16], where[DISTQ_H5_WHERE_MAX], prec[DISTQ_NAME_MAX];
-    char conc[DISTQ_NAME_MAX];
-    int64_t batch = 0;
-    double p50 = 0, p90 = 0, p99 = 0, agg = 0;
-    snprintf(full, sizeof full, "/points/%s", name);
-    snprintf(where, sizeof where, "%s: %s", path, full);
-    DISTQ_CHECK(distq_h5_open_group(points, name, path, full, &grp));
-    DISTQ_CHECK(distq_h5_attr_read_str(grp, "precision", prec, sizeof prec, where));
-    DISTQ_CHECK(distq_h5_attr_read_str(grp, "concurrency", conc, sizeof conc, where));
-    DISTQ_CHECK(distq_h5_attr_read_i64(grp, "batch", 1, 1, &batch, NULL, where));
-    DISTQ_CHECK(read_f64(grp, "p50", &p50, where));
-    DISTQ_CHECK(read_f64(grp, "p90", &p90, where));
-    DISTQ_CHECK(read_f64(grp, "p99", &p99, where));
-    DISTQ_CHECK(read_f64(grp, "aggregate_images_per_s", &agg, where));
-    DISTQ_CHECK(read_values(grp, "images_per_s", H5T_NATIVE_DOUBLE, nranks, ips, where));
-    tb_printf(b, "  %-9s  %5lld  %-11s  %8.3f  %8.3f  %8.3f  %10.1f  ", prec, (long long)batch,
-              conc, p50 * 1e3, p90 * 1e3, p99 * 1e3, agg);
-    for (int64_t k = 0; k < nranks; k++) tb_printf(b, "%s%.1f", k ? " " : "", ips[k]);
-    tb_printf(b, "\n");
-cleanup:
-    distq_h5_close(&grp);
-    return st;
-}
-
-static distq_status describe_points(hid_t fid, int64_t nranks, const char *path, text_buf *b)
-{
-    distq_status st = DISTQ_OK;
-    hid_t points = H5I_INVALID_HID;
-    char (*names)[DISTQ_NAME_MAX] = NULL;
-    double *ips = distq_malloc((size_t)nranks * sizeof *ips);
-    H5G_info_t info;
-    int n = 0;
-    DISTQ_CHECK(distq_h5_open_group(fid, "points", path, "/points", &points));
-    DISTQ_H5_CHECK(H5Gget_info(points, &info), DISTQ_ERR_FORMAT, "%s: cannot list /points", path);
-    names = distq_malloc((info.nlinks > 0 ? (size_t)info.nlinks : 1) * sizeof *names);
-    if (!names || !ips) {
-        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory describing /points", path);
-        goto cleanup;
-    }
-    {
-        char where[DISTQ_H5_WHERE_MAX];
-        snprintf(where, sizeof where, "%s: /points", path);
-        DISTQ_CHECK(distq_h5_attr_read_strs(points, "order", (int)info.nlinks, (int)info.nlinks,
-                                            names, &n, where));
-    }
-    tb_printf(b, "points (%d; latency percentiles over all ranks' samples):\n", n);
-    if (n == 0) goto cleanup;
+    tb_printf(b, "points (%d; latency percentiles over all ranks' samples):\n", r->n_points);
+    if (r->n_points == 0) return;
     tb_printf(b, "  precision  batch  concurrency    p50 ms    p90 ms    p99 ms    images/s  "
                  "images/s per rank\n");
-    for (int i = 0; i < n; i++) DISTQ_CHECK(describe_point(points, names[i], nranks, path, ips, b));
-cleanup:
-    distq_h5_close(&points);
-    distq_free(names);
-    distq_free(ips);
-    return st;
+    for (int i = 0; i < r->n_points; i++) {
+        const distq_bench_point *pt = &r->points[i];
+        tb_printf(b, "  %-9s  %5lld  %-11s  %8.3f  %8.3f  %8.3f  %10.1f  ", pt->precision,
+                  (long long)pt->batch, pt->concurrency, pt->p50_s * 1e3, pt->p90_s * 1e3,
+                  pt->p99_s * 1e3, pt->aggregate_images_per_s);
+        for (int k = 0; k < pt->nranks; k++) tb_printf(b, "%s%.1f", k ? " " : "", pt->images_per_s[k]);
+        tb_printf(b, "\n");
+    }
 }
 
-static distq_status describe_calibration(hid_t fid, const char *path, text_buf *b)
+static void describe_calibration(const distq_results *r, text_buf *b)
 {
-    distq_status st = DISTQ_OK;
-    hid_t grp = H5I_INVALID_HID;
-    char where[DISTQ_H5_WHERE_MAX];
-    double wall = 0, fwd = 0, obs = 0;
-    int64_t images = 0, batches = 0, bytes = 0, calls = 0;
-    snprintf(where, sizeof where, "%s: /calibration", path);
-    DISTQ_CHECK(distq_h5_open_group(fid, "calibration", path, "/calibration", &grp));
-    DISTQ_CHECK(read_f64(grp, "wall_s", &wall, where));
-    DISTQ_CHECK(read_f64(grp, "forward_s", &fwd, where));
-    DISTQ_CHECK(read_f64(grp, "observe_s", &obs, where));
-    DISTQ_CHECK(read_i64(grp, "images", &images, where));
-    DISTQ_CHECK(read_i64(grp, "batches", &batches, where));
-    DISTQ_CHECK(read_i64(grp, "reduce_bytes_per_rank", &bytes, where));
-    DISTQ_CHECK(read_i64(grp, "reduce_calls", &calls, where));
-    if (images == 0 && batches == 0) {
+    if (r->calib_images == 0 && r->calib_batches == 0) {
         tb_printf(b, "calibration  none in this run\n");
-        goto cleanup;
+        return;
     }
     tb_printf(b,
               "calibration  %lld images in %lld batches, wall %.3f s (rank 0: forward %.3f s, "
               "observe %.3f s); all-reduce %.3f MB per rank in %lld calls\n",
-              (long long)images, (long long)batches, wall, fwd, obs, (double)bytes / 1e6,
-              (long long)calls);
-cleanup:
-    distq_h5_close(&grp);
-    return st;
+              (long long)r->calib_images, (long long)r->calib_batches, r->calib_wall_s,
+              r->calib_forward_s, r->calib_observe_s, (double)r->reduce_bytes / 1e6,
+              (long long)r->reduce_calls);
 }
 
-static distq_status describe_accuracy(hid_t fid, const char *path, text_buf *b)
+static void describe_accuracy(const distq_results *r, text_buf *b)
 {
-    distq_status st = DISTQ_OK;
-    hid_t grp = H5I_INVALID_HID;
-    char where[DISTQ_H5_WHERE_MAX];
-    double rel = 0, agree = 0, acc32 = 0, acc8 = 0;
-    int64_t images = 0, labels = 0;
-    htri_t has;
-    DISTQ_H5_CHECK(has = H5Lexists(fid, "accuracy", H5P_DEFAULT), DISTQ_ERR_FORMAT,
-                   "%s: cannot look up /accuracy", path);
-    if (!has) {
+    const distq_eval_report *e = &r->eval;
+    if (!r->has_eval) {
         tb_printf(b, "accuracy     not evaluated in this run\n");
-        goto cleanup;
+        return;
     }
-    snprintf(where, sizeof where, "%s: /accuracy", path);
-    DISTQ_CHECK(distq_h5_open_group(fid, "accuracy", path, "/accuracy", &grp));
-    DISTQ_CHECK(distq_h5_attr_read_i64(grp, "has_labels", 1, 1, &labels, NULL, where));
-    DISTQ_CHECK(read_i64(grp, "images", &images, where));
-    DISTQ_CHECK(read_f64(grp, "rel_l2", &rel, where));
-    DISTQ_CHECK(read_f64(grp, "top1_agreement", &agree, where));
     tb_printf(b, "accuracy     %lld images: int8 vs fp32 rel_l2 %.4g, top-1 agreement %.2f%%",
-              (long long)images, rel, agree * 100);
-    if (labels) {
-        DISTQ_CHECK(read_f64(grp, "acc_fp32", &acc32, where));
-        DISTQ_CHECK(read_f64(grp, "acc_int8", &acc8, where));
-        tb_printf(b, "; top-1 accuracy fp32 %.2f%%, int8 %.2f%%", acc32 * 100, acc8 * 100);
-    } else {
+              (long long)e->images, e->rel_l2, e->top1_agreement * 100);
+    if (e->has_labels)
+        tb_printf(b, "; top-1 accuracy fp32 %.2f%%, int8 %.2f%%", e->acc_fp32 * 100, e->acc_int8 * 100);
+    else
         tb_printf(b, "; no labels");
-    }
     tb_printf(b, "\n");
-cleanup:
-    distq_h5_close(&grp);
-    return st;
 }
 
-static distq_status describe_results(const char *path, hid_t fid, text_buf *b)
+static const char *or_none(const char *s) { return s && s[0] ? s : "(none)"; }
+
+static distq_status describe_results(const char *path, text_buf *b)
 {
-    distq_status st = DISTQ_OK;
-    enum { N_PROV = 13 };
-    static const char *const keys[N_PROV] = {
-        "date",          "config_path",   "model",       "quantized_model",
-        "observer",      "distq_version", "git_revision", "hdf5_version",
-        "onednn_version", "mpi_version",  "hwloc_version", "isa",
-        "max_isa"};
-    char v[N_PROV][DISTQ_H5_WHERE_MAX];
-    int64_t nranks = 0, reduce_range = 0;
-    DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_RESULTS_FORMAT, DISTQ_RESULTS_VERSION));
-    DISTQ_CHECK(distq_h5_attr_read_i64(fid, "nranks", 1, 1, &nranks, NULL, path));
-    if (nranks < 1 || nranks > (1 << 20)) {
-        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: root attribute nranks is %lld", path,
-                             (long long)nranks);
-        goto cleanup;
-    }
-    DISTQ_CHECK(distq_h5_attr_read_i64(fid, "reduce_range", 1, 1, &reduce_range, NULL, path));
-    for (int i = 0; i < N_PROV; i++)
-        DISTQ_CHECK(attr_str_or(fid, keys[i], v[i], sizeof v[i], "?", path));
-    const char *date = v[0], *config = v[1], *model = v[2], *qmodel = v[3], *observer = v[4];
+    distq_results r;
+    distq_status st = distq_results_read(path, &r);
+    if (st) return st;
     tb_printf(b, "%s: %s version %d\n", path, DISTQ_RESULTS_FORMAT, DISTQ_RESULTS_VERSION);
-    tb_printf(b, "  run        %lld rank(s), %s, config %s\n", (long long)nranks, date,
-              config[0] ? config : "(none)");
-    tb_printf(b, "  model      %s\n", model[0] ? model : "(none)");
-    tb_printf(b, "  quantized  %s (observer %s, reduce_range %lld)\n", qmodel[0] ? qmodel : "(none)",
-              observer[0] ? observer : "?", (long long)reduce_range);
-    DISTQ_CHECK(describe_ranks(fid, nranks, path, b));
-    DISTQ_CHECK(describe_points(fid, nranks, path, b));
-    DISTQ_CHECK(describe_calibration(fid, path, b));
-    DISTQ_CHECK(describe_accuracy(fid, path, b));
-    tb_printf(b, "provenance   distq %s (git %s), HDF5 %s, oneDNN %s, MPI %s, hwloc %s\n", v[5],
-              v[6], v[7], v[8], v[9], v[10]);
-    tb_printf(b, "             isa %s (cap %s), date %s\n", v[11], v[12], date);
-cleanup:
-    return st;
+    tb_printf(b, "  run        %d rank(s), %s, config %s\n", r.nranks, r.date, or_none(r.config_path));
+    tb_printf(b, "  model      %s\n", or_none(r.model_path));
+    tb_printf(b, "  quantized  %s (observer %s, reduce_range %d)\n", or_none(r.quantized_path),
+              r.observer[0] ? r.observer : "?", r.reduce_range);
+    describe_ranks(&r, b);
+    describe_points(&r, b);
+    describe_calibration(&r, b);
+    describe_accuracy(&r, b);
+    tb_printf(b, "provenance   distq %s (git %s), HDF5 %s, oneDNN %s, MPI %s, hwloc %s\n", r.distq_version,
+              r.git_revision, r.hdf5_version, r.onednn_version, r.mpi_version, r.hwloc_version);
+    tb_printf(b, "             isa %s (cap %s), date %s\n", r.isa, r.max_isa, r.date);
+    distq_results_free(&r);
+    return DISTQ_OK;
 }
 
 // --- entry point -------------------------------------------------------------------
@@ -752,7 +554,8 @@ distq_status distq_h5_describe(const char *path, char **text)
     } else if (strcmp(format, DISTQ_OUTPUT_FORMAT) == 0) {
         DISTQ_CHECK(describe_output(path, fid, &b));
     } else if (strcmp(format, DISTQ_RESULTS_FORMAT) == 0) {
-        DISTQ_CHECK(describe_results(path, fid, &b));
+        distq_h5_close(&fid);
+        DISTQ_CHECK(describe_results(path, &b));
     } else {
         if (has)
             tb_printf(&b, "%s: HDF5 file with format '%s', which this distq does not know "

@@ -18,8 +18,9 @@
  * appended unless the ranks ran all at once ("int8_bs50_serial"). Every
  * dataset has a "units" attribute. Numbers are written as given: the
  * percentiles are the caller's (distq_bench_point_run), not recomputed here.
- * There is no reader in the library; distq_h5_describe (describe.c) and
- * scripts/plot_results.py read these files.
+ * distq_results_read below is the library's one reader of the layout
+ * (distq inspect formats what it returns); scripts/plot_results.py reads the
+ * files with h5py.
  */
 #include <stdio.h>
 #include <string.h>
@@ -401,6 +402,289 @@ cleanup:
     return st;
 }
 
+// --- reading back ---------------------------------------------------------------------
+
+/* Dataset loc/name of exactly n values (a scalar counts as 1) as mtype. */
+static distq_status read_values(hid_t loc, const char *name, hid_t mtype, int64_t n, void *out,
+                                const char *where)
+{
+    distq_status st = DISTQ_OK;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    hssize_t np;
+    htri_t has;
+    DISTQ_H5_CHECK(has = H5Lexists(loc, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up '%s'", where, name);
+    if (!has) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: missing dataset '%s'", where, name);
+        goto cleanup;
+    }
+    DISTQ_H5_CHECK(dset = H5Dopen2(loc, name, H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: '%s' is not a dataset", where, name);
+    DISTQ_H5_CHECK(space = H5Dget_space(dset), DISTQ_ERR_FORMAT,
+                   "%s: cannot read the shape of '%s'", where, name);
+    DISTQ_H5_CHECK(np = H5Sget_simple_extent_npoints(space), DISTQ_ERR_FORMAT,
+                   "%s: cannot read the shape of '%s'", where, name);
+    if (np != n) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: dataset '%s' has %lld values, expected %lld",
+                             where, name, (long long)np, (long long)n);
+        goto cleanup;
+    }
+    if (n > 0)
+        DISTQ_H5_CHECK(H5Dread(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), DISTQ_ERR_FORMAT,
+                       "%s: cannot read '%s'", where, name);
+cleanup:
+    distq_h5_close(&space);
+    distq_h5_close(&dset);
+    return st;
+}
+
+static distq_status read_f64(hid_t loc, const char *name, double *v, const char *where)
+{
+    return read_values(loc, name, H5T_NATIVE_DOUBLE, 1, v, where);
+}
+
+static distq_status read_i64(hid_t loc, const char *name, int64_t *v, const char *where)
+{
+    return read_values(loc, name, H5T_NATIVE_INT64, 1, v, where);
+}
+
+static distq_status read_int(hid_t loc, const char *name, int *v, const char *where)
+{
+    int64_t x = 0;
+    distq_status st = distq_h5_attr_read_i64(loc, name, 1, 1, &x, NULL, where);
+    if (st == DISTQ_OK) *v = (int)x;
+    return st;
+}
+
+/* A scalar string attribute into buf[len], or `fallback` if loc lacks it
+ * (files written before the attribute existed). */
+static distq_status read_str_or(hid_t loc, const char *name, char *buf, size_t len,
+                                const char *fallback, const char *where)
+{
+    distq_status st = DISTQ_OK;
+    htri_t has;
+    DISTQ_H5_CHECK(has = H5Aexists(loc, name), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up attribute '%s'", where, name);
+    if (has) DISTQ_CHECK(distq_h5_attr_read_str(loc, name, buf, len, where));
+    else snprintf(buf, len, "%s", fallback);
+cleanup:
+    return st;
+}
+
+static distq_status read_root(hid_t fid, distq_results *r, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    const char *const long_keys[4] = {"config_path", "config_text", "model", "quantized_model"};
+    const char **long_vals[4] = {&r->config_path, &r->config_text, &r->model_path, &r->quantized_path};
+    DISTQ_CHECK(distq_h5_check_format(fid, path, DISTQ_RESULTS_FORMAT, DISTQ_RESULTS_VERSION));
+    DISTQ_CHECK(read_int(fid, "nranks", &r->nranks, path));
+    if (r->nranks < 1 || r->nranks > (1 << 20)) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: root attribute nranks is %d", path, r->nranks);
+        goto cleanup;
+    }
+    DISTQ_CHECK(read_int(fid, "reduce_range", &r->reduce_range, path));
+    DISTQ_CHECK(read_str_or(fid, "date", r->date, sizeof r->date, "?", path));
+    DISTQ_CHECK(read_str_or(fid, "distq_version", r->distq_version, sizeof r->distq_version, "?", path));
+    DISTQ_CHECK(read_str_or(fid, "git_revision", r->git_revision, sizeof r->git_revision, "?", path));
+    DISTQ_CHECK(read_str_or(fid, "hdf5_version", r->hdf5_version, sizeof r->hdf5_version, "?", path));
+    DISTQ_CHECK(read_str_or(fid, "onednn_version", r->onednn_version, sizeof r->onednn_version, "?", path));
+    DISTQ_CHECK(read_str_or(fid, "mpi_version", r->mpi_version, sizeof r->mpi_version, "?", path));
+    DISTQ_CHECK(read_str_or(fid, "hwloc_version", r->hwloc_version, sizeof r->hwloc_version, "?", path));
+    DISTQ_CHECK(read_str_or(fid, "isa", r->isa, sizeof r->isa, "?", path));
+    DISTQ_CHECK(read_str_or(fid, "max_isa", r->max_isa, sizeof r->max_isa, "none", path));
+    DISTQ_CHECK(read_str_or(fid, "observer", r->observer, sizeof r->observer, "?", path));
+    for (int i = 0; i < 4; i++) {
+        htri_t has;
+        int n = 0;
+        DISTQ_H5_CHECK(has = H5Aexists(fid, long_keys[i]), DISTQ_ERR_FORMAT,
+                       "%s: cannot look up attribute '%s'", path, long_keys[i]);
+        if (!has) continue;
+        DISTQ_CHECK(distq_h5_attr_read_strlist(fid, long_keys[i], 1, 1, &r->owned_strings[i], &n, path));
+        *long_vals[i] = r->owned_strings[i][0];
+    }
+cleanup:
+    return st;
+}
+
+static distq_status read_rank(hid_t ranks, int k, distq_placement *pl, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t grp = H5I_INVALID_HID;
+    char name[32], full[64], where[DISTQ_H5_WHERE_MAX];
+    snprintf(name, sizeof name, "%d", k);
+    snprintf(full, sizeof full, "/ranks/%d", k);
+    snprintf(where, sizeof where, "%s: %s", path, full);
+    DISTQ_CHECK(distq_h5_open_group(ranks, name, path, full, &grp));
+    DISTQ_CHECK(distq_h5_attr_read_str(grp, "host", pl->host, sizeof pl->host, where));
+    DISTQ_CHECK(distq_h5_attr_read_str(grp, "cpus", pl->cpus, sizeof pl->cpus, where));
+    DISTQ_CHECK(distq_h5_attr_read_str(grp, "bound_by", pl->bound_by, sizeof pl->bound_by, where));
+    DISTQ_CHECK(read_int(grp, "numa_node", &pl->numa_node, where));
+    DISTQ_CHECK(read_int(grp, "n_cores", &pl->n_cores, where));
+    DISTQ_CHECK(read_int(grp, "threads", &pl->threads, where));
+    DISTQ_CHECK(read_int(grp, "oversubscribed", &pl->oversubscribed, where));
+    DISTQ_CHECK(read_int(grp, "membind", &pl->membind, where));
+cleanup:
+    distq_h5_close(&grp);
+    return st;
+}
+
+/* Rank k's samples of point `name` (/ranks/<k>/<name>). */
+static distq_status read_rank_point(hid_t ranks, int k, const char *name, distq_bench_point *pt,
+                                    const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t grp = H5I_INVALID_HID;
+    char rel[POINT_NAME_MAX + 32], full[POINT_NAME_MAX + 40], where[DISTQ_H5_WHERE_MAX];
+    snprintf(rel, sizeof rel, "%d/%s", k, name);
+    snprintf(full, sizeof full, "/ranks/%s", rel);
+    snprintf(where, sizeof where, "%s: %s", path, full);
+    DISTQ_CHECK(distq_h5_open_group(ranks, rel, path, full, &grp));
+    if (pt->iters[k] < 0 || pt->iters[k] > ((int64_t)1 << 32)) {
+        st = distq_error_set(DISTQ_ERR_FORMAT, "%s: %lld samples", where, (long long)pt->iters[k]);
+        goto cleanup;
+    }
+    if (!(pt->samples_s[k] = distq_malloc((size_t)(pt->iters[k] ? pt->iters[k] : 1) * sizeof(double)))) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
+        goto cleanup;
+    }
+    DISTQ_CHECK(read_values(grp, "latency", H5T_NATIVE_DOUBLE, pt->iters[k], pt->samples_s[k], where));
+    DISTQ_CHECK(read_f64(grp, "setup_s", &pt->setup_s[k], where));
+    DISTQ_CHECK(read_f64(grp, "first_s", &pt->first_s[k], where));
+cleanup:
+    distq_h5_close(&grp);
+    return st;
+}
+
+static distq_status read_point(hid_t points, hid_t ranks, const char *name, int nranks,
+                               distq_bench_point *pt, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t grp = H5I_INVALID_HID;
+    char full[POINT_NAME_MAX + 16], where[DISTQ_H5_WHERE_MAX];
+    snprintf(full, sizeof full, "/points/%s", name);
+    snprintf(where, sizeof where, "%s: %s", path, full);
+    pt->nranks = nranks;
+    pt->iters = distq_calloc((size_t)nranks * sizeof *pt->iters);
+    pt->samples_s = distq_calloc((size_t)nranks * sizeof *pt->samples_s);
+    pt->setup_s = distq_calloc((size_t)nranks * sizeof *pt->setup_s);
+    pt->first_s = distq_calloc((size_t)nranks * sizeof *pt->first_s);
+    pt->images_per_s = distq_calloc((size_t)nranks * sizeof *pt->images_per_s);
+    if (!pt->iters || !pt->samples_s || !pt->setup_s || !pt->first_s || !pt->images_per_s) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
+        goto cleanup;
+    }
+    DISTQ_CHECK(distq_h5_open_group(points, name, path, full, &grp));
+    DISTQ_CHECK(distq_h5_attr_read_str(grp, "precision", pt->precision, sizeof pt->precision, where));
+    DISTQ_CHECK(distq_h5_attr_read_str(grp, "concurrency", pt->concurrency, sizeof pt->concurrency, where));
+    DISTQ_CHECK(distq_h5_attr_read_i64(grp, "batch", 1, 1, &pt->batch, NULL, where));
+    DISTQ_CHECK(read_f64(grp, "p50", &pt->p50_s, where));
+    DISTQ_CHECK(read_f64(grp, "p90", &pt->p90_s, where));
+    DISTQ_CHECK(read_f64(grp, "p99", &pt->p99_s, where));
+    DISTQ_CHECK(read_f64(grp, "aggregate_images_per_s", &pt->aggregate_images_per_s, where));
+    DISTQ_CHECK(read_values(grp, "images_per_s", H5T_NATIVE_DOUBLE, nranks, pt->images_per_s, where));
+    DISTQ_CHECK(read_values(grp, "iters", H5T_NATIVE_INT64, nranks, pt->iters, where));
+    for (int k = 0; k < nranks; k++) DISTQ_CHECK(read_rank_point(ranks, k, name, pt, path));
+cleanup:
+    distq_h5_close(&grp);
+    return st;
+}
+
+static distq_status read_points(hid_t fid, hid_t ranks, distq_results *r, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t points = H5I_INVALID_HID;
+    char **names = NULL;
+    char where[DISTQ_H5_WHERE_MAX];
+    int n = 0;
+    H5G_info_t info;
+    snprintf(where, sizeof where, "%s: /points", path);
+    DISTQ_CHECK(distq_h5_open_group(fid, "points", path, "/points", &points));
+    DISTQ_H5_CHECK(H5Gget_info(points, &info), DISTQ_ERR_FORMAT, "%s: cannot list the group", where);
+    if (info.nlinks > 0)
+        DISTQ_CHECK(distq_h5_attr_read_strlist(points, "order", (int)info.nlinks, (int)info.nlinks, &names,
+                                               &n, where));
+    if (n > 0 && !(r->points = distq_calloc((size_t)n * sizeof *r->points))) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory", where);
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        r->n_points = i + 1; /* what is allocated gets freed */
+        DISTQ_CHECK(read_point(points, ranks, names[i], r->nranks, &r->points[i], path));
+    }
+cleanup:
+    distq_free(names);
+    distq_h5_close(&points);
+    return st;
+}
+
+static distq_status read_calibration(hid_t fid, distq_results *r, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t grp = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX];
+    snprintf(where, sizeof where, "%s: /calibration", path);
+    DISTQ_CHECK(distq_h5_open_group(fid, "calibration", path, "/calibration", &grp));
+    DISTQ_CHECK(read_f64(grp, "wall_s", &r->calib_wall_s, where));
+    DISTQ_CHECK(read_f64(grp, "forward_s", &r->calib_forward_s, where));
+    DISTQ_CHECK(read_f64(grp, "observe_s", &r->calib_observe_s, where));
+    DISTQ_CHECK(read_i64(grp, "images", &r->calib_images, where));
+    DISTQ_CHECK(read_i64(grp, "batches", &r->calib_batches, where));
+    DISTQ_CHECK(read_i64(grp, "reduce_bytes_per_rank", &r->reduce_bytes, where));
+    DISTQ_CHECK(read_i64(grp, "reduce_calls", &r->reduce_calls, where));
+cleanup:
+    distq_h5_close(&grp);
+    return st;
+}
+
+static distq_status read_accuracy(hid_t fid, distq_results *r, const char *path)
+{
+    distq_status st = DISTQ_OK;
+    hid_t grp = H5I_INVALID_HID;
+    char where[DISTQ_H5_WHERE_MAX];
+    htri_t has;
+    DISTQ_H5_CHECK(has = H5Lexists(fid, "accuracy", H5P_DEFAULT), DISTQ_ERR_FORMAT,
+                   "%s: cannot look up /accuracy", path);
+    if (!has) goto cleanup; /* no evaluation in this run */
+    r->has_eval = 1;
+    snprintf(where, sizeof where, "%s: /accuracy", path);
+    DISTQ_CHECK(distq_h5_open_group(fid, "accuracy", path, "/accuracy", &grp));
+    DISTQ_CHECK(read_int(grp, "has_labels", &r->eval.has_labels, where));
+    DISTQ_CHECK(read_i64(grp, "images", &r->eval.images, where));
+    DISTQ_CHECK(read_f64(grp, "rel_l2", &r->eval.rel_l2, where));
+    DISTQ_CHECK(read_f64(grp, "top1_agreement", &r->eval.top1_agreement, where));
+    if (r->eval.has_labels) {
+        DISTQ_CHECK(read_f64(grp, "acc_fp32", &r->eval.acc_fp32, where));
+        DISTQ_CHECK(read_f64(grp, "acc_int8", &r->eval.acc_int8, where));
+    }
+cleanup:
+    distq_h5_close(&grp);
+    return st;
+}
+
+distq_status distq_results_read(const char *path, distq_results *r)
+{
+    distq_status st = DISTQ_OK;
+    hid_t fid = H5I_INVALID_HID, ranks = H5I_INVALID_HID;
+    if (!path || !r) return distq_error_set(DISTQ_ERR_INVALID_ARG, "distq_results_read: NULL argument");
+    memset(r, 0, sizeof *r);
+    DISTQ_CHECK(distq_h5_open_read(path, H5P_DEFAULT, &fid));
+    DISTQ_CHECK(read_root(fid, r, path));
+    if (!(r->placement = distq_calloc((size_t)r->nranks * sizeof *r->placement))) {
+        st = distq_error_set(DISTQ_ERR_NOMEM, "%s: out of memory reading /ranks", path);
+        goto cleanup;
+    }
+    DISTQ_CHECK(distq_h5_open_group(fid, "ranks", path, "/ranks", &ranks));
+    for (int k = 0; k < r->nranks; k++) DISTQ_CHECK(read_rank(ranks, k, &r->placement[k], path));
+    DISTQ_CHECK(read_points(fid, ranks, r, path));
+    DISTQ_CHECK(read_calibration(fid, r, path));
+    DISTQ_CHECK(read_accuracy(fid, r, path));
+cleanup:
+    distq_h5_close(&ranks);
+    distq_h5_close(&fid);
+    if (st != DISTQ_OK) distq_results_free(r);
+    return st;
+}
+
 /* The results types own their arrays, so they are freed here, in io, for the
  * jobs that fill them (jobs/mbench.c) and the readers alike. */
 void distq_bench_point_free(distq_bench_point *pt)
@@ -415,9 +699,10 @@ void distq_bench_point_free(distq_bench_point *pt)
 }
 
 /* Frees every point's arrays (distq_bench_point_free), the points array and
- * the placement array, all distq_malloc'd by the run job; the const strings
- * (config_path, config_text, model_path, quantized_path) are borrowed and
- * left alone. Safe to call twice. */
+ * the placement array, all distq_malloc'd by the run job or the reader; the
+ * const strings (config_path, config_text, model_path, quantized_path) are
+ * borrowed from the run job, or the reader's owned_strings. Safe to call
+ * twice. */
 void distq_results_free(distq_results *r)
 {
     if (!r) return;
@@ -427,4 +712,8 @@ void distq_results_free(distq_results *r)
     r->points = NULL;
     r->placement = NULL;
     r->n_points = 0;
+    for (int i = 0; i < 4; i++) {
+        distq_free(r->owned_strings[i]);
+        r->owned_strings[i] = NULL;
+    }
 }
