@@ -355,6 +355,61 @@ static void test_conv_add_relu_other_dead(void) { conv_add_case(0, 1); }
 static void test_conv_add_relu_other_read_later(void) { conv_add_case(1, 1); }
 static void test_conv_add_other_read_later(void) { conv_add_case(1, 0); }
 
+/* The fused fp32 forms of the IR (what convert writes for an fp32 node, and
+ * what a model file may hold): conv1 reads (a, residual a) with post_relu,
+ * i.e. relu(conv1(a) + a), then a separate add of a, which must stay its own
+ * primitive (the conv already has its sum), then flatten + linear with
+ * post_relu. The reference computes each from the attributes alone. */
+static void test_fused_forms_fp32(void)
+{
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        int64_t in[4] = {1, 3, 6, 7}, M = 5;
+        distq_graph *g = test_new_graph(4, in);
+        test_add_conv(g, "conv0", "x", 3, (test_conv_spec){M, 3, 1, 1, 1, 1, 1}, seed);
+        char w[] = "conv1.weight", b[] = "conv1.bias";
+        int64_t wd[4] = {M, M, 3, 3};
+        test_add_param(g, w, 4, wd, seed + 7, -0.15f, 0.15f);
+        test_add_param(g, b, 1, &M, seed + 8, -0.15f, 0.15f);
+        distq_attrs ca = distq_attrs_default(DISTQ_OP_CONV2D);
+        ca.padding[0] = ca.padding[1] = 1;
+        ca.post_relu = 1;
+        const char *cparams[DISTQ_MAX_PARAMS] = {w, b};
+        test_add_op(g, "conv1", DISTQ_OP_CONV2D, &ca, "conv0", "conv0", cparams);
+        test_add_op(g, "add", DISTQ_OP_ADD, NULL, "conv1", "conv0", NULL);
+        test_add_op(g, "flat", DISTQ_OP_FLATTEN, NULL, "add", NULL, NULL);
+        char lw[] = "fc.weight";
+        int64_t lwd[2] = {10, M * 6 * 7};
+        test_add_param(g, lw, 2, lwd, seed + 9, -0.03f, 0.03f);
+        distq_attrs la = distq_attrs_default(DISTQ_OP_LINEAR);
+        la.post_relu = 1;
+        const char *lparams[DISTQ_MAX_PARAMS] = {lw, NULL};
+        test_add_op(g, "fc", DISTQ_OP_LINEAR, &la, "flat", NULL, lparams);
+        test_finish(g, "fc");
+        for (int64_t batch = 1; batch <= 3; batch += 2) {
+            distq_graph *c = NULL;
+            TEST_OK(distq_graph_clone(g, &c));
+            check_backends(c, batch, seed, "fused fp32 conv(+residual, relu) + add, linear(+relu)");
+        }
+        /* the fused conv's own output, read back: relu'd, and conv1 + conv0 */
+        distq_exec *ref = NULL, *dnn = NULL;
+        TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, 1, &ref));
+        TEST_OK(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, 1, &dnn));
+        float x[3 * 6 * 7], out[10], vr[5 * 6 * 7], vd[5 * 6 * 7];
+        test_fill_uniform(x, 3 * 6 * 7, seed, -1.0f, 1.0f);
+        TEST_OK(distq_exec_run(ref, x, out));
+        TEST_OK(distq_exec_run(dnn, x, out));
+        TEST_OK(distq_exec_get_value(ref, "conv1", vr));
+        TEST_OK(distq_exec_get_value(dnn, "conv1", vd));
+        int negative = 0;
+        for (int i = 0; i < 5 * 6 * 7; i++) negative += vr[i] < 0 || vd[i] < 0;
+        CU_ASSERT_EQUAL(negative, 0);
+        CU_ASSERT(test_max_rel_err(vd, vr, 5 * 6 * 7) < TOL);
+        distq_exec_destroy(ref);
+        distq_exec_destroy(dnn);
+        distq_graph_destroy(g);
+    }
+}
+
 /* resnet's downsample block: relu(conv_a(x) + conv_b(x)), both BN-folded,
  * strided; and the graph input itself as the sum operand: conv(x) + x. */
 static void test_conv_add_shapes(void)
@@ -706,6 +761,7 @@ int main(void)
         {"conv + bn + relu", test_conv_bn_relu},
         {"bn not folded", test_bn_unfolded},
         {"conv + add, other dead", test_conv_add_other_dead},
+        {"fused fp32 forms: conv with residual input and post_relu, linear with post_relu", test_fused_forms_fp32},
         {"conv + add + relu, other dead", test_conv_add_relu_other_dead},
         {"conv + add, other read later", test_conv_add_other_read_later},
         {"conv + add + relu, other read later", test_conv_add_relu_other_read_later},

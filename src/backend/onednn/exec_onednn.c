@@ -145,9 +145,10 @@ static const distq_tensor *node_param(const distq_graph *g, const distq_node *n,
     return n->params[which] >= 0 ? &g->params[n->params[which]] : NULL;
 }
 
-/* Attributes every primitive gets: user scratchpad, and the post-ops (a sum,
- * then the eltwise node post's chain). */
-static distq_status make_attr(int sum, const distq_node *post, const char *ctx,
+/* Attributes every primitive gets: user scratchpad, and the post-ops in the
+ * order the graph applies them: a sum, the head's own relu (a fused form's
+ * post_relu), then the eltwise node post's chain. */
+static distq_status make_attr(int sum, int relu, const distq_node *post, const char *ctx,
                               dnnl_primitive_attr_t *out)
 {
     distq_status st = DISTQ_OK;
@@ -155,9 +156,10 @@ static distq_status make_attr(int sum, const distq_node *post, const char *ctx,
     dnnl_post_ops_t ops = NULL;
     CHECK(dnnl_primitive_attr_create(&attr));
     CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-    if (sum || post) {
+    if (sum || relu || post) {
         CHECK(dnnl_post_ops_create(&ops));
         if (sum) CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
+        if (relu) CHECK(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
         if (post) TRY(distq_onednn_append_eltwise(ops, post->op, &post->attr, ctx));
         CHECK(dnnl_primitive_attr_set_post_ops(attr, ops));
     }
@@ -185,7 +187,8 @@ static int group_output(const distq_graph *g, const group *gr)
 
 // --- emitters: one per op kind ------------------------------------------------
 
-/* conv2d [+ add as sum post-op] [+ relu]. For the sum, the add's other operand
+/* conv2d [+ add as sum post-op] [+ relu], from separate nodes or the fused
+ * form (a residual second input, post_relu). For the sum, the other operand
  * is first copied into the conv's dst; plan_buffers drops that copy and uses
  * the operand's buffer in place when nothing reads the operand afterwards. */
 static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const group *gr)
@@ -198,10 +201,13 @@ static distq_status emit_conv(distq_onednn_state *S, const distq_graph *g, const
     dnnl_primitive_attr_t attr = NULL;
     distq_onednn_weighted_parts c = {0};
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
-    TRY(make_attr(gr->add >= 0, post_node(g, gr), ctx, &attr));
+    const int fused_sum = n->n_inputs > 1; /* the fused form's residual, inputs[1] */
+    TRY(make_attr(gr->add >= 0 || fused_sum, n->attr.post_relu, post_node(g, gr), ctx, &attr));
     const distq_onednn_weighted_spec spec = {dnnl_f32, dnnl_f32, dnnl_f32, w->data, b ? b->data : NULL};
     TRY(distq_onednn_conv_begin(S, g, n, &spec, attr, ctx, &c));
-    if (gr->add >= 0) {
+    if (fused_sum) {
+        TRY(distq_onednn_add_residual_copy(S, n->name, S->value_slot[n->inputs[1]], c.s_dst, &c.dst_md, ctx));
+    } else if (gr->add >= 0) {
         const distq_node *add = &g->nodes[gr->add];
         int other_v = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
         TRY(distq_onednn_add_residual_copy(S, add->name, S->value_slot[other_v], c.s_dst, &c.dst_md, ctx));
@@ -254,7 +260,7 @@ static distq_status emit_linear(distq_onednn_state *S, const distq_graph *g, con
         TRY(distq_onednn_slot_as(S, s_in, &md, first->name, ctx, &s_plain));
         TRY(distq_onednn_view_step(S, first->name, s_plain, &rows_md, &s_in));
     }
-    TRY(make_attr(0, post_node(g, gr), ctx, &attr));
+    TRY(make_attr(0, n->attr.post_relu, post_node(g, gr), ctx, &attr));
     const distq_onednn_weighted_spec spec = {dnnl_f32, dnnl_f32, dnnl_f32, w->data, b ? b->data : NULL};
     TRY(distq_onednn_ip_begin(S, s_in, first->name, w->dims[0], &spec, attr, ctx, &c));
     distq_onednn_step *t = NULL;
@@ -330,7 +336,7 @@ static distq_status emit_binary(distq_onednn_state *S, const distq_graph *g, con
     if (v1 >= 0) TRY(distq_onednn_slot_as(S, S->value_slot[v1], md1, n->name, ctx, &s1));
     dnnl_binary_desc_t bd;
     CHECK(dnnl_binary_desc_init(&bd, alg, &md0, md1, &md0));
-    TRY(make_attr(0, post_node(g, gr), ctx, &attr));
+    TRY(make_attr(0, 0, post_node(g, gr), ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &bd, attr, S->engine, NULL));
     TRY(distq_onednn_new_slot(S, &md0, &s_dst));
     distq_onednn_step *t = NULL;
@@ -405,7 +411,7 @@ static distq_status emit_eltwise(distq_onednn_state *S, const distq_graph *g, co
         int s_dst = -1;
         CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, e.alg[k], &md, e.alpha[k],
                                              e.beta[k]));
-        TRY(make_attr(0, NULL, ctx, &attr));
+        TRY(make_attr(0, 0, NULL, ctx, &attr));
         CHECK(dnnl_primitive_desc_create(&pd, &ed, attr, S->engine, NULL));
         TRY(distq_onednn_new_slot(S, &md, &s_dst));
         distq_onednn_step *t = NULL;
@@ -607,7 +613,7 @@ static distq_status emit_layer_norm(distq_onednn_state *S, const distq_graph *g,
     dnnl_layer_normalization_desc_t ld;
     CHECK(dnnl_layer_normalization_forward_desc_init(&ld, dnnl_forward_inference, &rows_md, NULL, n->attr.eps,
                                                      dnnl_use_scale | dnnl_use_shift));
-    TRY(make_attr(0, NULL, ctx, &attr));
+    TRY(make_attr(0, 0, NULL, ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &ld, attr, S->engine, NULL));
     dnnl_memory_t m_scale, m_shift;
     TRY(distq_onednn_make_param(S, &c_md, 1, c_dims, dnnl_f32, w ? w->data : ones, ctx, &m_scale));
@@ -666,7 +672,7 @@ static distq_status emit_softmax(distq_onednn_state *S, const distq_graph *g, co
     CHECK(dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference,
                                             n->op == DISTQ_OP_SOFTMAX ? dnnl_softmax_accurate : dnnl_softmax_log,
                                             &md, &md, (int)distq_axis_index(n->attr.axis, x->ndim)));
-    TRY(make_attr(0, NULL, ctx, &attr));
+    TRY(make_attr(0, 0, NULL, ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &sd, attr, S->engine, NULL));
     TRY(distq_onednn_new_slot(S, &md, &s_dst));
     distq_onednn_step *t = NULL;
@@ -698,7 +704,7 @@ static distq_status emit_concat(distq_onednn_state *S, const distq_graph *g, con
     distq_onednn_node_ctx(g, n, S->batch, ctx, sizeof ctx);
     int axis = (int)distq_axis_index(n->attr.axis, out->ndim);
     int carry = -1; /* slot of the previous round's result */
-    TRY(make_attr(0, NULL, ctx, &attr));
+    TRY(make_attr(0, 0, NULL, ctx, &attr));
     for (int k = 0; k < n->n_inputs;) {
         int srcs[CONCAT_MAX_SRCS], m = 0;
         dnnl_memory_desc_t mds[CONCAT_MAX_SRCS];
@@ -766,7 +772,7 @@ static distq_status emit_batch_norm(distq_onednn_state *S, const distq_graph *g,
     dnnl_batch_normalization_desc_t bd;
     CHECK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_inference, &md,
                                                      n->attr.eps, flags));
-    TRY(make_attr(0, NULL, ctx, &attr));
+    TRY(make_attr(0, 0, NULL, ctx, &attr));
     CHECK(dnnl_primitive_desc_create(&pd, &bd, attr, S->engine, NULL));
     dnnl_memory_t m_mean, m_var, m_scale, m_shift;
     TRY(distq_onednn_make_param(S, &c_md, 1, c_dims, dnnl_f32, mean->data, ctx, &m_mean));
@@ -846,8 +852,6 @@ distq_status distq_onednn_emit_f32_node(distq_onednn_state *S, const distq_graph
 {
     const distq_node *n = &g->nodes[i];
     if (!emitters[n->op]) return distq_backend_no_kernel("onednn", n->name, distq_op_name(n->op));
-    if (n->attr.post_relu || (n->op == DISTQ_OP_CONV2D && n->n_inputs > 1))
-        return distq_error_set(DISTQ_ERR_UNSUPPORTED, "onednn: fp32 node '%s' carries int8 post-ops", n->name);
     group gr = {.head = i, .flatten = -1, .add = -1, .post = -1};
     return emitters[n->op](S, g, &gr);
 }
@@ -868,7 +872,7 @@ static distq_status emit_io(distq_onednn_state *S, const distq_graph *g)
     distq_onednn_value_dims(in, S->batch, dims);
     CHECK(dnnl_memory_desc_init_by_tag(&user_md, in->ndim, dims, dnnl_f32, distq_onednn_plain_tag(in->ndim)));
     TRY(distq_onednn_make_fixed(S, &user_md, NULL, NULL, 0, ctx, &S->user_in));
-    TRY(make_attr(0, NULL, ctx, &attr));
+    TRY(make_attr(0, 0, NULL, ctx, &attr));
     distq_onednn_step *t = &S->steps[0];
     CHECK(dnnl_reorder_primitive_desc_create(&pd, &user_md, S->engine, distq_onednn_slot_md(S, 0), S->engine,
                                              attr));
@@ -937,7 +941,8 @@ static distq_status plan_groups(const distq_graph *g, group *groups, int *group_
         }
         const distq_node *h = &g->nodes[gr.head];
         int cur = h->output;
-        if (h->op == DISTQ_OP_CONV2D && (c = sole_reader(g, readers, reader, cur)) >= 0 &&
+        /* an add after a conv becomes its sum post-op, unless the conv already has one */
+        if (h->op == DISTQ_OP_CONV2D && h->n_inputs == 1 && (c = sole_reader(g, readers, reader, cur)) >= 0 &&
             g->nodes[c].op == DISTQ_OP_ADD && !in_group[c] && g->nodes[c].n_inputs == 2 &&
             g->nodes[c].inputs[0] != g->nodes[c].inputs[1]) {
             gr.add = c;
@@ -974,12 +979,6 @@ static distq_status check_graph(const distq_graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         const distq_node *n = &g->nodes[i];
         if (!emitters[n->op]) return distq_backend_no_kernel("onednn", n->name, distq_op_name(n->op));
-        /* the fp32 executor fuses from separate relu / add nodes (plan_groups) */
-        if (n->attr.post_relu || ((n->op == DISTQ_OP_CONV2D) && n->n_inputs > 1))
-            return distq_error_set(DISTQ_ERR_UNSUPPORTED,
-                                   "onednn fp32: node '%s' carries fused post-ops (post_relu or a residual "
-                                   "input); keep relu and add as their own nodes in an fp32 graph",
-                                   n->name);
     }
     for (int v = 0; v < g->n_values; v++) {
         const distq_value *val = &g->values[v];
