@@ -163,8 +163,8 @@ static void test_bn_unfolded(void)
 
 // --- the ops of mobilenet/efficientnet-style blocks ---------------------------------
 
-static const distq_op eltwise_ops[] = {DISTQ_OP_HARDSWISH, DISTQ_OP_HARDSIGMOID, DISTQ_OP_CLIP,
-                                       DISTQ_OP_SIGMOID, DISTQ_OP_RELU};
+static const distq_op eltwise_ops[] = {DISTQ_OP_HARDSWISH, DISTQ_OP_HARDSIGMOID, DISTQ_OP_CLIP, DISTQ_OP_SIGMOID,
+                                       DISTQ_OP_RELU, DISTQ_OP_ELU, DISTQ_OP_NEG, DISTQ_OP_ABS, DISTQ_OP_EXP};
 
 /* Each eltwise op fused into a conv (as a post-op), after a linear, and
  * standalone after a max_pool (nothing to fuse into); clip with a range
@@ -202,6 +202,53 @@ static void test_eltwise_fused_and_standalone(void)
             check_backends(g, batch, 21 + (uint64_t)k, what);
         }
     }
+}
+
+/* The ops defined on positive numbers only (sqrt, log, reciprocal, a
+ * fractional pow), standalone on exp(conv(x)), exp fused into the conv; and
+ * erf, which oneDNN 2.6 has no primitive for: refused when the executor is
+ * made, naming the node, the op and the backend. */
+static void test_positive_domain_ops(void)
+{
+    const distq_op ops[] = {DISTQ_OP_SQRT, DISTQ_OP_LOG, DISTQ_OP_RECIPROCAL, DISTQ_OP_POW};
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        distq_attrs a = distq_attrs_default(ops[k]);
+        if (ops[k] == DISTQ_OP_POW) a.alpha = 1.5f;
+        int64_t in[4] = {1, 4, 7, 7};
+        distq_graph *g = test_new_graph(4, in);
+        test_add_conv(g, "conv", "x", 4, (test_conv_spec){8, 3, 1, 1, 1, 1, 1}, 5);
+        test_add_op(g, "exp", DISTQ_OP_EXP, NULL, "conv", NULL, NULL);
+        test_add_op(g, "act", ops[k], &a, "exp", NULL, NULL);
+        test_add_op(g, "flat", DISTQ_OP_FLATTEN, NULL, "act", NULL, NULL);
+        test_add_linear(g, "fc", "flat", 8 * 7 * 7, 10, 1, 6);
+        test_finish(g, "fc");
+        char what[64];
+        snprintf(what, sizeof what, "conv+exp, %s, fc", distq_op_name(ops[k]));
+        check_backends(g, 2, 31 + (uint64_t)k, what);
+    }
+    int64_t in[4] = {1, 3, 5, 5};
+    distq_graph *g = test_new_graph(4, in);
+    test_add_op(g, "the_erf", DISTQ_OP_ERF, NULL, "x", NULL, NULL);
+    test_finish(g, "the_erf");
+    distq_exec *e = NULL;
+    TEST_ERR(distq_exec_create(DISTQ_BACKEND_ONEDNN, g, 1, &e), DISTQ_ERR_UNSUPPORTED,
+             "node 'the_erf': op erf has no kernel on backend onednn");
+    CU_ASSERT_PTR_NULL(e);
+    float x[75], y[75];
+    test_fill_uniform(x, 75, 9, -3.0f, 3.0f);
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, 1, &e));
+    TEST_OK(distq_exec_run(e, x, y));
+    /* erf's values at known points, from the series: erf(1) = 0.8427008 */
+    int odd = 1;
+    for (int i = 0; i < 75; i++) odd &= fabsf(y[i] + erff(-x[i])) <= 1e-7f && fabsf(y[i]) < 1.0f;
+    CU_ASSERT(odd);
+    distq_exec_destroy(e);
+    x[0] = 1.0f;
+    TEST_OK(distq_exec_create(DISTQ_BACKEND_REF, g, 1, &e));
+    TEST_OK(distq_exec_run(e, x, y));
+    CU_ASSERT(fabsf(y[0] - 0.8427008f) < 1e-6f);
+    distq_exec_destroy(e);
+    distq_graph_destroy(g);
 }
 
 /* The squeeze-excitation block: s = hardsigmoid(conv(relu(conv(gap(y))))),
@@ -774,7 +821,8 @@ int main(void)
         {"relu, add", test_relu_add},
         {"get_value: resnet-like graph", test_get_value},
         {"get_value: flatten as output", test_get_value_flatten_output},
-        {"hardswish/hardsigmoid/clip/sigmoid/relu: fused and standalone", test_eltwise_fused_and_standalone},
+        {"eltwise ops (hardswish ... exp): fused and standalone", test_eltwise_fused_and_standalone},
+        {"sqrt, log, reciprocal, pow on positive inputs; erf refused by oneDNN", test_positive_domain_ops},
         {"squeeze-excitation: broadcast mul, standalone bn", test_squeeze_excitation},
         {"concat of 2 and 11 inputs, channels and width", test_concat},
         {"values of rank 6 and 8", test_nd_values},

@@ -68,6 +68,15 @@ typedef enum {
     DISTQ_OP_SLICE,       /* the box [starts[i], ends[i]) of each dim i >= 1, step 1 (the batch whole) */
     DISTQ_OP_GELU,        /* x * Phi(x) = x/2 (1 + erf(x / sqrt 2)) (PyTorch's default, not the tanh form) */
     DISTQ_OP_LAYER_NORM,  /* over the dims from axis on: (x - mean) / sqrt(var + eps) * weight + bias */
+    DISTQ_OP_SQRT,
+    DISTQ_OP_EXP,
+    DISTQ_OP_LOG,         /* natural */
+    DISTQ_OP_ABS,
+    DISTQ_OP_NEG,
+    DISTQ_OP_RECIPROCAL,  /* 1 / x */
+    DISTQ_OP_POW,         /* x ^ alpha (a constant exponent) */
+    DISTQ_OP_ELU,         /* x > 0 ? x : alpha (exp(x) - 1) */
+    DISTQ_OP_ERF,
     DISTQ_OP_COUNT
 } distq_op;
 

@@ -60,6 +60,7 @@ static const distq_attr_spec avg_pool_attrs[] = {ATTR("output_size", PAIR, outpu
 static const distq_attr_spec flatten_attrs[] = {ATTR("start_dim", I64, start_dim)};
 static const distq_attr_spec hardsigmoid_attrs[] = {ATTR("alpha", F32, alpha), ATTR("beta", F32, beta)};
 static const distq_attr_spec leaky_relu_attrs[] = {ATTR("alpha", F32, alpha)};
+static const distq_attr_spec pow_attrs[] = {ATTR("exponent", F32, alpha)};
 static const distq_attr_spec clip_attrs[] = {ATTR("min", F32, min), ATTR("max", F32, max)};
 static const distq_attr_spec concat_attrs[] = {ATTR("axis", I64, axis)};
 /* the int8 squeeze-excite gate (u8 x times an f32 per-channel gate) writes u8 with these */
@@ -236,6 +237,12 @@ static void slice_text(const distq_graph *g, const distq_node *n, char *buf, siz
     }
 }
 
+static void pow_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
+{
+    (void)g;
+    snprintf(buf, len, "exponent %g", (double)n->attr.alpha);
+}
+
 static void leaky_relu_text(const distq_graph *g, const distq_node *n, char *buf, size_t len)
 {
     (void)g;
@@ -315,8 +322,20 @@ static const distq_op_info registry[DISTQ_OP_COUNT] = {
     [DISTQ_OP_GELU] = {"gelu", 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_unary, NULL},
     [DISTQ_OP_LAYER_NORM] = {"layer_norm", 1, 1, P(WEIGHT) | P(BIAS), 0, P(WEIGHT) | P(BIAS), SCHEMA(layer_norm_attrs),
                              DISTQ_QROLE_FP32, distq_infer_layer_norm, concat_text},
+#define UNARY_FP32(OP, name) [DISTQ_OP_##OP] = {name, 1, 1, 0, 0, 0, NULL, 0, DISTQ_QROLE_FP32, distq_infer_unary, NULL}
+    UNARY_FP32(SQRT, "sqrt"),
+    UNARY_FP32(EXP, "exp"),
+    UNARY_FP32(LOG, "log"),
+    UNARY_FP32(ABS, "abs"),
+    UNARY_FP32(NEG, "neg"),
+    UNARY_FP32(RECIPROCAL, "reciprocal"),
+    [DISTQ_OP_POW] = {"pow", 1, 1, 0, 0, 0, SCHEMA(pow_attrs), DISTQ_QROLE_FP32, distq_infer_unary, pow_text},
+    [DISTQ_OP_ELU] = {"elu", 1, 1, 0, 0, 0, SCHEMA(leaky_relu_attrs), DISTQ_QROLE_FP32, distq_infer_unary,
+                      leaky_relu_text},
+    UNARY_FP32(ERF, "erf"),
+#undef UNARY_FP32
 };
-_Static_assert(DISTQ_OP_COUNT == 29, "a new op needs its row in the registry");
+_Static_assert(DISTQ_OP_COUNT == 38, "a new op needs its row in the registry");
 
 const distq_op_info *distq_op_info_of(distq_op op)
 {
@@ -423,6 +442,7 @@ distq_attrs distq_attrs_default(distq_op op)
         .out_quant_max = 255,
     };
     if (op == DISTQ_OP_LEAKY_RELU) a.alpha = 0.01f;
+    if (op == DISTQ_OP_ELU || op == DISTQ_OP_POW) a.alpha = 1.0f;
     if (op == DISTQ_OP_LAYER_NORM) a.axis = -1;
     return a;
 }

@@ -7,8 +7,8 @@
  *   (below 17) as d / Sqrt(ReduceMean(d ^ 2) + eps)
  *                 [* weight + bias]                          -> layer_norm
  * A pattern is taken only when each inner value feeds nothing but the next
- * node of the pattern; otherwise its nodes import one by one (and Erf, Pow,
- * Sqrt are refused by name: distq has them only inside these patterns).
+ * node of the pattern; otherwise its nodes import one by one (erf, pow,
+ * sqrt, div ... as their own ops).
  */
 #include <math.h>
 #include <string.h>

@@ -143,6 +143,58 @@ static distq_status t_log_softmax(onnx_importer *im, const Onnx__NodeProto *n)
 }
 
 static distq_status t_tanh(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_TANH, NULL); }
+static distq_status t_sqrt(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_SQRT, NULL); }
+static distq_status t_exp(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_EXP, NULL); }
+static distq_status t_log(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_LOG, NULL); }
+static distq_status t_abs(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_ABS, NULL); }
+static distq_status t_neg(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_NEG, NULL); }
+static distq_status t_reciprocal(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    return unary(im, n, DISTQ_OP_RECIPROCAL, NULL);
+}
+/* Erf outside the GELU pattern (onnx_fuse.c imports that one as gelu). */
+static distq_status t_erf(onnx_importer *im, const Onnx__NodeProto *n) { return unary(im, n, DISTQ_OP_ERF, NULL); }
+
+static distq_status t_elu(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    distq_attrs a = distq_attrs_default(DISTQ_OP_ELU);
+    ONNX_TRY(onnx_attr_float(im, n, "alpha", 1.0f, &a.alpha));
+    return unary(im, n, DISTQ_OP_ELU, &a);
+}
+
+/* Pow(X, Y) with Y a constant holding one exponent (a scalar, or every entry
+ * the same) whose broadcast leaves X's shape as it is: x ^ y per element. */
+static distq_status t_pow(onnx_importer *im, const Onnx__NodeProto *n)
+{
+    const char *x;
+    onnx_const *y;
+    int nd;
+    int64_t dims[DISTQ_MAX_DIMS];
+    ONNX_TRY(onnx_need_value(im, n, 0, &x));
+    ONNX_TRY(onnx_need_const(im, n, 1, "exponent", &y));
+    ONNX_TRY(onnx_value_dims(im, x, &nd, dims));
+    int64_t count = distq_dims_numel(y->ndim, y->dims);
+    if (count < 1) return onnx_node_error(im, DISTQ_ERR_FORMAT, "exponent '%s' is empty", y->name);
+    float e = y->dtype == DISTQ_DTYPE_F32 ? ((const float *)y->data)[0] : (float)((const int64_t *)y->data)[0];
+    for (int64_t i = 1; i < count; i++) {
+        float v = y->dtype == DISTQ_DTYPE_F32 ? ((const float *)y->data)[i] : (float)((const int64_t *)y->data)[i];
+        if (v != e)
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "exponent '%s' holds different values (%g and %g); "
+                                   "only one exponent for every element is supported", y->name, (double)e, (double)v);
+    }
+    /* the batch is symbolic: the exponent may span it only with size 1 */
+    if (y->ndim > nd) goto widens;
+    for (int i = 0; i < y->ndim; i++) {
+        int64_t yd = y->dims[y->ndim - 1 - i], xd = dims[nd - 1 - i];
+        if (yd != 1 && (yd != xd || nd - 1 - i == 0)) goto widens;
+    }
+    distq_attrs a = distq_attrs_default(DISTQ_OP_POW);
+    a.alpha = e;
+    return unary(im, n, DISTQ_OP_POW, &a);
+widens:
+    return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "exponent '%s' (rank %d) broadcasts X to another shape or spans the "
+                           "batch; only an exponent that leaves X's shape is supported", y->name, y->ndim);
+}
 
 static distq_status t_leaky_relu(onnx_importer *im, const Onnx__NodeProto *n)
 {
@@ -900,6 +952,7 @@ static distq_status t_constant(onnx_importer *im, const Onnx__NodeProto *n)
 // --- the table ------------------------------------------------------------------------
 
 static const onnx_op_row op_table[] = {
+    {"Abs", t_abs, ""},
     {"Add", t_add, ""},
     {"AveragePool", t_avgpool, "kernel_shape strides pads ceil_mode count_include_pad auto_pad"},
     {"BatchNormalization", t_batchnorm, "epsilon momentum training_mode spatial is_test"},
@@ -909,6 +962,9 @@ static const onnx_op_row op_table[] = {
     {"Constant", t_constant, "value value_float value_floats value_int value_ints"},
     {"Conv", t_conv, "kernel_shape strides pads dilations group auto_pad"},
     {"Div", t_div, ""},
+    {"Elu", t_elu, "alpha"},
+    {"Erf", t_erf, ""},
+    {"Exp", t_exp, ""},
     {"Dropout", t_dropout, "ratio is_test seed"},
     {"Flatten", t_flatten, "axis"},
     {"Gemm", t_gemm, "alpha beta transA transB"},
@@ -919,11 +975,15 @@ static const onnx_op_row op_table[] = {
     {"Identity", t_identity, ""},
     {"LayerNormalization", t_layer_norm, "axis epsilon stash_type"},
     {"LeakyRelu", t_leaky_relu, "alpha"},
+    {"Log", t_log, ""},
     {"LogSoftmax", t_log_softmax, "axis"},
     {"MatMul", t_matmul, ""},
     {"MaxPool", t_maxpool, "kernel_shape strides pads dilations ceil_mode auto_pad storage_order"},
     {"Mul", t_mul, ""},
+    {"Neg", t_neg, ""},
     {"Pad", t_pad, "mode pads paddings value"},
+    {"Pow", t_pow, ""},
+    {"Reciprocal", t_reciprocal, ""},
     {"ReduceMean", t_reduce_mean, "axes keepdims"},
     {"Relu", t_relu, ""},
     {"Reshape", t_reshape, "allowzero"},
@@ -932,6 +992,7 @@ static const onnx_op_row op_table[] = {
     {"Slice", t_slice, "starts ends axes"},
     {"Softmax", t_softmax, "axis"},
     {"Split", t_split, "axis split"},
+    {"Sqrt", t_sqrt, ""},
     {"Squeeze", t_squeeze, "axes"},
     {"Sub", t_sub, ""},
     {"Tanh", t_tanh, ""},

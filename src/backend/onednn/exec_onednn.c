@@ -98,7 +98,32 @@ static eltwise_chain gelu_chain(const distq_attrs *a)
 {
     return (eltwise_chain){1, {dnnl_eltwise_gelu_erf}, {0.0f}, {0.0f}};
 }
+static eltwise_chain sqrt_chain(const distq_attrs *a) { return (eltwise_chain){1, {dnnl_eltwise_sqrt}, {0.0f}, {0.0f}}; }
+static eltwise_chain exp_chain(const distq_attrs *a) { return (eltwise_chain){1, {dnnl_eltwise_exp}, {0.0f}, {0.0f}}; }
+static eltwise_chain log_chain(const distq_attrs *a) { return (eltwise_chain){1, {dnnl_eltwise_log}, {0.0f}, {0.0f}}; }
+static eltwise_chain abs_chain(const distq_attrs *a) { return (eltwise_chain){1, {dnnl_eltwise_abs}, {0.0f}, {0.0f}}; }
+static eltwise_chain neg_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_linear}, {-1.0f}, {0.0f}}; /* alpha x + beta */
+}
+/* pow: alpha * x ^ beta */
+static eltwise_chain reciprocal_chain(const distq_attrs *a)
+{
+    return (eltwise_chain){1, {dnnl_eltwise_pow}, {1.0f}, {-1.0f}};
+}
+static eltwise_chain pow_chain(const distq_attrs *a) { return (eltwise_chain){1, {dnnl_eltwise_pow}, {1.0f}, {a->alpha}}; }
+static eltwise_chain elu_chain(const distq_attrs *a) { return (eltwise_chain){1, {dnnl_eltwise_elu}, {a->alpha}, {0.0f}}; }
+/* No erf: oneDNN 2.6's eltwise has only gelu_erf, x * Phi(x), and erf cannot
+ * be had from it by post-ops; an fp32 Erf node is refused on this backend. */
 static const eltwise_fn eltwise_ops[DISTQ_OP_COUNT] = {
+    [DISTQ_OP_SQRT] = sqrt_chain,
+    [DISTQ_OP_EXP] = exp_chain,
+    [DISTQ_OP_LOG] = log_chain,
+    [DISTQ_OP_ABS] = abs_chain,
+    [DISTQ_OP_NEG] = neg_chain,
+    [DISTQ_OP_RECIPROCAL] = reciprocal_chain,
+    [DISTQ_OP_POW] = pow_chain,
+    [DISTQ_OP_ELU] = elu_chain,
     [DISTQ_OP_GELU] = gelu_chain,
     [DISTQ_OP_SILU] = silu_chain,
     [DISTQ_OP_TANH] = tanh_chain,
@@ -826,6 +851,14 @@ static const emit_fn emitters[DISTQ_OP_COUNT] = {
     [DISTQ_OP_DIV] = emit_mul,
     [DISTQ_OP_TANH] = emit_eltwise,
     [DISTQ_OP_SILU] = emit_eltwise,
+    [DISTQ_OP_SQRT] = emit_eltwise,
+    [DISTQ_OP_EXP] = emit_eltwise,
+    [DISTQ_OP_LOG] = emit_eltwise,
+    [DISTQ_OP_ABS] = emit_eltwise,
+    [DISTQ_OP_NEG] = emit_eltwise,
+    [DISTQ_OP_RECIPROCAL] = emit_eltwise,
+    [DISTQ_OP_POW] = emit_eltwise,
+    [DISTQ_OP_ELU] = emit_eltwise,
     [DISTQ_OP_TRANSPOSE] = emit_transpose,
     [DISTQ_OP_RESHAPE] = emit_flatten,
     [DISTQ_OP_SLICE] = emit_slice,

@@ -93,11 +93,23 @@ static float sigmoid_1(const distq_attrs *a, float x) { (void)a; return 1.0f / (
 static float silu_1(const distq_attrs *a, float x) { (void)a; return x / (1.0f + expf(-x)); }
 static float tanh_1(const distq_attrs *a, float x) { (void)a; return tanhf(x); }
 static float leaky_relu_1(const distq_attrs *a, float x) { return x >= 0.0f ? x : a->alpha * x; }
+static float sqrt_1(const distq_attrs *a, float x) { (void)a; return sqrtf(x); }
+static float exp_1(const distq_attrs *a, float x) { (void)a; return expf(x); }
+static float log_1(const distq_attrs *a, float x) { (void)a; return logf(x); }
+static float abs_1(const distq_attrs *a, float x) { (void)a; return fabsf(x); }
+static float neg_1(const distq_attrs *a, float x) { (void)a; return -x; }
+static float reciprocal_1(const distq_attrs *a, float x) { (void)a; return 1.0f / x; }
+static float pow_1(const distq_attrs *a, float x) { return powf(x, a->alpha); }
+static float elu_1(const distq_attrs *a, float x) { return x > 0.0f ? x : a->alpha * expm1f(x); }
+static float erf_1(const distq_attrs *a, float x) { (void)a; return erff(x); }
 
 static const distq_ref_scalar_fn scalar_fns[DISTQ_OP_COUNT] = {
     [DISTQ_OP_RELU] = relu_1,       [DISTQ_OP_GELU] = gelu_1,       [DISTQ_OP_HARDSWISH] = hardswish_1,
     [DISTQ_OP_HARDSIGMOID] = hardsigmoid_1, [DISTQ_OP_CLIP] = clip_1, [DISTQ_OP_SIGMOID] = sigmoid_1,
     [DISTQ_OP_SILU] = silu_1,       [DISTQ_OP_TANH] = tanh_1,       [DISTQ_OP_LEAKY_RELU] = leaky_relu_1,
+    [DISTQ_OP_SQRT] = sqrt_1,       [DISTQ_OP_EXP] = exp_1,         [DISTQ_OP_LOG] = log_1,
+    [DISTQ_OP_ABS] = abs_1,         [DISTQ_OP_NEG] = neg_1,         [DISTQ_OP_RECIPROCAL] = reciprocal_1,
+    [DISTQ_OP_POW] = pow_1,         [DISTQ_OP_ELU] = elu_1,         [DISTQ_OP_ERF] = erf_1,
 };
 
 distq_ref_scalar_fn distq_ref_scalar(distq_op op)
@@ -407,6 +419,15 @@ static const ref_kernel ref_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_LOG_SOFTMAX] = softmax_ref,
     [DISTQ_OP_LEAKY_RELU] = eltwise_ref,
     [DISTQ_OP_CONCAT] = distq_ref_concat,
+    [DISTQ_OP_SQRT] = eltwise_ref,
+    [DISTQ_OP_EXP] = eltwise_ref,
+    [DISTQ_OP_LOG] = eltwise_ref,
+    [DISTQ_OP_ABS] = eltwise_ref,
+    [DISTQ_OP_NEG] = eltwise_ref,
+    [DISTQ_OP_RECIPROCAL] = eltwise_ref,
+    [DISTQ_OP_POW] = eltwise_ref,
+    [DISTQ_OP_ELU] = eltwise_ref,
+    [DISTQ_OP_ERF] = eltwise_ref,
 };
 
 typedef struct {
