@@ -11,6 +11,12 @@ Weights are torchvision's own init (weights=None) under a fixed seed, with the
 BN running statistics drawn too (so folding them is exercised); eval mode;
 the batch dimension is dynamic, so the file runs at every batch size.
 Debian's python3-torch 1.13, python3-torchvision 0.14 and python3-onnx.
+
+With --training-graph the model is exported in training mode instead
+(model.train(), TrainingMode.PRESERVE, no constant folding), as a user exports
+a network to fine-tune or quantization-aware-train: BatchNormalization stays
+after each conv, with its running statistics, and Dropout is kept. Only
+model.onnx is written (`distq import --training-graph` reads it).
 """
 import argparse
 import os
@@ -47,13 +53,22 @@ def main():
     ap.add_argument("--batch", type=int, default=2, help="images in the test input")
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--training-graph", action="store_true", help="export in training mode (see above)")
     a = ap.parse_args()
 
     model = build(a.model, a.seed, a.classes)
     torch.manual_seed(a.seed + 2)
     x = torch.randn(a.batch, 3, a.image_size, a.image_size)
-    os.makedirs(os.path.join(a.output, "test_data_set_0"), exist_ok=True)
     path = os.path.join(a.output, "model.onnx")
+    if a.training_graph:
+        os.makedirs(a.output, exist_ok=True)
+        model.train()
+        torch.onnx.export(model, x, path, opset_version=a.opset, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+        print(f"wrote {path} (training mode, opset {a.opset}, input {tuple(x.shape)}), torch {torch.__version__}")
+        return 0
+    os.makedirs(os.path.join(a.output, "test_data_set_0"), exist_ok=True)
     with torch.no_grad():
         y = model(x)
         torch.onnx.export(model, x, path, opset_version=a.opset, input_names=["input"],

@@ -179,6 +179,61 @@ run_config bad "$T/trunc_run.onnx"
 check "a bad ONNX file under mpirun: every rank stops, one line names it" \
   "[ $? -ne 0 ] && [ \$(grep -c 'error:.*trunc_run.onnx' $T/out) -eq 1 ] && [ ! -e $T/q_bad.h5 ]"
 
+# --- QAT of an imported network: mobilenet_v2 exported in training mode (BN after
+# every conv, relu6 as Clip), imported with --training-graph, trained under mpirun.
+# lr 0.001, QAT's fine-tuning regime: at 0.01 this random-weight network on random
+# labels takes steps so large that the last bits of the gradient reduction's order
+# flip fake-quant codes and np = 1 and 2 part after the second step (seen here).
+Q="$T/mv2_train"
+if "$SRC/scripts/export_torchvision.py" mobilenet_v2 -o "$Q" --image-size 32 --classes 10 --training-graph >"$T/out" 2>&1; then
+  "$DISTQ" import "$Q/model.onnx" -o "$Q/plain.h5" >"$T/out" 2>&1
+  check "a training-mode export is refused by a plain import, naming --training-graph" \
+    "[ $? -ne 0 ] && grep -q 'BatchNormalization.*training statistics.*distq import --training-graph' $T/out"
+  "$DISTQ" import "$Q/model.onnx" -o "$Q/m.h5" --training-graph >"$T/out" 2>&1
+  check "import --training-graph keeps the 52 BNs: 152 nodes" "[ $? -eq 0 ] && grep -q 'wrote .*m.h5: 152 nodes' $T/out"
+  "$DISTQ" data --shape 3,32,32 -n 64 --classes 10 --seed 7 -o "$Q/train.h5" >/dev/null
+  "$DISTQ" data --shape 3,32,32 -n 32 --classes 10 --seed 8 -o "$Q/test.h5" >/dev/null
+  for np in 1 2; do
+    cat >"$Q/np$np.ini" <<INI
+[model]
+path = $Q/m.h5
+[train]
+data = $Q/train.h5
+test = $Q/test.h5
+epochs = 1
+batch_size = 16
+lr = 0.001
+momentum = 0.9
+weight_decay = 4e-5
+seed = 1
+max_steps = 3
+checkpoint = $Q/ckpt_np$np.h5
+output = $Q/out_np$np.h5
+[qat]
+freeze_bn_after = 2
+freeze_observers_after = 3
+[output]
+quantized = $Q/q_np$np.h5
+INI
+    "$MPIEXEC" -np "$np" "$DISTQ" qat "$Q/np$np.ini" >"$T/out" 2>&1
+    check "mpirun -np $np distq qat of the imported mobilenet_v2: trained, converted, int8 tested" \
+      "[ $? -eq 0 ] && [ -f $Q/q_np$np.h5 ] && grep -q 'QAT int8' $T/out"
+  done
+  h5diff -d 1e-4 "$Q/out_np1.h5" "$Q/out_np2.h5" /tensors /tensors >"$T/out" 2>&1
+  check "np = 2 trains mobilenet_v2 as np = 1 (weights abs 1e-4)" "[ $? -eq 0 ]"
+  h5diff -p 1e-4 "$Q/ckpt_np1.h5" "$Q/ckpt_np2.h5" /qat/state /qat/state >"$T/out" 2>&1
+  check "np = 2 observer state == np = 1 (relative 1e-4)" "[ $? -eq 0 ]"
+  h5diff -q "$Q/m.h5" "$Q/out_np1.h5" /tensors /tensors >/dev/null 2>&1
+  check "QAT changed the weights (the comparison can fail)" "[ $? -ne 0 ]"
+  "$DISTQ" inspect "$Q/q_np2.h5" >"$T/out" 2>&1
+  check "the QAT int8 mobilenet_v2: 52 convs (BN folded) and the linear int8" \
+    "grep -q 'coverage   53 of 53 conv2d / linear int8' $T/out"
+  "$DISTQ" eval --model "$Q/q_np2.h5" --data "$Q/test.h5" >"$T/out" 2>&1
+  check "eval of the QAT int8 model" "[ $? -eq 0 ] && grep -q 'relative L2' $T/out"
+else
+  fail "export mobilenet_v2 in training mode"
+fi
+
 # --- refusals name what is at fault; nothing replaced
 "$DISTQ" import "$R/model.onnx" -o "$R/model.onnx" >"$T/out" 2>&1
 check "import refuses to overwrite its input" "[ $? -ne 0 ] && [ -s $R/model.onnx ]"

@@ -322,6 +322,24 @@ static void test_fd_relu_add(void)
     distq_graph_destroy(g);
 }
 
+/* clip (relu6, and a narrower range that cuts both sides of the conv's
+ * outputs): backward against finite differences; outside the bounds no
+ * gradient passes (hardtanh_backward). */
+static void test_fd_clip(void)
+{
+    for (int narrow = 0; narrow <= 1; narrow++) {
+        int64_t in[4] = {1, 3, 5, 5};
+        distq_graph *g = new_graph(4, in);
+        conv(g, "c", "x", 3, 4, 3, 1, 1, 1, 1, 1);
+        distq_attrs a = distq_attrs_default(DISTQ_OP_CLIP); /* relu6: [0, 6] */
+        if (narrow) a.min = -0.2f, a.max = 0.3f;
+        add_node(g, "clip", DISTQ_OP_CLIP, &a, "c", NULL, 0, 0);
+        finish(g, "clip");
+        fd_graph(g, DISTQ_LOSS_MSE, 2, 11 + (uint64_t)narrow);
+        distq_graph_destroy(g);
+    }
+}
+
 static void test_fd_max_pool(void)
 {
     static const struct {
@@ -1011,6 +1029,7 @@ int main(void)
         {"conv2d backward variants vs finite differences", test_fd_conv_variants},
         {"batch_norm (training) backward vs finite differences", test_fd_batch_norm},
         {"relu and add backward vs finite differences", test_fd_relu_add},
+        {"clip (relu6 and [-0.2, 0.3]) vs finite differences", test_fd_clip},
         {"max_pool2d backward vs finite differences", test_fd_max_pool},
         {"max_pool2d ties go to the first maximum", test_max_pool_ties},
         {"avgpool, flatten, linear backward vs finite differences", test_fd_avgpool_flatten_linear},

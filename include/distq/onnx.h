@@ -34,6 +34,14 @@ extern "C" {
 typedef struct {
     int n_inputs;
     const distq_tensor *const *input_values;
+    /* 1: the file is a training-mode export (torch.onnx.export with
+     * TrainingMode.PRESERVE or TRAINING on a model in train()), imported as
+     * the network to train: a BatchNormalization's batch-statistics outputs
+     * must be unused and are dropped (the node keeps its running statistics,
+     * as a PyTorch module does; distq train / qat compute the batch's
+     * themselves), and a training-mode Dropout becomes the identity (distq
+     * trains without dropout). 0: such nodes are refused, naming this. */
+    int training_graph;
 } distq_onnx_options;
 
 /* 1 if every node of the model at path has an op type the importer

@@ -1,32 +1,34 @@
 /* distq import: an ONNX model into a distq model file. */
 #include <getopt.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "distq/io.h"
 #include "distq/onnx.h"
+#include "distq/timer.h"
 
-static const char import_usage[] = "MODEL.onnx -o MODEL.h5";
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+static const char import_usage[] = "MODEL.onnx -o MODEL.h5 [--training-graph]";
 
 int cmd_import(const cli_ctx *ctx, int argc, char **argv)
 {
     const char *out = NULL;
+    distq_onnx_options opt = {0};
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"training-graph", no_argument, 0, 'T'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
-        case 'h': printf("usage: distq import %s\n", import_usage); return CLI_OK;
+        case 'T': opt.training_graph = 1; break;
+        case 'h':
+            printf("usage: distq import %s\n"
+                   "  --training-graph  the file is a training-mode export (TrainingMode.PRESERVE on a model\n"
+                   "                    in train()), imported as the network to train or QAT-train: BN keeps\n"
+                   "                    its running statistics, Dropout becomes the identity\n",
+                   import_usage);
+            return CLI_OK;
         default: return cli_usage_error("import", import_usage, "bad option");
         }
     }
@@ -40,10 +42,10 @@ int cmd_import(const cli_ctx *ctx, int argc, char **argv)
     distq_file_role ins[] = {{in, "the ONNX model"}}, outs[] = {{out, "-o"}};
     distq_status st = distq_check_outputs(ins, 1, outs, 1);
     if (st) return cli_fail(ctx, "import", st);
-    double t0 = now_s();
+    double t0 = distq_now_s();
     distq_graph *g = NULL;
-    st = distq_onnx_import(in, NULL, &g);
-    double t_import = now_s() - t0;
+    st = distq_onnx_import(in, &opt, &g);
+    double t_import = distq_now_s() - t0;
     if (!st && ctx->rank == 0) st = distq_model_save(g, out);
     if (!st && ctx->rank == 0) {
         char dims[96];

@@ -53,6 +53,8 @@ typedef struct {
     const char *dir;  /* its folder, for external data */
     int64_t opset;    /* of the default domain */
     int64_t batch;    /* the graph input's declared first dim; -1 if symbolic */
+    int training_graph; /* distq_onnx_options.training_graph */
+    const Onnx__GraphProto *gp; /* the graph being imported */
     distq_graph *g;
     onnx_const *consts;
     int n_consts, cap_consts;
@@ -85,6 +87,8 @@ const onnx_op_row *onnx_op_table(int *n);
 distq_status onnx_node_error(const onnx_importer *im, distq_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* 1 if a node of the graph reads value `name` or it is a graph output. */
+int onnx_value_is_read(const onnx_importer *im, const char *name);
 /* Input k of n: 1 if present (ONNX marks a skipped optional input with ""). */
 int onnx_has_input(const Onnx__NodeProto *n, int k);
 /* The constant input k holds, or NULL (absent, or not a constant). */

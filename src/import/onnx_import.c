@@ -906,7 +906,7 @@ distq_status distq_onnx_import(const char *path, const distq_onnx_options *opt, 
     Onnx__ModelProto *m;
     ONNX_TRY(unpack_model(path, &m));
 
-    onnx_importer im = {.path = path};
+    onnx_importer im = {.path = path, .gp = m->graph, .training_graph = opt && opt->training_graph};
     char *dir = NULL;
     const char *slash = strrchr(path, '/');
     size_t dlen = slash ? (size_t)(slash - path) : 1;
@@ -934,6 +934,17 @@ distq_status distq_onnx_import(const char *path, const distq_onnx_options *opt, 
     }
     *out = im.g;
     return DISTQ_OK;
+}
+
+int onnx_value_is_read(const onnx_importer *im, const char *name)
+{
+    const Onnx__GraphProto *gp = im->gp;
+    for (size_t i = 0; gp && i < gp->n_node; i++)
+        for (size_t k = 0; k < gp->node[i]->n_input; k++)
+            if (strcmp(gp->node[i]->input[k], name) == 0) return 1;
+    for (size_t i = 0; gp && i < gp->n_output; i++)
+        if (gp->output[i]->name && strcmp(gp->output[i]->name, name) == 0) return 1;
+    return 0;
 }
 
 static distq_status unpack_model(const char *path, Onnx__ModelProto **m)

@@ -582,18 +582,22 @@ static distq_status t_matmul(onnx_importer *im, const Onnx__NodeProto *n)
 static distq_status t_batchnorm(onnx_importer *im, const Onnx__NodeProto *n)
 {
     for (size_t k = 1; k < n->n_output; k++)
-        if (n->output[k][0])
-            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "output %zu (training statistics) is "
-                                   "not supported: export in eval mode", k);
+        if (n->output[k][0] && !(im->training_graph && !onnx_value_is_read(im, n->output[k])))
+            return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "output %zu (training statistics) is %s", k,
+                                   im->training_graph ? "read by the graph; only Y may be used"
+                                                      : "not supported: export in eval mode, or import the "
+                                                        "network to train it (distq import --training-graph)");
     int64_t training, spatial;
     ONNX_TRY(onnx_attr_int(im, n, "training_mode", 0, &training));
+    if (im->training_graph) training = 0; /* the network: running statistics, as PyTorch's eval() */
     ONNX_TRY(onnx_attr_int(im, n, "spatial", 1, &spatial));
     int64_t is_test; /* opset < 7: 0 would update the statistics */
     ONNX_TRY(onnx_attr_int(im, n, "is_test", 1, &is_test));
     if (!is_test) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'is_test' = 0 (training) "
                                          "is not supported: export in eval mode");
     if (training) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'training_mode' = 1 "
-                                         "is not supported: export in eval mode");
+                                         "is not supported: export in eval mode, or import the network "
+                                         "to train it (distq import --training-graph)");
     if (spatial != 1) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'spatial' = %lld "
                                              "is not supported", (long long)spatial);
     const char *x;
@@ -901,13 +905,16 @@ static distq_status t_identity(onnx_importer *im, const Onnx__NodeProto *n)
 /* Dropout is the identity in inference; its mask output is not imported. */
 static distq_status t_dropout(onnx_importer *im, const Onnx__NodeProto *n)
 {
-    if (onnx_has_input(n, 2)) {
+    if (onnx_has_input(n, 2) && !im->training_graph) {
         onnx_const *tm = onnx_input_const(im, n, 2);
         if (!tm || tm->dtype != DISTQ_DTYPE_S64 || distq_dims_numel(tm->ndim, tm->dims) != 1 ||
             *(const int64_t *)tm->data != 0)
             return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "input 2 'training_mode' must be a "
-                                   "constant false: export in eval mode");
+                                   "constant false: export in eval mode, or import the network to "
+                                   "train it (distq import --training-graph: Dropout becomes the identity)");
     }
+    if (n->n_output > 1 && n->output[1][0] && onnx_value_is_read(im, n->output[1]))
+        return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "output 1 (the mask) is read by the graph");
     int64_t is_test;
     ONNX_TRY(onnx_attr_int(im, n, "is_test", 1, &is_test));
     if (!is_test) return onnx_node_error(im, DISTQ_ERR_UNSUPPORTED, "attribute 'is_test' = 0 (training) "

@@ -111,7 +111,7 @@ static distq_status run_set(const char *model, const char *set, distq_backend b,
     distq_status st = read_inputs(set, in, &n_in);
     if (!st) st = read_outputs(set, ref, &n_ref);
     for (int k = 1; k < n_in; k++) bind[k] = &in[k].t;
-    distq_onnx_options opt = {n_in, bind};
+    distq_onnx_options opt = {.n_inputs = n_in, .input_values = bind};
     if (!st) st = distq_onnx_import(model, &opt, &g);
     const distq_tensor *x = &in[0].t;
     if (!st && x->dtype != DISTQ_DTYPE_F32)

@@ -415,19 +415,21 @@ static distq_status batch_norm_bwd(distq_trainer *t, int i, int64_t N)
 
 /* --- elementwise ------------------------------------------------------------ */
 
-static void relu_fwd(distq_trainer *t, const distq_node *nd, int64_t count)
+/* relu and clip (relu6, hardtanh): y = clamp(x, lo, hi); relu is hi = +inf. */
+static void clamp_fwd(distq_trainer *t, const distq_node *nd, int64_t count, float lo, float hi)
 {
     const float *x = t->act[nd->inputs[0]];
     float *y = t->act[nd->output];
 #pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
-    for (int64_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (int64_t i = 0; i < count; i++) y[i] = x[i] > lo ? (x[i] < hi ? x[i] : hi) : lo;
 }
 
-/* dx = dy where x > 0, the same as PyTorch's threshold_backward on the output
- * (y > 0 iff x > 0), but read from the input: under QAT the output buffer
- * has been fake-quantized in place, and a small y rounded to 0 must still
- * pass its gradient (PyTorch's ReLU sees the output before the fake quant). */
-static void relu_bwd(distq_trainer *t, const distq_node *nd, int64_t count)
+/* dx = dy where lo < x < hi, as PyTorch's threshold_backward (relu) and
+ * hardtanh_backward (clip) do, read from the input: under QAT the output
+ * buffer has been fake-quantized in place, and a small y rounded to lo must
+ * still pass its gradient (PyTorch's module sees the output before the fake
+ * quant). */
+static void clamp_bwd(distq_trainer *t, const distq_node *nd, int64_t count, float lo, float hi)
 {
     const float *x = t->act[nd->inputs[0]], *dy = t->dact[nd->output];
     int acc = 0;
@@ -438,13 +440,13 @@ static void relu_bwd(distq_trainer *t, const distq_node *nd, int64_t count)
 #pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
         for (int64_t i = 0; i < count; i++) {
             float g = dy[i]; /* loaded unconditionally, so the select vectorizes */
-            dx[i] += x[i] > 0.0f ? g : 0.0f;
+            dx[i] += x[i] > lo && x[i] < hi ? g : 0.0f;
         }
     } else {
 #pragma omp parallel for schedule(dynamic, ELEM_CHUNK) num_threads(t->nthreads)
         for (int64_t i = 0; i < count; i++) {
             float g = dy[i];
-            dx[i] = x[i] > 0.0f ? g : 0.0f;
+            dx[i] = x[i] > lo && x[i] < hi ? g : 0.0f;
         }
     }
 }
@@ -652,13 +654,27 @@ static int64_t out_count(const distq_trainer *t, int i, int64_t N)
 
 static distq_status relu_fwd_k(distq_trainer *t, int i, int64_t N, int training)
 {
-    relu_fwd(t, &t->g->nodes[i], out_count(t, i, N));
+    clamp_fwd(t, &t->g->nodes[i], out_count(t, i, N), 0.0f, INFINITY);
     return DISTQ_OK;
 }
 
 static distq_status relu_bwd_k(distq_trainer *t, int i, int64_t N)
 {
-    relu_bwd(t, &t->g->nodes[i], out_count(t, i, N));
+    clamp_bwd(t, &t->g->nodes[i], out_count(t, i, N), 0.0f, INFINITY);
+    return DISTQ_OK;
+}
+
+static distq_status clip_fwd_k(distq_trainer *t, int i, int64_t N, int training)
+{
+    const distq_node *nd = &t->g->nodes[i];
+    clamp_fwd(t, nd, out_count(t, i, N), nd->attr.min, nd->attr.max);
+    return DISTQ_OK;
+}
+
+static distq_status clip_bwd_k(distq_trainer *t, int i, int64_t N)
+{
+    const distq_node *nd = &t->g->nodes[i];
+    clamp_bwd(t, nd, out_count(t, i, N), nd->attr.min, nd->attr.max);
     return DISTQ_OK;
 }
 
@@ -726,6 +742,7 @@ static const train_kernel train_kernels[DISTQ_OP_COUNT] = {
     [DISTQ_OP_CONV2D] = {conv2d_fwd_k, conv2d_bwd_k},
     [DISTQ_OP_BATCH_NORM] = {batch_norm_fwd, batch_norm_bwd},
     [DISTQ_OP_RELU] = {relu_fwd_k, relu_bwd_k},
+    [DISTQ_OP_CLIP] = {clip_fwd_k, clip_bwd_k},
     [DISTQ_OP_ADD] = {add_fwd_k, add_bwd_k},
     [DISTQ_OP_MAX_POOL2D] = {max_pool2d_fwd_k, max_pool2d_bwd_k},
     [DISTQ_OP_ADAPTIVE_AVG_POOL2D] = {avg_pool_fwd_k, avg_pool_bwd_k},
